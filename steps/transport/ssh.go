@@ -1,0 +1,385 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/melbahja/goph"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// ExecWrapper is the fixed command line of every SSH exec request. The real
+// script (exports of Command.Env, then Command.Line) travels on the session's
+// stdin, so secrets never appear in the exec request nor on any process
+// command line on the node.
+const ExecWrapper = `sh -c 'script=$(cat); eval "$script"'`
+
+// Defaults for SSHConfig.
+const (
+	DefaultSSHPort        = 22
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// Cancellation timing: on ctx cancel Run sends TERM to the remote process
+// group, then KILL after cancelGrace, closes the session, and waits at most
+// cancelDrain for the session to wind down.
+const (
+	cancelGrace = 200 * time.Millisecond
+	cancelDrain = 300 * time.Millisecond
+)
+
+// SSHConfig describes how to reach one node over SSH.
+type SSHConfig struct {
+	// Name is the node's name, used in errors.
+	Name string
+	// Host is the node's address (name or IP).
+	Host string
+	// Port is the SSH port. Default 22.
+	Port int
+	// User is the login user.
+	User string
+	// IdentityFile is an unencrypted private key. If empty, keys come from
+	// the ssh-agent at SSH_AUTH_SOCK.
+	IdentityFile string
+	// KnownHostsFile is required: the host key must be listed there.
+	KnownHostsFile string
+	// ConnectTimeout bounds dialling plus the SSH handshake. Default 10 s.
+	ConnectTimeout time.Duration
+	// KeepAlive, if positive, sends a keepalive request at this interval and
+	// drops the connection (ErrConnLost for runs in progress) when three
+	// intervals pass without an answer.
+	KeepAlive time.Duration
+}
+
+// SSH is a Transport over one SSH connection; each Run opens a new session
+// on it. It is safe for concurrent use.
+type SSH struct {
+	name        string
+	addr        string
+	client      *goph.Client
+	fingerprint string
+	agentConn   net.Conn
+	dead        atomic.Bool
+	done        chan struct{} // closed when the connection has ended
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+var _ Transport = (*SSH)(nil)
+
+// DialSSH connects to cfg's node with strict host key checking. An unknown
+// host fails with a *HostKeyError matching ErrUnknownHost, a changed key with
+// one matching ErrHostKeyMismatch; in both cases no authentication happens
+// and nothing runs on the node.
+func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
+	name := cfg.Name
+	if name == "" {
+		name = cfg.Host
+	}
+	port := cfg.Port
+	if port == 0 {
+		port = DefaultSSHPort
+	}
+	timeout := cfg.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
+	}
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(port))
+	fail := func(format string, args ...any) (*SSH, error) {
+		return nil, fmt.Errorf("ssh %s (%s): "+format, append([]any{name, addr}, args...)...)
+	}
+
+	var seen atomic.Pointer[ssh.PublicKey]
+	hostKeyCallback, err := strictHostKeyCallback(cfg.KnownHostsFile, &seen)
+	if err != nil {
+		return fail("%w", err)
+	}
+	s := &SSH{name: name, addr: addr, done: make(chan struct{})}
+	var auth goph.Auth
+	if cfg.IdentityFile != "" {
+		auth, err = goph.Key(cfg.IdentityFile, "")
+		if err != nil {
+			return fail("load identity %s: %w", cfg.IdentityFile, err)
+		}
+	} else {
+		sock := os.Getenv("SSH_AUTH_SOCK")
+		if sock == "" {
+			return fail("no IdentityFile and no ssh-agent (SSH_AUTH_SOCK is empty)")
+		}
+		var d net.Dialer
+		s.agentConn, err = d.DialContext(ctx, "unix", sock)
+		if err != nil {
+			return fail("connect to ssh-agent: %w", err)
+		}
+		auth = goph.Auth{ssh.PublicKeysCallback(agent.NewClient(s.agentConn).Signers)}
+	}
+	gcfg := &goph.Config{
+		Auth: auth, User: cfg.User, Addr: cfg.Host, Port: uint(port),
+		Timeout: timeout, Callback: hostKeyCallback,
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client, err := dialClient(dctx, addr, gcfg)
+	if err != nil {
+		s.closeAgent()
+		var hke *HostKeyError
+		if errors.As(err, &hke) {
+			return nil, fmt.Errorf("ssh %s: %w", name, hke)
+		}
+		if ctxErr := dctx.Err(); ctxErr != nil && ctx.Err() != nil {
+			return fail("dial: %w", ctx.Err())
+		}
+		return fail("dial: %w", err)
+	}
+	s.client = client
+	if k := seen.Load(); k != nil {
+		s.fingerprint = ssh.FingerprintSHA256(*k)
+	}
+	go func() {
+		_ = client.Wait()
+		s.dead.Store(true)
+		close(s.done)
+	}()
+	if cfg.KeepAlive > 0 {
+		go s.keepAlive(cfg.KeepAlive)
+	}
+	return s, nil
+}
+
+// dialClient dials addr and runs the SSH handshake, both bounded by ctx.
+func dialClient(ctx context.Context, addr string, gcfg *goph.Config) (*goph.Client, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, &ssh.ClientConfig{
+		User:            gcfg.User,
+		Auth:            gcfg.Auth,
+		HostKeyCallback: gcfg.Callback,
+		Timeout:         gcfg.Timeout,
+	})
+	if !stop() {
+		// ctx ended during the handshake: conn is closed.
+		if c != nil {
+			_ = c.Close()
+		}
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return &goph.Client{Client: ssh.NewClient(c, chans, reqs), Config: gcfg}, nil
+}
+
+// keepAlive probes the connection every interval and closes it when three
+// intervals pass without an answer.
+func (s *SSH) keepAlive(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		replied := make(chan error, 1)
+		go func() {
+			_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
+			replied <- err
+		}()
+		timer := time.NewTimer(3 * interval)
+		select {
+		case err := <-replied:
+			timer.Stop()
+			if err != nil {
+				_ = s.client.Close()
+				return
+			}
+		case <-timer.C:
+			_ = s.client.Close()
+			return
+		case <-s.done:
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// HostKeyFingerprint returns the SHA256 fingerprint of the node's host key.
+func (s *SSH) HostKeyFingerprint() string { return s.fingerprint }
+
+// Alive reports whether the connection is still up. Pool redials a
+// transport that is no longer alive.
+func (s *SSH) Alive() bool { return !s.dead.Load() }
+
+// Script returns the text sent on stdin for cmd: quoted exports of cmd.Env,
+// stdin redirected from /dev/null, then cmd.Line.
+func Script(cmd Command) (string, error) {
+	names, err := sortedEnv(cmd.Env)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString("export " + k + "=" + Quote(cmd.Env[k]) + "\n")
+	}
+	b.WriteString("exec </dev/null\n")
+	b.WriteString(cmd.Line)
+	b.WriteString("\n")
+	return b.String(), nil
+}
+
+// Run runs cmd in a new session on the connection and returns its exit status
+// (128+n when killed by signal n). When ctx is cancelled it signals the
+// remote process group (TERM, then KILL), closes the session and returns
+// within about half a second. A connection lost before the exit status
+// arrived yields ErrConnLost, never a success.
+func (s *SSH) Run(ctx context.Context, cmd Command) (int, error) {
+	script, err := Script(cmd)
+	if err != nil {
+		return -1, fmt.Errorf("ssh %s: %w", s.name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return -1, fmt.Errorf("ssh %s: run: %w", s.name, err)
+	}
+	sess, err := s.newSession(ctx)
+	if err != nil {
+		return -1, err
+	}
+	out := newOutputs(cmd.Stdout, cmd.Stderr)
+	defer out.close()
+	sess.Stdout = out.Stdout()
+	sess.Stderr = out.Stderr()
+	sess.Stdin = strings.NewReader(script)
+	if err := sess.Start(ExecWrapper); err != nil {
+		_ = sess.Close()
+		return -1, s.lost("start", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+
+	select {
+	case err := <-done:
+		_ = sess.Close()
+		return s.result(err)
+	case <-ctx.Done():
+	}
+	select {
+	case <-done: // finished at the same moment; still report the cancellation
+	default:
+		_ = sess.Signal(ssh.SIGTERM)
+		grace := time.NewTimer(cancelGrace)
+		select {
+		case <-done:
+			grace.Stop()
+		case <-grace.C:
+			_ = sess.Signal(ssh.SIGKILL)
+			_ = sess.Close()
+			drain := time.NewTimer(cancelDrain)
+			select {
+			case <-done:
+			case <-drain.C:
+			}
+			drain.Stop()
+		}
+	}
+	_ = sess.Close()
+	return -1, fmt.Errorf("ssh %s: run: %w", s.name, ctx.Err())
+}
+
+// newSession opens a session, giving up when ctx ends.
+func (s *SSH) newSession(ctx context.Context) (*ssh.Session, error) {
+	type result struct {
+		sess *ssh.Session
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		sess, err := s.client.NewSession()
+		ch <- result{sess, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, s.lost("open session", r.err)
+		}
+		return r.sess, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.sess != nil {
+				_ = r.sess.Close()
+			}
+		}()
+		return nil, fmt.Errorf("ssh %s: open session: %w", s.name, ctx.Err())
+	}
+}
+
+// lost wraps a session failure: ErrConnLost when the connection has ended.
+func (s *SSH) lost(op string, err error) error {
+	if s.connEnded() {
+		return fmt.Errorf("ssh %s: %s: %w: %w", s.name, op, ErrConnLost, err)
+	}
+	return fmt.Errorf("ssh %s: %s: %w", s.name, op, err)
+}
+
+// connEnded reports whether the connection has ended, waiting briefly: a
+// channel can report EOF a moment before the connection's reader notices.
+func (s *SSH) connEnded() bool {
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// result maps the session's Wait error to an exit status or ErrConnLost.
+func (s *SSH) result(err error) (int, error) {
+	if err == nil {
+		return 0, nil
+	}
+	var exitErr *ssh.ExitError
+	if errors.As(err, &exitErr) {
+		return exitErr.ExitStatus(), nil
+	}
+	// No exit status (ExitMissingError, EOF, closed connection): whatever
+	// happened on the node is unknown.
+	return -1, fmt.Errorf("ssh %s: wait: %w: %w", s.name, ErrConnLost, err)
+}
+
+// Close closes the connection (and the ssh-agent socket, if any).
+func (s *SSH) Close() error {
+	s.closeOnce.Do(func() {
+		err := s.client.Close()
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			s.closeErr = fmt.Errorf("ssh %s: close: %w", s.name, err)
+		}
+		s.closeAgent()
+	})
+	return s.closeErr
+}
+
+func (s *SSH) closeAgent() {
+	if s.agentConn != nil {
+		_ = s.agentConn.Close()
+	}
+}

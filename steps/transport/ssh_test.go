@@ -1,0 +1,364 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drbook/drbook/steps/transport"
+	"github.com/drbook/drbook/steps/transport/sshtest"
+	"golang.org/x/crypto/ssh"
+)
+
+func TestSSHRunExitCodes(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		if s.HostKeyFingerprint() != ssh.FingerprintSHA256(srv.HostKey) {
+			t.Errorf("HostKeyFingerprint = %q, want %q", s.HostKeyFingerprint(), ssh.FingerprintSHA256(srv.HostKey))
+		}
+		tests := []struct {
+			line string
+			want int
+		}{
+			{"true", 0},
+			{"false", 1},
+			{"exit 42", 42},
+			{"echo partial; exit 3", 3},
+			{"kill -9 $$", 128 + 9},
+		}
+		for _, tt := range tests {
+			got, err := s.Run(t.Context(), transport.Command{Line: tt.line})
+			if err != nil {
+				t.Errorf("Run(%q): %v", tt.line, err)
+				continue
+			}
+			if got != tt.want {
+				t.Errorf("Run(%q) = %d, want %d", tt.line, got, tt.want)
+			}
+		}
+	})
+}
+
+func TestSSHRunStreamsOutput(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		var stdout, stderr buffer
+		start := time.Now()
+		code, err := s.Run(t.Context(), transport.Command{
+			Line:   "echo first; echo oops >&2; sleep 1; echo second",
+			Stdout: &stdout, Stderr: &stderr,
+		})
+		took := time.Since(start)
+		if err != nil || code != 0 {
+			t.Fatalf("Run = %d, %v", code, err)
+		}
+		if got := stdout.String(); got != "first\nsecond\n" {
+			t.Errorf("stdout = %q", got)
+		}
+		if got := stderr.String(); got != "oops\n" {
+			t.Errorf("stderr = %q", got)
+		}
+		if took < time.Second {
+			t.Fatalf("Run took %v, want ≥ 1s (the command sleeps)", took)
+		}
+		if early := stdout.firstWrite().Sub(start); early > 600*time.Millisecond {
+			t.Errorf("first line arrived %v after start, want it before the 1 s sleep ended", early)
+		}
+	})
+}
+
+func TestSSHRunLargeOutput(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		var stdout buffer
+		const size = 1 << 20
+		code, err := s.Run(t.Context(), transport.Command{
+			Line:   fmt.Sprintf("yes 0123456789abcdef | head -c %d", size),
+			Stdout: &stdout,
+		})
+		if err != nil || code != 0 {
+			t.Fatalf("Run = %d, %v", code, err)
+		}
+		got := stdout.String()
+		want := strings.Repeat("0123456789abcdef\n", size/17+1)[:size]
+		if got != want {
+			t.Errorf("got %d bytes, want %d identical bytes", len(got), size)
+		}
+	})
+}
+
+// envEdgeCases are values that break naive quoting.
+var envEdgeCases = map[string]string{
+	"EMPTY":      "",
+	"SPACES":     "  a  b  ",
+	"SQUOTE":     "it's 'quoted'",
+	"DQUOTE":     `say "hi"`,
+	"NEWLINES":   "line1\nline2\n\n",
+	"DOLLAR":     "$HOME ${PATH} $(id) $$",
+	"BACKTICK":   "`id` `rm -rf /nonexistent`",
+	"BACKSLASH":  `a\b\\c\n\'`,
+	"GLOB":       "* ? [a-z] ~",
+	"UNICODE":    "héllo 世界 🚀",
+	"SEMICOLON":  "x; echo injected; #",
+	"LEADINGDSH": "-n -e",
+}
+
+func TestSSHRunEnvQuoting(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		var names []string
+		for k := range envEdgeCases {
+			names = append(names, k)
+		}
+		var line strings.Builder
+		line.WriteString("printf '%s\\0'")
+		for _, k := range names {
+			line.WriteString(` "$` + k + `"`)
+		}
+		var stdout buffer
+		code, err := s.Run(t.Context(), transport.Command{Line: line.String(), Env: envEdgeCases, Stdout: &stdout})
+		if err != nil || code != 0 {
+			t.Fatalf("Run = %d, %v", code, err)
+		}
+		got := strings.Split(strings.TrimSuffix(stdout.String(), "\x00"), "\x00")
+		if len(got) != len(names) {
+			t.Fatalf("got %d values, want %d: %q", len(got), len(names), stdout.String())
+		}
+		for i, k := range names {
+			if got[i] != envEdgeCases[k] {
+				t.Errorf("$%s = %q, want %q", k, got[i], envEdgeCases[k])
+			}
+		}
+	})
+}
+
+func TestSSHRunRejectsInvalidEnv(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		file := filepath.Join(srv.Dir, marker(t))
+		for _, env := range []map[string]string{
+			{"A-B": "x"}, {"1A": "x"}, {"": "x"}, {"A B": "x"}, {"OK": "nul\x00byte"},
+		} {
+			_, err := s.Run(t.Context(), transport.Command{Line: "touch " + transport.Quote(file), Env: env})
+			if !errors.Is(err, transport.ErrInvalidEnv) {
+				t.Errorf("Run with env %q: err = %v, want ErrInvalidEnv", env, err)
+			}
+			if strings.Contains(fmt.Sprint(err), "nul\x00byte") {
+				t.Errorf("error reveals the value: %v", err)
+			}
+		}
+		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("command ran despite invalid env: %v", err)
+		}
+	})
+}
+
+func TestSSHUnknownHost(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		emptyKnown := filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(emptyKnown, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want := ssh.FingerprintSHA256(srv.HostKey)
+		for name, known := range map[string]string{
+			"empty file":   emptyKnown,
+			"missing file": filepath.Join(t.TempDir(), "absent"),
+		} {
+			cfg := sshConfig(srv)
+			cfg.KnownHostsFile = known
+			s, err := transport.DialSSH(t.Context(), cfg)
+			if err == nil {
+				_ = s.Close()
+				t.Fatalf("%s: DialSSH succeeded for an unknown host", name)
+			}
+			if !errors.Is(err, transport.ErrUnknownHost) || errors.Is(err, transport.ErrHostKeyMismatch) {
+				t.Errorf("%s: err = %v, want ErrUnknownHost", name, err)
+			}
+			var hke *transport.HostKeyError
+			if !errors.As(err, &hke) || hke.Fingerprint() != want {
+				t.Errorf("%s: err = %#v, want a *HostKeyError with fingerprint %s", name, err, want)
+			}
+			for _, part := range []string{want, fmt.Sprintf("[127.0.0.1]:%d", srv.Port), "drbook trust"} {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("%s: message %q lacks %q", name, err, part)
+				}
+			}
+		}
+	})
+}
+
+// TestSSHTrustFlow is the `drbook trust` flow: an unknown host is scanned,
+// its fingerprint matches the refusal's, the key is appended, and the dial
+// then succeeds; before trusting, nothing ran.
+func TestSSHTrustFlow(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		known := filepath.Join(t.TempDir(), "known_hosts")
+		cfg := sshConfig(srv)
+		cfg.KnownHostsFile = known
+		file := filepath.Join(srv.Dir, marker(t))
+		_, err := transport.DialSSH(t.Context(), cfg)
+		var hke *transport.HostKeyError
+		if !errors.As(err, &hke) {
+			t.Fatalf("DialSSH: %v, want *HostKeyError", err)
+		}
+		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("marker exists before any run: %v", err)
+		}
+		key, err := transport.ScanHostKey(t.Context(), srv.Addr)
+		if err != nil {
+			t.Fatalf("ScanHostKey: %v", err)
+		}
+		if got := ssh.FingerprintSHA256(key); got != hke.Fingerprint() {
+			t.Fatalf("scanned fingerprint %s, refusal named %s", got, hke.Fingerprint())
+		}
+		if err := transport.AppendKnownHost(known, srv.Addr, key); err != nil {
+			t.Fatalf("AppendKnownHost: %v", err)
+		}
+		s, err := transport.DialSSH(t.Context(), cfg)
+		if err != nil {
+			t.Fatalf("DialSSH after trusting: %v", err)
+		}
+		defer s.Close()
+		if code, err := s.Run(t.Context(), transport.Command{Line: "touch " + transport.Quote(file)}); err != nil || code != 0 {
+			t.Fatalf("Run = %d, %v", code, err)
+		}
+		if _, err := os.Stat(file); err != nil {
+			t.Errorf("marker after a trusted run: %v", err)
+		}
+	})
+}
+
+func TestSSHHostKeyMismatch(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		dir := t.TempDir()
+		other, err := sshtest.WriteKey(filepath.Join(dir, "other"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		known := filepath.Join(dir, "known_hosts")
+		if err := transport.AppendKnownHost(known, srv.Addr, other); err != nil {
+			t.Fatal(err)
+		}
+		cfg := sshConfig(srv)
+		cfg.KnownHostsFile = known
+		_, err = transport.DialSSH(t.Context(), cfg)
+		if !errors.Is(err, transport.ErrHostKeyMismatch) || errors.Is(err, transport.ErrUnknownHost) {
+			t.Fatalf("err = %v, want ErrHostKeyMismatch", err)
+		}
+		for _, part := range []string{ssh.FingerprintSHA256(srv.HostKey), ssh.FingerprintSHA256(other), "MISMATCH"} {
+			if !strings.Contains(err.Error(), part) {
+				t.Errorf("message %q lacks %q", err, part)
+			}
+		}
+	})
+}
+
+// startMarked runs `sh -c 'sleep 30; :' MARKER` in the background and waits
+// until the marked process is up. It returns the Run's result channel.
+func startMarked(t *testing.T, ctx context.Context, tr transport.Transport, m string, env map[string]string) <-chan error {
+	t.Helper()
+	killMarked(t, m)
+	done := make(chan error, 1)
+	go func() {
+		code, err := tr.Run(ctx, transport.Command{Line: "sh -c 'sleep 30; :' " + m, Env: env})
+		if err == nil {
+			err = fmt.Errorf("exit %d", code)
+		}
+		done <- err
+	}()
+	waitFor(t, 5*time.Second, "the marked process to start", func() bool { return len(sshtest.PIDsWithArg(m)) > 0 })
+	return done
+}
+
+func TestSSHCancel(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		m := marker(t)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := startMarked(t, ctx, s, m, nil)
+		pids := sshtest.PIDsWithArg(m)
+		children := childrenOf(pids)
+		if len(children) == 0 {
+			t.Fatalf("no sleep child under %v", pids)
+		}
+		start := time.Now()
+		cancel()
+		err := <-done
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("Run returned %v after cancel, want ≤ 1s", took)
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("err = %v, want context.Canceled", err)
+		}
+		waitFor(t, 2*time.Second, "the remote process group to die", func() bool {
+			return len(sshtest.PIDsWithArg(m)) == 0 && !anyAlive(children)
+		})
+		// The connection stays usable.
+		if code, err := s.Run(t.Context(), transport.Command{Line: "exit 7"}); err != nil || code != 7 {
+			t.Errorf("Run after cancel = %d, %v", code, err)
+		}
+	})
+}
+
+func TestSSHConnLostMidCommand(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		m := marker(t)
+		done := startMarked(t, t.Context(), s, m, nil)
+		if n := srv.KillConnections(t); n != 1 {
+			t.Errorf("KillConnections ended %d connections, want 1", n)
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, transport.ErrConnLost) {
+				t.Fatalf("err = %v, want ErrConnLost", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Run did not return after the connection was killed")
+		}
+		waitFor(t, 2*time.Second, "Alive() to turn false", func() bool { return !s.Alive() })
+		if _, err := s.Run(t.Context(), transport.Command{Line: "true"}); !errors.Is(err, transport.ErrConnLost) {
+			t.Errorf("Run on a dead connection: err = %v, want ErrConnLost", err)
+		}
+	})
+}
+
+func TestSSHSecretNotOnCommandLine(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		secret := "s3cr3t-" + marker(t)
+		m := marker(t)
+		killMarked(t, m)
+		done := make(chan error, 1)
+		go func() {
+			code, err := s.Run(t.Context(), transport.Command{
+				Line: "sh -c 'sleep 1; test -n \"$DRBOOK_SECRET\"' " + m,
+				Env:  map[string]string{"DRBOOK_SECRET": secret, "OTHER": "x"},
+			})
+			if err == nil && code != 0 {
+				err = fmt.Errorf("exit %d", code)
+			}
+			done <- err
+		}()
+		waitFor(t, 5*time.Second, "the marked process in ps", func() bool {
+			out, err := exec.Command("ps", "-eo", "args").Output()
+			if err != nil {
+				t.Fatalf("ps: %v", err)
+			}
+			if bytes.Contains(out, []byte(secret)) {
+				t.Fatalf("secret visible in ps -eo args:\n%s", out)
+			}
+			return bytes.Contains(out, []byte(m))
+		})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
