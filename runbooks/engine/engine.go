@@ -1,0 +1,327 @@
+// Package engine walks a runbook run: it resolves each step's targets,
+// checkpoints every step execution in the store before and after it runs,
+// runs targets in parallel (bounded by serial:), applies retries and failure
+// policies, asks the operator where a person must decide, and emits typed
+// events that the TUI and the headless printer render.
+//
+// Resume rebuilds a run from its recorded events: completed executions are
+// never run again, interrupted ones are decided by the step's check:, by the
+// kind's idempotency, or by the operator (--redo/--skip when headless).
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/steps/transport"
+)
+
+// Store is the checkpoint store the engine writes to; *state.DB implements it.
+type Store interface {
+	CreateRun(ctx context.Context, r *state.Run) error
+	Append(ctx context.Context, ev state.Event) (state.Event, error)
+	Events(ctx context.Context, runID string) ([]state.Event, error)
+	GetRun(ctx context.Context, id string) (state.Run, error)
+	Lock(ctx context.Context, runID string) (func() error, error)
+	Seal(plain string) (string, error)
+	Unseal(s string) (string, error)
+}
+
+var _ Store = (*state.DB)(nil)
+
+// Dialer opens a transport to a node.
+type Dialer func(ctx context.Context, node *runbooks.Node) (transport.Transport, error)
+
+// Config is what a run needs.
+type Config struct {
+	Runbook   *runbooks.Runbook
+	Inventory *runbooks.Inventory
+	Registry  *steps.Registry
+	Store     Store
+	Dial      Dialer
+	Operator  steps.Operator
+	// Observer receives every event; may be nil.
+	Observer func(Event)
+	Mode     string // "interactive", "headless", "rehearsal"
+	Labels   map[string]string
+	Logger   *slog.Logger
+}
+
+// Errors that end a run.
+var (
+	// ErrStepFailed is wrapped when a step failed and the run stopped.
+	ErrStepFailed = errors.New("step failed")
+	// ErrInterrupted is wrapped when the run was interrupted (Ctrl-C, SIGTERM);
+	// it can be resumed.
+	ErrInterrupted = errors.New("run interrupted")
+	// ErrAborted is wrapped when the operator aborted the run.
+	ErrAborted = errors.New("run aborted by the operator")
+	// ErrNeedsDecision is wrapped when a resume found an interrupted step it
+	// may not re-run by itself and nobody can decide (headless).
+	ErrNeedsDecision = errors.New("operator decision needed")
+	// ErrRunbookChanged is wrapped when resuming with a runbook or inventory
+	// that differs from the recorded one.
+	ErrRunbookChanged = errors.New("runbook or inventory changed since the run started")
+	// ErrRunFinished is wrapped when resuming a run that already finished.
+	ErrRunFinished = errors.New("run already finished")
+)
+
+// Outcome summarises a finished (or stopped) run.
+type Outcome struct {
+	RunID   string
+	Status  state.Status
+	Machine time.Duration
+	Human   time.Duration
+}
+
+// run is the state of one walk.
+type run struct {
+	cfg     Config
+	id      string
+	scope   *runbooks.RunScope
+	mask    *masker
+	pool    *transport.Pool
+	log     *slog.Logger
+	started time.Time
+
+	emitMu  sync.Mutex
+	humanMu sync.Mutex
+	human   time.Duration
+
+	// prior holds what the record says of each step, on resume.
+	prior map[string]*priorStep
+	opts  ResumeOptions
+}
+
+type priorStep struct {
+	// byTarget: last recorded execution per target.
+	byTarget map[string]*state.Exec
+	skipped  bool
+	reason   string
+}
+
+func newRun(cfg Config) (*run, error) {
+	if cfg.Runbook == nil || cfg.Registry == nil || cfg.Store == nil || cfg.Operator == nil {
+		return nil, errors.New("engine: runbook, registry, store and operator are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = "headless"
+	}
+	r := &run{cfg: cfg, mask: &masker{}, log: cfg.Logger, prior: map[string]*priorStep{}}
+	r.pool = transport.NewPool(func(ctx context.Context, name string) (transport.Transport, error) {
+		if cfg.Inventory == nil {
+			return nil, fmt.Errorf("no inventory: cannot reach node %q", name)
+		}
+		n := cfg.Inventory.Node(name)
+		if n == nil {
+			return nil, fmt.Errorf("unknown node %q", name)
+		}
+		if cfg.Dial == nil {
+			return nil, errors.New("engine: no dialer configured")
+		}
+		return cfg.Dial(ctx, n)
+	})
+	return r, nil
+}
+
+func (r *run) emit(ev Event) {
+	if r.cfg.Observer == nil {
+		return
+	}
+	r.emitMu.Lock()
+	defer r.emitMu.Unlock()
+	r.cfg.Observer(ev)
+}
+
+// record appends an event durably. Records are written even while the run's
+// context is being cancelled, so an interrupt is recorded as such.
+func (r *run) record(ctx context.Context, typ state.EventType, stepID, target string, attempt int, payload any) error {
+	ev, err := state.NewEvent(r.id, typ, payload)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", typ, err)
+	}
+	ev.StepID, ev.Target, ev.Attempt = stepID, target, attempt
+	ev.Time = time.Now().UTC()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if _, err := r.cfg.Store.Append(wctx, ev); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", typ, err)
+	}
+	return nil
+}
+
+// Start creates a new run, records its inputs, and walks it to the end.
+// inputs are the resolved values of the runbook's inputs.
+func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (Outcome, error) {
+	r, err := newRun(cfg)
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer r.pool.Close()
+	host, _ := os.Hostname()
+	sr := &state.Run{
+		RunbookName: cfg.Runbook.Name, RunbookTitle: cfg.Runbook.Title,
+		RunbookPath: cfg.Runbook.File, RunbookSHA256: cfg.Runbook.SHA256, RunbookSource: cfg.Runbook.Source,
+		Mode: cfg.Mode, Host: host, PID: os.Getpid(), Labels: cfg.Labels,
+	}
+	if cfg.Inventory != nil {
+		sr.InventoryPath, sr.InventorySHA256, sr.InventorySource = cfg.Inventory.File, cfg.Inventory.SHA256, cfg.Inventory.Source
+	}
+	if err := cfg.Store.CreateRun(ctx, sr); err != nil {
+		return Outcome{}, fmt.Errorf("create run: %w", err)
+	}
+	r.id = sr.ID
+	release, err := cfg.Store.Lock(ctx, r.id)
+	if err != nil {
+		return Outcome{RunID: r.id}, err
+	}
+	defer release()
+	r.scope = r.newScope(map[string]runbooks.Value{})
+	for _, in := range cfg.Runbook.Inputs {
+		v, ok := inputs[in.Name]
+		if !ok {
+			continue
+		}
+		if err := r.recordAnswer(ctx, in.Name, v); err != nil {
+			return Outcome{RunID: r.id}, err
+		}
+	}
+	return r.walk(ctx, false)
+}
+
+func (r *run) newScope(inputs map[string]runbooks.Value) *runbooks.RunScope {
+	return &runbooks.RunScope{
+		RunID: r.id, Runbook: r.cfg.Runbook.Name, Mode: r.cfg.Mode,
+		Inputs: inputs, Steps: map[string]*runbooks.StepValues{}, Inventory: r.cfg.Inventory,
+	}
+}
+
+func (r *run) recordAnswer(ctx context.Context, name string, v runbooks.Value) error {
+	b, err := json.Marshal(v.V)
+	if err != nil {
+		return fmt.Errorf("encode input %s: %w", name, err)
+	}
+	val := string(b)
+	if v.Secret {
+		if s, ok := v.V.(string); ok {
+			r.mask.add(s)
+		}
+		if val, err = r.cfg.Store.Seal(val); err != nil {
+			return fmt.Errorf("seal input %s: %w", name, err)
+		}
+	}
+	r.scope.Inputs[name] = v
+	return r.record(ctx, state.EvAnswer, "", "", 0, state.Answer{Name: name, Value: val, Secret: v.Secret})
+}
+
+// walk runs every step from the first one not yet done.
+func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
+	r.started = time.Now()
+	ids := make([]string, len(r.cfg.Runbook.Steps))
+	for i, s := range r.cfg.Runbook.Steps {
+		ids[i] = s.ID
+	}
+	inv := ""
+	if r.cfg.Inventory != nil {
+		inv = r.cfg.Inventory.File
+	}
+	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
+	var runErr error
+	for i := range r.cfg.Runbook.Steps {
+		step := &r.cfg.Runbook.Steps[i]
+		if err := r.doStep(ctx, step); err != nil {
+			runErr = err
+			break
+		}
+	}
+	return r.finish(ctx, runErr)
+}
+
+func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
+	status := state.StatusSucceeded
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, ErrInterrupted), errors.Is(runErr, context.Canceled), errors.Is(runErr, ErrNeedsDecision):
+		status = state.StatusInterrupted
+	case errors.Is(runErr, ErrAborted):
+		status = state.StatusAborted
+	default:
+		status = state.StatusFailed
+	}
+	if status == state.StatusInterrupted && !errors.Is(runErr, ErrInterrupted) && !errors.Is(runErr, ErrNeedsDecision) {
+		runErr = fmt.Errorf("%w: %w", ErrInterrupted, runErr)
+	}
+	r.humanMu.Lock()
+	human := r.human
+	r.humanMu.Unlock()
+	wall := time.Since(r.started)
+	out := Outcome{RunID: r.id, Status: status, Machine: wall - human, Human: human}
+	msg := ""
+	if runErr != nil {
+		msg = r.mask.mask(runErr.Error())
+	}
+	if err := r.record(ctx, state.EvRunFinished, "", "", 0, state.RunFinished{
+		Status: status, MachineMS: out.Machine.Milliseconds(), HumanMS: human.Milliseconds(), Error: msg,
+	}); err != nil && runErr == nil {
+		runErr = err
+	}
+	r.emit(RunFinished{RunID: r.id, Status: status, Err: msg, Machine: out.Machine, Human: human, Time: time.Now()})
+	if runErr != nil {
+		return out, &maskedError{msg: msg, err: runErr}
+	}
+	return out, nil
+}
+
+// maskedError keeps the error chain but prints the masked message.
+type maskedError struct {
+	msg string
+	err error
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
+
+// operator wraps every operator call to measure human time and record it.
+func (r *run) waitOperator(ctx context.Context, kind, stepID, prompt string, call func() (string, string, error)) error {
+	r.emit(NeedsOperator{Kind: kind, StepID: stepID, Prompt: r.mask.mask(prompt), Time: time.Now()})
+	t0 := time.Now()
+	resp, by, err := call()
+	waited := time.Since(t0)
+	r.humanMu.Lock()
+	r.human += waited
+	r.humanMu.Unlock()
+	resp = r.mask.mask(resp)
+	r.emit(WaitOver{Kind: kind, StepID: stepID, Response: resp, Waited: waited, Time: time.Now()})
+	if errors.Is(err, steps.ErrNoOperator) || ctx.Err() != nil {
+		return err
+	}
+	if rerr := r.record(ctx, state.EvOperatorWait, stepID, "", 0, state.OperatorWait{
+		Kind: kind, Prompt: r.mask.mask(prompt), Response: resp, By: by, DurationMS: waited.Milliseconds(),
+	}); rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// Operator returns the user name recorded as "who" for local decisions.
+func Operator() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("uid:%d", os.Getuid())
+}
+
+func joinTargets(ts []string) string { return strings.Join(ts, ",") }

@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/drbook/drbook/state"
+)
+
+// Event is something that happened in a run. The TUI and the headless printer
+// consume the same stream, so interactive and headless runs cannot drift.
+// Observers are called from the engine's goroutines, one event at a time, and
+// must not block for long.
+type Event interface{ event() }
+
+// RunStarted is the first event of a run (or of a resumed run).
+type RunStarted struct {
+	RunID, Runbook, Title string
+	Inventory             string
+	Resumed               bool
+	Time                  time.Time
+	// Steps lists the step ids in order.
+	Steps []string
+}
+
+// StepPending announces a step's targets before any of them runs.
+type StepPending struct {
+	StepID, Title, Kind string
+	Targets             []string
+	Danger              bool
+	Time                time.Time
+}
+
+// StepStarted is one step execution (step × target × attempt) starting.
+type StepStarted struct {
+	StepID, Target string
+	Attempt        int
+	Summary        string
+	Time           time.Time
+}
+
+// OutputLine is one line of a step execution's output, secrets masked.
+type OutputLine struct {
+	StepID, Target string
+	Stderr         bool
+	Line           string
+	Time           time.Time
+}
+
+// StepFinished is one step execution ending.
+type StepFinished struct {
+	StepID, Target string
+	Attempt        int
+	Status         state.Status
+	ExitCode       int
+	Err            string
+	Duration       time.Duration
+	// Outputs with secret values masked.
+	Outputs map[string]string
+	Time    time.Time
+}
+
+// StepDone says a whole step is settled (all targets).
+type StepDone struct {
+	StepID string
+	Status state.Status
+	// Restored is true when resume found the step already done.
+	Restored bool
+	Reason   string
+	Time     time.Time
+}
+
+// NeedsOperator says the run waits for a person (confirmation, input,
+// decision). WaitOver follows when the answer came.
+type NeedsOperator struct {
+	Kind   string // state.WaitConfirm, WaitInput, WaitDecision, WaitFailure
+	StepID string
+	Prompt string
+	Time   time.Time
+}
+
+// WaitOver ends a NeedsOperator.
+type WaitOver struct {
+	Kind     string
+	StepID   string
+	Response string
+	Waited   time.Duration
+	Time     time.Time
+}
+
+// Notice is an informative message (resume decisions, check results).
+type Notice struct {
+	StepID, Target string
+	Text           string
+	Time           time.Time
+}
+
+// RunFinished is the last event.
+type RunFinished struct {
+	RunID   string
+	Status  state.Status
+	Err     string
+	Machine time.Duration
+	Human   time.Duration
+	Time    time.Time
+}
+
+func (RunStarted) event()    {}
+func (StepPending) event()   {}
+func (StepStarted) event()   {}
+func (OutputLine) event()    {}
+func (StepFinished) event()  {}
+func (StepDone) event()      {}
+func (NeedsOperator) event() {}
+func (WaitOver) event()      {}
+func (Notice) event()        {}
+func (RunFinished) event()   {}

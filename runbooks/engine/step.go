@@ -1,0 +1,531 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
+)
+
+// maxLogBytes bounds the output recorded per step execution.
+const maxLogBytes = 4 << 20
+
+// doStep settles one step: restore it from the record, skip it by its guard,
+// or run its pending targets, then apply the failure policy.
+func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w before step %s", ErrInterrupted, s.ID)
+	}
+	kind, ok := r.cfg.Registry.Get(s.Run)
+	if !ok {
+		return fmt.Errorf("step %s: unknown kind %q", s.ID, s.Run)
+	}
+	info := kind.Info()
+	prior := r.prior[s.ID]
+	if prior != nil && prior.skipped {
+		r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
+		r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Restored: true, Reason: prior.reason, Time: time.Now()})
+		return nil
+	}
+	if s.When != "" && prior == nil {
+		text, _, err := runbooks.RenderString(s.When, r.scope)
+		if err != nil {
+			return fmt.Errorf("step %s: when: %w", s.ID, err)
+		}
+		if !runbooks.Truthy(text) {
+			reason := "guard when: is false"
+			if err := r.record(ctx, state.EvStepDecision, s.ID, "", 0, state.StepDecision{Decision: state.DecisionSkip, Reason: reason, By: "engine"}); err != nil {
+				return err
+			}
+			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
+			r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: reason, Time: time.Now()})
+			return nil
+		}
+	}
+	targets := []string{""}
+	if info.Targets != runbooks.TargetsNone && len(s.On) > 0 {
+		var err error
+		if targets, err = runbooks.ResolveTargets(s.On, r.scope); err != nil {
+			return fmt.Errorf("step %s: %w", s.ID, err)
+		}
+		if len(targets) == 0 {
+			return fmt.Errorf("step %s: on: resolved to no node", s.ID)
+		}
+	}
+	vals := &runbooks.StepValues{Targets: map[string]map[string]runbooks.Value{}}
+	var pending []string
+	for _, t := range targets {
+		if prior != nil {
+			if ex := prior.byTarget[t]; ex != nil && (ex.Status == state.StatusSucceeded || ex.Status == state.StatusSkipped) {
+				outs, err := r.restoreOutputs(ex)
+				if err != nil {
+					return err
+				}
+				vals.Targets[t] = outs
+				continue
+			}
+		}
+		pending = append(pending, t)
+	}
+	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Time: time.Now()})
+	if len(pending) == 0 {
+		r.settle(s, vals, targets)
+		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
+		return nil
+	}
+	// Interrupted executions found on resume.
+	if prior != nil {
+		var err error
+		if pending, err = r.decideInterrupted(ctx, s, kind, prior, pending, vals); err != nil {
+			return err
+		}
+		if pending == nil {
+			r.settle(s, vals, targets)
+			r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Time: time.Now()})
+			return nil
+		}
+	}
+	params, secrets, err := runbooks.RenderParams(s.With, r.scope)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s.ID, err)
+	}
+	r.mask.add(secrets...)
+	if s.Danger {
+		if err := r.confirmDanger(ctx, s, kind, params, pending); err != nil {
+			return err
+		}
+	}
+	for {
+		failed, err := r.runTargets(ctx, s, kind, params, pending, vals)
+		if err != nil {
+			return err
+		}
+		if len(failed) == 0 {
+			break
+		}
+		next, stop := r.onFailure(ctx, s, failed)
+		if stop != nil {
+			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusFailed), Targets: vals.Targets}
+			r.emit(StepDone{StepID: s.ID, Status: state.StatusFailed, Reason: stop.Error(), Time: time.Now()})
+			return stop
+		}
+		if next == nil { // continue or skip
+			r.settle(s, vals, targets)
+			r.scope.Steps[s.ID].Status = string(state.StatusFailed)
+			r.emit(StepDone{StepID: s.ID, Status: state.StatusFailed, Reason: "continued after failure", Time: time.Now()})
+			return nil
+		}
+		pending = next
+	}
+	r.settle(s, vals, targets)
+	r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Time: time.Now()})
+	return nil
+}
+
+func nonEmpty(ts []string) []string {
+	if len(ts) == 1 && ts[0] == "" {
+		return nil
+	}
+	return ts
+}
+
+// settle publishes a step's outputs to later steps.
+func (r *run) settle(s *runbooks.Step, vals *runbooks.StepValues, targets []string) {
+	vals.Status = string(state.StatusSucceeded)
+	if len(targets) == 1 {
+		vals.Outputs = vals.Targets[targets[0]]
+	}
+	r.scope.Steps[s.ID] = vals
+}
+
+// confirmDanger asks the operator to type the target's name before a
+// destructive step; a wrong name asks again, a refusal stops the run.
+func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, targets []string) error {
+	req := steps.ConfirmRequest{StepID: s.ID, Title: s.Title, Message: s.Description, Danger: true, Targets: nonEmpty(targets), Expect: joinTargets(targets)}
+	for _, t := range targets {
+		x := r.execFor(s, t, params, 0)
+		req.Summaries = append(req.Summaries, r.mask.mask(kind.Summary(x)))
+	}
+	prompt := fmt.Sprintf("DANGER: %s on %s — type %q to go ahead", s.ID, req.Expect, req.Expect)
+	var resp steps.ConfirmResponse
+	err := r.waitOperator(ctx, state.WaitConfirm, s.ID, prompt, func() (string, string, error) {
+		var err error
+		resp, err = r.cfg.Operator.Confirm(ctx, req)
+		return resp.Typed, resp.By, err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w at the confirmation of %s", ErrInterrupted, s.ID)
+		}
+		if errors.Is(err, steps.ErrNoOperator) {
+			return fmt.Errorf("%w: step %s is marked danger: confirm it in the TUI or pass --yes: %w", ErrNeedsDecision, s.ID, err)
+		}
+		return err
+	}
+	if !resp.OK || resp.Typed != req.Expect {
+		return fmt.Errorf("%w: danger step %s was not confirmed", ErrAborted, s.ID)
+	}
+	return nil
+}
+
+func (r *run) execFor(s *runbooks.Step, target string, params map[string]any, attempt int) *steps.Exec {
+	x := &steps.Exec{RunID: r.id, Step: s, Attempt: attempt, Params: params, Operator: r.cfg.Operator, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope}
+	if target != "" && r.cfg.Inventory != nil {
+		x.Target = r.cfg.Inventory.Node(target)
+		x.Scope = r.scope.WithTarget(x.Target)
+	}
+	return x
+}
+
+// runTargets runs one step on its pending targets, at most serial at once,
+// each with its retries. It returns the targets that failed. An error means
+// the run must stop (interrupt, checkpoint failure).
+func (r *run) runTargets(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, targets []string, vals *runbooks.StepValues) ([]string, error) {
+	limit := s.Serial
+	if limit <= 0 || limit > len(targets) {
+		limit = len(targets)
+	}
+	sem := make(chan struct{}, limit)
+	var (
+		mu       sync.Mutex
+		failed   []string
+		fatal    error
+		wg       sync.WaitGroup
+		attempts = map[string]int{}
+	)
+	if pr := r.prior[s.ID]; pr != nil {
+		for t, ex := range pr.byTarget {
+			attempts[t] = ex.Attempt
+		}
+	}
+	for _, t := range targets {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		mu.Lock()
+		stop := fatal != nil
+		mu.Unlock()
+		if stop {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func(t string, first int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			outs, ok, err := r.runWithRetries(ctx, s, kind, params, t, first)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				if fatal == nil {
+					fatal = err
+				}
+			case !ok:
+				failed = append(failed, t)
+			default:
+				vals.Targets[t] = outs
+			}
+		}(t, attempts[t]+1)
+	}
+	wg.Wait()
+	if fatal != nil {
+		return nil, fatal
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%w during step %s", ErrInterrupted, s.ID)
+	}
+	return failed, nil
+}
+
+// runWithRetries runs attempts until one succeeds or retries are spent.
+func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, target string, first int) (map[string]runbooks.Value, bool, error) {
+	delay := s.RetryDelay.D()
+	if delay <= 0 {
+		delay = time.Second
+	}
+	for attempt := first; attempt <= first+s.Retries; attempt++ {
+		outs, ok, err := r.execute(ctx, s, kind, params, target, attempt)
+		if err != nil || ok {
+			return outs, ok, err
+		}
+		if attempt < first+s.Retries {
+			r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("attempt %d failed; retrying in %s", attempt, delay), Time: time.Now()})
+			select {
+			case <-ctx.Done():
+				return nil, false, fmt.Errorf("%w while waiting to retry %s", ErrInterrupted, s.ID)
+			case <-time.After(delay):
+			}
+			delay *= 2
+		}
+	}
+	return nil, false, nil
+}
+
+// execute is one checkpointed step execution: started is durable before the
+// kind runs, finished is durable before the next step can start.
+func (r *run) execute(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, target string, attempt int) (map[string]runbooks.Value, bool, error) {
+	x := r.execFor(s, target, params, attempt)
+	return r.checkpointed(ctx, s, kind, x, s.Run, kind.Summary(x), func(ctx context.Context) (steps.Result, error) { return kind.Run(ctx, x) })
+}
+
+// checkpointed records started, runs fn with live masked output, and records
+// finished (outputs sealed where secret). It is used for step executions and
+// for resume-time check: commands alike.
+func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kind, x *steps.Exec, kindName, summary string, fn func(context.Context) (steps.Result, error)) (map[string]runbooks.Value, bool, error) {
+	target, attempt := "", x.Attempt
+	if x.Target != nil {
+		target = x.Target.Name
+	}
+	summary = r.mask.mask(summary)
+	if err := r.record(ctx, state.EvStepStarted, s.ID, target, attempt, state.StepStarted{Title: s.Title, Kind: kindName, Summary: summary, Danger: s.Danger}); err != nil {
+		return nil, false, err
+	}
+	t0 := time.Now()
+	r.emit(StepStarted{StepID: s.ID, Target: target, Attempt: attempt, Summary: summary, Time: t0})
+	var secretNames []string
+	for _, o := range s.Outputs {
+		if o.Secret {
+			secretNames = append(secretNames, o.Name)
+		}
+	}
+	for _, o := range kind.Info().Outputs {
+		if o.Secret {
+			secretNames = append(secretNames, o.Name)
+		}
+	}
+	lw := newLogWriter(r, s.ID, target, secretLineMasker(secretNames))
+	x.Stdout, x.Stderr = lw.stream(false), lw.stream(true)
+
+	runCtx := ctx
+	var cancel context.CancelFunc
+	if s.Timeout > 0 {
+		runCtx, cancel = context.WithTimeout(ctx, s.Timeout.D())
+		defer cancel()
+	}
+	var res steps.Result
+	var err error
+	if info := kind.Info(); info.Targets != runbooks.TargetsNone && target != "" {
+		x.Transport, err = r.pool.Get(runCtx, target)
+		if err != nil {
+			err = fmt.Errorf("connect to %s: %w", target, err)
+			res.ExitCode = -1
+		}
+	}
+	if err == nil {
+		res, err = fn(runCtx)
+	}
+	lw.flush()
+	dur := time.Since(t0)
+	status := state.StatusSucceeded
+	errText := ""
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		status = state.StatusInterrupted
+		errText = "interrupted: " + err.Error()
+	case errors.Is(err, steps.ErrNoOperator):
+		status = state.StatusInterrupted
+		errText = err.Error()
+	default:
+		status = state.StatusFailed
+		errText = err.Error()
+		if runCtx.Err() == context.DeadlineExceeded {
+			errText = fmt.Sprintf("timed out after %s: %v", s.Timeout, err)
+		}
+	}
+	// Secret outputs: mask from now on, seal in the record.
+	secretSet := map[string]bool{}
+	for _, n := range append(secretNames, res.SecretOutputs...) {
+		secretSet[n] = true
+	}
+	outs := map[string]runbooks.Value{}
+	recOuts := map[string]string{}
+	shownOuts := map[string]string{}
+	for k, v := range res.Outputs {
+		sec := secretSet[k]
+		outs[k] = runbooks.Value{V: v, Secret: sec}
+		if sec {
+			r.mask.add(v)
+			sealed, serr := r.cfg.Store.Seal(v)
+			if serr != nil {
+				return nil, false, fmt.Errorf("seal output %s: %w", k, serr)
+			}
+			recOuts[k] = sealed
+			shownOuts[k] = Mask
+		} else {
+			recOuts[k] = r.mask.mask(v)
+			shownOuts[k] = recOuts[k]
+		}
+	}
+	var secretList []string
+	for k := range secretSet {
+		if _, ok := res.Outputs[k]; ok {
+			secretList = append(secretList, k)
+		}
+	}
+	logText := lw.text()
+	sum := sha256.Sum256([]byte(logText))
+	errText = r.mask.mask(errText)
+	if rerr := r.record(ctx, state.EvStepFinished, s.ID, target, attempt, state.StepFinished{
+		Status: status, ExitCode: res.ExitCode, Error: errText, Outputs: recOuts, SecretOutputs: secretList,
+		Log: logText, LogSHA256: hex.EncodeToString(sum[:]), DurationMS: dur.Milliseconds(),
+	}); rerr != nil {
+		return nil, false, rerr
+	}
+	r.emit(StepFinished{StepID: s.ID, Target: target, Attempt: attempt, Status: status, ExitCode: res.ExitCode, Err: errText, Duration: dur, Outputs: shownOuts, Time: time.Now()})
+	if status == state.StatusInterrupted {
+		if errors.Is(err, steps.ErrNoOperator) {
+			return nil, false, fmt.Errorf("%w: step %s: %w", ErrNeedsDecision, s.ID, err)
+		}
+		return nil, false, fmt.Errorf("%w during step %s on %s", ErrInterrupted, s.ID, orLocal(target))
+	}
+	return outs, status == state.StatusSucceeded, nil
+}
+
+func orLocal(t string) string {
+	if t == "" {
+		return "the operator"
+	}
+	return t
+}
+
+// onFailure applies on_failure to the failed targets of a step. It returns
+// the targets to retry, or (nil, nil) to go on to the next step, or an error
+// that stops the run.
+func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) ([]string, error) {
+	policy := s.OnFailure
+	if policy == "" {
+		policy = runbooks.OnFailureStop
+	}
+	failedText := joinTargets(failed)
+	switch policy {
+	case runbooks.OnFailureContinue:
+		if err := r.record(ctx, state.EvStepDecision, s.ID, failedText, 0, state.StepDecision{Decision: "continue", Reason: "on_failure: continue", By: "runbook"}); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	case runbooks.OnFailureAsk:
+		var d steps.Decision
+		prompt := fmt.Sprintf("step %s failed on %s: retry, skip or abort?", s.ID, orLocal(failedText))
+		err := r.waitOperator(ctx, state.WaitFailure, s.ID, prompt, func() (string, string, error) {
+			var err error
+			d, err = r.cfg.Operator.Decide(ctx, steps.DecideRequest{StepID: s.ID, Target: failedText, Options: []steps.DecisionKind{steps.DecisionRetry, steps.DecisionSkip, steps.DecisionAbort}})
+			return string(d.Kind), d.By, err
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("%w at the failure prompt of %s", ErrInterrupted, s.ID)
+			}
+			return nil, fmt.Errorf("%w: step %s failed on %s and nobody can decide: %w", ErrStepFailed, s.ID, orLocal(failedText), err)
+		}
+		rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
+		if err := r.record(ctx, state.EvStepDecision, s.ID, failedText, 0, rec); err != nil {
+			return nil, err
+		}
+		switch d.Kind {
+		case steps.DecisionRetry:
+			return failed, nil
+		case steps.DecisionSkip:
+			if strings.TrimSpace(d.Reason) == "" {
+				return nil, fmt.Errorf("%w: skipping %s needs a reason", ErrAborted, s.ID)
+			}
+			return nil, nil
+		default:
+			return nil, fmt.Errorf("%w at step %s", ErrAborted, s.ID)
+		}
+	}
+	return nil, fmt.Errorf("%w: %s on %s", ErrStepFailed, s.ID, orLocal(failedText))
+}
+
+// logWriter splits a step execution's output into masked lines, emits them
+// live and keeps them for the record.
+type logWriter struct {
+	r              *run
+	stepID, target string
+	lineMask       func(string) string
+	mu             sync.Mutex
+	partial        [2]bytes.Buffer
+	log            strings.Builder
+	truncated      bool
+}
+
+func newLogWriter(r *run, stepID, target string, lineMask func(string) string) *logWriter {
+	return &logWriter{r: r, stepID: stepID, target: target, lineMask: lineMask}
+}
+
+type streamWriter struct {
+	lw     *logWriter
+	stderr bool
+}
+
+func (lw *logWriter) stream(stderr bool) *streamWriter { return &streamWriter{lw: lw, stderr: stderr} }
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	lw := w.lw
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	i := 0
+	if w.stderr {
+		i = 1
+	}
+	buf := &lw.partial[i]
+	buf.Write(p)
+	for {
+		line, err := buf.ReadString('\n')
+		if err != nil {
+			// Incomplete line: keep it for the next write.
+			rest := []byte(line)
+			buf.Reset()
+			buf.Write(rest)
+			break
+		}
+		lw.line(strings.TrimRight(line, "\r\n"), w.stderr)
+	}
+	return len(p), nil
+}
+
+func (lw *logWriter) line(s string, stderr bool) {
+	s = lw.r.mask.mask(lw.lineMask(s))
+	if lw.log.Len()+len(s) < maxLogBytes {
+		if stderr {
+			lw.log.WriteString("! ")
+		}
+		lw.log.WriteString(s)
+		lw.log.WriteByte('\n')
+	} else if !lw.truncated {
+		lw.truncated = true
+		lw.log.WriteString("[output truncated]\n")
+	}
+	lw.r.emit(OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: s, Time: time.Now()})
+}
+
+func (lw *logWriter) flush() {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	for i := range lw.partial {
+		if lw.partial[i].Len() > 0 {
+			lw.line(lw.partial[i].String(), i == 1)
+			lw.partial[i].Reset()
+		}
+	}
+}
+
+func (lw *logWriter) text() string {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.log.String()
+}

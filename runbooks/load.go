@@ -1,0 +1,469 @@
+package runbooks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+)
+
+// ReadFile reads a file for loading, refusing files too large to be a runbook.
+func ReadFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if st.Size() > maxYAMLBytes {
+		return nil, fmt.Errorf("read %s: %d bytes is more than the %d a runbook may have", path, st.Size(), maxYAMLBytes)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+func digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// ParseRunbook decodes a runbook without cross-checking it (no kinds, no
+// inventory). Use Validate, or LoadRunbook which does both.
+func ParseRunbook(file string, src []byte) (*Runbook, error) {
+	root, err := parseYAML(file, src)
+	if err != nil {
+		return nil, err
+	}
+	d := &diags{file: file}
+	rb := &Runbook{File: file, Source: src, SHA256: digest(src)}
+	(&decoder{d: d}).decode(root, reflect.ValueOf(rb).Elem(), "runbook")
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return rb, nil
+}
+
+// LoadRunbook decodes and validates a runbook. inv may be nil: node names are
+// then not checked. Every problem is returned at once as Diagnostics.
+func LoadRunbook(file string, src []byte, cat KindCatalog, inv *Inventory) (*Runbook, error) {
+	rb, err := ParseRunbook(file, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := Validate(rb, cat, inv); err != nil {
+		return nil, err
+	}
+	return rb, nil
+}
+
+// ParseInventory decodes and validates an inventory.
+func ParseInventory(file string, src []byte) (*Inventory, error) {
+	root, err := parseYAML(file, src)
+	if err != nil {
+		return nil, err
+	}
+	d := &diags{file: file}
+	inv := &Inventory{File: file, Source: src, SHA256: digest(src)}
+	(&decoder{d: d}).decode(root, reflect.ValueOf(inv).Elem(), "inventory")
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	validateInventory(d, inv)
+	return inv, d.err()
+}
+
+func validateInventory(d *diags, inv *Inventory) {
+	names := map[string]Pos{}
+	for _, n := range inv.Nodes {
+		if p, dup := names[n.Name]; dup {
+			d.add(n.At("name"), "duplicate node %q (first at line %d)", n.Name, p.Line)
+			continue
+		}
+		names[n.Name] = n.At("name")
+		if (n.Transport == "" || n.Transport == TransportSSH) && n.Host == "" {
+			d.add(n.Pos, "node %q: missing host (required for ssh transport)", n.Name)
+		}
+		if n.Port < 0 || n.Port > 65535 {
+			d.add(n.At("port"), "node %q: port %d out of range", n.Name, n.Port)
+		}
+	}
+	for _, g := range inv.Groups {
+		if _, clash := names[g.Name]; clash {
+			d.add(g.Pos, "group %q has the same name as a node", g.Name)
+		}
+		for _, m := range g.Nodes {
+			if _, ok := names[m]; !ok {
+				d.add(g.At("nodes"), "group %q: unknown node %q%s", g.Name, m, suggestName(m, nodeNames(inv)))
+			}
+		}
+		if len(g.Nodes) == 0 {
+			d.add(g.Pos, "group %q has no nodes", g.Name)
+		}
+	}
+}
+
+func nodeNames(inv *Inventory) []string {
+	out := make([]string, 0, len(inv.Nodes)+len(inv.Groups))
+	for _, n := range inv.Nodes {
+		out = append(out, n.Name)
+	}
+	for _, g := range inv.Groups {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
+func suggestName(name string, names []string) string {
+	for _, n := range names {
+		if editDistance(name, n) <= 2 {
+			return fmt.Sprintf(" (did you mean %q?)", n)
+		}
+	}
+	return ""
+}
+
+// Validate cross-checks a decoded runbook: unique ids, known kinds and their
+// parameters, every template reference, targets and secrets.
+func Validate(rb *Runbook, cat KindCatalog, inv *Inventory) error {
+	v := &validator{d: &diags{file: rb.File}, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
+	v.inputs()
+	v.steps()
+	return v.d.err()
+}
+
+type validator struct {
+	d         *diags
+	rb        *Runbook
+	cat       KindCatalog
+	inv       *Inventory
+	stepIndex map[string]int
+}
+
+func (v *validator) inputs() {
+	for _, in := range v.rb.Inputs {
+		if !regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`).MatchString(in.Name) {
+			v.d.add(in.Pos, "input name %q: use letters, digits and _ (it is used as inputs.%s)", in.Name, in.Name)
+		}
+		if in.Type == InputEnum && len(in.Options) == 0 {
+			v.d.add(in.Pos, "input %q: an enum needs options", in.Name)
+		}
+		if in.Type != InputEnum && len(in.Options) > 0 {
+			v.d.add(in.At("options"), "input %q: options only apply to enum inputs", in.Name)
+		}
+		if in.Pattern != "" {
+			if _, err := regexp.Compile(in.Pattern); err != nil {
+				v.d.add(in.At("pattern"), "input %q: bad pattern: %v", in.Name, err)
+			}
+		}
+		if in.Min != nil && in.Max != nil && *in.Min > *in.Max {
+			v.d.add(in.At("min"), "input %q: min %d is above max %d", in.Name, *in.Min, *in.Max)
+		}
+		if in.Type == InputSecret && in.Default != nil {
+			v.d.add(in.At("default"), "input %q: a secret cannot have a default written in the runbook", in.Name)
+		}
+		if in.Default != nil && in.Type != InputSecret {
+			if _, err := CoerceInput(&in, in.Default, v.inv); err != nil {
+				v.d.add(in.At("default"), "input %q: default: %v", in.Name, err)
+			}
+		}
+	}
+}
+
+func (v *validator) steps() {
+	if len(v.rb.Steps) == 0 {
+		v.d.add(v.rb.At("steps"), "a runbook needs at least one step")
+	}
+	for i := range v.rb.Steps {
+		s := &v.rb.Steps[i]
+		if j, dup := v.stepIndex[s.ID]; dup {
+			v.d.add(s.At("id"), "duplicate step id %q (first at line %d)", s.ID, v.rb.Steps[j].At("id").Line)
+		} else {
+			v.stepIndex[s.ID] = i
+		}
+		v.step(i, s)
+	}
+}
+
+func (v *validator) step(i int, s *Step) {
+	info, ok := v.cat.Kind(s.Run)
+	if !ok {
+		v.d.add(s.At("run"), "step %q: unknown step kind %q%s", s.ID, s.Run, suggestName(s.Run, v.cat.KindNames()))
+	} else {
+		if s.With.node != nil || info.Params != nil {
+			schema := info.Params
+			if schema == nil {
+				schema = map[string]any{"type": "object", "additionalProperties": false}
+			}
+			if s.With.node != nil {
+				checkSchema(v.d, s.With.node, schema, "step "+s.ID+" with")
+			} else if req, ok := schema["required"].([]any); ok && len(req) > 0 {
+				v.d.add(s.Pos, "step %q: %s needs `with:` parameters %v", s.ID, s.Run, req)
+			}
+		}
+		switch info.Targets {
+		case TargetsRequired:
+			if len(s.On) == 0 {
+				v.d.add(s.Pos, "step %q: %s runs on nodes: add `on:` with a node, group or input", s.ID, s.Run)
+			}
+		case TargetsNone:
+			if len(s.On) > 0 {
+				v.d.add(s.At("on"), "step %q: %s runs on no node; remove `on:`", s.ID, s.Run)
+			}
+		}
+		if len(s.Outputs) > 0 && !info.DeclaredOutputs {
+			v.d.add(s.At("outputs"), "step %q: %s has fixed outputs; `outputs:` is only for shell-like steps", s.ID, s.Run)
+		}
+		if s.Check != "" && info.Idempotent {
+			v.d.add(s.At("check"), "step %q: %s is idempotent and re-runs on resume; `check:` is not used", s.ID, s.Run)
+		}
+	}
+	seen := map[string]bool{}
+	for _, o := range s.Outputs {
+		if seen[o.Name] {
+			v.d.add(o.Pos, "step %q: duplicate output %q", s.ID, o.Name)
+		}
+		seen[o.Name] = true
+	}
+	if s.Serial < 0 || s.Retries < 0 {
+		v.d.add(s.Pos, "step %q: serial and retries cannot be negative", s.ID)
+	}
+	if s.Danger && info.Targets == TargetsNone {
+		v.d.add(s.At("danger"), "step %q: danger needs a target node to confirm by name", s.ID)
+	}
+	hasTarget := len(s.On) > 0
+	// Targets.
+	for _, on := range s.On {
+		t, err := ParseTemplate(on)
+		if err != nil {
+			v.d.add(s.At("on"), "step %q: on: %v", s.ID, err)
+			continue
+		}
+		if t.IsStatic() {
+			if v.inv != nil && v.inv.Node(on) == nil && v.inv.Group(on) == nil {
+				v.d.add(s.At("on"), "step %q: unknown node or group %q%s", s.ID, on, suggestName(on, nodeNames(v.inv)))
+			}
+			continue
+		}
+		for _, r := range t.Refs() {
+			v.ref(i, s, r, s.At("on"), false)
+			if len(r.Path) == 2 && r.Path[0] == "inputs" && !r.Dynamic {
+				if in := v.rb.Input(r.Path[1]); in != nil && in.Type != InputNode && in.Type != InputNodes && in.Type != InputString {
+					v.d.add(s.At("on"), "step %q: on: input %q is a %s, not a node", s.ID, in.Name, in.Type)
+				}
+			}
+		}
+	}
+	// Templates in strings.
+	v.templ(i, s, s.When, s.At("when"), hasTarget, "when")
+	v.templ(i, s, s.Title, s.At("title"), hasTarget, "title")
+	v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	if s.With.node != nil {
+		cmdParams := map[string]bool{}
+		for _, p := range info.CommandParams {
+			cmdParams[p] = true
+		}
+		v.walkParams(i, s, s.With.node, hasTarget, "with", cmdParams)
+	}
+}
+
+func (v *validator) walkParams(i int, s *Step, n *ynode, hasTarget bool, what string, cmd map[string]bool) {
+	switch n.kind {
+	case kindScalar:
+		if n.stype == scalarString {
+			if cmd[strings.TrimPrefix(what, "with.")] {
+				v.command(i, s, n.value, n.pos, hasTarget, what)
+			} else {
+				v.templ(i, s, n.value, n.pos, hasTarget, what)
+			}
+		}
+	case kindMap:
+		for j, k := range n.keys {
+			v.walkParams(i, s, n.vals[j], hasTarget, what+"."+k.value, cmd)
+		}
+	case kindSeq:
+		for j, it := range n.items {
+			v.walkParams(i, s, it, hasTarget, fmt.Sprintf("%s[%d]", what, j), cmd)
+		}
+	}
+}
+
+// command checks a template that becomes a command line on a node: besides
+// the references, it must not carry a secret (visible in ps on the node).
+func (v *validator) command(i int, s *Step, text string, p Pos, hasTarget bool, what string) {
+	for _, r := range v.templ(i, s, text, p, hasTarget, what) {
+		if v.refIsSecret(r) {
+			v.d.add(p, "step %q: %s: secret %s would appear on the node's command line (visible in ps); pass it in with.env and use $NAME", s.ID, what, r)
+		}
+	}
+}
+
+func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, what string) []Ref {
+	if !strings.Contains(text, "{{") {
+		return nil
+	}
+	t, err := ParseTemplate(text)
+	if err != nil {
+		v.d.add(p, "step %q: %s: %v", s.ID, what, err)
+		return nil
+	}
+	refs := t.Refs()
+	for _, r := range refs {
+		v.ref(i, s, r, p, hasTarget)
+	}
+	return refs
+}
+
+func (v *validator) refIsSecret(r Ref) bool {
+	switch {
+	case len(r.Path) >= 2 && r.Path[0] == "inputs":
+		in := v.rb.Input(r.Path[1])
+		return in != nil && in.Type == InputSecret
+	case len(r.Path) >= 4 && r.Path[0] == "steps" && r.Path[2] == "outputs":
+		return v.outputSecret(r.Path[1], r.Path[3])
+	}
+	return false
+}
+
+func (v *validator) outputSecret(stepID, name string) bool {
+	st := v.rb.Step(stepID)
+	if st == nil {
+		return false
+	}
+	for _, o := range st.Outputs {
+		if o.Name == name {
+			return o.Secret
+		}
+	}
+	if info, ok := v.cat.Kind(st.Run); ok {
+		for _, o := range info.Outputs {
+			if o.Name == name {
+				return o.Secret
+			}
+		}
+	}
+	return false
+}
+
+// nodeFields are the inventory fields templates may read from a node.
+var nodeFields = map[string]bool{"name": true, "host": true, "port": true, "user": true, "transport": true, "labels": true, "vars": true, "env": true, "agent": true}
+
+func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
+	if len(r.Path) == 0 {
+		return
+	}
+	at := func(format string, args ...any) {
+		v.d.add(p, "step %q: "+format, append([]any{s.ID}, args...)...)
+	}
+	switch r.Path[0] {
+	case "inputs":
+		if len(r.Path) < 2 {
+			if !r.Dynamic {
+				at("`inputs` needs a name: inputs.<name>")
+			}
+			return
+		}
+		if v.rb.Input(r.Path[1]) == nil {
+			at("unknown input %q%s", r.Path[1], suggestName(r.Path[1], inputNames(v.rb)))
+		}
+	case "steps":
+		if len(r.Path) < 2 {
+			return
+		}
+		id := r.Path[1]
+		j, ok := v.stepIndex[id]
+		if !ok {
+			if v.rb.Step(id) != nil {
+				at("forward reference to step %q, which runs later; a step can only use earlier steps' outputs", id)
+			} else {
+				at("unknown step %q%s", id, suggestName(id, stepIDs(v.rb)))
+			}
+			return
+		}
+		if j == i {
+			at("step refers to itself (cycle): %s", r)
+			return
+		}
+		rest := r.Path[2:]
+		switch {
+		case len(rest) == 0:
+		case rest[0] == "status":
+		case rest[0] == "outputs" && len(rest) >= 2:
+			if !v.hasOutput(&v.rb.Steps[j], rest[1]) {
+				at("step %q has no output %q%s", id, rest[1], suggestName(rest[1], v.outputNames(&v.rb.Steps[j])))
+			}
+		case rest[0] == "targets" && len(rest) >= 4 && rest[2] == "outputs":
+			if !v.hasOutput(&v.rb.Steps[j], rest[3]) {
+				at("step %q has no output %q", id, rest[3])
+			}
+		case rest[0] == "targets" && r.Dynamic:
+		default:
+			at("unknown reference %s (use steps.%s.outputs.<name>, steps.%s.status or steps.%s.targets.<node>.outputs.<name>)", r, id, id, id)
+		}
+	case "nodes":
+		if len(r.Path) < 2 || v.inv == nil {
+			return
+		}
+		n := v.inv.Node(r.Path[1])
+		if n == nil {
+			at("unknown node %q%s", r.Path[1], suggestName(r.Path[1], nodeNames(v.inv)))
+			return
+		}
+		if len(r.Path) >= 3 && !nodeFields[r.Path[2]] {
+			if _, ok := n.Vars[r.Path[2]]; !ok {
+				at("node %q has no field or var %q", n.Name, r.Path[2])
+			}
+		}
+	case "target":
+		if !hasTarget {
+			at("`target` is only defined in steps that run on nodes (add `on:`)")
+		}
+	case "run":
+		if len(r.Path) >= 2 && r.Path[1] != "id" && r.Path[1] != "runbook" && r.Path[1] != "mode" {
+			at("unknown reference %s (run.id, run.runbook, run.mode)", r)
+		}
+	default:
+		at("unknown reference %q (templates can read inputs, steps, nodes, target, run)", r.Path[0])
+	}
+}
+
+func (v *validator) hasOutput(st *Step, name string) bool {
+	for _, o := range v.outputNames(st) {
+		if o == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) outputNames(st *Step) []string {
+	var out []string
+	for _, o := range st.Outputs {
+		out = append(out, o.Name)
+	}
+	if info, ok := v.cat.Kind(st.Run); ok {
+		for _, o := range info.Outputs {
+			out = append(out, o.Name)
+		}
+	}
+	return out
+}
+
+func inputNames(rb *Runbook) []string {
+	var out []string
+	for _, in := range rb.Inputs {
+		out = append(out, in.Name)
+	}
+	return out
+}
+
+func stepIDs(rb *Runbook) []string {
+	var out []string
+	for _, s := range rb.Steps {
+		out = append(out, s.ID)
+	}
+	return out
+}

@@ -1,0 +1,252 @@
+package runbooks
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
+)
+
+// nodeKind is the shape of a YAML node after anchors and tags are resolved.
+type nodeKind int
+
+const (
+	kindNull nodeKind = iota
+	kindScalar
+	kindMap
+	kindSeq
+)
+
+func (k nodeKind) String() string {
+	switch k {
+	case kindScalar:
+		return "scalar"
+	case kindMap:
+		return "mapping"
+	case kindSeq:
+		return "list"
+	}
+	return "null"
+}
+
+// scalarType is the YAML 1.2 core-schema type of a plain scalar.
+type scalarType int
+
+const (
+	scalarString scalarType = iota
+	scalarInt
+	scalarFloat
+	scalarBool
+)
+
+func (t scalarType) String() string {
+	return [...]string{"string", "integer", "number", "boolean"}[t]
+}
+
+// ynode is a YAML node with the position of its first character. It is the
+// only form of YAML the rest of this package sees, which keeps the parser
+// library's AST out of the decoder and validator.
+type ynode struct {
+	kind   nodeKind
+	pos    Pos
+	stype  scalarType
+	value  string   // scalar text
+	keys   []*ynode // mapping keys (scalars), in document order
+	vals   []*ynode // mapping values, parallel to keys
+	items  []*ynode // list items
+	quoted bool     // scalar was quoted (always a string)
+}
+
+// get returns the value for a mapping key, or nil.
+func (n *ynode) get(key string) *ynode {
+	if n == nil || n.kind != kindMap {
+		return nil
+	}
+	for i, k := range n.keys {
+		if k.value == key {
+			return n.vals[i]
+		}
+	}
+	return nil
+}
+
+func (n *ynode) describe() string {
+	if n == nil {
+		return "nothing"
+	}
+	if n.kind == kindScalar {
+		return n.stype.String()
+	}
+	return n.kind.String()
+}
+
+// maxYAMLDepth bounds nesting so hostile input cannot exhaust the stack.
+const maxYAMLDepth = 64
+
+// maxYAMLBytes bounds the size of a document drbook will parse.
+const maxYAMLBytes = 4 << 20
+
+// parseYAML parses one YAML document into a ynode tree. A syntax error is
+// returned as a Diagnostic with the position the parser reports.
+func parseYAML(file string, src []byte) (*ynode, error) {
+	d := &diags{file: file}
+	if len(src) > maxYAMLBytes {
+		d.add(Pos{}, "file is larger than %d bytes", maxYAMLBytes)
+		return nil, d.err()
+	}
+	f, err := parser.ParseBytes(src, 0)
+	if err != nil {
+		var ye interface {
+			GetToken() *token.Token
+			GetMessage() string
+		}
+		if errors.As(err, &ye) && ye.GetToken() != nil {
+			p := ye.GetToken().Position
+			d.add(Pos{Line: p.Line, Col: p.Column}, "YAML syntax: %s", ye.GetMessage())
+		} else {
+			d.add(Pos{Line: 1, Col: 1}, "YAML syntax: %v", firstLine(err.Error()))
+		}
+		return nil, d.err()
+	}
+	var docs []*ast.DocumentNode
+	for _, doc := range f.Docs {
+		if doc != nil && doc.Body != nil {
+			docs = append(docs, doc)
+		}
+	}
+	if len(docs) == 0 {
+		d.add(Pos{Line: 1, Col: 1}, "the document is empty")
+		return nil, d.err()
+	}
+	if len(docs) > 1 {
+		d.add(posOf(docs[1].Body), "only one YAML document per file is allowed")
+		return nil, d.err()
+	}
+	c := converter{d: d, anchors: map[string]*ynode{}}
+	root := c.convert(docs[0].Body, 0)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func posOf(n ast.Node) Pos {
+	if n == nil || n.GetToken() == nil {
+		return Pos{}
+	}
+	p := n.GetToken().Position
+	return Pos{Line: p.Line, Col: p.Column}
+}
+
+type converter struct {
+	d       *diags
+	anchors map[string]*ynode
+}
+
+func (c *converter) convert(n ast.Node, depth int) *ynode {
+	if depth > maxYAMLDepth {
+		c.d.add(posOf(n), "nesting deeper than %d levels", maxYAMLDepth)
+		return &ynode{kind: kindNull, pos: posOf(n)}
+	}
+	switch v := n.(type) {
+	case nil:
+		return &ynode{kind: kindNull}
+	case *ast.DocumentNode:
+		return c.convert(v.Body, depth+1)
+	case *ast.NullNode:
+		return &ynode{kind: kindNull, pos: posOf(v)}
+	case *ast.StringNode:
+		t := v.GetToken()
+		quoted := t != nil && (t.Type == token.SingleQuoteType || t.Type == token.DoubleQuoteType)
+		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarString, value: v.Value, quoted: quoted}
+	case *ast.LiteralNode:
+		val := ""
+		if v.Value != nil {
+			val = v.Value.Value
+		}
+		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarString, value: val, quoted: true}
+	case *ast.IntegerNode:
+		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarInt, value: v.GetToken().Value}
+	case *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
+		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarFloat, value: v.GetToken().Value}
+	case *ast.BoolNode:
+		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarBool, value: fmt.Sprint(v.Value)}
+	case *ast.TagNode:
+		return c.convert(v.Value, depth+1)
+	case *ast.AnchorNode:
+		out := c.convert(v.Value, depth+1)
+		if v.Name != nil {
+			c.anchors[v.Name.String()] = out
+		}
+		return out
+	case *ast.AliasNode:
+		name := ""
+		if v.Value != nil {
+			name = v.Value.String()
+		}
+		target, ok := c.anchors[name]
+		if !ok {
+			c.d.add(posOf(v), "unknown alias *%s", name)
+			return &ynode{kind: kindNull, pos: posOf(v)}
+		}
+		return target
+	case *ast.MappingNode:
+		out := &ynode{kind: kindMap, pos: posOf(v)}
+		if len(v.Values) > 0 {
+			out.pos = posOf(v.Values[0].Key)
+		}
+		for _, mv := range v.Values {
+			c.addPair(out, mv, depth)
+		}
+		return out
+	case *ast.MappingValueNode:
+		out := &ynode{kind: kindMap, pos: posOf(v.Key)}
+		c.addPair(out, v, depth)
+		return out
+	case *ast.SequenceNode:
+		out := &ynode{kind: kindSeq, pos: posOf(v)}
+		for _, item := range v.Values {
+			out.items = append(out.items, c.convert(item, depth+1))
+		}
+		return out
+	case *ast.MappingKeyNode:
+		return c.convert(v.Value, depth+1)
+	default:
+		c.d.add(posOf(n), "unsupported YAML construct (%s)", n.Type())
+		return &ynode{kind: kindNull, pos: posOf(n)}
+	}
+}
+
+func (c *converter) addPair(m *ynode, mv *ast.MappingValueNode, depth int) {
+	if _, ok := mv.Key.(*ast.MergeKeyNode); ok {
+		c.d.add(posOf(mv.Key), "merge keys (<<) are not supported; write the fields out")
+		return
+	}
+	key := c.convert(mv.Key, depth+1)
+	if key.kind != kindScalar {
+		c.d.add(key.pos, "a mapping key must be a plain name, not a %s", key.describe())
+		return
+	}
+	for _, k := range m.keys {
+		if k.value == key.value {
+			c.d.add(key.pos, "duplicate key %q (first at line %d)", key.value, k.pos.Line)
+			return
+		}
+	}
+	val := c.convert(mv.Value, depth+1)
+	if val.pos.IsZero() {
+		val.pos = key.pos
+	}
+	m.keys = append(m.keys, key)
+	m.vals = append(m.vals, val)
+}
