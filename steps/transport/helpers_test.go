@@ -26,6 +26,7 @@ type server struct {
 // servers lists every SSH server implementation; tests run against each.
 var servers = []server{
 	{"openssh", sshtest.StartOpenSSH},
+	{"lab", sshtest.StartLab},
 }
 
 // forEachServer runs fn as a subtest against a fresh server of each kind.

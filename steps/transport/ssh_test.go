@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -361,4 +362,25 @@ func TestSSHSecretNotOnCommandLine(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestSSHExecRequestHoldsNoSecret records the exec requests the lab server
+// receives: each is the fixed ExecWrapper, whatever the command's Env.
+func TestSSHExecRequestHoldsNoSecret(t *testing.T) {
+	var log buffer
+	srv := sshtest.StartLabWith(t, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	s := dial(t, srv)
+	secret := "s3cr3t-" + marker(t)
+	var out buffer
+	code, err := s.Run(t.Context(), transport.Command{Line: `printf %s "$TOKEN"`, Env: map[string]string{"TOKEN": secret}, Stdout: &out})
+	if err != nil || code != 0 || out.String() != secret {
+		t.Fatalf("Run = %d, %v, output %q", code, err, out.String())
+	}
+	logged := log.String()
+	if !strings.Contains(logged, "msg=exec") || !strings.Contains(logged, "command=\""+strings.ReplaceAll(transport.ExecWrapper, `"`, `\"`)+"\"") {
+		t.Fatalf("exec request not logged as the fixed wrapper:\n%s", logged)
+	}
+	if strings.Contains(logged, secret) {
+		t.Errorf("secret reached the server's exec request / log:\n%s", logged)
+	}
 }
