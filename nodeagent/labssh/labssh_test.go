@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"syscall"
 	"strings"
 	"testing"
 	"time"
@@ -390,4 +392,65 @@ func TestContextEndsServer(t *testing.T) {
 		return err != nil
 	})
 	_ = srv.Close()
+}
+
+// TestBackgroundProcessSurvivesNormalExit matches OpenSSH: a command that
+// starts a detached background process (output redirected) and exits
+// normally ends its session; the background process keeps running.
+func TestBackgroundProcessSurvivesNormalExit(t *testing.T) {
+	l := startLab(t, nil)
+	c := l.client(t)
+	m := marker()
+	t.Cleanup(func() {
+		for _, pid := range markedPIDs(m) {
+			if n, err := strconv.Atoi(pid); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	})
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	start := time.Now()
+	if out, err := sess.Output("sh -c 'sleep 30; :' " + m + " >/dev/null 2>&1 </dev/null & echo started"); err != nil || string(out) != "started\n" {
+		t.Fatalf("Output = %q, %v", out, err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("session lasted %v: the redirected background process held it", took)
+	}
+	if len(markedPIDs(m)) == 0 {
+		t.Error("background process was killed when its session ended normally")
+	}
+}
+
+// TestLingeringOutputIsBounded: a background process that keeps the
+// session's output open delays the session by at most the output wait delay
+// (OpenSSH would wait for it forever).
+func TestLingeringOutputIsBounded(t *testing.T) {
+	l := startLab(t, nil)
+	c := l.client(t)
+	m := marker()
+	t.Cleanup(func() {
+		for _, pid := range markedPIDs(m) {
+			if n, err := strconv.Atoi(pid); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	})
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	start := time.Now()
+	if err := sess.Run("sh -c 'sleep 30; :' " + m + " & exit 3"); err == nil {
+		t.Fatal("want exit status 3")
+	} else if exitErr, ok := err.(*ssh.ExitError); !ok || exitErr.ExitStatus() != 3 {
+		t.Fatalf("Run = %v, want exit status 3", err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("session lasted %v, want ≤ the output wait delay (2 s) plus slack", took)
+	}
 }

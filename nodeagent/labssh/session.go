@@ -65,9 +65,15 @@ func (s *Server) handleSession(log *slog.Logger, ch ssh.Channel, reqs <-chan *ss
 		}
 	}
 	// Channel closed by the peer, or connection lost: kill what still runs.
+	// The group is killed even if its leader has exited, as long as the
+	// session has not finished (a background member holding the output
+	// open would otherwise keep it for outputWaitDelay).
 	cancel()
 	sess.mu.Lock()
 	waiting := sess.waiting
+	if sess.cmd != nil && !sess.exited {
+		_ = syscall.Kill(-sess.cmd.Process.Pid, syscall.SIGKILL)
+	}
 	sess.mu.Unlock()
 	if waiting != nil {
 		<-waiting

@@ -136,8 +136,11 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		if errors.As(err, &hke) {
 			return nil, fmt.Errorf("ssh %s: %w", name, hke)
 		}
-		if ctxErr := dctx.Err(); ctxErr != nil && ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return fail("dial: %w", ctx.Err())
+		}
+		if dctx.Err() != nil {
+			return fail("dial: not connected within ConnectTimeout %v: %w", timeout, err)
 		}
 		return fail("dial: %w", err)
 	}
