@@ -259,9 +259,7 @@ func (dc *decoder) decodeKeyed(n *ynode, v reflect.Value, what string) {
 	for i, k := range n.keys {
 		ev := s.Index(i)
 		dc.decode(n.vals[i], ev, fmt.Sprintf("%s.%s", what, k.value))
-		if n.vals[i].kind == kindNull {
-			setSrcPos(ev, k.pos)
-		}
+		setSrcPos(ev, k.pos)
 		for _, fi := range structFields(ev.Type()) {
 			if fi.isKey {
 				ev.Field(fi.index).SetString(k.value)
@@ -273,10 +271,7 @@ func (dc *decoder) decodeKeyed(n *ynode, v reflect.Value, what string) {
 
 func setSrcPos(v reflect.Value, p Pos) {
 	if f := v.FieldByName("Src"); f.IsValid() && f.Type() == srcType {
-		src := f.Addr().Interface().(*Src)
-		if src.Pos.IsZero() {
-			src.Pos = p
-		}
+		f.Addr().Interface().(*Src).Pos = p
 	}
 }
 

@@ -50,14 +50,35 @@ func ParseRunbook(file string, src []byte) (*Runbook, error) {
 // LoadRunbook decodes and validates a runbook. inv may be nil: node names are
 // then not checked. Every problem is returned at once as Diagnostics.
 func LoadRunbook(file string, src []byte, cat KindCatalog, inv *Inventory) (*Runbook, error) {
-	rb, err := ParseRunbook(file, src)
+	root, err := parseYAML(file, src)
 	if err != nil {
 		return nil, err
 	}
-	if err := Validate(rb, cat, inv); err != nil {
+	d := &diags{file: file}
+	rb := &Runbook{File: file, Source: src, SHA256: digest(src)}
+	(&decoder{d: d}).decode(root, reflect.ValueOf(rb).Elem(), "runbook")
+	// Validate what decoded too, so one lint shows every problem at once.
+	v := &validator{d: d, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
+	v.inputs()
+	v.steps()
+	if err := dedupe(d).err(); err != nil {
 		return nil, err
 	}
 	return rb, nil
+}
+
+// dedupe drops repeated diagnostics (same position and message).
+func dedupe(d *diags) *diags {
+	seen := map[Diagnostic]bool{}
+	out := d.list[:0]
+	for _, x := range d.list {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	d.list = out
+	return d
 }
 
 // ParseInventory decodes and validates an inventory.
@@ -179,6 +200,9 @@ func (v *validator) steps() {
 	}
 	for i := range v.rb.Steps {
 		s := &v.rb.Steps[i]
+		if s.ID == "" {
+			s.ID = fmt.Sprintf("#%d", i+1) // reported as a missing field; named for the messages below
+		}
 		if j, dup := v.stepIndex[s.ID]; dup {
 			v.d.add(s.At("id"), "duplicate step id %q (first at line %d)", s.ID, v.rb.Steps[j].At("id").Line)
 		} else {
@@ -190,6 +214,9 @@ func (v *validator) steps() {
 
 func (v *validator) step(i int, s *Step) {
 	info, ok := v.cat.Kind(s.Run)
+	if s.Run == "" {
+		return // reported as a missing field
+	}
 	if !ok {
 		v.d.add(s.At("run"), "step %q: unknown step kind %q%s", s.ID, s.Run, suggestName(s.Run, v.cat.KindNames()))
 	} else {
@@ -199,7 +226,7 @@ func (v *validator) step(i int, s *Step) {
 				schema = map[string]any{"type": "object", "additionalProperties": false}
 			}
 			if s.With.node != nil {
-				checkSchema(v.d, s.With.node, schema, "step "+s.ID+" with")
+				checkSchema(v.d, s.With.node, schema, fmt.Sprintf("step %q: with", s.ID))
 			} else if req, ok := schema["required"].([]any); ok && len(req) > 0 {
 				v.d.add(s.Pos, "step %q: %s needs `with:` parameters %v", s.ID, s.Run, req)
 			}

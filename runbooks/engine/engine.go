@@ -239,13 +239,13 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 		inv = r.cfg.Inventory.File
 	}
 	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
-	var runErr error
+	runErr := r.preflight(ctx)
 	for i := range r.cfg.Runbook.Steps {
-		step := &r.cfg.Runbook.Steps[i]
-		if err := r.doStep(ctx, step); err != nil {
-			runErr = err
+		if runErr != nil {
 			break
 		}
+		step := &r.cfg.Runbook.Steps[i]
+		runErr = r.doStep(ctx, step)
 	}
 	return r.finish(ctx, runErr)
 }
@@ -325,3 +325,50 @@ func Operator() string {
 }
 
 func joinTargets(ts []string) string { return strings.Join(ts, ",") }
+
+// preflight connects to every inventory node before the first step, so a host
+// key that is unknown or changed stops the run before anything runs anywhere.
+// A node that does not answer is only reported: in a disaster some are down.
+func (r *run) preflight(ctx context.Context) error {
+	if r.cfg.Inventory == nil || r.cfg.Dial == nil {
+		return nil
+	}
+	var names []string
+	for _, n := range r.cfg.Inventory.Nodes {
+		names = append(names, n.Name)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := r.pool.DialAll(dctx, names, 16)
+	if err == nil {
+		return nil
+	}
+	var refused []string
+	for _, e := range unwrapJoined(err) {
+		if errors.Is(e, transport.ErrUnknownHost) || errors.Is(e, transport.ErrHostKeyMismatch) {
+			refused = append(refused, e.Error())
+			continue
+		}
+		r.emit(Notice{Text: "unreachable (steps on it will fail): " + e.Error(), Time: time.Now()})
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%w: nothing was run:\n%s", ErrHostKeyRefused, strings.Join(refused, "\n"))
+	}
+	return nil
+}
+
+// ErrHostKeyRefused is wrapped when a node's SSH host key is unknown or changed.
+var ErrHostKeyRefused = errors.New("host key refused")
+
+func unwrapJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			if e != nil {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	return []error{err}
+}

@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"strings"
+
+	"github.com/drbook/drbook/runbooks"
+)
+
+// PlannedStep is one step as far as it can be resolved before running.
+type PlannedStep struct {
+	ID, Title, Kind string
+	Danger          bool
+	// Targets are node names, or the unresolved template of `on:`.
+	Targets []string
+	// Params rendered where possible; a value depending on outputs of
+	// earlier steps stays a template.
+	Params map[string]any
+	When   string
+	Serial int
+	Note   string
+}
+
+// MakePlan resolves what it can of every step from inputs and inventory.
+func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]runbooks.Value) []PlannedStep {
+	sc := &runbooks.RunScope{RunID: "(plan)", Runbook: rb.Name, Mode: "plan", Inputs: inputs, Steps: map[string]*runbooks.StepValues{}, Inventory: inv}
+	var out []PlannedStep
+	for i := range rb.Steps {
+		s := &rb.Steps[i]
+		p := PlannedStep{ID: s.ID, Title: s.Title, Kind: s.Run, Danger: s.Danger, When: s.When, Serial: s.Serial}
+		if len(s.On) > 0 {
+			if ts, err := runbooks.ResolveTargets(s.On, sc); err == nil {
+				p.Targets = ts
+			} else {
+				p.Targets = []string(s.On)
+				p.Note = "targets resolved at run time"
+			}
+		}
+		p.Params = map[string]any{}
+		for k, v := range s.With.Values {
+			p.Params[k] = planValue(v, sc)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func planValue(v any, sc runbooks.Scope) any {
+	switch x := v.(type) {
+	case string:
+		if !strings.Contains(x, "{{") {
+			return x
+		}
+		t, err := runbooks.ParseTemplate(x)
+		if err != nil {
+			return x
+		}
+		val, err := t.Eval(sc)
+		if err != nil {
+			return x
+		}
+		if val.Secret {
+			return Mask
+		}
+		return val.V
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = planValue(e, sc)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = planValue(e, sc)
+		}
+		return l
+	}
+	return v
+}
