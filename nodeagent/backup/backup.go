@@ -82,11 +82,14 @@ const (
 	MaxPayloadSize = 1 << 30
 	// DefaultChunkSize is the plaintext size of each encrypted chunk.
 	DefaultChunkSize = 64 << 10
-	// MinChunkSize and MaxChunkSize bound the chunk size read from a file.
+	// MinChunkSize is the smallest chunk size accepted.
 	MinChunkSize = 1 << 10
+	// MaxChunkSize is the largest chunk size accepted.
 	MaxChunkSize = 1 << 20
-	// MinKDFMemoryKiB and MaxKDFMemoryKiB bound argon2id memory (8 MiB–1 GiB).
+	// MinKDFMemoryKiB is the least argon2id memory accepted (8 MiB).
 	MinKDFMemoryKiB = 8 << 10
+	// MaxKDFMemoryKiB is the most argon2id memory accepted (1 GiB), so that a
+	// hostile file cannot make a reader allocate more.
 	MaxKDFMemoryKiB = 1 << 20
 	// MaxKDFTime bounds argon2id passes.
 	MaxKDFTime = 16

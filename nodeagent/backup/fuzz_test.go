@@ -3,8 +3,11 @@ package backup
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
+	"strings"
 	"testing"
 )
 
@@ -50,6 +53,54 @@ func FuzzRead(f *testing.F) {
 		m2, err := ReadMeta(bytes.NewReader(data))
 		if err != nil || m2 != meta {
 			t.Fatalf("ReadMeta disagrees with Read: %v", err)
+		}
+	})
+}
+
+// FuzzReadMetaFixedCRC mutates header fields and recomputes the header
+// checksums, so that the fuzzer reaches the bounds checks and the metadata
+// decoder behind them. ReadMeta must never panic, must refuse out-of-range
+// fields with ErrCorrupt, and anything it accepts must be within bounds.
+func FuzzReadMetaFixedCRC(f *testing.F) {
+	f.Add(uint32(1), uint32(MinKDFMemoryKiB), uint8(1), uint32(DefaultChunkSize), uint64(10), []byte(`{"node_id":"n1","payload_sha256":"`+strings.Repeat("ab", 32)+`"}`), uint16(0))
+	f.Add(uint32(0xffffffff), uint32(0xffffffff), uint8(0xff), uint32(0xffffffff), uint64(1<<63), []byte(`{`), uint16(0xffff))
+	f.Add(uint32(3), uint32(MaxKDFMemoryKiB+1), uint8(2), uint32(MaxChunkSize), uint64(MaxPayloadSize), []byte(`null`), uint16(3))
+	f.Fuzz(func(t *testing.T, tm, mem uint32, threads uint8, chunk uint32, plen uint64, meta []byte, metaLenDelta uint16) {
+		if len(meta) > MaxMetaSize+16 {
+			return
+		}
+		declared := uint32(len(meta)) + uint32(metaLenDelta%4) // sometimes longer than what follows
+		var b []byte
+		b = append(b, Magic...)
+		b = binary.BigEndian.AppendUint16(b, FormatVersion)
+		b = binary.BigEndian.AppendUint32(b, tm)
+		b = binary.BigEndian.AppendUint32(b, mem)
+		b = append(b, threads)
+		b = append(b, make([]byte, saltSize)...)
+		b = binary.BigEndian.AppendUint32(b, chunk)
+		b = binary.BigEndian.AppendUint64(b, plen)
+		b = binary.BigEndian.AppendUint32(b, declared)
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+		b = append(b, meta...)
+		b = append(b, make([]byte, 2*macSize)...)
+		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b[headerFixed:], crcTable))
+		m, err := ReadMeta(bytes.NewReader(b))
+		p := KDFParams{Time: tm, MemoryKiB: mem, Threads: threads}
+		inBounds := p.valid() && chunk >= MinChunkSize && chunk <= MaxChunkSize && plen <= MaxPayloadSize && declared <= MaxMetaSize
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrTruncated) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			if !inBounds && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("out-of-range header not refused as corrupt: %v", err)
+			}
+			return
+		}
+		if !inBounds {
+			t.Fatalf("out-of-range header accepted: %+v chunk %d payload %d meta %d", p, chunk, plen, declared)
+		}
+		if len(m.PayloadSHA256) != 64 {
+			t.Fatalf("accepted metadata without a SHA-256: %+v", m)
 		}
 	})
 }

@@ -73,7 +73,7 @@ func TestParsedStringRedactsSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := strings.Split(pt, ".")[2]
-	for _, s := range []string{fmt.Sprint(p), fmt.Sprintf("%v", p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p), fmt.Sprintf("%s", p)} {
+	for _, s := range []string{fmt.Sprint(p), fmt.Sprintf("%v", p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p), p.String()} {
 		if strings.Contains(s, secret) {
 			t.Fatalf("formatted token leaks its secret: %s", s)
 		}
