@@ -92,12 +92,12 @@ func Seal(key, plaintext, aad []byte) ([]byte, error) {
 }
 
 // Open authenticates and decrypts a value produced by Seal with the same key and
-// aad. Any failure, whatever its cause, is ErrSealBroken; a key of the wrong size
-// is ErrKeySize.
+// aad. Any failure, whatever its cause, is ErrSealBroken; a key of the wrong
+// size is also ErrKeySize.
 func Open(key, sealed, aad []byte) ([]byte, error) {
 	aead, err := newAEAD(key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrSealBroken, err)
 	}
 	if len(sealed) < Overhead || sealed[0] != Version {
 		return nil, ErrSealBroken

@@ -106,6 +106,9 @@ func TestOpenErrors(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Open error = %v, want %v", err, tc.want)
 			}
+			if !errors.Is(err, ErrSealBroken) {
+				t.Fatalf("Open error %v is not ErrSealBroken", err)
+			}
 			if got != nil {
 				t.Fatalf("Open returned data %q with an error", got)
 			}
