@@ -1,0 +1,44 @@
+// Package state is drbook's checkpoint store: the durable record of every
+// runbook run, kept in one SQLite file (github.com/mattn/go-sqlite3, WAL
+// journal, synchronous=FULL, so a checkpoint is on disk when Append returns).
+//
+// A run is a row in the runs table plus an append-only, per-run event log.
+// Every event is linked to its predecessor by a SHA-256 hash chain, so that
+// Verify can prove a recorded run is complete and unaltered. The tables execs
+// (one row per step execution) and answers are projections of the log,
+// materialised in the same transaction as the event they come from; the log
+// is the source of truth.
+//
+// # Hash chain (drbook/chain/v1)
+//
+// For the event with sequence number seq (1-based, contiguous) of run runID:
+//
+//	Hash     = hex(SHA-256(PrevHash + "\n" + canonical))
+//	PrevHash = Hash of event seq-1, or for seq 1 the genesis
+//	           hex(SHA-256("drbook/chain/v1\n" + runID))
+//
+// where canonical is the JSON object with exactly these members, in this
+// order (sorted by key), no insignificant white space, strings encoded by
+// encoding/json (HTML escaping off):
+//
+//	{"attempt":N,"data":D,"run_id":S,"seq":N,"step_id":S,"target":S,"time":S,"type":S}
+//
+// time is the event time in UTC formatted with time.RFC3339Nano, and D is the
+// event payload exactly as stored (its bytes are hashed as stored; an empty
+// payload is stored and hashed as null). A payload must be one valid JSON
+// value, which makes the encoding unambiguous. The runs row keeps the chain's
+// tail (HeadSeq, HeadHash), so a deleted tail is detected too.
+//
+// # Secrets
+//
+// Secrets are never stored in clear: callers seal them with DB.Seal
+// (AES-256-GCM under a 32-byte key kept in drbook.key beside the database,
+// mode 0600) and store the sealed string ("sealed:v1:..."). Renderers in
+// state/export show sealed values as a mask and never unseal them.
+//
+// # Run lock
+//
+// DB.Lock gives one runner at a time the right to drive a run. A holder on
+// the same host whose process is gone (kill -9) is stale and taken over at
+// once; a holder on another host is stale after 60 s without heartbeat.
+package state

@@ -1,0 +1,333 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// knownTypes are the event types Append accepts.
+var knownTypes = map[EventType]bool{
+	EvRunCreated: true, EvRunResumed: true, EvAnswer: true, EvStepStarted: true, EvStepFinished: true,
+	EvStepDecision: true, EvOperatorWait: true, EvRunFinished: true, EvNote: true,
+}
+
+// Append adds ev to the end of its run's chain: it assigns Seq, PrevHash and
+// Hash (and Time, if zero), inserts the event and updates the projections
+// (execs, answers, run status) in one immediate transaction. The event is
+// durable (fsynced) when Append returns. Data must be one JSON value; empty
+// Data is stored as null. run.created is written by CreateRun only.
+func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
+	if ev.RunID == "" {
+		return Event{}, fmt.Errorf("append: %w: run id is empty", ErrInvalidEvent)
+	}
+	if !knownTypes[ev.Type] || ev.Type == EvRunCreated {
+		return Event{}, fmt.Errorf("append to run %s: %w: type %q is not appendable", ev.RunID, ErrInvalidEvent, ev.Type)
+	}
+	if len(ev.Data) == 0 {
+		ev.Data = json.RawMessage("null")
+	}
+	if !json.Valid(ev.Data) {
+		return Event{}, fmt.Errorf("append %s to run %s: %w: data is not valid JSON", ev.Type, ev.RunID, ErrInvalidEvent)
+	}
+	ev.Data = append(json.RawMessage(nil), ev.Data...) // the caller may reuse its buffer
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	ev.Time = ev.Time.UTC().Round(0)
+	if err := checkPayload(ev); err != nil {
+		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
+	}
+	err := db.tx(ctx, func(t *sql.Tx) error {
+		var head int64
+		var prev string
+		if err := t.StmtContext(ctx, db.stmtRunHead).QueryRowContext(ctx, ev.RunID).Scan(&head, &prev); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		ev.Seq = head + 1
+		ev.PrevHash = prev
+		ev.Hash = EventHash(ev)
+		if err := db.insertEvent(ctx, t, ev); err != nil {
+			return err
+		}
+		if _, err := t.StmtContext(ctx, db.stmtUpdateHead).ExecContext(ctx, ev.Seq, ev.Hash, formatTime(ev.Time), ev.RunID); err != nil {
+			return err
+		}
+		return project(ctx, t, ev)
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
+	}
+	return ev, nil
+}
+
+func (db *DB) insertEvent(ctx context.Context, t *sql.Tx, ev Event) error {
+	_, err := t.StmtContext(ctx, db.stmtInsertEv).ExecContext(ctx, ev.RunID, ev.Seq, formatTime(ev.Time), string(ev.Type),
+		ev.StepID, ev.Target, ev.Attempt, []byte(ev.Data), ev.PrevHash, ev.Hash)
+	return err
+}
+
+// checkPayload decodes the payload of the types that are projected, so a
+// malformed payload is refused before anything is written.
+func checkPayload(ev Event) error {
+	var v any
+	switch ev.Type {
+	case EvAnswer:
+		var a Answer
+		if err := json.Unmarshal(ev.Data, &a); err != nil {
+			return fmt.Errorf("%w: answer payload: %v", ErrInvalidEvent, err)
+		}
+		if a.Name == "" {
+			return fmt.Errorf("%w: answer without a name", ErrInvalidEvent)
+		}
+		if a.Secret && a.Value != "" && !IsSealed(a.Value) {
+			return fmt.Errorf("%w: secret answer %q must be sealed (DB.Seal) before it is stored", ErrInvalidEvent, a.Name)
+		}
+		return nil
+	case EvStepStarted, EvStepFinished, EvStepDecision:
+		if ev.StepID == "" {
+			return fmt.Errorf("%w: %s without a step id", ErrInvalidEvent, ev.Type)
+		}
+		switch ev.Type {
+		case EvStepStarted:
+			v = &StepStarted{}
+		case EvStepFinished:
+			v = &StepFinished{}
+		default:
+			v = &StepDecision{}
+		}
+	case EvRunResumed:
+		v = &RunResumed{}
+	case EvRunFinished:
+		v = &RunFinished{}
+	default:
+		return nil
+	}
+	if err := json.Unmarshal(ev.Data, v); err != nil {
+		return fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
+	}
+	if f, ok := v.(*StepFinished); ok && f.Status == "" {
+		return fmt.Errorf("%w: step.finished without a status", ErrInvalidEvent)
+	}
+	if f, ok := v.(*RunFinished); ok && f.Status == "" {
+		return fmt.Errorf("%w: run.finished without a status", ErrInvalidEvent)
+	}
+	return nil
+}
+
+// project applies ev to the projection tables. Rules:
+//   - step.started inserts (or restarts) the Exec (step, target, attempt) as running;
+//   - step.finished sets its status, exit code, error, outputs and log (creating
+//     the Exec if no start was recorded);
+//   - step.decision "skip" creates a skipped Exec if none exists, or marks an
+//     unfinished one skipped; "interrupted" marks a running Exec interrupted;
+//   - run.finished sets the run's status and finish time; run.resumed sets it
+//     running again and records the new runner's host, pid and user;
+//   - answer upserts the answers table.
+func project(ctx context.Context, t *sql.Tx, ev Event) error {
+	ts := formatTime(ev.Time)
+	switch ev.Type {
+	case EvStepStarted:
+		_, err := t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, start_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run_id, step_id, target, attempt) DO UPDATE SET status = excluded.status,
+			started_at = excluded.started_at, start_seq = excluded.start_seq, finished_at = '', exit_code = 0,
+			error = '', outputs = '{}', secret_outputs = '[]', log = '', end_seq = 0`,
+			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning), ts, ev.Seq)
+		return err
+	case EvStepFinished:
+		var p StepFinished
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return err
+		}
+		outs, err := json.Marshal(nonNilMap(p.Outputs))
+		if err != nil {
+			return err
+		}
+		secrets := p.SecretOutputs
+		if secrets == nil {
+			secrets = []string{}
+		}
+		sec, err := json.Marshal(secrets)
+		if err != nil {
+			return err
+		}
+		_, err = t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at,
+			exit_code, error, outputs, secret_outputs, log, start_seq, end_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (run_id, step_id, target, attempt) DO UPDATE SET status = excluded.status,
+			finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error,
+			outputs = excluded.outputs, secret_outputs = excluded.secret_outputs, log = excluded.log, end_seq = excluded.end_seq`,
+			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(p.Status), ts, ts, p.ExitCode, p.Error,
+			string(outs), string(sec), p.Log, ev.Seq, ev.Seq)
+		return err
+	case EvStepDecision:
+		var p StepDecision
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return err
+		}
+		switch p.Decision {
+		case DecisionSkip:
+			_, err := t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at, error, start_seq, end_seq)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (run_id, step_id, target, attempt) DO UPDATE SET status = excluded.status,
+				finished_at = excluded.finished_at, end_seq = excluded.end_seq
+				WHERE execs.status NOT IN ('succeeded', 'skipped')`,
+				ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped), ts, ts, p.Reason, ev.Seq, ev.Seq)
+			return err
+		case DecisionInterrupted:
+			_, err := t.ExecContext(ctx, `UPDATE execs SET status = ?, finished_at = ?, end_seq = ?
+				WHERE run_id = ? AND step_id = ? AND target = ? AND attempt = ? AND status = ?`,
+				string(StatusInterrupted), ts, ev.Seq, ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning))
+			return err
+		}
+		return nil
+	case EvRunFinished:
+		var p RunFinished
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return err
+		}
+		_, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = ? WHERE id = ?`, string(p.Status), ts, ev.RunID)
+		return err
+	case EvRunResumed:
+		var p RunResumed
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return err
+		}
+		_, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = '', host = ?, pid = ?, user = ? WHERE id = ?`,
+			string(StatusRunning), p.Host, p.PID, p.User, ev.RunID)
+		return err
+	case EvAnswer:
+		var p Answer
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return err
+		}
+		_, err := t.ExecContext(ctx, `INSERT INTO answers (run_id, name, value, secret, seq) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value, secret = excluded.secret, seq = excluded.seq`,
+			ev.RunID, p.Name, p.Value, p.Secret, ev.Seq)
+		return err
+	}
+	return nil
+}
+
+// Events returns run runID's events in seq order. It fails with ErrNotFound
+// for an unknown run.
+func (db *DB) Events(ctx context.Context, runID string) ([]Event, error) {
+	if err := db.mustExist(ctx, runID); err != nil {
+		return nil, fmt.Errorf("events: %w", err)
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT run_id, seq, time, type, step_id, target, attempt, data, prev_hash, hash
+		FROM events WHERE run_id = ? ORDER BY seq`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("events of run %s: %w", runID, mapErr(err))
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var ev Event
+		var tm, typ string
+		var data []byte
+		if err := rows.Scan(&ev.RunID, &ev.Seq, &tm, &typ, &ev.StepID, &ev.Target, &ev.Attempt, &data, &ev.PrevHash, &ev.Hash); err != nil {
+			return nil, fmt.Errorf("events of run %s: %w", runID, mapErr(err))
+		}
+		ev.Type = EventType(typ)
+		ev.Data = data
+		if ev.Time, err = parseTime(tm); err != nil {
+			return nil, fmt.Errorf("events of run %s: event %d: time: %w", runID, ev.Seq, err)
+		}
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("events of run %s: %w", runID, mapErr(err))
+	}
+	return out, nil
+}
+
+// Execs returns run runID's step executions ordered by StartSeq.
+func (db *DB) Execs(ctx context.Context, runID string) ([]Exec, error) {
+	if err := db.mustExist(ctx, runID); err != nil {
+		return nil, fmt.Errorf("execs: %w", err)
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT run_id, step_id, target, attempt, status, started_at, finished_at,
+		exit_code, error, outputs, secret_outputs, log, start_seq, end_seq
+		FROM execs WHERE run_id = ? ORDER BY start_seq, step_id, target, attempt`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("execs of run %s: %w", runID, mapErr(err))
+	}
+	defer rows.Close()
+	var out []Exec
+	for rows.Next() {
+		var x Exec
+		var status, started, finished, outs, secrets string
+		if err := rows.Scan(&x.RunID, &x.StepID, &x.Target, &x.Attempt, &status, &started, &finished,
+			&x.ExitCode, &x.Error, &outs, &secrets, &x.Log, &x.StartSeq, &x.EndSeq); err != nil {
+			return nil, fmt.Errorf("execs of run %s: %w", runID, mapErr(err))
+		}
+		x.Status = Status(status)
+		if x.StartedAt, err = parseTime(started); err != nil {
+			return nil, fmt.Errorf("execs of run %s: %w", runID, err)
+		}
+		if x.FinishedAt, err = parseTime(finished); err != nil {
+			return nil, fmt.Errorf("execs of run %s: %w", runID, err)
+		}
+		if err := json.Unmarshal([]byte(outs), &x.Outputs); err != nil {
+			return nil, fmt.Errorf("execs of run %s: outputs: %w", runID, err)
+		}
+		if len(x.Outputs) == 0 {
+			x.Outputs = nil
+		}
+		if err := json.Unmarshal([]byte(secrets), &x.SecretOutputs); err != nil {
+			return nil, fmt.Errorf("execs of run %s: secret outputs: %w", runID, err)
+		}
+		if len(x.SecretOutputs) == 0 {
+			x.SecretOutputs = nil
+		}
+		out = append(out, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("execs of run %s: %w", runID, mapErr(err))
+	}
+	return out, nil
+}
+
+// Answers returns run runID's answers by name, as last recorded. Secret
+// values stay sealed.
+func (db *DB) Answers(ctx context.Context, runID string) (map[string]Answer, error) {
+	if err := db.mustExist(ctx, runID); err != nil {
+		return nil, fmt.Errorf("answers: %w", err)
+	}
+	rows, err := db.sql.QueryContext(ctx, `SELECT name, value, secret FROM answers WHERE run_id = ?`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("answers of run %s: %w", runID, mapErr(err))
+	}
+	defer rows.Close()
+	out := map[string]Answer{}
+	for rows.Next() {
+		var a Answer
+		if err := rows.Scan(&a.Name, &a.Value, &a.Secret); err != nil {
+			return nil, fmt.Errorf("answers of run %s: %w", runID, mapErr(err))
+		}
+		out[a.Name] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("answers of run %s: %w", runID, mapErr(err))
+	}
+	return out, nil
+}
+
+func (db *DB) mustExist(ctx context.Context, runID string) error {
+	var one int
+	err := db.sql.QueryRowContext(ctx, `SELECT 1 FROM runs WHERE id = ?`, runID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("run %s: %w", runID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("run %s: %w", runID, mapErr(err))
+	}
+	return nil
+}

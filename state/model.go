@@ -1,0 +1,253 @@
+package state
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is the state of a run or of a step execution.
+type Status string
+
+// Statuses of runs and step executions.
+const (
+	StatusPending     Status = "pending"
+	StatusRunning     Status = "running"
+	StatusSucceeded   Status = "succeeded"
+	StatusFailed      Status = "failed"
+	StatusInterrupted Status = "interrupted"
+	StatusSkipped     Status = "skipped"
+	StatusAborted     Status = "aborted"
+)
+
+// Terminal reports whether s is a final status (nothing more will happen).
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusSkipped, StatusAborted:
+		return true
+	}
+	return false
+}
+
+// Run modes.
+const (
+	ModeInteractive = "interactive"
+	ModeHeadless    = "headless"
+	ModeRehearsal   = "rehearsal"
+)
+
+// Run is one execution of a runbook: the runs row.
+type Run struct {
+	// ID is assigned by CreateRun if empty: "r" + UTC yyyymmdd-hhmmss + "-" +
+	// 4 random hex digits, so that IDs sort by creation time.
+	ID              string
+	RunbookName     string
+	RunbookTitle    string
+	RunbookPath     string // file path or "library:NAME"
+	RunbookSHA256   string
+	RunbookSource   []byte
+	InventoryPath   string
+	InventorySHA256 string
+	InventorySource []byte
+	Mode            string // ModeInteractive, ModeHeadless or ModeRehearsal
+	Status          Status
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	FinishedAt      time.Time
+	Host            string
+	PID             int
+	User            string
+	Labels          map[string]string
+	// HeadSeq and HeadHash are the tail of the event chain.
+	HeadSeq  int64
+	HeadHash string
+}
+
+// EventType names the kind of an event in a run's log.
+type EventType string
+
+// Event types; the payload struct of each is named in its comment.
+const (
+	EvRunCreated   EventType = "run.created"    // RunCreated, written by CreateRun as seq 1
+	EvRunResumed   EventType = "run.resumed"    // RunResumed
+	EvAnswer       EventType = "answer"         // Answer
+	EvStepStarted  EventType = "step.started"   // StepStarted
+	EvStepFinished EventType = "step.finished"  // StepFinished
+	EvStepDecision EventType = "step.decision"  // StepDecision
+	EvOperatorWait EventType = "operator.wait"  // OperatorWait
+	EvRunFinished  EventType = "run.finished"   // RunFinished
+	EvNote         EventType = "note"           // Note
+)
+
+// Event is one entry of a run's hash-chained log.
+type Event struct {
+	RunID string
+	// Seq is 1-based and assigned by Append.
+	Seq int64
+	// Time is set by the caller (UTC); Append sets it to now if zero.
+	Time    time.Time
+	Type    EventType
+	StepID  string
+	Target  string
+	Attempt int
+	// Data is the JSON payload (one of the payload structs); never a secret
+	// in clear.
+	Data json.RawMessage
+	// PrevHash and Hash are hex SHA-256, assigned by Append.
+	PrevHash string
+	Hash     string
+}
+
+// Decode unmarshals the event's payload into v.
+func (e Event) Decode(v any) error {
+	return json.Unmarshal(e.Data, v)
+}
+
+// NewEvent returns an event of type typ whose Data is payload marshalled to
+// JSON.
+func NewEvent(runID string, typ EventType, payload any) (Event, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{RunID: runID, Type: typ, Data: b}, nil
+}
+
+// RunCreated is the payload of EvRunCreated.
+type RunCreated struct {
+	RunbookName     string `json:"runbook_name"`
+	RunbookSHA256   string `json:"runbook_sha256"`
+	InventorySHA256 string `json:"inventory_sha256"`
+	Mode            string `json:"mode"`
+	Host            string `json:"host"`
+	PID             int    `json:"pid"`
+	User            string `json:"user"`
+}
+
+// RunResumed is the payload of EvRunResumed.
+type RunResumed struct {
+	Host          string `json:"host"`
+	PID           int    `json:"pid"`
+	User          string `json:"user"`
+	AcceptChanged bool   `json:"accept_changed"`
+	RunbookSHA256 string `json:"runbook_sha256"`
+}
+
+// Answer is the payload of EvAnswer. The Value of a secret is a sealed
+// string (see DB.Seal).
+type Answer struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secret bool   `json:"secret"`
+}
+
+// StepStarted is the payload of EvStepStarted.
+type StepStarted struct {
+	Title   string `json:"title"`
+	Kind    string `json:"kind"`
+	Summary string `json:"summary"`
+	Danger  bool   `json:"danger"`
+}
+
+// StepFinished is the payload of EvStepFinished.
+type StepFinished struct {
+	Status        Status            `json:"status"`
+	ExitCode      int               `json:"exit_code"`
+	Error         string            `json:"error"`
+	Outputs       map[string]string `json:"outputs"`
+	SecretOutputs []string          `json:"secret_outputs"`
+	Log           string            `json:"log"` // masked output, full
+	LogSHA256     string            `json:"log_sha256"`
+	DurationMS    int64             `json:"duration_ms"`
+}
+
+// Decisions recorded by StepDecision.
+const (
+	DecisionRedo         = "redo"
+	DecisionSkip         = "skip"
+	DecisionRetry        = "retry"
+	DecisionAbort        = "abort"
+	DecisionCheckDone    = "check-done"
+	DecisionCheckNotDone = "check-not-done"
+	DecisionInterrupted  = "interrupted"
+)
+
+// StepDecision is the payload of EvStepDecision.
+type StepDecision struct {
+	Decision string `json:"decision"`
+	Reason   string `json:"reason"`
+	By       string `json:"by"`
+}
+
+// Operator wait kinds.
+const (
+	WaitConfirm  = "confirm"
+	WaitInput    = "input"
+	WaitFailure  = "failure"
+	WaitDecision = "decision"
+)
+
+// OperatorWait is the payload of EvOperatorWait: time spent waiting for a
+// human, for the split of recovery time into human and machine time.
+type OperatorWait struct {
+	Kind       string `json:"kind"`
+	Prompt     string `json:"prompt"`
+	Response   string `json:"response"`
+	By         string `json:"by"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// RunFinished is the payload of EvRunFinished.
+type RunFinished struct {
+	Status    Status `json:"status"`
+	MachineMS int64  `json:"machine_ms"`
+	HumanMS   int64  `json:"human_ms"`
+	Error     string `json:"error"`
+}
+
+// Note is the payload of EvNote: free-form text, such as a rehearsal report.
+type Note struct {
+	Text string            `json:"text"`
+	Data map[string]string `json:"data"`
+}
+
+// Exec is one step execution (one step on one target, one attempt), projected
+// from the step events.
+type Exec struct {
+	RunID         string
+	StepID        string
+	Target        string
+	Attempt       int
+	Status        Status
+	StartedAt     time.Time
+	FinishedAt    time.Time
+	ExitCode      int
+	Error         string
+	Outputs       map[string]string
+	SecretOutputs []string
+	Log           string
+	StartSeq      int64
+	EndSeq        int64
+}
+
+// RunFilter selects runs for ListRuns. Zero fields match everything.
+type RunFilter struct {
+	Status      []Status
+	RunbookName string
+	Limit       int
+}
+
+// VerifyReport is the result of verifying a run's chain.
+type VerifyReport struct {
+	OK          bool   `json:"ok"`
+	Events      int    `json:"events"`
+	FirstBadSeq int64  `json:"first_bad_seq,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Holder identifies the holder of a run lock.
+type Holder struct {
+	Host  string
+	PID   int
+	User  string
+	Since time.Time
+}
