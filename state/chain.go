@@ -48,8 +48,8 @@ func parseTime(s string) (time.Time, error) {
 func jsonString(buf *bytes.Buffer, s string) {
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // cannot fail for a string
-	buf.Truncate(buf.Len() - 1)  // drop Encode's newline
+	_ = enc.Encode(s)           // cannot fail for a string
+	buf.Truncate(buf.Len() - 1) // drop Encode's newline
 }
 
 // canonical returns the canonical JSON of an event (see the package doc).

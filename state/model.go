@@ -67,15 +67,15 @@ type EventType string
 
 // Event types; the payload struct of each is named in its comment.
 const (
-	EvRunCreated   EventType = "run.created"    // RunCreated, written by CreateRun as seq 1
-	EvRunResumed   EventType = "run.resumed"    // RunResumed
-	EvAnswer       EventType = "answer"         // Answer
-	EvStepStarted  EventType = "step.started"   // StepStarted
-	EvStepFinished EventType = "step.finished"  // StepFinished
-	EvStepDecision EventType = "step.decision"  // StepDecision
-	EvOperatorWait EventType = "operator.wait"  // OperatorWait
-	EvRunFinished  EventType = "run.finished"   // RunFinished
-	EvNote         EventType = "note"           // Note
+	EvRunCreated   EventType = "run.created"   // RunCreated, written by CreateRun as seq 1
+	EvRunResumed   EventType = "run.resumed"   // RunResumed
+	EvAnswer       EventType = "answer"        // Answer
+	EvStepStarted  EventType = "step.started"  // StepStarted
+	EvStepFinished EventType = "step.finished" // StepFinished
+	EvStepDecision EventType = "step.decision" // StepDecision
+	EvOperatorWait EventType = "operator.wait" // OperatorWait
+	EvRunFinished  EventType = "run.finished"  // RunFinished
+	EvNote         EventType = "note"          // Note
 )
 
 // Event is one entry of a run's hash-chained log.
