@@ -306,9 +306,7 @@ func CoerceInput(in *Input, raw any, inv *Inventory) (any, error) {
 		case []string:
 			names = append(names, x...)
 		case string:
-			for _, f := range strings.FieldsFunc(x, func(r rune) bool { return r == ',' || r == ' ' }) {
-				names = append(names, f)
-			}
+			names = append(names, strings.FieldsFunc(x, func(r rune) bool { return r == ',' || r == ' ' })...)
 		default:
 			return nil, fmt.Errorf("expected a list of nodes, got %v", raw)
 		}

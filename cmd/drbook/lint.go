@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/runbooks"
+)
+
+func newLintCmd(a *app) *cobra.Command {
+	var invPath, answersPath string
+	cmd := &cobra.Command{
+		Use:   "lint FILE...",
+		Short: "Validate runbooks (and an inventory and answers) without running anything",
+		Long: `Validate runbooks and report every problem as file:line:col: message.
+
+A file whose top-level kind is Inventory is checked as an inventory. With -i,
+node names in runbooks are checked against it; with --answers, the answers
+are checked against each runbook's inputs. Nothing is written anywhere.`,
+		Example: "  drbook lint runbooks/library/*.yaml\n  drbook lint recover.yaml -i prod.yaml --answers answers.yaml",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg := newRegistry()
+			var all runbooks.Diagnostics
+			var other []error
+			collect := func(err error) {
+				var ds runbooks.Diagnostics
+				switch {
+				case err == nil:
+				case errors.As(err, &ds):
+					all = append(all, ds...)
+				default:
+					other = append(other, err)
+				}
+			}
+			inv, err := loadInventory(invPath)
+			collect(err)
+			answers, err := loadAnswers(answersPath)
+			collect(err)
+			for _, f := range args {
+				src, err := runbooks.ReadFile(f)
+				if err != nil {
+					collect(err)
+					continue
+				}
+				if isInventory(src) {
+					_, err := runbooks.ParseInventory(f, src)
+					collect(err)
+					continue
+				}
+				rb, err := runbooks.LoadRunbook(f, src, reg, inv)
+				collect(err)
+				if err == nil && answers != nil {
+					_, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
+					collect(err)
+				}
+			}
+			out := cmd.OutOrStdout()
+			if a.output == "json" {
+				if all == nil {
+					all = runbooks.Diagnostics{}
+				}
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(map[string]any{"ok": len(all) == 0 && len(other) == 0, "problems": all, "errors": errStrings(other)}); err != nil {
+					return err
+				}
+			} else {
+				for _, d := range all {
+					fmt.Fprintln(out, d.String())
+				}
+				for _, e := range other {
+					fmt.Fprintln(out, e)
+				}
+				if len(all) == 0 && len(other) == 0 {
+					fmt.Fprintf(out, "ok: %d file(s) valid\n", len(args))
+				}
+			}
+			if len(all) > 0 {
+				return fmt.Errorf("%w: %d problem(s) (%w)", errSilent, len(all), errLintProblems)
+			}
+			if len(other) > 0 {
+				return fmt.Errorf("%w: %w", errSilent, errors.Join(other...))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory to check node names against")
+	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file to check against each runbook's inputs")
+	return cmd
+}
+
+func errStrings(errs []error) []string {
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, e.Error())
+	}
+	return out
+}
+
+// isInventory tells inventories from runbooks by their kind line.
+func isInventory(src []byte) bool {
+	for _, line := range splitLines(src) {
+		if line == "kind: Inventory" {
+			return true
+		}
+	}
+	return false
+}
+
+func splitLines(b []byte) []string {
+	var out []string
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			out = append(out, string(b[start:i]))
+			start = i + 1
+		}
+	}
+	return append(out, string(b[start:]))
+}

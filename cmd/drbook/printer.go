@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/engine"
+)
+
+// printer renders engine events for headless runs: readable lines, or one
+// JSON object per event with --output json. It is the headless twin of the
+// TUI: both consume the same event stream.
+type printer struct {
+	w      io.Writer
+	json   bool
+	color  bool
+	starts map[string]time.Time
+}
+
+func newPrinter(w io.Writer, output string) *printer {
+	_, noColor := os.LookupEnv("NO_COLOR")
+	isTTY := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			isTTY = true
+		}
+	}
+	return &printer{w: w, json: output == "json", color: isTTY && !noColor, starts: map[string]time.Time{}}
+}
+
+func (p *printer) paint(code, s string) string {
+	if !p.color {
+		return s
+	}
+	return "\x1b[" + code + "m" + s + "\x1b[0m"
+}
+
+func (p *printer) observe(ev engine.Event) {
+	if p.json {
+		p.jsonLine(ev)
+		return
+	}
+	switch e := ev.(type) {
+	case engine.RunStarted:
+		verb := "run"
+		if e.Resumed {
+			verb = "resume"
+		}
+		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), e.RunID, e.Runbook, len(e.Steps))
+	case engine.StepPending:
+		danger := ""
+		if e.Danger {
+			danger = p.paint("31;1", " [DANGER]")
+		}
+		on := ""
+		if len(e.Targets) > 0 {
+			on = " on " + strings.Join(e.Targets, ", ")
+		}
+		fmt.Fprintf(p.w, "%s %s (%s)%s%s\n", p.paint("1", "▶"), e.StepID, e.Kind, on, danger)
+	case engine.StepStarted:
+		p.starts[e.StepID+"\x00"+e.Target] = e.Time
+	case engine.OutputLine:
+		prefix := "  │ "
+		if e.Target != "" {
+			prefix = fmt.Sprintf("  │ %s: ", e.Target)
+		}
+		fmt.Fprintf(p.w, "%s%s\n", p.paint("2", prefix), e.Line)
+	case engine.StepFinished:
+		glyph := p.paint("32", "✓")
+		if e.Status != "succeeded" {
+			glyph = p.paint("31", "✗")
+		}
+		where := ""
+		if e.Target != "" {
+			where = " on " + e.Target
+		}
+		line := fmt.Sprintf("  %s %s%s %s (%s)", glyph, e.StepID, where, e.Status, e.Duration.Round(time.Millisecond))
+		if e.Err != "" {
+			line += ": " + e.Err
+		}
+		if len(e.Outputs) > 0 {
+			line += " " + formatOutputs(e.Outputs)
+		}
+		fmt.Fprintln(p.w, line)
+	case engine.StepDone:
+		if e.Restored {
+			fmt.Fprintf(p.w, "  %s %s already %s (from the record)\n", p.paint("32", "✓"), e.StepID, e.Status)
+		} else if e.Status == "skipped" {
+			fmt.Fprintf(p.w, "  - %s skipped: %s\n", e.StepID, e.Reason)
+		}
+	case engine.Notice:
+		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), e.Text)
+	case engine.NeedsOperator:
+		fmt.Fprintf(p.w, "  ? %s\n", e.Prompt)
+	case engine.RunFinished:
+		status := p.paint("32;1", string(e.Status))
+		if e.Status != "succeeded" {
+			status = p.paint("31;1", string(e.Status))
+		}
+		fmt.Fprintf(p.w, "%s %s in %s (machine %s, waiting on operator %s)\n", status, e.RunID,
+			(e.Machine + e.Human).Round(time.Millisecond), e.Machine.Round(time.Millisecond), e.Human.Round(time.Millisecond))
+	}
+}
+
+func formatOutputs(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+func (p *printer) jsonLine(ev engine.Event) {
+	typ := fmt.Sprintf("%T", ev)
+	typ = strings.TrimPrefix(typ, "engine.")
+	b, err := json.Marshal(struct {
+		Type  string       `json:"type"`
+		Event engine.Event `json:"event"`
+	}{typ, ev})
+	if err != nil {
+		return
+	}
+	fmt.Fprintln(p.w, string(b))
+}
+
+// printPlan shows a plan as text or JSON.
+func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.PlannedStep) error {
+	if output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"runbook": rb.Name, "sha256": rb.SHA256, "steps": plan})
+	}
+	fmt.Fprintf(w, "plan for %s (%s), %d steps, nothing will be executed\n\n", rb.Name, rb.Title, len(plan))
+	for i, s := range plan {
+		danger := ""
+		if s.Danger {
+			danger = "  [DANGER: typed confirmation]"
+		}
+		fmt.Fprintf(w, "%2d. %s  (%s)%s\n", i+1, s.ID, s.Kind, danger)
+		if s.Title != "" {
+			fmt.Fprintf(w, "    %s\n", s.Title)
+		}
+		if len(s.Targets) > 0 {
+			serial := ""
+			if s.Serial > 0 {
+				serial = fmt.Sprintf(" (%d at a time)", s.Serial)
+			}
+			fmt.Fprintf(w, "    on: %s%s\n", strings.Join(s.Targets, ", "), serial)
+		}
+		if s.When != "" {
+			fmt.Fprintf(w, "    when: %s\n", s.When)
+		}
+		keys := make([]string, 0, len(s.Params))
+		for k := range s.Params {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v, _ := json.Marshal(s.Params[k])
+			fmt.Fprintf(w, "    %s: %s\n", k, v)
+		}
+		if s.Note != "" {
+			fmt.Fprintf(w, "    (%s)\n", s.Note)
+		}
+	}
+	return nil
+}

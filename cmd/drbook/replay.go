@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/export"
+)
+
+func newReplayCmd(a *app) *cobra.Command {
+	var verify bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "replay RUN_ID",
+		Short: "Show a recorded run from the checkpoint database (never contacts a node)",
+		Long: `Replay a run from its record: every step execution with its target, timings,
+exit status, outputs (secrets masked) and output log.
+
+--verify recomputes the run's hash chain from its first event and fails with
+exit code 5, naming the first broken sequence number, if any event was altered,
+removed or reordered.`,
+		Example: "  drbook replay r20261121-153012-ab12 --verify\n  drbook replay r2026 --format markdown > audit.md",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if a.output == "json" {
+				format = "json"
+			}
+			switch format {
+			case "text", "json", "markdown":
+			default:
+				return usageError{fmt.Errorf("--format must be text, json or markdown, not %q", format)}
+			}
+			ctx := cmd.Context()
+			db, err := a.openDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			run, err := db.GetRun(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			events, err := db.Events(ctx, run.ID)
+			if err != nil {
+				return err
+			}
+			execs, err := db.Execs(ctx, run.ID)
+			if err != nil {
+				return err
+			}
+			var rep *state.VerifyReport
+			var verr error
+			if verify {
+				r, err := db.Verify(ctx, run.ID)
+				rep, verr = &r, err
+			}
+			w := cmd.OutOrStdout()
+			switch format {
+			case "json":
+				err = export.JSON(w, run, events, execs, rep)
+			case "markdown":
+				err = export.Markdown(w, run, events, execs, rep)
+			default:
+				err = export.Text(w, run, events, execs, rep)
+			}
+			if err != nil {
+				return err
+			}
+			if verr != nil {
+				return verr
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&verify, "verify", false, "verify the hash chain; exit 5 if broken")
+	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
+	return cmd
+}

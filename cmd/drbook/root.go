@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/steps/transport"
+)
+
+// app holds the flags every command shares and the resources opened once.
+type app struct {
+	dbPath  string
+	output  string
+	logFile string
+	logger  *slog.Logger
+}
+
+func newRootCmd() *cobra.Command {
+	a := &app{}
+	root := &cobra.Command{
+		Use:   "drbook",
+		Short: "Disaster-recovery runbook runner for clustered key stores",
+		Long: `drbook walks a disaster-recovery runbook step by step: it runs each step over
+SSH on the right nodes, stops for confirmation before anything destructive,
+checkpoints every step in a SQLite record, resumes a run exactly where it
+stopped, and replays and verifies the record for audits.
+
+` + exitCodesHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if a.output != "text" && a.output != "json" {
+				return usageError{fmt.Errorf("--output must be text or json, not %q", a.output)}
+			}
+			a.logger = slog.New(slog.DiscardHandler)
+			if a.logFile != "" {
+				f, err := os.OpenFile(a.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+				if err != nil {
+					return fmt.Errorf("open log file: %w", err)
+				}
+				a.logger = slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			}
+			return nil
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&a.dbPath, "db", "", "checkpoint database (default $XDG_DATA_HOME/drbook/drbook.db)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd())
+	return root
+}
+
+func (a *app) openDB(ctx context.Context) (*state.DB, error) {
+	path := a.dbPath
+	if path == "" {
+		var err error
+		if path, err = state.DefaultPath(); err != nil {
+			return nil, err
+		}
+	}
+	return state.Open(ctx, path)
+}
+
+// newRegistry returns the step kinds this drbook knows.
+func newRegistry() *steps.Registry {
+	return steps.NewRegistry()
+}
+
+func loadInventory(path string) (*runbooks.Inventory, error) {
+	if path == "" {
+		return nil, nil
+	}
+	src, err := runbooks.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return runbooks.ParseInventory(path, src)
+}
+
+func loadRunbook(path string, reg *steps.Registry, inv *runbooks.Inventory) (*runbooks.Runbook, error) {
+	src, err := runbooks.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return runbooks.LoadRunbook(path, src, reg, inv)
+}
+
+func loadAnswers(path string) (*runbooks.Answers, error) {
+	if path == "" {
+		return nil, nil
+	}
+	src, err := runbooks.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return runbooks.ParseAnswers(path, src)
+}
+
+// expandPath resolves ~ and makes relative paths relative to base's directory.
+func expandPath(p, base string) string {
+	if p == "" {
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(p, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
+	if !filepath.IsAbs(p) && base != "" {
+		return filepath.Join(filepath.Dir(base), p)
+	}
+	return p
+}
+
+// dialer reaches inventory nodes: SSH with strict host keys, or locally.
+func dialer(inv *runbooks.Inventory) engine.Dialer {
+	return func(ctx context.Context, n *runbooks.Node) (transport.Transport, error) {
+		if n.Transport == runbooks.TransportLocal {
+			return &transport.Local{BaseEnv: os.Environ()}, nil
+		}
+		port := n.Port
+		if port == 0 {
+			port = inv.SSH.Port
+		}
+		if port == 0 {
+			port = 22
+		}
+		user := n.User
+		if user == "" {
+			user = inv.SSH.User
+		}
+		if user == "" {
+			user = os.Getenv("USER")
+		}
+		known := inv.SSH.KnownHosts
+		if known == "" {
+			known = "~/.ssh/known_hosts"
+		}
+		timeout := inv.SSH.ConnectTimeout.D()
+		if timeout == 0 {
+			timeout = 15 * time.Second
+		}
+		return transport.DialSSH(ctx, transport.SSHConfig{
+			Name: n.Name, Host: n.Host, Port: port, User: user,
+			IdentityFile:   expandPath(inv.SSH.IdentityFile, inv.File),
+			KnownHostsFile: expandPath(known, inv.File),
+			ConnectTimeout: timeout,
+			KeepAlive:      15 * time.Second,
+		})
+	}
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state"
+)
+
+func newRunCmd(a *app) *cobra.Command {
+	var invPath, answersPath string
+	var headless, yes bool
+	cmd := &cobra.Command{
+		Use:   "run RUNBOOK -i INVENTORY",
+		Short: "Run a runbook (headless with --headless)",
+		Long: `Run a runbook against the nodes of an inventory.
+
+Every step execution is checkpointed before and after it runs. Ctrl-C or
+SIGTERM marks running steps interrupted and exits with code 130; continue
+with 'drbook resume RUN_ID'.
+
+Headless runs take inputs from --answers (values may be {env: NAME} or
+{file: PATH} so secrets stay out of the file), confirm danger steps only with
+--yes, and stop with exit code 4 where a person must decide.`,
+		Example: "  drbook run recover.yaml -i prod.yaml --answers answers.yaml --headless --yes",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !headless {
+				return usageError{fmt.Errorf("the interactive TUI is not built yet: pass --headless")}
+			}
+			ctx := cmd.Context()
+			reg := newRegistry()
+			inv, err := loadInventory(invPath)
+			if err != nil {
+				return err
+			}
+			rb, err := loadRunbook(args[0], reg, inv)
+			if err != nil {
+				return err
+			}
+			answers, err := loadAnswers(answersPath)
+			if err != nil {
+				return err
+			}
+			inputs, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
+			if err != nil {
+				return err
+			}
+			db, err := a.openDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			p := newPrinter(cmd.OutOrStdout(), a.output)
+			cfg := engine.Config{
+				Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+				Operator: &engine.Headless{Yes: yes, Answers: answers}, Observer: p.observe,
+				Mode: "headless", Logger: a.logger,
+			}
+			out, err := engine.Start(ctx, cfg, inputs)
+			return runResult(out, err)
+		},
+	}
+	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory of nodes (required)")
+	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for inputs and input steps")
+	cmd.Flags().BoolVar(&headless, "headless", false, "run without the TUI")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps (headless)")
+	_ = cmd.MarkFlagRequired("inventory")
+	return cmd
+}
+
+// runResult turns an engine outcome into the command's error, with a hint
+// on how to go on.
+func runResult(out engine.Outcome, err error) error {
+	if err == nil {
+		return nil
+	}
+	hint := ""
+	if out.RunID != "" && out.Status != state.StatusSucceeded {
+		hint = fmt.Sprintf("\nrun %s is %s; continue with: drbook resume %s", out.RunID, out.Status, out.RunID)
+	}
+	return fmt.Errorf("%w%s", err, hint)
+}
+
+func newResumeCmd(a *app) *cobra.Command {
+	var invPath, runbookPath, answersPath, reason string
+	var redo, skip []string
+	var accept, yes bool
+	cmd := &cobra.Command{
+		Use:   "resume RUN_ID",
+		Short: "Continue an interrupted or failed run where it stopped",
+		Long: `Continue a run from its record. Completed step executions are never run
+again; a fanned-out step re-runs only its failed targets. A step found
+interrupted is decided by its check: command, by its kind's idempotency, or
+by you: --redo STEP runs it again, --skip STEP --reason "..." records that it
+took effect. Both are recorded.
+
+The runbook and inventory are read again from the paths recorded with the
+run (override with --runbook / -i); if they changed, resume is refused with
+a summary of the change unless --accept-changed (recorded).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(skip) > 0 && strings.TrimSpace(reason) == "" {
+				return usageError{fmt.Errorf("--skip needs --reason")}
+			}
+			ctx := cmd.Context()
+			db, err := a.openDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			rec, err := db.GetRun(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if runbookPath == "" {
+				runbookPath = rec.RunbookPath
+			}
+			if invPath == "" {
+				invPath = rec.InventoryPath
+			}
+			reg := newRegistry()
+			inv, err := loadInventory(invPath)
+			if err != nil {
+				return err
+			}
+			rb, err := loadRunbook(runbookPath, reg, inv)
+			if err != nil {
+				return err
+			}
+			answers, err := loadAnswers(answersPath)
+			if err != nil {
+				return err
+			}
+			p := newPrinter(cmd.OutOrStdout(), a.output)
+			cfg := engine.Config{
+				Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+				Operator: &engine.Headless{Yes: yes, Answers: answers}, Observer: p.observe,
+				Mode: rec.Mode, Logger: a.logger,
+			}
+			out, err := engine.Resume(ctx, cfg, rec.ID, engine.ResumeOptions{AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason})
+			return runResult(out, err)
+		},
+	}
+	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory (default: the one recorded with the run)")
+	cmd.Flags().StringVar(&runbookPath, "runbook", "", "runbook file (default: the one recorded with the run)")
+	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for input steps not yet run")
+	cmd.Flags().StringSliceVar(&redo, "redo", nil, "run these interrupted steps again")
+	cmd.Flags().StringSliceVar(&skip, "skip", nil, "skip these interrupted steps (they took effect); needs --reason")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the --skip steps are skipped (recorded)")
+	cmd.Flags().BoolVar(&accept, "accept-changed", false, "resume even though the runbook or inventory changed (recorded)")
+	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps")
+	cmd.Flags().Bool("headless", true, "resume without the TUI (the only mode so far)")
+	return cmd
+}
+
+func newPlanCmd(a *app) *cobra.Command {
+	var invPath, answersPath string
+	cmd := &cobra.Command{
+		Use:   "plan RUNBOOK -i INVENTORY",
+		Short: "Show the resolved steps and targets without running anything",
+		Long: `Show each step with its kind, targets and what it would run, with inputs taken
+from --answers. Targets or parameters that depend on outputs of earlier steps
+are shown as templates. Nothing is executed and nothing is recorded.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			reg := newRegistry()
+			inv, err := loadInventory(invPath)
+			if err != nil {
+				return err
+			}
+			rb, err := loadRunbook(args[0], reg, inv)
+			if err != nil {
+				return err
+			}
+			answers, err := loadAnswers(answersPath)
+			if err != nil {
+				return err
+			}
+			inputs, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
+			if err != nil {
+				return err
+			}
+			plan := engine.MakePlan(rb, inv, inputs)
+			return printPlan(cmd.OutOrStdout(), a.output, rb, plan)
+		},
+	}
+	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory of nodes")
+	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for inputs")
+	return cmd
+}
+
+var _ = os.Stdout

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/runbooks"
+)
+
+func newSchemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema runbook|inventory",
+		Short: "Print the JSON Schema of runbooks or inventories (for editors)",
+		Long: `Print a JSON Schema (draft-07) for editor validation and completion, e.g. with
+the VS Code YAML extension:
+
+  # yaml-language-server: $schema=./runbook.schema.json
+
+The runbook schema includes the parameters of every step kind this drbook
+knows. Published copies live in runbooks/schema/.`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"runbook", "inventory"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := schemaJSON(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+}
+
+func schemaJSON(which string) ([]byte, error) {
+	var s map[string]any
+	switch which {
+	case "runbook":
+		s = runbooks.RunbookSchema(newRegistry())
+	case "inventory":
+		s = runbooks.InventorySchema()
+	default:
+		return nil, usageError{fmt.Errorf("schema: want runbook or inventory, not %q", which)}
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
