@@ -449,7 +449,7 @@ func (e filterExpr) eval(sc Scope) (Value, error) {
 	return Value{}, fmt.Errorf("%w: unknown filter %q", ErrTemplate, e.name)
 }
 
-// ShellQuote quotes s for a POSIX shell (single quotes, with ' as '\'').
+// ShellQuote quotes s for a POSIX shell (single quotes, with ' as '\”).
 func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("@%+=:,./_-", r)))

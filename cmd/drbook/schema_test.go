@@ -58,7 +58,7 @@ func TestPublishedSchemas(t *testing.T) {
 
 func propertyNames(t *testing.T, raw json.RawMessage) []string {
 	var obj struct {
-		Properties map[string]any   `json:"properties"`
+		Properties map[string]any    `json:"properties"`
 		OneOf      []json.RawMessage `json:"oneOf"`
 	}
 	if err := json.Unmarshal(raw, &obj); err != nil {
