@@ -1,0 +1,216 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// SocketPath returns the admin socket path inside a data directory.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, socketName) }
+
+// adminVerb handles one admin request.
+type adminVerb func(ctx context.Context, body []byte) (any, error)
+
+func adminFn[Req, Res any](fn func(context.Context, Req) (Res, error)) adminVerb {
+	return func(ctx context.Context, body []byte) (any, error) {
+		req, err := decodeJSON[Req](body)
+		if err != nil {
+			return nil, err
+		}
+		return fn(ctx, req)
+	}
+}
+
+// Admin request types (JSON bodies on the admin socket).
+type (
+	// JoinArgs are the arguments of cluster_join.
+	JoinArgs struct {
+		Peer  string `json:"peer"`
+		Token string `json:"token"`
+	}
+	// RemoveArgs are the arguments of cluster_remove.
+	RemoveArgs struct {
+		NodeID string `json:"node_id"`
+		Force  bool   `json:"force"`
+	}
+	// ResetArgs are the arguments of cluster_reset.
+	ResetArgs struct {
+		DeleteData bool `json:"delete_data"`
+	}
+	// TokenArgs are the arguments of token_create.
+	TokenArgs struct {
+		TTL time.Duration `json:"ttl"`
+	}
+	// KeyArgs are the arguments of keys_get and keys_delete.
+	KeyArgs struct {
+		ID       string `json:"id"`
+		Material bool   `json:"material"`
+		Stale    bool   `json:"stale"`
+	}
+	// ReadArgs are the arguments of read-only key verbs.
+	ReadArgs struct {
+		Stale bool `json:"stale"`
+	}
+	// CreateArgs are the arguments of keys_create.
+	CreateArgs struct {
+		Keys []KeySpec `json:"keys"`
+	}
+	// LoadArgs are the arguments of keys_load.
+	LoadArgs struct {
+		Count int    `json:"count"`
+		Batch int    `json:"batch"`
+		Group string `json:"group"`
+	}
+	// VerifyArgs are the arguments of keys_verify.
+	VerifyArgs struct {
+		Manifest Manifest `json:"manifest"`
+		Stale    bool     `json:"stale"`
+	}
+)
+
+func (a *Agent) adminVerbs() map[string]adminVerb {
+	return map[string]adminVerb{
+		"status": adminFn(func(ctx context.Context, _ struct{}) (Status, error) { return a.Status(ctx) }),
+		"cluster_create": adminFn(func(ctx context.Context, _ struct{}) (BootstrapResult, error) {
+			return a.Bootstrap(ctx)
+		}),
+		"cluster_join": adminFn(func(ctx context.Context, r JoinArgs) (JoinResult, error) {
+			if r.Peer == "" || r.Token == "" {
+				return JoinResult{}, fmt.Errorf("%w: peer and token are required", ErrUsage)
+			}
+			return a.Join(ctx, r.Peer, r.Token)
+		}),
+		"cluster_remove": adminFn(func(ctx context.Context, r RemoveArgs) (RemoveResult, error) {
+			if r.NodeID == "" {
+				return RemoveResult{}, fmt.Errorf("%w: --node is required", ErrUsage)
+			}
+			return a.Remove(ctx, r.NodeID, r.Force)
+		}),
+		"cluster_reset": adminFn(func(ctx context.Context, r ResetArgs) (ResetResult, error) {
+			return a.Reset(ctx, r.DeleteData)
+		}),
+		"cluster_force_new": adminFn(func(ctx context.Context, _ struct{}) (ForceNewResult, error) {
+			return a.ForceNew(ctx)
+		}),
+		"token_create": adminFn(func(ctx context.Context, r TokenArgs) (TokenResult, error) {
+			return a.TokenCreate(ctx, r.TTL)
+		}),
+		"token_list": adminFn(func(ctx context.Context, _ struct{}) ([]TokenInfo, error) { return a.TokenList(ctx) }),
+		"keys_create": adminFn(func(ctx context.Context, r CreateArgs) ([]CreateResult, error) {
+			return a.CreateKeys(ctx, r.Keys)
+		}),
+		"keys_get": adminFn(func(ctx context.Context, r KeyArgs) (KeyInfo, error) {
+			return a.GetKey(ctx, r.ID, r.Material, r.Stale)
+		}),
+		"keys_delete": adminFn(func(ctx context.Context, r KeyArgs) (DeleteResult, error) {
+			return a.DeleteKey(ctx, r.ID)
+		}),
+		"keys_list":  adminFn(func(ctx context.Context, r ReadArgs) ([]KeyInfo, error) { return a.ListKeys(ctx, r.Stale) }),
+		"keys_count": adminFn(func(ctx context.Context, r ReadArgs) (CountResult, error) { return a.CountKeys(ctx, r.Stale) }),
+		"keys_load": adminFn(func(ctx context.Context, r LoadArgs) (LoadResult, error) {
+			return a.LoadKeys(ctx, r.Count, r.Batch, r.Group)
+		}),
+		"keys_manifest": adminFn(func(ctx context.Context, r ReadArgs) (Manifest, error) { return a.KeyManifest(ctx, r.Stale) }),
+		"keys_verify": adminFn(func(ctx context.Context, r VerifyArgs) (VerifyResult, error) {
+			return a.VerifyManifest(ctx, r.Manifest, r.Stale)
+		}),
+		"backup_create": adminFn(func(ctx context.Context, r BackupArgs) (BackupResult, error) { return a.BackupCreate(ctx, r) }),
+		"backup_list": adminFn(func(ctx context.Context, _ struct{}) ([]BackupEntry, error) {
+			return a.BackupList(ctx)
+		}),
+		"backup_delete": adminFn(func(ctx context.Context, r BackupDeleteArgs) (BackupDeleteResult, error) {
+			return a.BackupDelete(ctx, r.ID)
+		}),
+		"restore": adminFn(func(ctx context.Context, r RestoreArgs) (RestoreResult, error) { return a.Restore(ctx, r) }),
+	}
+}
+
+// startAdmin listens on DATA/admin.sock (mode 0600).
+func (a *Agent) startAdmin() error {
+	path := SocketPath(a.cfg.DataDir)
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("chmod admin socket: %w", err)
+	}
+	verbs := a.adminVerbs()
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/{verb}", func(w http.ResponseWriter, r *http.Request) {
+		verb := r.PathValue("verb")
+		fn, ok := verbs[verb]
+		if !ok {
+			writeJSON(w, nil, fmt.Errorf("%w: unknown verb %q", ErrUsage, verb))
+			return
+		}
+		body, err := readAll(r)
+		if err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		res, err := fn(r.Context(), body)
+		writeJSON(w, res, err)
+		if verb == "cluster_reset" && err == nil {
+			if rr, ok := res.(ResetResult); ok && rr.Exiting {
+				if f, ok := w.(http.Flusher); ok {
+					f.Flush()
+				}
+				go a.requestExit()
+			}
+		}
+	})
+	a.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := a.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin socket", "err", err)
+		}
+	}()
+	return nil
+}
+
+func readAll(r *http.Request) ([]byte, error) {
+	var raw json.RawMessage
+	if err := decodeBody(r, &raw); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// AdminClient calls a local agent over its admin socket.
+type AdminClient struct {
+	http *http.Client
+}
+
+// NewAdminClient returns a client for the agent whose data dir is dataDir.
+func NewAdminClient(dataDir string) *AdminClient {
+	sock := SocketPath(dataDir)
+	return &AdminClient{http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			c, err := d.DialContext(ctx, "unix", sock)
+			if err != nil {
+				return nil, fmt.Errorf("%w: agent not running (admin socket %s): %w", ErrUnavailable, sock, err)
+			}
+			return c, nil
+		},
+	}}}
+}
+
+// Call runs verb with req and decodes the answer into out. Errors carry the
+// agent's sentinel (errors.Is works) and map to exit codes with ExitCode.
+func (c *AdminClient) Call(ctx context.Context, verb string, req, out any) error {
+	if req == nil {
+		req = struct{}{}
+	}
+	return doJSON(ctx, c.http, http.MethodPost, "http://agent/v1/"+verb, req, out)
+}

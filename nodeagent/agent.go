@@ -1,0 +1,451 @@
+package nodeagent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/drbook/drbook/nodeagent/pki"
+	"github.com/drbook/drbook/nodeagent/seal"
+)
+
+// Config configures one agent.
+type Config struct {
+	// DataDir holds node.key, node.json, raft/, backups/ and admin.sock.
+	DataDir string
+	// NodeID is this node's raft server id.
+	NodeID string
+	// APIAddr is the HTTPS key API address (also join and internal calls).
+	APIAddr string
+	// RaftAddr is the raft mutual-TLS transport address.
+	RaftAddr string
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune raft.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// SnapshotThreshold is the number of log entries between snapshots.
+	SnapshotThreshold uint64
+	// RaftLogLevel is the hclog level of raft's own logs (default "warn").
+	RaftLogLevel string
+	// PromoteLag is the largest lag (in log entries) at which a non-voter is
+	// promoted to voter.
+	PromoteLag uint64
+	// Logger receives structured logs.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = 500 * time.Millisecond
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = 250 * time.Millisecond
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.RaftLogLevel == "" {
+		c.RaftLogLevel = "warn"
+	}
+	if c.PromoteLag == 0 {
+		c.PromoteLag = 64
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Agent is one drbook node: raft, FSM, admin socket and HTTPS API.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	nodeKey []byte
+	fsm     *FSM
+
+	// opMu serialises lifecycle operations (bootstrap, join, reset,
+	// force-new, restore, removal notices).
+	opMu sync.Mutex
+	// changeMu is held by the leader while a removal runs.
+	changeMu sync.Mutex
+
+	mu        sync.RWMutex
+	node      *nodeFile
+	cmk       []byte
+	raft      *raft.Raft
+	trans     *raft.NetworkTransport
+	store     *raftboltdb.BoltStore
+	clientTLS *tls.Config
+	apiTLS    *tls.Config
+	apiSrv    *http.Server
+	httpc     *http.Client
+	stopWatch chan struct{}
+	watchDone chan struct{}
+
+	ready     atomic.Bool // leader and caught up with its term (barrier done)
+	promoting atomic.Bool
+	verbs     map[string]internalVerb
+	batcher   *batcher
+	exitCh    chan struct{}
+	exitOnce  sync.Once
+	adminSrv  *http.Server
+}
+
+// New prepares an agent: it creates the data directory and node key, loads
+// node state, and starts raft and the API if the node belongs to a cluster.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	cfg.setDefaults()
+	if cfg.DataDir == "" || cfg.NodeID == "" || cfg.APIAddr == "" || cfg.RaftAddr == "" {
+		return nil, fmt.Errorf("%w: --data, --node-id, --api and --raft are required", ErrUsage)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	nodeKey, err := seal.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, nodeKeyName))
+	if err != nil {
+		return nil, fmt.Errorf("node sealing key: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nodeKey: nodeKey, exitCh: make(chan struct{})}
+	a.fsm = NewFSM(a)
+	a.batcher = newBatcher(a)
+	a.verbs = a.internalVerbs()
+	n, err := loadNodeFile(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if n != nil {
+		if n.NodeID != cfg.NodeID {
+			return nil, fmt.Errorf("%w: data dir belongs to node %q, not %q", ErrHasClusterState, n.NodeID, cfg.NodeID)
+		}
+		if err := a.adoptNode(n); err != nil {
+			return nil, err
+		}
+		if !n.Removed {
+			if err := a.startRaft(ctx, false); err != nil {
+				return nil, err
+			}
+			if err := a.startAPI(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return a, nil
+}
+
+// adoptNode installs node state: opens the CMK and builds TLS configs.
+func (a *Agent) adoptNode(n *nodeFile) error {
+	cmk, err := openCMK(a.nodeKey, n)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := seal.Open(a.nodeKey, n.KeySealed, tlsKeyAAD(n.NodeID))
+	if err != nil {
+		return fmt.Errorf("open node TLS key: %w", err)
+	}
+	server, err := pki.ServerConfig(n.CertPEM, keyPEM, n.CACertPEM)
+	if err != nil {
+		return fmt.Errorf("server TLS config: %w", err)
+	}
+	client, err := pki.ClientConfig(n.CertPEM, keyPEM, n.CACertPEM)
+	if err != nil {
+		return fmt.Errorf("client TLS config: %w", err)
+	}
+	api := server.Clone()
+	api.ClientAuth = tls.VerifyClientCertIfGiven
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.node, a.cmk = n, cmk
+	a.clientTLS, a.apiTLS = client, api
+	a.httpc = &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig:     client,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+	return nil
+}
+
+// startRaft opens the stores and starts raft; bootstrap makes a one-voter
+// configuration of this node.
+func (a *Agent) startRaft(ctx context.Context, bootstrap bool) error {
+	a.mu.RLock()
+	server, client := a.apiTLS.Clone(), a.clientTLS
+	a.mu.RUnlock()
+	server.ClientAuth = tls.RequireAndVerifyClientCert
+	r, trans, store, err := a.openRaft(server, client, bootstrap)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.raft, a.trans, a.store = r, trans, store
+	a.stopWatch, a.watchDone = make(chan struct{}), make(chan struct{})
+	stop, done := a.stopWatch, a.watchDone
+	a.mu.Unlock()
+	go a.watchLeadership(r, stop, done)
+	a.log.InfoContext(ctx, "raft started", "raft_addr", a.cfg.RaftAddr, "bootstrap", bootstrap)
+	return nil
+}
+
+func (a *Agent) raftConfig() *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(a.cfg.NodeID)
+	c.HeartbeatTimeout = a.cfg.HeartbeatTimeout
+	c.ElectionTimeout = a.cfg.ElectionTimeout
+	c.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
+	c.CommitTimeout = 5 * time.Millisecond
+	c.SnapshotThreshold = a.cfg.SnapshotThreshold
+	c.TrailingLogs = 4096
+	c.MaxAppendEntries = 256
+	c.Logger = newHCLogger(a.cfg.Logger, "raft", a.cfg.RaftLogLevel)
+	return c
+}
+
+func (a *Agent) raftDir() string { return filepath.Join(a.cfg.DataDir, raftDirName) }
+
+// openStores opens the bolt log/stable store and the file snapshot store.
+func (a *Agent) openStores() (*raftboltdb.BoltStore, *raft.FileSnapshotStore, error) {
+	if err := os.MkdirAll(a.raftDir(), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(a.raftDir(), "raft.db")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(a.raftDir(), 2, newHCLogger(a.cfg.Logger, "snapshot", a.cfg.RaftLogLevel))
+	if err != nil {
+		store.Close()
+		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	return store, snaps, nil
+}
+
+func (a *Agent) newTransport(server, client *tls.Config) (*raft.NetworkTransport, error) {
+	stream, err := newTLSStreamLayer(a.cfg.RaftAddr, server, client)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  newHCLogger(a.cfg.Logger, "raft-net", a.cfg.RaftLogLevel),
+	}), nil
+}
+
+func (a *Agent) openRaft(server, client *tls.Config, bootstrap bool) (*raft.Raft, *raft.NetworkTransport, *raftboltdb.BoltStore, error) {
+	store, snaps, err := a.openStores()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	trans, err := a.newTransport(server, client)
+	if err != nil {
+		store.Close()
+		return nil, nil, nil, err
+	}
+	conf := a.raftConfig()
+	if bootstrap {
+		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+		if err := raft.BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			trans.Close()
+			store.Close()
+			return nil, nil, nil, fmt.Errorf("bootstrap raft: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(conf, a.fsm, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("start raft: %w", err)
+	}
+	return r, trans, store, nil
+}
+
+// watchLeadership runs a barrier whenever this node becomes leader, so that
+// reads served by the leader see every entry committed in earlier terms.
+func (a *Agent) watchLeadership(r *raft.Raft, stop, done chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var term uint64
+	for {
+		select {
+		case <-stop:
+			a.ready.Store(false)
+			return
+		case <-tick.C:
+		}
+		if r.State() != raft.Leader {
+			a.ready.Store(false)
+			term = 0
+			continue
+		}
+		if t := r.CurrentTerm(); t != term {
+			a.ready.Store(false)
+			if err := r.Barrier(5 * time.Second).Error(); err != nil {
+				continue
+			}
+			term = t
+			a.ready.Store(true)
+			a.log.Info("leader ready", "term", t)
+		}
+		a.maybeSelfMaintain(r)
+	}
+}
+
+// stopRaft shuts raft down and closes its stores.
+func (a *Agent) stopRaft() error {
+	a.mu.Lock()
+	r, store, stop, done := a.raft, a.store, a.stopWatch, a.watchDone
+	a.raft, a.store, a.trans, a.stopWatch = nil, nil, nil, nil
+	a.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	close(stop)
+	<-done
+	err := r.Shutdown().Error()
+	if cerr := store.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("stop raft: %w", err)
+	}
+	return nil
+}
+
+// Raft returns the running raft instance or nil.
+func (a *Agent) getRaft() *raft.Raft {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.raft
+}
+
+func (a *Agent) nodeState() *nodeFile {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.node
+}
+
+func (a *Agent) currentCMK() []byte {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.cmk
+}
+
+// CMKID implements cmkAdopter.
+func (a *Agent) CMKID() string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.node == nil {
+		return ""
+	}
+	return a.node.CMKID
+}
+
+// AdoptCMK implements cmkAdopter: it re-seals the restored CMK with the node
+// key, persists it and makes it current.
+func (a *Agent) AdoptCMK(sealedUnderCurrent []byte, id string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.node == nil {
+		return ErrNoClusterState
+	}
+	cmk, err := seal.Open(a.cmk, sealedUnderCurrent, transferAAD(id))
+	if err != nil {
+		return fmt.Errorf("open transferred CMK: %w", err)
+	}
+	if cmkID(cmk) != id {
+		return errors.New("transferred CMK does not match its id")
+	}
+	sealed, err := sealCMK(a.nodeKey, a.node.NodeID, cmk)
+	if err != nil {
+		return err
+	}
+	n := *a.node
+	n.CMKSealed, n.CMKID = sealed, id
+	if err := saveNodeFile(a.cfg.DataDir, &n); err != nil {
+		return err
+	}
+	a.node, a.cmk = &n, cmk
+	a.log.Info("adopted restored cluster master key", "cmk_id", id)
+	return nil
+}
+
+// startAPI serves the HTTPS API on cfg.APIAddr.
+func (a *Agent) startAPI() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.apiSrv != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
+	}
+	srv := &http.Server{Handler: a.apiHandler(), TLSConfig: a.apiTLS, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
+	a.apiSrv = srv
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("api server", "err", err)
+		}
+	}()
+	a.log.Info("api listening", "addr", a.cfg.APIAddr)
+	return nil
+}
+
+func (a *Agent) stopAPI(ctx context.Context) {
+	a.mu.Lock()
+	srv := a.apiSrv
+	a.apiSrv = nil
+	a.mu.Unlock()
+	if srv != nil {
+		_ = srv.Shutdown(ctx)
+	}
+}
+
+// Serve runs the admin socket until ctx is cancelled or the agent asks to
+// exit (after reset --delete-data), then shuts everything down.
+func (a *Agent) Serve(ctx context.Context) error {
+	if err := a.startAdmin(); err != nil {
+		return err
+	}
+	a.log.InfoContext(ctx, "agent serving", "data", a.cfg.DataDir, "api", a.cfg.APIAddr, "raft", a.cfg.RaftAddr)
+	select {
+	case <-ctx.Done():
+	case <-a.exitCh:
+	}
+	return a.Close()
+}
+
+// Close stops the admin socket, API and raft.
+func (a *Agent) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if a.adminSrv != nil {
+		_ = a.adminSrv.Shutdown(ctx)
+	}
+	a.stopAPI(ctx)
+	a.batcher.close()
+	err := a.stopRaft()
+	a.log.Info("agent stopped")
+	return err
+}
+
+func (a *Agent) requestExit() {
+	a.exitOnce.Do(func() { close(a.exitCh) })
+}

@@ -1,0 +1,278 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/drbook/drbook/nodeagent/pki"
+	"github.com/drbook/drbook/nodeagent/token"
+)
+
+// maxBody bounds request bodies on the API and admin socket.
+const maxBody = 64 << 20
+
+// apiHandler serves /healthz, /metrics, /v1/join (token auth), the key API
+// (API key or node certificate) and /v1/internal/* (node certificate).
+func (a *Agent) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := a.health()
+		if !h.Raft {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(h)
+			return
+		}
+		writeJSON(w, h, nil)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		a.writeMetrics(w)
+	})
+	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
+		var req joinRequest
+		if err := decodeBody(r, &req); err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		res, err := onLeader(r.Context(), a, "join", req, func(ctx context.Context) (joinResponse, error) {
+			return a.joinLeader(ctx, req)
+		})
+		writeJSON(w, res, err)
+	})
+	mux.HandleFunc("POST /v1/internal/{verb}", a.handleInternal)
+	mux.HandleFunc("POST /v1/keys", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
+		var req createReq
+		if err := decodeBody(r, &req); err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		res, err := a.CreateKeys(r.Context(), req.Keys)
+		writeJSON(w, res, err)
+	}))
+	mux.HandleFunc("PUT /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
+		var spec KeySpec
+		if err := decodeBody(r, &spec); err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		spec.ID = r.PathValue("id")
+		res, err := a.CreateKeys(r.Context(), []KeySpec{spec})
+		if err != nil {
+			writeJSON(w, nil, err)
+			return
+		}
+		writeJSON(w, res[0], nil)
+	}))
+	mux.HandleFunc("GET /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
+		res, err := a.GetKey(r.Context(), r.PathValue("id"), true, r.URL.Query().Has("stale"))
+		writeJSON(w, res, err)
+	}))
+	mux.HandleFunc("DELETE /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
+		res, err := a.DeleteKey(r.Context(), r.PathValue("id"))
+		writeJSON(w, res, err)
+	}))
+	mux.HandleFunc("GET /v1/keys", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
+		stale := r.URL.Query().Has("stale")
+		if r.URL.Query().Has("count") {
+			res, err := a.CountKeys(r.Context(), stale)
+			writeJSON(w, res, err)
+			return
+		}
+		res, err := a.ListKeys(r.Context(), stale)
+		writeJSON(w, res, err)
+	}))
+	return mux
+}
+
+func decodeBody(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("%w: read body: %w", ErrUsage, err)
+	}
+	if len(body) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: decode body: %w", ErrUsage, err)
+	}
+	return nil
+}
+
+// peerNode returns the verified node id of the TLS client, if any.
+func peerNode(r *http.Request) (string, bool) {
+	if r.TLS == nil {
+		return "", false
+	}
+	id, err := pki.NodeIDFromConn(*r.TLS)
+	return id, err == nil
+}
+
+// errUnauthorized is answered to key API calls without valid credentials.
+var errUnauthorized = fmt.Errorf("%w: missing or invalid API key", ErrTokenInvalid)
+
+// authKeys admits a valid API key ("Authorization: Bearer drbkapi1...") or
+// a cluster node certificate (forwarded calls).
+func (a *Agent) authKeys(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := peerNode(r); ok {
+			next(w, r)
+			return
+		}
+		h := r.Header.Get("Authorization")
+		plain, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeJSON(w, nil, errUnauthorized)
+			return
+		}
+		id, secret, err := token.ParseAPIKey(plain)
+		if err != nil {
+			writeJSON(w, nil, errUnauthorized)
+			return
+		}
+		rec, found := a.fsm.APIKey(id)
+		if !found || !rec.Verify(secret) {
+			writeJSON(w, nil, errUnauthorized)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// internalVerb handles one internal call from an authenticated node.
+type internalVerb func(ctx context.Context, peer string, body []byte) (any, error)
+
+func decodeJSON[T any](body []byte) (T, error) {
+	var v T
+	if len(body) == 0 {
+		return v, nil
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return v, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return v, nil
+}
+
+// leaderOnly wraps a verb that must run on the ready leader.
+func (a *Agent) leaderOnly(fn internalVerb) internalVerb {
+	return func(ctx context.Context, peer string, body []byte) (any, error) {
+		if !a.ready.Load() {
+			return nil, fmt.Errorf("%w: this node is not the leader", ErrUnavailable)
+		}
+		return fn(ctx, peer, body)
+	}
+}
+
+func (a *Agent) internalVerbs() map[string]internalVerb {
+	return map[string]internalVerb{
+		"health":  func(context.Context, string, []byte) (any, error) { return a.health(), nil },
+		"applied": func(context.Context, string, []byte) (any, error) { return a.applied() },
+		"membership": func(context.Context, string, []byte) (any, error) {
+			return a.membership()
+		},
+		"removed": func(ctx context.Context, _ string, _ []byte) (any, error) {
+			a.markRemoved(context.WithoutCancel(ctx))
+			return struct{}{}, nil
+		},
+		"read_index": a.leaderOnly(func(ctx context.Context, _ string, _ []byte) (any, error) { return a.readIndex(ctx) }),
+		"token_create": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[tokenCreateReq](body)
+			if err != nil {
+				return nil, err
+			}
+			return a.TokenCreate(ctx, req.TTL)
+		}),
+		"join": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[joinRequest](body)
+			if err != nil {
+				return nil, err
+			}
+			return a.joinLeader(ctx, req)
+		}),
+		"join_add": func(ctx context.Context, peer string, body []byte) (any, error) {
+			req, err := decodeJSON[joinAddReq](body)
+			if err != nil {
+				return nil, err
+			}
+			return onLeader(ctx, a, "join_add_leader", req, func(ctx context.Context) (struct{}, error) {
+				return a.joinAddLeader(ctx, peer, req)
+			})
+		},
+		"join_add_leader": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[joinAddReq](body)
+			if err != nil {
+				return nil, err
+			}
+			// The forwarding node authenticated the joiner; trust its claim.
+			return a.joinAddLeader(ctx, req.NodeID, req)
+		}),
+		"remove": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[removeReq](body)
+			if err != nil {
+				return nil, err
+			}
+			return a.removeLeader(ctx, req)
+		}),
+		"keys_create": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[createReq](body)
+			if err != nil {
+				return nil, err
+			}
+			return a.createKeysLeader(ctx, req.Keys)
+		}),
+		"keys_load": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[loadReq](body)
+			if err != nil {
+				return nil, err
+			}
+			return a.LoadKeys(ctx, req.Count, req.Batch, req.Group)
+		}),
+		"keys_delete": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[idsReq](body)
+			if err != nil || len(req.IDs) != 1 {
+				return nil, fmt.Errorf("%w: one id", ErrUsage)
+			}
+			return a.DeleteKey(ctx, req.IDs[0])
+		}),
+		"backup_recorded": a.leaderOnly(func(ctx context.Context, _ string, body []byte) (any, error) {
+			req, err := decodeJSON[BackupInfo](body)
+			if err != nil {
+				return nil, err
+			}
+			return a.recordBackup(ctx, req)
+		}),
+	}
+}
+
+func (a *Agent) handleInternal(w http.ResponseWriter, r *http.Request) {
+	peer, ok := peerNode(r)
+	if !ok {
+		writeJSON(w, nil, fmt.Errorf("%w: internal calls need a cluster node certificate", ErrTokenInvalid))
+		return
+	}
+	fn, ok := a.verbs[r.PathValue("verb")]
+	if !ok {
+		writeJSON(w, nil, fmt.Errorf("%w: unknown internal verb %q", ErrNotFound, r.PathValue("verb")))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		writeJSON(w, nil, fmt.Errorf("%w: %w", ErrUsage, err))
+		return
+	}
+	res, err := fn(r.Context(), peer, body)
+	writeJSON(w, res, err)
+}
+
+func (a *Agent) applied() (appliedInfo, error) {
+	r := a.getRaft()
+	if r == nil {
+		return appliedInfo{}, ErrNoClusterState
+	}
+	return appliedInfo{AppliedIndex: r.AppliedIndex()}, nil
+}

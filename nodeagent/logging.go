@@ -1,0 +1,52 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// slogSink forwards hclog records at or above level to slog.
+type slogSink struct {
+	log   *slog.Logger
+	level hclog.Level
+}
+
+// Accept implements hclog.SinkAdapter.
+func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
+	if level < s.level || level == hclog.Off {
+		return
+	}
+	var sl slog.Level
+	switch level {
+	case hclog.Trace, hclog.Debug:
+		sl = slog.LevelDebug
+	case hclog.Info:
+		sl = slog.LevelInfo
+	case hclog.Warn:
+		sl = slog.LevelWarn
+	default:
+		sl = slog.LevelError
+	}
+	attrs := make([]slog.Attr, 0, len(args)/2+1)
+	attrs = append(attrs, slog.String("component", name))
+	for i := 0; i+1 < len(args); i += 2 {
+		attrs = append(attrs, slog.Any(fmt.Sprint(args[i]), args[i+1]))
+	}
+	s.log.LogAttrs(context.Background(), sl, msg, attrs...)
+}
+
+// newHCLogger returns an hclog logger for raft whose records go through slog
+// at the given level (hclog itself defaults to DEBUG and writes nothing here).
+func newHCLogger(log *slog.Logger, name string, level string) hclog.Logger {
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		lvl = hclog.Warn
+	}
+	l := hclog.NewInterceptLogger(&hclog.LoggerOptions{Name: name, Level: lvl, Output: io.Discard})
+	l.RegisterSink(slogSink{log: log, level: lvl})
+	return l
+}

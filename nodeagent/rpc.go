@@ -1,0 +1,264 @@
+package nodeagent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// wireError is the JSON body of every failed admin or internal call.
+type wireError struct {
+	Error    string `json:"error"`
+	Sentinel string `json:"sentinel,omitempty"`
+	Code     int    `json:"exit_code"`
+}
+
+// remoteError is an error received over the wire; it unwraps to the
+// sentinel it carried, so errors.Is works across processes.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+func toWire(err error) wireError {
+	w := wireError{Error: err.Error(), Code: ExitCode(err)}
+	if s := sentinelOf(err); s != nil {
+		w.Sentinel = s.Error()
+	}
+	return w
+}
+
+func fromWire(w wireError) error {
+	return &remoteError{msg: w.Error, sentinel: sentinelByMessage(w.Sentinel)}
+}
+
+// writeJSON writes v (or an error) as the JSON response.
+func writeJSON(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		status := http.StatusInternalServerError
+		switch ExitCode(err) {
+		case ExitRefused:
+			status = http.StatusConflict
+		case ExitUsage:
+			status = http.StatusBadRequest
+		case ExitNotFound:
+			status = http.StatusNotFound
+		case ExitUnavailable:
+			status = http.StatusServiceUnavailable
+		}
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(toWire(err))
+		return
+	}
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// doJSON posts req as JSON and decodes the answer into out, mapping error
+// bodies back to sentinels.
+func doJSON(ctx context.Context, c *http.Client, method, url string, req, out any) error {
+	var body io.Reader
+	if req != nil {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(hr)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var w wireError
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &w) != nil || w.Error == "" {
+			return fmt.Errorf("%s %s: HTTP %d: %s", method, url, resp.StatusCode, bytes.TrimSpace(b))
+		}
+		return fromWire(w)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode response: %w", err)
+	}
+	return nil
+}
+
+// internalCall calls verb on the node whose API listens on apiAddr, over
+// mutual TLS with this node's certificate.
+func (a *Agent) internalCall(ctx context.Context, apiAddr, verb string, req, out any) error {
+	a.mu.RLock()
+	c := a.httpc
+	a.mu.RUnlock()
+	if c == nil {
+		return ErrNoClusterState
+	}
+	return doJSON(ctx, c, http.MethodPost, "https://"+apiAddr+"/v1/internal/"+verb, req, out)
+}
+
+// leaderAPIAddr returns the leader's API address, waiting up to wait for a
+// leader to be known.
+func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id string, addr string, self bool, err error) {
+	r := a.getRaft()
+	if r == nil {
+		return "", "", false, ErrNoClusterState
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		_, lid := r.LeaderWithID()
+		if lid != "" {
+			if string(lid) == a.cfg.NodeID {
+				if a.ready.Load() {
+					return string(lid), a.cfg.APIAddr, true, nil
+				}
+			} else if n, ok := a.fsm.Meta().Nodes[string(lid)]; ok {
+				return string(lid), n.APIAddr, false, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", "", false, fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", false, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// leaderWait is how long a call waits for a leader before failing.
+const leaderWait = 3 * time.Second
+
+// onLeader runs fn here if this node is the ready leader, otherwise calls
+// verb on the leader over mutual TLS.
+func onLeader[T any](ctx context.Context, a *Agent, verb string, req any, fn func(context.Context) (T, error)) (T, error) {
+	var zero T
+	_, addr, self, err := a.leaderAPIAddr(ctx, leaderWait)
+	if err != nil {
+		return zero, err
+	}
+	if self {
+		return fn(ctx)
+	}
+	var out T
+	if err := a.internalCall(ctx, addr, verb, req, &out); err != nil {
+		return zero, err
+	}
+	return out, nil
+}
+
+// apply commits one command through raft and returns the FSM's answer; an
+// error answer is returned as the error.
+func (a *Agent) apply(ctx context.Context, cmd []byte) (any, error) {
+	r := a.getRaft()
+	if r == nil {
+		return nil, ErrNoClusterState
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := r.Apply(cmd, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+				errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrRaftShutdown) {
+				return nil, fmt.Errorf("%w: raft apply: %w", ErrUnavailable, err)
+			}
+			return nil, fmt.Errorf("raft apply: %w", err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: raft apply not committed: %w", ErrUnavailable, ctx.Err())
+	}
+	if err, ok := f.Response().(error); ok {
+		return nil, err
+	}
+	return f.Response(), nil
+}
+
+func (a *Agent) applyJSON(ctx context.Context, op byte, v any) (any, error) {
+	cmd, err := encodeJSONCmd(op, v)
+	if err != nil {
+		return nil, err
+	}
+	return a.apply(ctx, cmd)
+}
+
+// readBarrier makes local reads linearizable: the leader confirms its
+// leadership; a follower learns the leader's commit index (read index) and
+// waits until it has applied that far.
+func (a *Agent) readBarrier(ctx context.Context) error {
+	r := a.getRaft()
+	if r == nil {
+		return ErrNoClusterState
+	}
+	_, addr, self, err := a.leaderAPIAddr(ctx, leaderWait)
+	if err != nil {
+		return err
+	}
+	var idx uint64
+	if self {
+		if err := r.VerifyLeader().Error(); err != nil {
+			return fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
+		}
+		return nil
+	}
+	var li leaderIndex
+	if err := a.internalCall(ctx, addr, "read_index", struct{}{}, &li); err != nil {
+		return err
+	}
+	idx = li.CommitIndex
+	deadline := time.Now().Add(5 * time.Second)
+	for r.AppliedIndex() < idx {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: follower did not catch up to read index %d", ErrUnavailable, idx)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// leaderIndex is the answer of the internal read_index verb.
+type leaderIndex struct {
+	CommitIndex uint64 `json:"commit_index"`
+}
+
+// readIndex runs on the leader: it confirms leadership, then returns the
+// commit index every linearizable read must wait for.
+func (a *Agent) readIndex(ctx context.Context) (leaderIndex, error) {
+	r := a.getRaft()
+	if r == nil || !a.ready.Load() {
+		return leaderIndex{}, fmt.Errorf("%w: not the leader", ErrUnavailable)
+	}
+	idx := r.CommitIndex()
+	if err := r.VerifyLeader().Error(); err != nil {
+		return leaderIndex{}, fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
+	}
+	return leaderIndex{CommitIndex: idx}, nil
+}
