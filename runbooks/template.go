@@ -449,7 +449,8 @@ func (e filterExpr) eval(sc Scope) (Value, error) {
 	return Value{}, fmt.Errorf("%w: unknown filter %q", ErrTemplate, e.name)
 }
 
-// ShellQuote quotes s for a POSIX shell (single quotes, with ' as '\”).
+// ShellQuote quotes s as one word for a POSIX shell: inside single quotes,
+// each embedded quote is closed, escaped and reopened.
 func ShellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("@%+=:,./_-", r)))

@@ -212,17 +212,23 @@ func (s *SSH) keepAlive(interval time.Duration) {
 		case err := <-replied:
 			timer.Stop()
 			if err != nil {
-				_ = s.client.Close()
+				s.drop()
 				return
 			}
 		case <-timer.C:
-			_ = s.client.Close()
+			s.drop()
 			return
 		case <-s.done:
 			timer.Stop()
 			return
 		}
 	}
+}
+
+// drop marks the connection dead and closes it.
+func (s *SSH) drop() {
+	s.dead.Store(true)
+	_ = s.client.Close()
 }
 
 // HostKeyFingerprint returns the SHA256 fingerprint of the node's host key.
@@ -365,7 +371,9 @@ func (s *SSH) result(err error) (int, error) {
 		return exitErr.ExitStatus(), nil
 	}
 	// No exit status (ExitMissingError, EOF, closed connection): whatever
-	// happened on the node is unknown.
+	// happened on the node is unknown. Let Alive catch up with the
+	// connection's end before reporting it, so that a Pool redials at once.
+	s.connEnded()
 	return -1, fmt.Errorf("ssh %s: wait: %w: %w", s.name, ErrConnLost, err)
 }
 

@@ -286,17 +286,27 @@ func readBanner(ctx context.Context, addr string) error {
 
 // killSSHDChildren SIGKILLs the per-connection sshd processes below the
 // listener (not the commands they run, which would report an exit status)
-// and returns how many connections it ended.
+// and returns how many connections it ended. It scans again until no sshd
+// process is left, because a connection's monitor may fork its post-auth
+// child between a scan and the kill.
 func killSSHDChildren(listener int) int {
-	n := 0
-	for _, p := range descendants(listener) {
-		if p.comm != "sshd" {
-			continue
+	conns := make(map[int]bool)
+	for range 50 {
+		found := false
+		for _, p := range descendants(listener) {
+			if p.comm != "sshd" {
+				continue
+			}
+			found = true
+			if p.ppid == listener {
+				conns[p.pid] = true
+			}
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}
-		if p.ppid == listener {
-			n++
+		if !found {
+			break
 		}
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		time.Sleep(5 * time.Millisecond) // let the kills land before rescanning
 	}
-	return n
+	return len(conns)
 }
