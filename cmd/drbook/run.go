@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -31,7 +30,7 @@ Headless runs take inputs from --answers (values may be {env: NAME} or
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !headless {
-				return usageError{fmt.Errorf("the interactive TUI is not built yet: pass --headless")}
+				return runInteractive(cmd, a, interactiveRequest{Runbook: args[0], Inventory: invPath, Answers: answersPath})
 			}
 			ctx := cmd.Context()
 			reg := newRegistry()
@@ -194,5 +193,3 @@ are shown as templates. Nothing is executed and nothing is recorded.`,
 	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for inputs")
 	return cmd
 }
-
-var _ = os.Stdout
