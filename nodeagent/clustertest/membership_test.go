@@ -1,0 +1,147 @@
+package clustertest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/drbook/drbook/nodeagent"
+)
+
+// TestRemoveThenReset: reset is refused while the node is a member,
+// accepted after its removal, and deletes the data directory; repeated
+// remove is a no-op.
+func TestRemoveThenReset(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader(10 * time.Second)
+	var lr nodeagent.LoadResult
+	l.mustJSON(&lr, "keys", "load", "--count", "500")
+	victim := c.nodes[2]
+	if victim == l {
+		victim = c.nodes[1]
+	}
+	before := l.manifest(false)
+
+	victim.expectCode(nodeagent.ExitRefused, "reset-non-member", nil, "cluster", "reset", "--delete-data")
+	if _, err := os.Stat(victim.dir); err != nil {
+		t.Fatalf("data dir touched by refused reset: %v", err)
+	}
+
+	var rr nodeagent.RemoveResult
+	l.mustJSON(&rr, "cluster", "remove", "--node", victim.id)
+	if !rr.Changed || rr.Voters != 2 {
+		t.Fatalf("remove: %+v", rr)
+	}
+	l.mustJSON(&rr, "cluster", "remove", "--node", victim.id)
+	if rr.Changed {
+		t.Fatalf("second remove changed something: %+v", rr)
+	}
+
+	var res nodeagent.ResetResult
+	waitFor(t, 10*time.Second, "reset accepted after removal", func() error {
+		r := victim.run(nil, "cluster", "reset", "--delete-data")
+		if r.code != 0 {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "agent exits after reset", func() error {
+		if victim.running() {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	if _, err := os.Stat(victim.dir); !os.IsNotExist(err) {
+		t.Fatalf("data dir still there after reset: %v", err)
+	}
+	// Reset of a clean node is a no-op.
+	victim.start()
+	victim.mustJSON(&res, "cluster", "reset", "--delete-data")
+	if res.Changed {
+		t.Fatalf("reset of a clean node changed something: %+v", res)
+	}
+
+	st := l.status()
+	if st.Voters != 2 || st.Healthy != 2 || len(st.Members) != 2 {
+		t.Fatalf("status after removal: %+v", st)
+	}
+	if after := l.manifest(false); after.Digest != before.Digest {
+		t.Fatal("keys changed by removal")
+	}
+}
+
+// TestQuorumLossForceNew: with two of three nodes killed writes fail with
+// "unavailable"; force-new on the survivor gives a one-node cluster with
+// every committed key, which scales back to three.
+func TestQuorumLossForceNew(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader(10 * time.Second)
+	var lr nodeagent.LoadResult
+	l.mustJSON(&lr, "keys", "load", "--count", "2000")
+	before := l.manifest(false)
+
+	survivor := c.nodes[0]
+	if survivor == l {
+		survivor = c.nodes[1]
+	}
+	// force-new is refused while there is a leader.
+	survivor.expectCode(nodeagent.ExitRefused, "force-new-quorum-lost", nil, "cluster", "force-new")
+	var others []*node
+	for _, n := range c.nodes {
+		if n != survivor {
+			others = append(others, n)
+		}
+	}
+	// With one voter down, removing a healthy one would lose quorum.
+	down, healthy := others[0], others[1]
+	if down == l {
+		down, healthy = healthy, down
+	}
+	down.kill()
+	l.expectCode(nodeagent.ExitRefused, "remove-keeps-quorum", nil, "cluster", "remove", "--node", survivor.id)
+	if st := l.status(); st.Voters != 3 {
+		t.Fatalf("refused removal changed voters: %d", st.Voters)
+	}
+	healthy.kill()
+	r := survivor.expectCode(nodeagent.ExitUnavailable, "unavailable", nil, "--timeout", "5s", "keys", "create", "--name", "lost")
+	t.Logf("write without quorum: %s", r.stderr)
+
+	var fr nodeagent.ForceNewResult
+	waitFor(t, 10*time.Second, "force-new accepted", func() error {
+		return survivor.tryJSON(&fr, "cluster", "force-new")
+	})
+	if !fr.Changed || fr.Keys != before.Count {
+		t.Fatalf("force-new: %+v (want %d keys)", fr, before.Count)
+	}
+	if after := survivor.manifest(false); after.Digest != before.Digest {
+		t.Fatalf("force-new lost keys: %+v", nodeagent.CompareManifests(before, after))
+	}
+	st := survivor.status()
+	if st.State != "leader" || st.Voters != 1 || len(st.Members) != 1 {
+		t.Fatalf("status after force-new: %+v", st)
+	}
+	survivor.mustJSON(&fr, "cluster", "force-new")
+	if fr.Changed {
+		t.Fatal("second force-new changed something")
+	}
+	var cr []nodeagent.CreateResult
+	survivor.mustJSON(&cr, "keys", "create", "--name", "after-force-new")
+
+	// Scale back to three with fresh nodes.
+	c2 := &cluster{t: t, nodes: []*node{survivor}}
+	c2.add("node4", survivor)
+	n5 := c2.add("node5", survivor)
+	want := survivor.manifest(false)
+	if want.Count != before.Count+1 {
+		t.Fatalf("count %d after one more create", want.Count)
+	}
+	if got := n5.manifest(false); got.Digest != want.Digest {
+		t.Fatal("new member has different keys")
+	}
+	st = n5.status()
+	if st.Voters != 3 || st.Healthy != 3 {
+		t.Fatalf("status after scale-out: %+v", st)
+	}
+}
