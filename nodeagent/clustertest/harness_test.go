@@ -320,3 +320,5 @@ func (c *cluster) byID(id string) *node {
 	c.t.Fatalf("no node %s", id)
 	return nil
 }
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
