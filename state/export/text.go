@@ -1,0 +1,106 @@
+package export
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drbook/drbook/state"
+)
+
+// Text writes a plain-text replay of a run: header, the event timeline with
+// offsets from the first event, the step executions, the time split and the
+// verification result (rep may be nil when not verified).
+func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, rep *state.VerifyReport) error {
+	ew := &errWriter{w: w}
+	ew.printf("Run %s: %s", run.ID, run.RunbookName)
+	if run.RunbookTitle != "" {
+		ew.printf(" (%s)", run.RunbookTitle)
+	}
+	ew.printf("\n")
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  runbook\t%s\tsha256 %s\n", run.RunbookPath, short(run.RunbookSHA256))
+	if run.InventoryPath != "" || run.InventorySHA256 != "" {
+		fmt.Fprintf(tw, "  inventory\t%s\tsha256 %s\n", run.InventoryPath, short(run.InventorySHA256))
+	}
+	fmt.Fprintf(tw, "  mode\t%s\tstatus %s\n", run.Mode, run.Status)
+	fmt.Fprintf(tw, "  created\t%s\tfinished %s\n", fmtTime(run.CreatedAt), fmtTime(run.FinishedAt))
+	fmt.Fprintf(tw, "  runner\t%s@%s\tpid %d\n", run.User, run.Host, run.PID)
+	for _, k := range sortedKeys(run.Labels) {
+		fmt.Fprintf(tw, "  label\t%s\t%s\n", k, maskString(run.Labels[k]))
+	}
+	tw.Flush()
+
+	ew.printf("\nEvents\n")
+	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	var start = run.CreatedAt
+	if len(events) > 0 {
+		start = events[0].Time
+	}
+	for _, ev := range events {
+		off := ev.Time.Sub(start)
+		fmt.Fprintf(tw, "  %d\t+%s\t%s\t%s\t%s\n", ev.Seq, fmtOffset(off), ev.Type, where(ev), oneLine(summary(ev)))
+	}
+	tw.Flush()
+
+	ew.printf("\nSteps\n")
+	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  STEP\tTARGET\tATTEMPT\tSTATUS\tSTART\tDURATION\tEXIT\n")
+	for _, x := range execs {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%d\n", x.StepID, dash(x.Target), x.Attempt, x.Status, fmtTime(x.StartedAt), fmtDur(execDuration(x)), x.ExitCode)
+	}
+	tw.Flush()
+	for _, x := range execs {
+		outs := maskedOutputs(x)
+		for _, k := range sortedKeys(outs) {
+			ew.printf("  output %s@%s: %s = %s\n", x.StepID, dash(x.Target), k, oneLine(outs[k]))
+		}
+	}
+
+	t := runTiming(events, execs)
+	ew.printf("\nTime: machine %s, human %s, wall %s (%s)\n", fmtMS(t.MachineMS), fmtMS(t.HumanMS), fmtMS(t.WallMS), t.Source)
+	ew.printf("Verification: %s\n", verifyLine(rep))
+	return ew.err
+}
+
+// fmtOffset formats an offset as h:mm:ss.mmm.
+func fmtOffset(d time.Duration) string {
+	ms := d.Milliseconds()
+	if ms < 0 {
+		ms = 0
+	}
+	return fmt.Sprintf("%d:%02d:%02d.%03d", ms/3600000, ms/60000%60, ms/1000%60, ms%1000)
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.ReplaceAll(s, "\n", "⏎")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// errWriter remembers the first write error.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	fmt.Fprintf(e, format, args...)
+}
