@@ -136,10 +136,10 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		if errors.As(err, &hke) {
 			return nil, fmt.Errorf("ssh %s: %w", name, hke)
 		}
-		if ctx.Err() != nil {
-			return fail("dial: %w", ctx.Err())
+		if err := ctxEnded(ctx); err != nil {
+			return fail("dial: %w", err)
 		}
-		if dctx.Err() != nil {
+		if ctxEnded(dctx) != nil {
 			return fail("dial: not connected within ConnectTimeout %v: %w", timeout, err)
 		}
 		return fail("dial: %w", err)
@@ -157,6 +157,19 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		go s.keepAlive(cfg.KeepAlive)
 	}
 	return s, nil
+}
+
+// ctxEnded returns ctx's error, or DeadlineExceeded once its deadline has
+// passed even if its timer has not fired yet (a connection deadline set to
+// the same instant can fire first).
+func ctxEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // dialClient dials addr and runs the SSH handshake, both bounded by ctx.

@@ -286,9 +286,11 @@ func readBanner(ctx context.Context, addr string) error {
 
 // killSSHDChildren SIGKILLs the per-connection sshd processes below the
 // listener (not the commands they run, which would report an exit status)
-// and returns how many connections it ended. It scans again until no sshd
-// process is left, because a connection's monitor may fork its post-auth
-// child between a scan and the kill.
+// and returns how many connections it ended. Each connection's monitor
+// ("sshd: USER [priv]") leads its own process group, which holds its
+// pre- and post-auth children but not the user's commands (they get a
+// session of their own): killing the group leaves no orphan that a monitor
+// forked a moment before dying holding the connection open.
 func killSSHDChildren(listener int) int {
 	conns := make(map[int]bool)
 	for range 50 {
@@ -300,6 +302,9 @@ func killSSHDChildren(listener int) int {
 			found = true
 			if p.ppid == listener {
 				conns[p.pid] = true
+			}
+			if p.pgid == p.pid && p.pgid != listener {
+				_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
 			}
 			_ = syscall.Kill(p.pid, syscall.SIGKILL)
 		}

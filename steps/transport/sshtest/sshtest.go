@@ -134,8 +134,8 @@ func splitAddr(t testing.TB, addr string) (string, int) {
 
 // proc is one entry of /proc.
 type proc struct {
-	pid, ppid int
-	comm      string
+	pid, ppid, pgid int
+	comm            string
 }
 
 // procs lists the processes of this machine.
@@ -157,11 +157,12 @@ func procs() []proc {
 			continue
 		}
 		fields := strings.Fields(string(b[closing+1:]))
-		if len(fields) < 2 {
+		if len(fields) < 3 {
 			continue
 		}
 		ppid, _ := strconv.Atoi(fields[1])
-		out = append(out, proc{pid: pid, ppid: ppid, comm: string(b[open+1 : closing])})
+		pgid, _ := strconv.Atoi(fields[2])
+		out = append(out, proc{pid: pid, ppid: ppid, pgid: pgid, comm: string(b[open+1 : closing])})
 	}
 	return out
 }
