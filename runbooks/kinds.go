@@ -24,6 +24,9 @@ type KindInfo struct {
 	Targets string
 	// Idempotent kinds are safe to re-run when a resume finds them interrupted.
 	Idempotent bool
+	// MaxParallel, if positive, caps how many targets run at once whatever
+	// the step's serial: says (scale-out joins one node at a time).
+	MaxParallel int
 	// CommandParams names parameters that become command lines on the node;
 	// a secret must never be templated into them (it would show in ps).
 	CommandParams []string

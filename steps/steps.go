@@ -41,7 +41,10 @@ type Exec struct {
 	Scope *runbooks.RunScope
 	// Registry lets a kind run another kind (wait polls a check kind).
 	Registry *Registry
-	Logger   *slog.Logger
+	// Dial reaches another inventory node over the run's own transports
+	// (scale-out asks the seed for tokens; plugins use it through the broker).
+	Dial   func(ctx context.Context, node string) (*runbooks.Node, transport.Transport, error)
+	Logger *slog.Logger
 }
 
 // Result is what a step execution produced.

@@ -145,6 +145,10 @@ func runID(t *testing.T, out string) string {
 
 const secretValue = "S3cr3t-passphrase-7f1c"
 
+// secretDigest is the first 16 hex digits of secretValue's SHA-256: the
+// runbook checks the passphrase without containing it.
+const secretDigest = "0724a7067f6cbb53"
+
 const recoveryRunbook = `apiVersion: drbook/v1
 kind: Runbook
 name: e2e-recovery
@@ -171,7 +175,7 @@ steps:
     on: "{{ inputs.seed }}"
     danger: true
     with:
-      command: 'echo x >> "$NODE_DIR/restore.count"; test "$PASS" = "` + secretValue + `" && echo "restore ok with $PASS"'
+      command: 'echo x >> "$NODE_DIR/restore.count"; test "$(printf %s "$PASS" | sha256sum | cut -c1-16)" = ` + secretDigest + ` && echo "restore ok with $PASS"'
       env: {PASS: "{{ inputs.passphrase }}"}
   - id: join
     title: Join the others one at a time
@@ -186,7 +190,7 @@ steps:
     title: A long step
     run: shell
     on: "{{ inputs.seed }}"
-    with: {command: 'echo x >> "$NODE_DIR/slow.count"; echo slow started; sleep "$(cat "$NODE_DIR/slow.secs" 2>/dev/null || echo 0)"; touch "$NODE_DIR/slow.done"; echo slow done'}
+    with: {command: 'echo x >> "$NODE_DIR/slow.count"; secs=$(cat "$NODE_DIR/slow.secs" 2>/dev/null || echo 0); echo slow started; sleep "$secs" && touch "$NODE_DIR/slow.done" && echo slow done'}
     check: 'test -f "$NODE_DIR/slow.done"'
   - id: verify
     title: Verify

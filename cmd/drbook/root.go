@@ -15,6 +15,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/steps/agent"
 	"github.com/drbook/drbook/steps/transport"
 )
 
@@ -75,7 +76,11 @@ func (a *app) openDB(ctx context.Context) (*state.DB, error) {
 
 // newRegistry returns the step kinds this drbook knows.
 func newRegistry() *steps.Registry {
-	return steps.NewRegistry()
+	reg := steps.NewRegistry()
+	if err := agent.Register(reg); err != nil {
+		panic(err) // built-in kinds never clash
+	}
+	return reg
 }
 
 func loadInventory(path string) (*runbooks.Inventory, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"database/sql"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,6 +127,9 @@ func TestKillAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
+	if _, err := os.Stat(filepath.Join(l.srv.Dir, "node1", "slow.done")); err == nil {
+		t.Fatalf("slow.done exists right after the kill: the killed command went on")
+	}
 	if err := os.WriteFile(slowSecs, []byte("0\n"), 0o666); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +220,7 @@ func TestUnknownHostKey(t *testing.T) {
 	if r.code != exitHostKey {
 		t.Fatalf("exit %d, want %d\n%s%s", r.code, exitHostKey, r.stdout, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "SHA256:") || !strings.Contains(r.stderr, srv.Addr) {
+	if !strings.Contains(r.stderr, "SHA256:") || !strings.Contains(r.stderr, fmt.Sprintf("]:%d", srv.Port)) {
 		t.Errorf("refusal does not name the host and fingerprint:\n%s", r.stderr)
 	}
 	for _, n := range []string{"node1", "node2", "node3"} {

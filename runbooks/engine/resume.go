@@ -317,7 +317,10 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 // own (kind "check"); exit 0 with every declared output printed means the
 // interrupted execution took effect, and the check's outputs stand for it.
 func (r *run) runCheck(ctx context.Context, s *runbooks.Step, kind steps.Kind, target string, attempt int) (bool, map[string]runbooks.Value, error) {
-	x := r.execFor(s, target, nil, attempt+1)
+	x, err := r.execFor(s, target, attempt+1)
+	if err != nil {
+		return false, nil, err
+	}
 	line, _, err := runbooks.RenderString(s.Check, x.Scope)
 	if err != nil {
 		return false, nil, fmt.Errorf("step %s: check: %w", s.ID, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/steps/transport"
 )
 
 // maxLogBytes bounds the output recorded per step execution.
@@ -94,18 +95,13 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 			return nil
 		}
 	}
-	params, secrets, err := runbooks.RenderParams(s.With, r.scope)
-	if err != nil {
-		return fmt.Errorf("step %s: %w", s.ID, err)
-	}
-	r.mask.add(secrets...)
 	if s.Danger {
-		if err := r.confirmDanger(ctx, s, kind, params, pending); err != nil {
+		if err := r.confirmDanger(ctx, s, kind, pending); err != nil {
 			return err
 		}
 	}
 	for {
-		failed, err := r.runTargets(ctx, s, kind, params, pending, vals)
+		failed, err := r.runTargets(ctx, s, kind, pending, vals)
 		if err != nil {
 			return err
 		}
@@ -149,10 +145,13 @@ func (r *run) settle(s *runbooks.Step, vals *runbooks.StepValues, targets []stri
 
 // confirmDanger asks the operator to type the target's name before a
 // destructive step; a wrong name asks again, a refusal stops the run.
-func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, targets []string) error {
+func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Kind, targets []string) error {
 	req := steps.ConfirmRequest{StepID: s.ID, Title: s.Title, Message: s.Description, Danger: true, Targets: nonEmpty(targets), Expect: joinTargets(targets)}
 	for _, t := range targets {
-		x := r.execFor(s, t, params, 0)
+		x, err := r.execFor(s, t, 0)
+		if err != nil {
+			return err
+		}
 		req.Summaries = append(req.Summaries, r.mask.mask(kind.Summary(x)))
 	}
 	prompt := fmt.Sprintf("DANGER: %s on %s — type %q to go ahead", s.ID, req.Expect, req.Expect)
@@ -177,22 +176,33 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	return nil
 }
 
-func (r *run) execFor(s *runbooks.Step, target string, params map[string]any, attempt int) *steps.Exec {
-	x := &steps.Exec{RunID: r.id, Step: s, Attempt: attempt, Params: params, Operator: r.cfg.Operator, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope}
+// execFor prepares one execution: the target, its template scope, and the
+// step's parameters rendered for that target.
+func (r *run) execFor(s *runbooks.Step, target string, attempt int) (*steps.Exec, error) {
+	x := &steps.Exec{RunID: r.id, Step: s, Attempt: attempt, Operator: r.cfg.Operator, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope, Dial: r.dialNode}
 	if target != "" && r.cfg.Inventory != nil {
 		x.Target = r.cfg.Inventory.Node(target)
 		x.Scope = r.scope.WithTarget(x.Target)
 	}
-	return x
+	params, secrets, err := runbooks.RenderParams(s.With, x.Scope)
+	if err != nil {
+		return x, fmt.Errorf("step %s on %s: %w", s.ID, orLocal(target), err)
+	}
+	r.mask.add(secrets...)
+	x.Params = params
+	return x, nil
 }
 
 // runTargets runs one step on its pending targets, at most serial at once,
 // each with its retries. It returns the targets that failed. An error means
 // the run must stop (interrupt, checkpoint failure).
-func (r *run) runTargets(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, targets []string, vals *runbooks.StepValues) ([]string, error) {
+func (r *run) runTargets(ctx context.Context, s *runbooks.Step, kind steps.Kind, targets []string, vals *runbooks.StepValues) ([]string, error) {
 	limit := s.Serial
 	if limit <= 0 || limit > len(targets) {
 		limit = len(targets)
+	}
+	if m := kind.Info().MaxParallel; m > 0 && limit > m {
+		limit = m
 	}
 	sem := make(chan struct{}, limit)
 	var (
@@ -226,7 +236,7 @@ func (r *run) runTargets(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 		go func(t string, first int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			outs, ok, err := r.runWithRetries(ctx, s, kind, params, t, first)
+			outs, ok, err := r.runWithRetries(ctx, s, kind, t, first)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -252,13 +262,13 @@ func (r *run) runTargets(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 }
 
 // runWithRetries runs attempts until one succeeds or retries are spent.
-func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, target string, first int) (map[string]runbooks.Value, bool, error) {
+func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.Kind, target string, first int) (map[string]runbooks.Value, bool, error) {
 	delay := s.RetryDelay.D()
 	if delay <= 0 {
 		delay = time.Second
 	}
 	for attempt := first; attempt <= first+s.Retries; attempt++ {
-		outs, ok, err := r.execute(ctx, s, kind, params, target, attempt)
+		outs, ok, err := r.execute(ctx, s, kind, target, attempt)
 		if err != nil || ok {
 			return outs, ok, err
 		}
@@ -277,8 +287,12 @@ func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.K
 
 // execute is one checkpointed step execution: started is durable before the
 // kind runs, finished is durable before the next step can start.
-func (r *run) execute(ctx context.Context, s *runbooks.Step, kind steps.Kind, params map[string]any, target string, attempt int) (map[string]runbooks.Value, bool, error) {
-	x := r.execFor(s, target, params, attempt)
+func (r *run) execute(ctx context.Context, s *runbooks.Step, kind steps.Kind, target string, attempt int) (map[string]runbooks.Value, bool, error) {
+	x, perr := r.execFor(s, target, attempt)
+	if perr != nil {
+		// A parameter that cannot be rendered fails this execution, recorded.
+		return r.checkpointed(ctx, s, kind, x, s.Run, s.Run, func(context.Context) (steps.Result, error) { return steps.Result{ExitCode: -1}, perr })
+	}
 	return r.checkpointed(ctx, s, kind, x, s.Run, kind.Summary(x), func(ctx context.Context) (steps.Result, error) { return kind.Run(ctx, x) })
 }
 
@@ -528,4 +542,17 @@ func (lw *logWriter) text() string {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	return lw.log.String()
+}
+
+// dialNode gives kinds access to other inventory nodes over the run's pool.
+func (r *run) dialNode(ctx context.Context, name string) (*runbooks.Node, transport.Transport, error) {
+	if r.cfg.Inventory == nil {
+		return nil, nil, fmt.Errorf("no inventory: cannot reach %q", name)
+	}
+	n := r.cfg.Inventory.Node(name)
+	if n == nil {
+		return nil, nil, fmt.Errorf("unknown node %q", name)
+	}
+	t, err := r.pool.Get(ctx, name)
+	return n, t, err
 }
