@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -21,6 +22,8 @@ type DB struct {
 	path string
 	key  []byte
 	host string
+	// lockHeartbeat is LockHeartbeat; tests shorten it.
+	lockHeartbeat time.Duration
 
 	stmtRunHead    *sql.Stmt
 	stmtInsertEv   *sql.Stmt
@@ -87,7 +90,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	sdb.SetConnMaxLifetime(0)
 	sdb.SetConnMaxIdleTime(0)
 
-	db := &DB{sql: sdb, path: path}
+	db := &DB{sql: sdb, path: path, lockHeartbeat: LockHeartbeat}
 	if err := db.init(ctx); err != nil {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("open checkpoint db %s: %w", path, err)

@@ -9,10 +9,14 @@ import (
 	"time"
 )
 
-// knownTypes are the event types Append accepts.
-var knownTypes = map[EventType]bool{
-	EvRunCreated: true, EvRunResumed: true, EvAnswer: true, EvStepStarted: true, EvStepFinished: true,
-	EvStepDecision: true, EvOperatorWait: true, EvRunFinished: true, EvNote: true,
+// Known reports whether t is one of the event types of this package.
+func (t EventType) Known() bool {
+	switch t {
+	case EvRunCreated, EvRunResumed, EvAnswer, EvStepStarted, EvStepFinished,
+		EvStepDecision, EvOperatorWait, EvRunFinished, EvNote:
+		return true
+	}
+	return false
 }
 
 // Append adds ev to the end of its run's chain: it assigns Seq, PrevHash and
@@ -24,7 +28,7 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	if ev.RunID == "" {
 		return Event{}, fmt.Errorf("append: %w: run id is empty", ErrInvalidEvent)
 	}
-	if !knownTypes[ev.Type] || ev.Type == EvRunCreated {
+	if !ev.Type.Known() || ev.Type == EvRunCreated {
 		return Event{}, fmt.Errorf("append to run %s: %w: type %q is not appendable", ev.RunID, ErrInvalidEvent, ev.Type)
 	}
 	if len(ev.Data) == 0 {

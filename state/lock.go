@@ -86,7 +86,7 @@ func (db *DB) Lock(ctx context.Context, runID string) (release func() error, err
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(LockHeartbeat)
+		tick := time.NewTicker(db.lockHeartbeat)
 		defer tick.Stop()
 		for {
 			select {

@@ -6,11 +6,13 @@ import (
 	"fmt"
 )
 
-// migrations are applied in order; PRAGMA user_version records how many ran.
-// Never edit a released migration: append a new one.
-var migrations = [...]string{
-	// 1: runs, events, projections, run locks.
-	`
+// migrations returns the schema migrations, applied in order; PRAGMA
+// user_version records how many ran. Never edit a released migration:
+// append a new one.
+func migrations() []string {
+	return []string{
+		// 1: runs, events, projections, run locks.
+		`
 CREATE TABLE runs (
 	id               TEXT PRIMARY KEY,
 	runbook_name     TEXT NOT NULL DEFAULT '',
@@ -85,6 +87,7 @@ CREATE TABLE run_locks (
 	heartbeat  TEXT NOT NULL
 );
 `,
+	}
 }
 
 // init migrates the schema and prepares the hot statements.
@@ -93,8 +96,9 @@ func (db *DB) init(ctx context.Context) error {
 	if err := db.sql.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
 		return mapErr(err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("%w: schema version %d, this drbook knows %d", ErrNewerSchema, version, len(migrations))
+	migs := migrations()
+	if version > len(migs) {
+		return fmt.Errorf("%w: schema version %d, this drbook knows %d", ErrNewerSchema, version, len(migs))
 	}
 	// Probe for write access even when nothing is to migrate: a read-only
 	// file must fail here, clearly, not at the first checkpoint.
@@ -104,8 +108,11 @@ func (db *DB) init(ctx context.Context) error {
 		if err := t.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
 			return err
 		}
-		for i := version; i < len(migrations); i++ {
-			if _, err := t.ExecContext(ctx, migrations[i]); err != nil {
+		if version > len(migs) {
+			return fmt.Errorf("%w: schema version %d, this drbook knows %d", ErrNewerSchema, version, len(migs))
+		}
+		for i := version; i < len(migs); i++ {
+			if _, err := t.ExecContext(ctx, migs[i]); err != nil {
 				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 			if _, err := t.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {

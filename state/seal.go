@@ -20,7 +20,7 @@ const SealedPrefix = "sealed:v1:"
 const sealKeySize = 32
 
 // sealAAD binds sealed values to their purpose.
-var sealAAD = []byte("drbook/state/seal/v1")
+const sealAAD = "drbook/state/seal/v1"
 
 // IsSealed reports whether s is a sealed string.
 func IsSealed(s string) bool { return strings.HasPrefix(s, SealedPrefix) }
@@ -37,7 +37,7 @@ func (db *DB) Seal(plain string) (string, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("seal: %w", err)
 	}
-	out := aead.Seal(nonce, nonce, []byte(plain), sealAAD)
+	out := aead.Seal(nonce, nonce, []byte(plain), []byte(sealAAD))
 	return SealedPrefix + base64.StdEncoding.EncodeToString(out), nil
 }
 
@@ -57,7 +57,7 @@ func (db *DB) Unseal(s string) (string, error) {
 	if len(raw) < aead.NonceSize()+aead.Overhead() {
 		return "", fmt.Errorf("%w: too short", ErrSealBroken)
 	}
-	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], sealAAD)
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(sealAAD))
 	if err != nil {
 		return "", fmt.Errorf("%w: authentication failed", ErrSealBroken)
 	}

@@ -118,18 +118,16 @@ func record(t *testing.T) recorded {
 	return rec
 }
 
-
-var renderers = []struct {
-	name string
-	fn   func(rec recorded, w *bytes.Buffer) error
-}{
-	{"text.golden", func(r recorded, w *bytes.Buffer) error { return Text(w, r.run, r.events, r.execs, r.rep) }},
-	{"json.golden", func(r recorded, w *bytes.Buffer) error { return JSON(w, r.run, r.events, r.execs, r.rep) }},
-	{"markdown.golden", func(r recorded, w *bytes.Buffer) error { return Markdown(w, r.run, r.events, r.execs, r.rep) }},
-}
-
 func TestGolden(t *testing.T) {
 	rec := record(t)
+	renderers := []struct {
+		name string
+		fn   func(rec recorded, w *bytes.Buffer) error
+	}{
+		{"text.golden", func(r recorded, w *bytes.Buffer) error { return Text(w, r.run, r.events, r.execs, r.rep) }},
+		{"json.golden", func(r recorded, w *bytes.Buffer) error { return JSON(w, r.run, r.events, r.execs, r.rep) }},
+		{"markdown.golden", func(r recorded, w *bytes.Buffer) error { return Markdown(w, r.run, r.events, r.execs, r.rep) }},
+	}
 	for _, r := range renderers {
 		t.Run(r.name, func(t *testing.T) {
 			var buf bytes.Buffer
