@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
 
@@ -264,5 +266,35 @@ func TestLintBroken(t *testing.T) {
 	ok := drbook(t, nil, "lint", "../../testdata/runbooks/valid/five-steps.yaml", "-i", "../../testdata/inventories/three.yaml")
 	if ok.code != 0 {
 		t.Errorf("valid runbook: exit %d\n%s", ok.code, ok.stdout)
+	}
+}
+
+// TestTrust adds a node's host key only with the matching fingerprint, after
+// which a run reaches it.
+func TestTrust(t *testing.T) {
+	srv := sshtest.StartOpenSSH(t)
+	l := newLab(t, srv, 1)
+	fresh := filepath.Join(l.dir, "fresh_known_hosts")
+	inv, _ := os.ReadFile(l.inv)
+	if err := os.WriteFile(l.inv, []byte(strings.Replace(string(inv), srv.KnownHostsFile, fresh, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := drbook(t, nil, "trust", "-i", l.inv, "--fingerprint", "SHA256:not-this-one")
+	if bad.code == 0 || !strings.Contains(bad.stdout, "does not match") {
+		t.Fatalf("a wrong fingerprint was accepted: %d\n%s", bad.code, bad.stdout)
+	}
+	fp := ssh.FingerprintSHA256(srv.HostKey)
+	ok := drbook(t, nil, "trust", "-i", l.inv, "--fingerprint", fp)
+	if ok.code != 0 || !strings.Contains(ok.stdout, "added") {
+		t.Fatalf("trust: %d\n%s%s", ok.code, ok.stdout, ok.stderr)
+	}
+	again := drbook(t, nil, "trust", "-i", l.inv, "--fingerprint", fp)
+	if again.code != 0 || !strings.Contains(again.stdout, "already trusted") {
+		t.Fatalf("second trust: %d\n%s", again.code, again.stdout)
+	}
+	rb := l.write(t, "one.yaml", "apiVersion: drbook/v1\nkind: Runbook\nname: one\nsteps:\n  - id: a\n    run: shell\n    on: node1\n    with: {command: 'echo reached'}\n")
+	r := drbook(t, nil, "run", rb, "-i", l.inv, "--headless", "--db", l.db)
+	if r.code != 0 || !strings.Contains(r.stdout, "reached") {
+		t.Fatalf("run after trust: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
