@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // chainDomain prefixes the genesis hash of every run's chain.
@@ -121,6 +122,10 @@ func verifyChain(runID string, rows []rawEvent, headSeq int64, headHash string) 
 		}
 		if r.RunID != runID {
 			return bad(seq, "belongs to run %q", r.RunID)
+		}
+		if !utf8.ValidString(r.Type) || !utf8.ValidString(r.StepID) || !utf8.ValidString(r.Target) {
+			// encoding/json would map invalid bytes to U+FFFD: not injective.
+			return bad(seq, "type, step id or target is not valid UTF-8")
 		}
 		if r.PrevHash != prev {
 			return bad(seq, "prev_hash does not link to event %d", seq-1)

@@ -63,8 +63,15 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	path = abs
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("open checkpoint db: create dir %s: %w", dir, fileErr(err))
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("open checkpoint db: create dir %s: %w", dir, fileErr(err))
+		}
+		// Whatever the umask: 0700. An existing directory is left alone
+		// (it may be shared, like /tmp).
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("open checkpoint db: %w", fileErr(err))
+		}
 	}
 	if err := prepareFile(path); err != nil {
 		return nil, fmt.Errorf("open checkpoint db %s: %w", path, err)
@@ -127,10 +134,6 @@ func (db *DB) Close() error {
 func prepareFile(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
-			// Maybe the file exists and is read-only: report that.
-			return fileErr(err)
-		}
 		return fileErr(err)
 	}
 	defer f.Close()

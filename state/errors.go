@@ -9,6 +9,8 @@ import (
 var (
 	// ErrNotFound: no run has that id (or id prefix).
 	ErrNotFound = errors.New("run not found")
+	// ErrRunExists: CreateRun was given the id of an existing run.
+	ErrRunExists = errors.New("a run with this id already exists")
 	// ErrAmbiguous: an id prefix matches more than one run.
 	ErrAmbiguous = errors.New("run id prefix matches more than one run")
 	// ErrReadOnly: the database file or its directory is not writable.

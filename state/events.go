@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Known reports whether t is one of the event types of this package.
@@ -30,6 +31,11 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	}
 	if !ev.Type.Known() || ev.Type == EvRunCreated {
 		return Event{}, fmt.Errorf("append to run %s: %w: type %q is not appendable", ev.RunID, ErrInvalidEvent, ev.Type)
+	}
+	for _, f := range []string{ev.RunID, string(ev.Type), ev.StepID, ev.Target} {
+		if !utf8.ValidString(f) {
+			return Event{}, fmt.Errorf("append to run %q: %w: ids must be valid UTF-8", ev.RunID, ErrInvalidEvent)
+		}
 	}
 	if len(ev.Data) == 0 {
 		ev.Data = json.RawMessage("null")
@@ -177,12 +183,12 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		}
 		switch p.Decision {
 		case DecisionSkip:
-			_, err := t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at, error, start_seq, end_seq)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			_, err := t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at, start_seq, end_seq)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT (run_id, step_id, target, attempt) DO UPDATE SET status = excluded.status,
 				finished_at = excluded.finished_at, end_seq = excluded.end_seq
 				WHERE execs.status NOT IN ('succeeded', 'skipped')`,
-				ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped), ts, ts, p.Reason, ev.Seq, ev.Seq)
+				ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped), ts, ts, ev.Seq, ev.Seq)
 			return err
 		case DecisionInterrupted:
 			_, err := t.ExecContext(ctx, `UPDATE execs SET status = ?, finished_at = ?, end_seq = ?

@@ -12,6 +12,9 @@ import (
 	"os/user"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // NewRunID returns a fresh, time-sortable run id for time now:
@@ -49,6 +52,9 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 		}
 		r.ID = id
 	}
+	if !utf8.ValidString(r.ID) || strings.TrimSpace(r.ID) != r.ID {
+		return fmt.Errorf("create run %q: %w: run id must be valid UTF-8 without surrounding space", r.ID, ErrInvalidEvent)
+	}
 	if r.Status == "" {
 		r.Status = StatusRunning
 	}
@@ -83,6 +89,10 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 			formatTime(r.CreatedAt), formatTime(r.UpdatedAt), formatTime(r.FinishedAt),
 			r.Host, r.PID, r.User, string(labels), ev.Seq, ev.Hash)
 		if err != nil {
+			var se sqlite3.Error
+			if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
+				return ErrRunExists
+			}
 			return err
 		}
 		return db.insertEvent(ctx, t, ev)

@@ -107,6 +107,10 @@ func TestCreateGetListRuns(t *testing.T) {
 	if got, want := list(RunFilter{Limit: 2}), r.ID+",r20260301-100500-0001"; got != want {
 		t.Errorf("ListRuns(limit) = %s, want %s", got, want)
 	}
+	dup := Run{ID: "r20260301-100000-aaaa"}
+	if err := db.CreateRun(ctx, &dup); !errors.Is(err, ErrRunExists) {
+		t.Errorf("CreateRun(existing id) err = %v, want ErrRunExists", err)
+	}
 	if _, err := db.Events(ctx, "r-none"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Events(unknown) err = %v, want ErrNotFound", err)
 	}
@@ -227,6 +231,7 @@ func TestAppendRejects(t *testing.T) {
 		{"not json", Event{RunID: r.ID, Type: EvNote, Data: []byte(`{"text":`)}, ErrInvalidEvent},
 		{"step without id", Event{RunID: r.ID, Type: EvStepStarted, Data: []byte(`{}`)}, ErrInvalidEvent},
 		{"finished without status", Event{RunID: r.ID, Type: EvStepFinished, StepID: "a", Data: []byte(`{}`)}, ErrInvalidEvent},
+		{"step id not UTF-8", Event{RunID: r.ID, Type: EvNote, StepID: "a\xff", Data: []byte(`{}`)}, ErrInvalidEvent},
 		{"secret answer in clear", Event{RunID: r.ID, Type: EvAnswer, Data: []byte(`{"name":"k","value":"hunter2","secret":true}`)}, ErrInvalidEvent},
 	}
 	for _, tc := range tests {
