@@ -30,7 +30,7 @@ var _ Transport = (*Local)(nil)
 // killed by signal n). On ctx cancellation it kills the command's process
 // group, waits for it, and returns ctx's error wrapped.
 func (l *Local) Run(ctx context.Context, cmd Command) (int, error) {
-	names, err := sortedEnv(cmd.Env)
+	names, err := checkCommand(cmd)
 	if err != nil {
 		return -1, fmt.Errorf("local: %w", err)
 	}

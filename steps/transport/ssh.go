@@ -254,7 +254,7 @@ func (s *SSH) Alive() bool { return !s.dead.Load() }
 // Script returns the text sent on stdin for cmd: quoted exports of cmd.Env,
 // stdin redirected from /dev/null, then cmd.Line.
 func Script(cmd Command) (string, error) {
-	names, err := sortedEnv(cmd.Env)
+	names, err := checkCommand(cmd)
 	if err != nil {
 		return "", err
 	}

@@ -157,6 +157,9 @@ func TestSSHRunRejectsInvalidEnv(t *testing.T) {
 				t.Errorf("error reveals the value: %v", err)
 			}
 		}
+		if _, err := s.Run(t.Context(), transport.Command{Line: "touch " + transport.Quote(file) + "\x00"}); !errors.Is(err, transport.ErrInvalidCommand) {
+			t.Errorf("Run with a NUL in the line: err = %v, want ErrInvalidCommand", err)
+		}
 		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("command ran despite invalid env: %v", err)
 		}

@@ -63,6 +63,9 @@ var (
 	// ErrInvalidEnv reports an environment variable name that is not a POSIX
 	// shell identifier, or a value holding a NUL byte.
 	ErrInvalidEnv = errors.New("transport: environment names must match [A-Za-z_][A-Za-z0-9_]* and values must not contain NUL")
+	// ErrInvalidCommand reports a command line holding a NUL byte, which
+	// no shell can receive.
+	ErrInvalidCommand = errors.New("transport: command line must not contain NUL bytes")
 	// ErrClosed reports use of a closed transport or pool.
 	ErrClosed = errors.New("transport: closed")
 )
@@ -96,6 +99,15 @@ func validEnvName(name string) bool {
 		}
 	}
 	return true
+}
+
+// checkCommand validates cmd and returns its Env names in sorted order.
+// Errors name a variable but never its value.
+func checkCommand(cmd Command) ([]string, error) {
+	if strings.IndexByte(cmd.Line, 0) >= 0 {
+		return nil, ErrInvalidCommand
+	}
+	return sortedEnv(cmd.Env)
 }
 
 // sortedEnv validates env and returns its names in sorted order. Errors name
