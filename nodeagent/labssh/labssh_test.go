@@ -101,6 +101,21 @@ func markedPIDs(m string) []string {
 	return out
 }
 
+// killMarked kills the process groups of the marked processes (commands
+// the lab server started: each leads its own group).
+func killMarked(m string) {
+	for _, pid := range markedPIDs(m) {
+		n, err := strconv.Atoi(pid)
+		if err != nil {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(n); err == nil && pgid != syscall.Getpgrp() {
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(n, syscall.SIGKILL)
+	}
+}
+
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -401,13 +416,7 @@ func TestBackgroundProcessSurvivesNormalExit(t *testing.T) {
 	l := startLab(t, nil)
 	c := l.client(t)
 	m := marker()
-	t.Cleanup(func() {
-		for _, pid := range markedPIDs(m) {
-			if n, err := strconv.Atoi(pid); err == nil {
-				_ = syscall.Kill(n, syscall.SIGKILL)
-			}
-		}
-	})
+	t.Cleanup(func() { killMarked(m) })
 	sess, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
@@ -432,13 +441,7 @@ func TestLingeringOutputIsBounded(t *testing.T) {
 	l := startLab(t, nil)
 	c := l.client(t)
 	m := marker()
-	t.Cleanup(func() {
-		for _, pid := range markedPIDs(m) {
-			if n, err := strconv.Atoi(pid); err == nil {
-				_ = syscall.Kill(n, syscall.SIGKILL)
-			}
-		}
-	})
+	t.Cleanup(func() { killMarked(m) })
 	sess, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)

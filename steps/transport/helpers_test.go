@@ -106,7 +106,7 @@ func (b *buffer) firstWrite() time.Time {
 
 // killMarked cleans up processes a test started on a (local) server.
 func killMarked(t testing.TB, m string) {
-	t.Cleanup(func() { sshtest.KillPIDs(sshtest.PIDsWithArg(m)) })
+	t.Cleanup(func() { sshtest.KillMarked(m) })
 }
 
 // childrenOf returns the child pids of pids (from /proc/PID/task/PID/children).

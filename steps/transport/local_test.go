@@ -92,6 +92,6 @@ func TestLocalSecretNotOnCommandLine(t *testing.T) {
 	if !strings.Contains(string(out), m) || strings.Contains(string(out), secret) {
 		t.Errorf("ps shows marker %v, secret %v; want marker only", strings.Contains(string(out), m), strings.Contains(string(out), secret))
 	}
-	sshtest.KillPIDs(sshtest.PIDsWithArg(m))
+	sshtest.KillMarked(m)
 	<-done
 }

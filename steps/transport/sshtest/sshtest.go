@@ -214,3 +214,24 @@ func KillPIDs(pids []int) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
+
+// KillMarked SIGKILLs every process whose command line contains marker,
+// together with its process group (a remote command's children, such as a
+// sleep below a marked shell), except the caller's own group. Tests use it
+// to clean up commands they started with a unique marker.
+func KillMarked(marker string) {
+	marked := make(map[int]bool)
+	for _, pid := range PIDsWithArg(marker) {
+		marked[pid] = true
+	}
+	self := syscall.Getpgrp()
+	for _, p := range procs() {
+		if !marked[p.pid] {
+			continue
+		}
+		if p.pgid > 1 && p.pgid != self {
+			_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(p.pid, syscall.SIGKILL)
+	}
+}
