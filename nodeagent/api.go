@@ -113,7 +113,7 @@ func peerNode(r *http.Request) (string, bool) {
 }
 
 // errUnauthorized is answered to key API calls without valid credentials.
-var errUnauthorized = fmt.Errorf("%w: missing or invalid API key", ErrTokenInvalid)
+var errUnauthorized = &notSentError{fmt.Errorf("%w: missing or invalid API key", ErrTokenInvalid)}
 
 // authKeys admits a valid API key ("Authorization: Bearer drbkapi1...") or
 // a cluster node certificate (forwarded calls).
@@ -162,7 +162,7 @@ func decodeJSON[T any](body []byte) (T, error) {
 func (a *Agent) leaderOnly(fn internalVerb) internalVerb {
 	return func(ctx context.Context, peer string, body []byte) (any, error) {
 		if !a.ready.Load() {
-			return nil, fmt.Errorf("%w: this node is not the leader", ErrUnavailable)
+			return nil, &notSentError{fmt.Errorf("%w: this node is not the leader", ErrUnavailable)}
 		}
 		return fn(ctx, peer, body)
 	}

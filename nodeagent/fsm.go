@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -114,6 +115,10 @@ type deleteResult struct{ Deleted []bool }
 
 // FSM is the replicated state machine: keys and cluster metadata.
 type FSM struct {
+	// index is the raft index of the last command applied (or restored);
+	// raft's own applied index runs ahead of the FSM goroutine.
+	index atomic.Uint64
+
 	mu   sync.RWMutex
 	keys map[string]*Key
 	meta ClusterMeta
@@ -175,6 +180,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	op, body := l.Data[0], l.Data[1:]
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.index.Store(l.Index)
 	switch op {
 	case opInit:
 		var c initCmd
@@ -351,6 +357,9 @@ func (f *FSM) Meta() ClusterMeta {
 	return m
 }
 
+// Index returns the raft index of the last command the FSM applied.
+func (f *FSM) Index() uint64 { return f.index.Load() }
+
 // KeyCount returns the number of keys.
 func (f *FSM) KeyCount() int {
 	f.mu.RLock()
@@ -405,7 +414,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, k := range f.keys {
 		keys = append(keys, k)
 	}
-	return &fsmSnapshot{meta: mb, keys: keys}, nil
+	return &fsmSnapshot{meta: mb, keys: keys, index: f.index.Load()}, nil
 }
 
 // Restore replaces the state with a snapshot.
@@ -415,6 +424,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
 		return errors.New("restore snapshot: bad magic")
+	}
+	index, err := binary.ReadUvarint(br)
+	if err != nil {
+		return fmt.Errorf("restore snapshot index: %w", err)
 	}
 	kr := newKeyReader(br)
 	mb, err := kr.bytes()
@@ -444,13 +457,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.keys, f.meta = m, meta
+	f.index.Store(index)
 	f.mu.Unlock()
 	return nil
 }
 
 type fsmSnapshot struct {
-	meta []byte
-	keys []*Key
+	meta  []byte
+	keys  []*Key
+	index uint64
 }
 
 // Persist writes the snapshot; it cancels the sink on error.
@@ -461,6 +476,9 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 			return err
 		}
 		kw := newKeyWriter(bw)
+		if err := kw.uvarint(s.index); err != nil {
+			return err
+		}
 		if err := kw.bytes(s.meta); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -18,7 +19,13 @@ type wireError struct {
 	Error    string `json:"error"`
 	Sentinel string `json:"sentinel,omitempty"`
 	Code     int    `json:"exit_code"`
+	// NotApplied is true when the request certainly had no effect (it never
+	// reached a leader, or was not authorised), so a client may retry it.
+	NotApplied bool `json:"not_applied,omitempty"`
 }
+
+// errNotSent marks errors of requests that certainly had no effect.
+var errNotSent = errors.New("request not delivered to a leader")
 
 // remoteError is an error received over the wire; it unwraps to the
 // sentinel it carried, so errors.Is works across processes.
@@ -31,7 +38,7 @@ func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
 
 func toWire(err error) wireError {
-	w := wireError{Error: err.Error(), Code: ExitCode(err)}
+	w := wireError{Error: err.Error(), Code: ExitCode(err), NotApplied: errors.Is(err, errNotSent)}
 	if s := sentinelOf(err); s != nil {
 		w.Sentinel = s.Error()
 	}
@@ -39,8 +46,17 @@ func toWire(err error) wireError {
 }
 
 func fromWire(w wireError) error {
-	return &remoteError{msg: w.Error, sentinel: sentinelByMessage(w.Sentinel)}
+	err := error(&remoteError{msg: w.Error, sentinel: sentinelByMessage(w.Sentinel)})
+	if w.NotApplied {
+		err = &notSentError{err}
+	}
+	return err
 }
+
+// notSentError adds errNotSent to an error received over the wire.
+type notSentError struct{ error }
+
+func (e *notSentError) Unwrap() []error { return []error{e.error, errNotSent} }
 
 // writeJSON writes v (or an error) as the JSON response.
 func writeJSON(w http.ResponseWriter, v any, err error) {
@@ -82,6 +98,10 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, req, out an
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(hr)
 	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return &notSentError{fmt.Errorf("%w: %w", ErrUnavailable, err)}
+		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
@@ -135,7 +155,7 @@ func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id strin
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", "", false, fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait)
+			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait)}
 		}
 		select {
 		case <-ctx.Done():
@@ -231,7 +251,7 @@ func (a *Agent) readBarrier(ctx context.Context) error {
 	}
 	idx = li.CommitIndex
 	deadline := time.Now().Add(5 * time.Second)
-	for r.AppliedIndex() < idx {
+	for a.fsm.Index() < idx {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: follower did not catch up to read index %d", ErrUnavailable, idx)
 		}
@@ -244,7 +264,8 @@ func (a *Agent) readBarrier(ctx context.Context) error {
 	return nil
 }
 
-// leaderIndex is the answer of the internal read_index verb.
+// leaderIndex is the answer of the internal read_index verb: the index of
+// the last command the leader's FSM applied.
 type leaderIndex struct {
 	CommitIndex uint64 `json:"commit_index"`
 }
@@ -254,9 +275,11 @@ type leaderIndex struct {
 func (a *Agent) readIndex(ctx context.Context) (leaderIndex, error) {
 	r := a.getRaft()
 	if r == nil || !a.ready.Load() {
-		return leaderIndex{}, fmt.Errorf("%w: not the leader", ErrUnavailable)
+		return leaderIndex{}, &notSentError{fmt.Errorf("%w: not the leader", ErrUnavailable)}
 	}
-	idx := r.CommitIndex()
+	// Every acknowledged write was applied by a leader's FSM first, and this
+	// leader's barrier covered earlier terms: its FSM index bounds them all.
+	idx := a.fsm.Index()
 	if err := r.VerifyLeader().Error(); err != nil {
 		return leaderIndex{}, fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
 	}

@@ -234,8 +234,9 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 
 // cluster is a set of agents.
 type cluster struct {
-	t     testing.TB
-	nodes []*node
+	t      testing.TB
+	nodes  []*node
+	apiKey string // the founder's API key, shown once at bootstrap
 }
 
 // newCluster bootstraps node1 and joins size-1 more nodes.
@@ -248,6 +249,7 @@ func newCluster(t testing.TB, size int) *cluster {
 	if !br.Changed || br.APIKey == "" || br.ClusterID == "" {
 		t.Fatalf("bootstrap result %+v", br)
 	}
+	c.apiKey = br.APIKey
 	c.nodes = append(c.nodes, n1)
 	for i := 2; i <= size; i++ {
 		c.add(fmt.Sprintf("node%d", i), n1)
