@@ -45,34 +45,32 @@ func parseTime(s string) (time.Time, error) {
 	return time.Parse(time.RFC3339Nano, s)
 }
 
-// jsonString encodes s as a JSON string without HTML escaping.
-func jsonString(buf *bytes.Buffer, s string) {
-	enc := json.NewEncoder(buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)           // cannot fail for a string
-	buf.Truncate(buf.Len() - 1) // drop Encode's newline
-}
-
 // canonical returns the canonical JSON of an event (see the package doc).
 func canonical(runID string, seq int64, t string, typ string, stepID, target string, attempt int64, data []byte) []byte {
 	var b bytes.Buffer
-	b.Grow(160 + len(data) + len(stepID) + len(target))
+	b.Grow(200 + len(data) + len(stepID) + len(target))
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	str := func(s string) {
+		_ = enc.Encode(s)       // cannot fail for a string
+		b.Truncate(b.Len() - 1) // drop Encode's newline
+	}
 	b.WriteString(`{"attempt":`)
 	b.WriteString(strconv.FormatInt(attempt, 10))
 	b.WriteString(`,"data":`)
 	b.Write(data)
 	b.WriteString(`,"run_id":`)
-	jsonString(&b, runID)
+	str(runID)
 	b.WriteString(`,"seq":`)
 	b.WriteString(strconv.FormatInt(seq, 10))
 	b.WriteString(`,"step_id":`)
-	jsonString(&b, stepID)
+	str(stepID)
 	b.WriteString(`,"target":`)
-	jsonString(&b, target)
+	str(target)
 	b.WriteString(`,"time":`)
-	jsonString(&b, t)
+	str(t)
 	b.WriteString(`,"type":`)
-	jsonString(&b, typ)
+	str(typ)
 	b.WriteByte('}')
 	return b.Bytes()
 }

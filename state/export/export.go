@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -19,12 +20,16 @@ import (
 // Mask replaces every secret value in exports.
 const Mask = "••••••"
 
-// maskString returns Mask for a sealed string and s otherwise.
+// sealedRE matches a sealed value anywhere in a text.
+const sealedRE = `sealed:v1:[A-Za-z0-9+/=]*`
+
+// maskString replaces every sealed value in s (the whole of s, or a part of
+// a longer text) with Mask.
 func maskString(s string) string {
-	if state.IsSealed(s) {
-		return Mask
+	if !strings.Contains(s, state.SealedPrefix) {
+		return s
 	}
-	return s
+	return regexp.MustCompile(sealedRE).ReplaceAllLiteralString(s, Mask)
 }
 
 // maskValue replaces sealed strings anywhere in a decoded JSON value.
@@ -104,8 +109,8 @@ func maskedOutputs(x state.Exec) map[string]string {
 	return out
 }
 
-// timing is the split of a run's time into machine and human time.
-type timing struct {
+// Timing is the split of a run's time into machine and human time.
+type Timing struct {
 	MachineMS int64  `json:"machine_ms"`
 	HumanMS   int64  `json:"human_ms"`
 	WallMS    int64  `json:"wall_ms"`
@@ -114,8 +119,8 @@ type timing struct {
 
 // runTiming takes the figures recorded by run.finished when present, else
 // sums step durations (machine) and operator waits (human).
-func runTiming(events []state.Event, execs []state.Exec) timing {
-	var t timing
+func runTiming(events []state.Event, execs []state.Exec) Timing {
+	var t Timing
 	if len(events) > 0 {
 		t.WallMS = events[len(events)-1].Time.Sub(events[0].Time).Milliseconds()
 	}

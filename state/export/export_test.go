@@ -97,7 +97,7 @@ func record(t *testing.T) recorded {
 	add(1*s, state.EvStepStarted, "join", "n2", 2, state.StepStarted{Title: "Join n2", Kind: "agent.join"})
 	add(3*s, state.EvStepFinished, "join", "n2", 2, state.StepFinished{Status: state.StatusSucceeded, DurationMS: 3000})
 	add(1*s, state.EvStepDecision, "join", "n3", 1, state.StepDecision{Decision: state.DecisionSkip, Reason: "n3 | already a member", By: "alice"})
-	add(2*s, state.EvNote, "", "", 0, state.Note{Text: "## Rehearsal report\n\nRTO 2m54s (target 15m): **met**.\nRPO: 0 keys lost | 1200 restored.\n", Data: map[string]string{"rto": "2m54s", "secret_ref": sealed[0]}})
+	add(2*s, state.EvNote, "", "", 0, state.Note{Text: "## Rehearsal report\n\nRTO 2m54s (target 15m): **met**.\nRPO: 0 keys lost | 1200 restored.\nToken used: " + sealed[0] + " (sealed).\n", Data: map[string]string{"rto": "2m54s", "secret_ref": sealed[0]}})
 	add(0, state.EvRunFinished, "", "", 0, state.RunFinished{Status: state.StatusSucceeded, MachineMS: 15000, HumanMS: 42500})
 
 	rec := recorded{sealed: sealed, path: path}

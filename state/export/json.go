@@ -14,7 +14,7 @@ type Document struct {
 	Run    RunDoc              `json:"run"`
 	Steps  []StepDoc           `json:"steps"`
 	Events []EventDoc          `json:"events"`
-	Timing timing              `json:"timing"`
+	Timing Timing              `json:"timing"`
 	Verify *state.VerifyReport `json:"verify"` // null when not verified
 }
 
