@@ -35,7 +35,7 @@ if ! id "$user" >/dev/null 2>&1; then
 	useradd -m -s /bin/sh -p '*' "$user"
 fi
 # Without PAM, sshd refuses key logins to locked accounts ("!" in shadow).
-if [ "$(passwd -S "$user" | awk '{print $2}')" = L ]; then
+if getent shadow "$user" | cut -d: -f2 | grep -q '^!'; then
 	usermod -p '*' "$user"
 fi
 mkdir -p /run/sshd
@@ -61,7 +61,12 @@ running_pid() {
 	echo "$pid"
 }
 
-listening() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+# listening PORT: is something listening on TCP PORT? (/proc/net/tcp: no
+# iproute2 or procps needed on a fresh image)
+listening() {
+	hex=$(printf '%04X' "$1")
+	grep -Eq "^ *[0-9]+: [0-9A-F]{8}:$hex [0-9A-F]{8}:[0-9A-F]{4} 0A " /proc/net/tcp
+}
 
 free_port() {
 	if command -v python3 >/dev/null 2>&1; then
