@@ -32,10 +32,10 @@ var _ Transport = (*Local)(nil)
 func (l *Local) Run(ctx context.Context, cmd Command) (int, error) {
 	names, err := checkCommand(cmd)
 	if err != nil {
-		return -1, fmt.Errorf("local: %w", err)
+		return -1, fmt.Errorf("local: %w: %w", ErrNotStarted, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return -1, fmt.Errorf("local: run: %w", err)
+		return -1, fmt.Errorf("local: run: %w: %w", ErrNotStarted, err)
 	}
 	shell := l.Shell
 	if shell == "" {

@@ -64,7 +64,6 @@ type SSHConfig struct {
 // on it. It is safe for concurrent use.
 type SSH struct {
 	name        string
-	addr        string
 	client      *goph.Client
 	fingerprint string
 	agentConn   net.Conn
@@ -103,7 +102,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	if err != nil {
 		return fail("%w", err)
 	}
-	s := &SSH{name: name, addr: addr, done: make(chan struct{})}
+	s := &SSH{name: name, done: make(chan struct{})}
 	var auth goph.Auth
 	if cfg.IdentityFile != "" {
 		auth, err = goph.Key(cfg.IdentityFile, "")
@@ -272,14 +271,15 @@ func Script(cmd Command) (string, error) {
 // (128+n when killed by signal n). When ctx is cancelled it signals the
 // remote process group (TERM, then KILL), closes the session and returns
 // within about half a second. A connection lost before the exit status
-// arrived yields ErrConnLost, never a success.
+// arrived yields ErrConnLost, never a success; a failure before the command
+// reached the node also matches ErrNotStarted.
 func (s *SSH) Run(ctx context.Context, cmd Command) (int, error) {
 	script, err := Script(cmd)
 	if err != nil {
-		return -1, fmt.Errorf("ssh %s: %w", s.name, err)
+		return -1, fmt.Errorf("ssh %s: %w: %w", s.name, ErrNotStarted, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return -1, fmt.Errorf("ssh %s: run: %w", s.name, err)
+		return -1, fmt.Errorf("ssh %s: run: %w: %w", s.name, ErrNotStarted, err)
 	}
 	sess, err := s.newSession(ctx)
 	if err != nil {
@@ -340,7 +340,7 @@ func (s *SSH) newSession(ctx context.Context) (*ssh.Session, error) {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, s.lost("open session", r.err)
+			return nil, fmt.Errorf("%w: %w", ErrNotStarted, s.lost("open session", r.err))
 		}
 		return r.sess, nil
 	case <-ctx.Done():
@@ -349,7 +349,7 @@ func (s *SSH) newSession(ctx context.Context) (*ssh.Session, error) {
 				_ = r.sess.Close()
 			}
 		}()
-		return nil, fmt.Errorf("ssh %s: open session: %w", s.name, ctx.Err())
+		return nil, fmt.Errorf("ssh %s: open session: %w: %w", s.name, ErrNotStarted, ctx.Err())
 	}
 }
 
@@ -387,7 +387,7 @@ func (s *SSH) result(err error) (int, error) {
 	// happened on the node is unknown. Let Alive catch up with the
 	// connection's end before reporting it, so that a Pool redials at once.
 	s.connEnded()
-	return -1, fmt.Errorf("ssh %s: wait: %w: %w", s.name, ErrConnLost, err)
+	return -1, fmt.Errorf("ssh %s: no exit status (outcome unknown): %w: %w", s.name, ErrConnLost, err)
 }
 
 // Close closes the connection (and the ssh-agent socket, if any).

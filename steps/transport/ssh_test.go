@@ -150,8 +150,8 @@ func TestSSHRunRejectsInvalidEnv(t *testing.T) {
 			{"A-B": "x"}, {"1A": "x"}, {"": "x"}, {"A B": "x"}, {"OK": "nul\x00byte"},
 		} {
 			_, err := s.Run(t.Context(), transport.Command{Line: "touch " + transport.Quote(file), Env: env})
-			if !errors.Is(err, transport.ErrInvalidEnv) {
-				t.Errorf("Run with env %q: err = %v, want ErrInvalidEnv", env, err)
+			if !errors.Is(err, transport.ErrInvalidEnv) || !errors.Is(err, transport.ErrNotStarted) {
+				t.Errorf("Run with env %q: err = %v, want ErrInvalidEnv and ErrNotStarted", env, err)
 			}
 			if strings.Contains(fmt.Sprint(err), "nul\x00byte") {
 				t.Errorf("error reveals the value: %v", err)
@@ -300,8 +300,8 @@ func TestSSHCancel(t *testing.T) {
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("Run returned %v after cancel, want ≤ 1s", took)
 		}
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("err = %v, want context.Canceled", err)
+		if !errors.Is(err, context.Canceled) || errors.Is(err, transport.ErrNotStarted) {
+			t.Errorf("err = %v, want context.Canceled (and not ErrNotStarted)", err)
 		}
 		waitFor(t, 2*time.Second, "the remote process group to die", func() bool {
 			return len(sshtest.PIDsWithArg(m)) == 0 && !anyAlive(children)
@@ -323,15 +323,15 @@ func TestSSHConnLostMidCommand(t *testing.T) {
 		}
 		select {
 		case err := <-done:
-			if !errors.Is(err, transport.ErrConnLost) {
-				t.Fatalf("err = %v, want ErrConnLost", err)
+			if !errors.Is(err, transport.ErrConnLost) || errors.Is(err, transport.ErrNotStarted) {
+				t.Fatalf("err = %v, want ErrConnLost (and not ErrNotStarted: the command ran)", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("Run did not return after the connection was killed")
 		}
 		waitFor(t, 2*time.Second, "Alive() to turn false", func() bool { return !s.Alive() })
-		if _, err := s.Run(t.Context(), transport.Command{Line: "true"}); !errors.Is(err, transport.ErrConnLost) {
-			t.Errorf("Run on a dead connection: err = %v, want ErrConnLost", err)
+		if _, err := s.Run(t.Context(), transport.Command{Line: "true"}); !errors.Is(err, transport.ErrConnLost) || !errors.Is(err, transport.ErrNotStarted) {
+			t.Errorf("Run on a dead connection: err = %v, want ErrConnLost and ErrNotStarted", err)
 		}
 	})
 }
@@ -388,4 +388,20 @@ func TestSSHExecRequestHoldsNoSecret(t *testing.T) {
 	if strings.Contains(logged, secret) {
 		t.Errorf("secret reached the server's exec request / log:\n%s", logged)
 	}
+}
+
+func TestSSHRunWithEndedContextRunsNothing(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		file := filepath.Join(srv.Dir, marker(t))
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := s.Run(ctx, transport.Command{Line: "touch " + transport.Quote(file)})
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, transport.ErrNotStarted) {
+			t.Errorf("err = %v, want context.Canceled and ErrNotStarted", err)
+		}
+		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("command ran with an ended context: %v", err)
+		}
+	})
 }

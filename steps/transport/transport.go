@@ -52,8 +52,14 @@ type Transport interface {
 // Sentinel errors. Match them with errors.Is.
 var (
 	// ErrConnLost reports that the connection to the node was lost before
-	// the command's exit status arrived: the command's outcome is unknown.
-	ErrConnLost = errors.New("transport: connection lost before the command's exit status arrived (outcome unknown)")
+	// the command's exit status arrived. Unless the error also matches
+	// ErrNotStarted, the command may have run, wholly or in part.
+	ErrConnLost = errors.New("transport: connection to the node lost")
+	// ErrNotStarted marks a Run failure that happened before the command
+	// was handed to the node (invalid command, no session could be opened,
+	// context ended first): the command certainly did not run, so retrying
+	// it is safe.
+	ErrNotStarted = errors.New("transport: the command was not started")
 	// ErrUnknownHost reports that the node's host key is not in the known_hosts
 	// file (strict host key checking: nothing was run).
 	ErrUnknownHost = errors.New("transport: host key is not in known_hosts (strict host key checking)")
