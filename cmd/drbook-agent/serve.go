@@ -1,17 +1,21 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/nodeagent"
+	"github.com/drbook/drbook/nodeagent/labssh"
 )
 
 func newServeCmd(o *opts) *cobra.Command {
 	var cfg nodeagent.Config
 	var logLevel, logFormat string
+	var lab struct{ addr, hostKey, authorizedKeys string }
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "run the agent daemon (SIGTERM shuts it down gracefully)",
@@ -33,6 +37,16 @@ func newServeCmd(o *opts) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if lab.addr != "" {
+				// Lab clusters only: an SSH endpoint on loopback so drbook
+				// reaches this node as it reaches real ones.
+				srv, err := labssh.Listen(ctx, labssh.Config{Addr: lab.addr, HostKeyFile: lab.hostKey,
+					AuthorizedKeysFile: lab.authorizedKeys, Env: os.Environ(), Logger: cfg.Logger.With("component", "labssh")})
+				if err != nil {
+					return fmt.Errorf("lab ssh: %w", err)
+				}
+				defer srv.Close()
+			}
 			return a.Serve(ctx)
 		},
 	}
@@ -48,6 +62,9 @@ func newServeCmd(o *opts) *cobra.Command {
 	f.StringVar(&cfg.RaftLogLevel, "raft-log-level", "warn", "raft (hclog) log level: trace, debug, info, warn, error")
 	f.StringVar(&logLevel, "log-level", "info", "agent log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")
+	f.StringVar(&lab.addr, "lab-ssh", "", "LAB ONLY: serve SSH on this loopback address (drbook lab)")
+	f.StringVar(&lab.hostKey, "lab-ssh-host-key", "", "LAB ONLY: SSH host key file (created if missing)")
+	f.StringVar(&lab.authorizedKeys, "lab-ssh-authorized-keys", "", "LAB ONLY: authorized_keys file for the lab SSH endpoint")
 	_ = cmd.MarkFlagRequired("node-id")
 	return cmd
 }
