@@ -26,7 +26,8 @@
 // time is the event time in UTC formatted with time.RFC3339Nano, and D is the
 // event payload exactly as stored (its bytes are hashed as stored; an empty
 // payload is stored and hashed as null). A payload must be one valid JSON
-// value, which makes the encoding unambiguous. The runs row keeps the chain's
+// value and the string members valid UTF-8, which makes the encoding
+// unambiguous (injective). The runs row keeps the chain's
 // tail (HeadSeq, HeadHash), so a deleted tail is detected too.
 //
 // # Secrets

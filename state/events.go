@@ -24,7 +24,20 @@ func (t EventType) Known() bool {
 // Hash (and Time, if zero), inserts the event and updates the projections
 // (execs, answers, run status) in one immediate transaction. The event is
 // durable (fsynced) when Append returns. Data must be one JSON value; empty
-// Data is stored as null. run.created is written by CreateRun only.
+// Data is stored as null; RunID, Type, StepID and Target must be valid UTF-8.
+// run.created is written by CreateRun only; a secret answer must be sealed.
+//
+// Projections:
+//   - step.started inserts the Exec (StepID, Target, Attempt) as running (a
+//     repeated start of the same attempt restarts it);
+//   - step.finished sets its status, exit code, error, outputs and log,
+//     creating the Exec if no start was recorded;
+//   - step.decision "skip" creates a skipped Exec if none exists, or marks an
+//     unfinished one skipped; "interrupted" marks a running Exec interrupted;
+//     other decisions change no projection;
+//   - run.finished sets the run's Status and FinishedAt; run.resumed sets it
+//     running again, clears FinishedAt and records the new Host, PID, User;
+//   - answer upserts Answers (the last answer for a name wins).
 func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	if ev.RunID == "" {
 		return Event{}, fmt.Errorf("append: %w: run id is empty", ErrInvalidEvent)
@@ -131,15 +144,7 @@ func checkPayload(ev Event) error {
 	return nil
 }
 
-// project applies ev to the projection tables. Rules:
-//   - step.started inserts (or restarts) the Exec (step, target, attempt) as running;
-//   - step.finished sets its status, exit code, error, outputs and log (creating
-//     the Exec if no start was recorded);
-//   - step.decision "skip" creates a skipped Exec if none exists, or marks an
-//     unfinished one skipped; "interrupted" marks a running Exec interrupted;
-//   - run.finished sets the run's status and finish time; run.resumed sets it
-//     running again and records the new runner's host, pid and user;
-//   - answer upserts the answers table.
+// project applies ev to the projection tables (rules in Append's doc).
 func project(ctx context.Context, t *sql.Tx, ev Event) error {
 	ts := formatTime(ev.Time)
 	switch ev.Type {

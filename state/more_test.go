@@ -178,3 +178,60 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("Verify after disk full = %+v, %v (appended %d)", rep, err, appended)
 	}
 }
+
+// TestLockSameHostHolders: a live local pid holds; a pid whose process
+// start time differs from the recorded one (pid reused) is stale.
+func TestLockSameHostHolders(t *testing.T) {
+	ctx := context.Background()
+	db, path := openTest(t)
+	r := newRun(t, db)
+	raw := rawDB(t, path)
+	host, _ := os.Hostname()
+	tests := []struct {
+		name      string
+		pid       int
+		procStart string
+		stale     bool
+	}{
+		{"live pid 1", 1, "", false},
+		{"live pid, same start", os.Getppid(), procStart(os.Getppid()), false},
+		{"pid reused (start differs)", os.Getppid(), "1", true},
+		{"pid gone", 1 << 22, "", true}, // above pid_max: no such process
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := formatTime(time.Now())
+			if _, err := raw.Exec(`INSERT OR REPLACE INTO run_locks (run_id, token, host, pid, proc_start, user, since, heartbeat) VALUES (?, 't', ?, ?, ?, 'op', ?, ?)`,
+				r.ID, host, tc.pid, tc.procStart, now, now); err != nil {
+				t.Fatal(err)
+			}
+			rel, err := db.Lock(ctx, r.ID)
+			if tc.stale {
+				if err != nil {
+					t.Fatalf("Lock over a stale local holder: %v", err)
+				}
+				if err := rel(); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var le *LockedError
+			if !errors.As(err, &le) || le.Holder.PID != tc.pid {
+				t.Fatalf("Lock over a live local holder = %v", err)
+			}
+		})
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	db, path := openTest(t)
+	db.Close()
+	raw := rawDB(t, path)
+	if _, err := raw.Exec(`PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	if _, err := Open(context.Background(), path); !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("Open(schema 99) = %v, want ErrNewerSchema", err)
+	}
+}
