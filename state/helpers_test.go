@@ -134,7 +134,7 @@ func TestHelperProcess(t *testing.T) {
 		}
 		fmt.Fprintln(os.Stdout, "locked")
 		// Hold the lock until killed (bounded: a forgotten child ends).
-		time.Sleep(60 * time.Second)
+		<-time.After(60 * time.Second)
 		os.Exit(0)
 	case "open":
 		db, err := Open(ctx, path)
