@@ -1,23 +1,214 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/tui"
 )
 
 // interactiveRequest is what the TUI is asked to open: a runbook to run, a
-// run to resume or replay, or (all empty) the picker.
+// run to resume or replay, or (all empty) the unfinished runs and the picker
+// over the runbooks in Dir.
 type interactiveRequest struct {
 	Runbook, Inventory, Answers string
 	ResumeID, ReplayID          string
+	// Dir holds the runbook files the picker offers.
+	Dir string
 }
 
-// runInteractive opens the terminal UI. (Placeholder until the tui package
-// lands: it owns this file.)
+// runInteractive opens the terminal UI. The TUI renders the engine's events
+// and answers its operator requests; runs are started here with the same
+// Config the headless path builds, so both produce the same record.
 func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
-	_ = cmd
-	_ = a
-	_ = req
-	return usageError{fmt.Errorf("the interactive TUI is not built yet: pass --headless")}
+	ctx := cmd.Context()
+	db, err := a.openDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	reg := newRegistry()
+	opts := tui.Options{User: engine.Operator()}
+
+	switch {
+	case req.ReplayID != "":
+		rep, err := loadReplay(ctx, db, req.ReplayID)
+		if err != nil {
+			return err
+		}
+		opts.Replay = rep
+	case req.ResumeID != "":
+		run, err := db.GetRun(ctx, req.ResumeID)
+		if err != nil {
+			return err
+		}
+		opts.ResumeRun = &run
+	default:
+		inv, err := loadInventory(req.Inventory)
+		if err != nil {
+			return err
+		}
+		answers, err := loadAnswers(req.Answers)
+		if err != nil {
+			return err
+		}
+		opts.Inventory, opts.Answers = inv, answers
+		if req.Runbook != "" {
+			rb, err := loadRunbook(req.Runbook, reg, inv)
+			if err != nil {
+				return err
+			}
+			opts.Runbook = &tui.PickerItem{Path: req.Runbook, Runbook: rb}
+		} else {
+			dir := req.Dir
+			if dir == "" {
+				dir = "."
+			}
+			if opts.Items, err = pickerItems(dir, reg, inv); err != nil {
+				return err
+			}
+			opts.PickerTitle = dir
+			unfinished, err := db.ListRuns(ctx, state.RunFilter{
+				Status: []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}, Limit: 20,
+			})
+			if err != nil {
+				return err
+			}
+			opts.Unfinished = unfinished
+		}
+		opts.Start = func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+			cfg := engine.Config{
+				Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+				Operator: op, Observer: observe, Mode: state.ModeInteractive, Logger: a.logger,
+			}
+			return engine.Start(ctx, cfg, inputs)
+		}
+	}
+	opts.Resume = func(ctx context.Context, run state.Run, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+		inv, err := loadInventory(run.InventoryPath)
+		if err != nil {
+			return engine.Outcome{RunID: run.ID}, err
+		}
+		rb, err := loadRunbook(run.RunbookPath, reg, inv)
+		if err != nil {
+			return engine.Outcome{RunID: run.ID}, err
+		}
+		cfg := engine.Config{
+			Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+			Operator: op, Observer: observe, Mode: run.Mode, Logger: a.logger,
+		}
+		return engine.Resume(ctx, cfg, run.ID, engine.ResumeOptions{})
+	}
+
+	res, err := tui.Run(ctx, opts, tea.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	if !res.Started {
+		return nil
+	}
+	if res.Outcome.RunID != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "run %s %s\n", res.Outcome.RunID, res.Outcome.Status)
+	}
+	return runResult(res.Outcome, res.Err)
+}
+
+// loadReplay reads a recorded run and verifies its chain.
+func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, error) {
+	run, err := db.GetRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	events, err := db.Events(ctx, run.ID)
+	if err != nil {
+		return nil, err
+	}
+	rep := &tui.Replay{Run: run, Events: events}
+	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
+	return rep, nil
+}
+
+// pickerItems loads every runbook file in dir; files that fail lint are
+// listed with their first problems. Inventories and answers files are left
+// out.
+func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tui.PickerItem, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read runbook directory: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if !e.IsDir() && (ext == ".yaml" || ext == ".yml") {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	var items []tui.PickerItem
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		src, err := runbooks.ReadFile(path)
+		if err != nil {
+			items = append(items, tui.PickerItem{Path: path, Problems: []string{err.Error()}})
+			continue
+		}
+		if !strings.Contains(string(src), "kind: Runbook") {
+			continue
+		}
+		rb, err := runbooks.LoadRunbook(path, src, reg, inv)
+		if err != nil {
+			items = append(items, tui.PickerItem{Path: path, Runbook: rb, Problems: firstProblems(err, 3)})
+			continue
+		}
+		items = append(items, tui.PickerItem{Path: path, Runbook: rb})
+	}
+	return items, nil
+}
+
+func firstProblems(err error, n int) []string {
+	var ds runbooks.Diagnostics
+	if errors.As(err, &ds) {
+		var out []string
+		for _, d := range ds[:min(n, len(ds))] {
+			out = append(out, d.String())
+		}
+		if len(ds) > n {
+			out = append(out, fmt.Sprintf("… and %d more (drbook lint)", len(ds)-n))
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// attachTUI makes the root command (no arguments) open the TUI: the
+// unfinished runs first, then the picker over --dir.
+func attachTUI(root *cobra.Command, a *app) {
+	var req interactiveRequest
+	root.Flags().StringVar(&req.Dir, "dir", "", "directory of runbook files the picker offers (default .)")
+	root.Flags().StringVarP(&req.Inventory, "inventory", "i", "", "inventory of nodes")
+	root.Flags().StringVar(&req.Answers, "answers", "", "answers file that prefills the input forms")
+	root.Args = cobra.NoArgs
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return runInteractive(cmd, a, req) }
+}
+
+// tuiFlag adds --tui to a command that can also open in the TUI.
+func tuiFlag(cmd *cobra.Command, usage string) {
+	cmd.Flags().Bool("tui", false, usage)
+}
+
+func wantsTUI(cmd *cobra.Command) bool {
+	v, _ := cmd.Flags().GetBool("tui")
+	return v
 }
