@@ -93,8 +93,8 @@ type Model struct {
 	running bool
 	// engineDone is closed when the engine's goroutine returned.
 	engineDone chan struct{}
-	result  Result
-	note    string
+	result     Result
+	note       string
 }
 
 // New returns the root model. ctx bounds any run it starts.

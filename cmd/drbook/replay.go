@@ -24,6 +24,9 @@ removed or reordered.`,
 		Example: "  drbook replay r20261121-153012-ab12 --verify\n  drbook replay r2026 --format markdown > audit.md",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wantsTUI(cmd) {
+				return runInteractive(cmd, a, interactiveRequest{ReplayID: args[0]})
+			}
 			if a.output == "json" {
 				format = "json"
 			}
@@ -76,5 +79,6 @@ removed or reordered.`,
 	}
 	cmd.Flags().BoolVar(&verify, "verify", false, "verify the hash chain; exit 5 if broken")
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
+	tuiFlag(cmd, "browse the recorded run in the terminal UI (read-only)")
 	return cmd
 }

@@ -104,6 +104,9 @@ run (override with --runbook / -i); if they changed, resume is refused with
 a summary of the change unless --accept-changed (recorded).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wantsTUI(cmd) {
+				return runInteractive(cmd, a, interactiveRequest{ResumeID: args[0]})
+			}
 			if len(skip) > 0 && strings.TrimSpace(reason) == "" {
 				return usageError{fmt.Errorf("--skip needs --reason")}
 			}
@@ -155,6 +158,7 @@ a summary of the change unless --accept-changed (recorded).`,
 	cmd.Flags().BoolVar(&accept, "accept-changed", false, "resume even though the runbook or inventory changed (recorded)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps")
 	cmd.Flags().Bool("headless", true, "resume without the TUI (the only mode so far)")
+	tuiFlag(cmd, "resume in the terminal UI (decisions are asked there)")
 	return cmd
 }
 
