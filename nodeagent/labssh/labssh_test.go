@@ -7,12 +7,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -455,5 +457,43 @@ func TestLingeringOutputIsBounded(t *testing.T) {
 	}
 	if took := time.Since(start); took > 4*time.Second {
 		t.Errorf("session lasted %v, want ≤ the output wait delay (2 s) plus slack", took)
+	}
+}
+
+// TestFastCommandsAlwaysReportStatus: a command that ends at once must still
+// have its exec confirmed before its exit status and the channel's close.
+func TestFastCommandsAlwaysReportStatus(t *testing.T) {
+	l := startLab(t, nil)
+	c := l.client(t)
+	const workers, each = 4, 50
+	errs := make(chan error, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				sess, err := c.NewSession()
+				if err != nil {
+					errs <- err
+					return
+				}
+				line, want := "exit 3", 3
+				if (w+i)%2 == 0 {
+					line, want = "kill -KILL $$", 128+9
+				}
+				err = sess.Run(line)
+				_ = sess.Close()
+				var exitErr *ssh.ExitError
+				if !errors.As(err, &exitErr) || exitErr.ExitStatus() != want {
+					errs <- fmt.Errorf("%q: %v, want exit %d", line, err, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

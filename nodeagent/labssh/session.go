@@ -54,6 +54,16 @@ func (s *Server) handleSession(log *slog.Logger, ch ssh.Channel, reqs <-chan *ss
 		switch req.Type {
 		case "exec":
 			ok = sess.exec(ctx, req.Payload)
+			if req.WantReply {
+				_ = req.Reply(ok, nil)
+			}
+			if ok {
+				// Only now: the exit status (and the channel's close) must
+				// follow the reply, or a fast command's client sees the
+				// channel close before its exec was confirmed.
+				go sess.wait()
+			}
+			continue
 		case "signal":
 			sess.signal(req.Payload)
 			ok = true
@@ -81,7 +91,8 @@ func (s *Server) handleSession(log *slog.Logger, ch ssh.Channel, reqs <-chan *ss
 	_ = ch.Close()
 }
 
-// exec starts the command of an "exec" request and reports whether it did.
+// exec starts the command of an "exec" request and reports whether it did;
+// the caller then starts sess.wait.
 func (sess *session) exec(ctx context.Context, payload []byte) bool {
 	var msg struct{ Command string }
 	if err := ssh.Unmarshal(payload, &msg); err != nil {
@@ -122,7 +133,6 @@ func (sess *session) exec(ctx context.Context, payload []byte) bool {
 		_, _ = io.Copy(stdin, sess.ch)
 		_ = stdin.Close()
 	}()
-	go sess.wait()
 	return true
 }
 
