@@ -8,12 +8,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/library"
 )
 
 func newLintCmd(a *app) *cobra.Command {
 	var invPath, answersPath string
 	cmd := &cobra.Command{
-		Use:   "lint FILE...",
+		Use:   "lint [FILE...]",
 		Short: "Validate runbooks (and an inventory and answers) without running anything",
 		Long: `Validate runbooks and report every problem as file:line:col: message.
 
@@ -21,8 +22,14 @@ A file whose top-level kind is Inventory is checked as an inventory. With -i,
 node names in runbooks are checked against it; with --answers, the answers
 are checked against each runbook's inputs. Nothing is written anywhere.`,
 		Example: "  drbook lint runbooks/library/*.yaml\n  drbook lint recover.yaml -i prod.yaml --answers answers.yaml",
-		Args:    cobra.MinimumNArgs(1),
+		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				// No files: lint every shipped runbook.
+				for _, n := range library.Names() {
+					args = append(args, library.Prefix+n)
+				}
+			}
 			reg := newRegistry()
 			var all runbooks.Diagnostics
 			var other []error
@@ -41,17 +48,17 @@ are checked against each runbook's inputs. Nothing is written anywhere.`,
 			answers, err := loadAnswers(answersPath)
 			collect(err)
 			for _, f := range args {
-				src, err := runbooks.ReadFile(f)
+				src, name, err := readRunbook(f)
 				if err != nil {
 					collect(err)
 					continue
 				}
 				if isInventory(src) {
-					_, err := runbooks.ParseInventory(f, src)
+					_, err := runbooks.ParseInventory(name, src)
 					collect(err)
 					continue
 				}
-				rb, err := runbooks.LoadRunbook(f, src, reg, inv)
+				rb, err := runbooks.LoadRunbook(name, src, reg, inv)
 				collect(err)
 				if err == nil && answers != nil {
 					_, _, err := runbooks.ResolveInputs(rb, inv, answers, false)

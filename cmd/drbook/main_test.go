@@ -69,15 +69,15 @@ func drbook(t *testing.T, env []string, args ...string) result {
 
 // lab is a test environment: an SSH server, an inventory of node aliases
 // pointing at it, and a checkpoint database.
-type lab struct {
+type sshLab struct {
 	srv     *sshtest.Server
 	dir     string
 	inv, db string
 }
 
-func newLab(t *testing.T, srv *sshtest.Server, nodes int) *lab {
+func newLab(t *testing.T, srv *sshtest.Server, nodes int) *sshLab {
 	t.Helper()
-	l := &lab{srv: srv, dir: t.TempDir()}
+	l := &sshLab{srv: srv, dir: t.TempDir()}
 	l.db = filepath.Join(l.dir, "state", "drbook.db")
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: drbook/v1\nkind: Inventory\nname: test\nssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\nnodes:\n",
@@ -108,7 +108,7 @@ func nodeList(n int) string {
 	return strings.Join(names, ", ")
 }
 
-func (l *lab) write(t *testing.T, name, content string) string {
+func (l *sshLab) write(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(l.dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -118,7 +118,7 @@ func (l *lab) write(t *testing.T, name, content string) string {
 }
 
 // counter reads how many times a step ran on a node (each run appends a line).
-func (l *lab) counter(t *testing.T, node, step string) int {
+func (l *sshLab) counter(t *testing.T, node, step string) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(l.srv.Dir, node, step+".count"))
 	if errors.Is(err, os.ErrNotExist) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/agent"
@@ -59,7 +60,7 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVar(&a.dbPath, "db", "", "checkpoint database (default $XDG_DATA_HOME/drbook/drbook.db)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd())
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a))
 	attachTUI(root, a)
 	return root
 }
@@ -95,12 +96,31 @@ func loadInventory(path string) (*runbooks.Inventory, error) {
 	return runbooks.ParseInventory(path, src)
 }
 
+// loadRunbook loads a runbook file, or a shipped one given as library:NAME
+// (or just NAME when no such file exists).
 func loadRunbook(path string, reg *steps.Registry, inv *runbooks.Inventory) (*runbooks.Runbook, error) {
-	src, err := runbooks.ReadFile(path)
+	src, name, err := readRunbook(path)
 	if err != nil {
 		return nil, err
 	}
-	return runbooks.LoadRunbook(path, src, reg, inv)
+	return runbooks.LoadRunbook(name, src, reg, inv)
+}
+
+func readRunbook(path string) ([]byte, string, error) {
+	if strings.HasPrefix(path, library.Prefix) {
+		src, ok := library.Source(path)
+		if !ok {
+			return nil, "", fmt.Errorf("no shipped runbook %q (see drbook runbooks)", strings.TrimPrefix(path, library.Prefix))
+		}
+		return src, path, nil
+	}
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		if src, ok := library.Source(path); ok {
+			return src, library.Prefix + path, nil
+		}
+	}
+	src, err := runbooks.ReadFile(path)
+	return src, path, err
 }
 
 func loadAnswers(path string) (*runbooks.Answers, error) {

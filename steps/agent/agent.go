@@ -103,12 +103,6 @@ func Kinds() []steps.Kind {
 			func(p map[string]any) ([]string, map[string]string, error) {
 				return []string{"cluster", "force-new"}, nil, nil
 			}),
-		verb("agent.keys-manifest", "Write the digest of every key to a file on the target (for verification after recovery).",
-			props{"out": str("Manifest file to write on the target.")}, []any{"out"},
-			[]runbooks.OutputInfo{{Name: "count"}, {Name: "digest"}},
-			func(p map[string]any) ([]string, map[string]string, error) {
-				return []string{"keys", "manifest", "--out", sparam(p, "out")}, nil, nil
-			}),
 		verb("agent.keys-verify", "Compare the cluster's keys with a manifest file on the target; fails on any difference.",
 			props{"manifest": str("Manifest file on the target.")}, []any{"manifest"},
 			[]runbooks.OutputInfo{{Name: "ok"}, {Name: "expected"}, {Name: "actual"}, {Name: "digest"}},
@@ -117,6 +111,7 @@ func Kinds() []steps.Kind {
 			}),
 		statusKind{},
 		scaleOut{},
+		manifestKind{},
 	}
 }
 
@@ -275,18 +270,18 @@ func call(ctx context.Context, x *steps.Exec, t transport.Transport, n *runbooks
 		if json.Unmarshal(stdout.Bytes(), &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		fmt.Fprintf(x.Stdout, "%s: %s\n", n.Name, msg)
+		fmt.Fprintln(x.Stdout, msg)
 		return res, &AgentError{ExitCode: code, Message: msg, Sentinel: e.Sentinel}
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), out); err != nil {
 		return res, fmt.Errorf("drbook-agent %s: output is not JSON: %w", strings.Join(args, " "), err)
 	}
-	summarize(x, n.Name, out)
+	summarize(x, out)
 	return res, nil
 }
 
 // summarize prints the non-secret scalar fields of an agent reply.
-func summarize(x *steps.Exec, node string, v any) {
+func summarize(x *steps.Exec, v any) {
 	m, ok := v.(*map[string]any)
 	if !ok || m == nil {
 		return
@@ -302,7 +297,7 @@ func summarize(x *steps.Exec, node string, v any) {
 			parts = append(parts, fmt.Sprintf("%s=%s", k, scalar(val)))
 		}
 	}
-	fmt.Fprintf(x.Stdout, "%s: %s\n", node, strings.Join(parts, " "))
+	fmt.Fprintln(x.Stdout, strings.Join(parts, " "))
 }
 
 func sortedKeys(m map[string]any) []string {
@@ -464,4 +459,49 @@ func isVoter(st map[string]any, node string) bool {
 		}
 	}
 	return false
+}
+
+// manifestKind writes the digest of every key to a file on the target and
+// reads back its count and total digest.
+type manifestKind struct{}
+
+// Info implements steps.Kind.
+func (manifestKind) Info() runbooks.KindInfo {
+	return runbooks.KindInfo{
+		Name: "agent.keys-manifest", Description: "Write the digest of every key to a file on the target (to verify a recovery against).",
+		Params:  schema(props{"out": str("Manifest file to write on the target.")}, []any{"out"}),
+		Outputs: []runbooks.OutputInfo{{Name: "count"}, {Name: "digest"}, {Name: "file"}},
+		Targets: runbooks.TargetsRequired, Idempotent: true,
+	}
+}
+
+func manifestLine(x *steps.Exec) string {
+	out := sparam(x.Params, "out")
+	return commandLine(x.Target, []string{"keys", "manifest"}) + " > " + transport.Quote(out) + " && " +
+		commandLine(x.Target, []string{"keys", "verify", "--manifest", out})
+}
+
+// Summary implements steps.Kind.
+func (manifestKind) Summary(x *steps.Exec) string { return manifestLine(x) }
+
+// Run implements steps.Kind.
+func (manifestKind) Run(ctx context.Context, x *steps.Exec) (steps.Result, error) {
+	if x.Transport == nil || x.Target == nil {
+		return steps.Result{ExitCode: -1}, ErrNoTarget
+	}
+	env := map[string]string{}
+	maps.Copy(env, x.Target.Env)
+	maps.Copy(env, x.Target.Agent.Env)
+	var stdout bytes.Buffer
+	code, err := x.Transport.Run(ctx, transport.Command{Line: manifestLine(x), Env: env, Stdout: &stdout, Stderr: x.Stderr})
+	if err != nil {
+		return steps.Result{ExitCode: -1}, err
+	}
+	var v map[string]any
+	if code != 0 || json.Unmarshal(stdout.Bytes(), &v) != nil {
+		return steps.Result{ExitCode: code}, &AgentError{ExitCode: code, Message: strings.TrimSpace(stdout.String())}
+	}
+	res := steps.Result{Outputs: map[string]string{"count": scalar(v["actual"]), "digest": scalar(v["digest"]), "file": sparam(x.Params, "out")}}
+	fmt.Fprintf(x.Stdout, "manifest of %s keys written to %s (digest %.16s…)\n", res.Outputs["count"], res.Outputs["file"], res.Outputs["digest"])
+	return res, nil
 }
