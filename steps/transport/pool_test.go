@@ -128,3 +128,40 @@ func TestPoolDialErrors(t *testing.T) {
 		t.Errorf("Get after Close: %v, want ErrClosed", err)
 	}
 }
+
+func TestPoolDialAllBoundsConcurrency(t *testing.T) {
+	const limit, nodes = 3, 20
+	var inFlight, peak atomic.Int64
+	release := make(chan struct{})
+	p := transport.NewPool(func(ctx context.Context, name string) (transport.Transport, error) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &transport.Local{}, nil
+	})
+	defer p.Close()
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- p.DialAll(t.Context(), names, limit) }()
+	waitFor(t, 2*time.Second, "the first dials", func() bool { return inFlight.Load() == limit })
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if got := peak.Load(); got != limit {
+		t.Errorf("peak concurrent dials = %d, want %d", got, limit)
+	}
+}
