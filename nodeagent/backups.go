@@ -58,7 +58,7 @@ func decodePayload(p []byte) (payloadHeader, []*Key, error) {
 	if !bytes.HasPrefix(p, []byte(payloadMagic)) {
 		return h, nil, errors.New("payload: bad magic")
 	}
-	kr := newKeyReader(bufio.NewReader(bytes.NewReader(p[len(payloadMagic):])))
+	kr := newKeyReader(bytes.NewReader(p[len(payloadMagic):]))
 	hb, err := kr.bytes()
 	if err != nil {
 		return h, nil, fmt.Errorf("payload header: %w", err)

@@ -28,12 +28,22 @@ const maxField = 1 << 20
 // backups and bulk raft commands: per key, length-prefixed id, name, type,
 // group, a varint creation time and the length-prefixed sealed material.
 type keyWriter struct {
-	w   *bufio.Writer
+	w   byteWriter
 	buf [binary.MaxVarintLen64]byte
 }
 
+// byteWriter is what keyWriter writes to: a *bufio.Writer or an in-memory
+// *bytes.Buffer (no extra buffering).
+type byteWriter interface {
+	io.Writer
+	io.StringWriter
+}
+
+// flusher is implemented by buffered writers.
+type flusher interface{ Flush() error }
+
 func newKeyWriter(w io.Writer) *keyWriter {
-	if bw, ok := w.(*bufio.Writer); ok {
+	if bw, ok := w.(byteWriter); ok {
 		return &keyWriter{w: bw}
 	}
 	return &keyWriter{w: bufio.NewWriterSize(w, 256<<10)}
@@ -85,16 +95,26 @@ func (kw *keyWriter) writeKeys(keys []*Key) error {
 			return err
 		}
 	}
-	return kw.w.Flush()
+	if f, ok := kw.w.(flusher); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // keyReader is the inverse of keyWriter.
 type keyReader struct {
-	r *bufio.Reader
+	r byteReader
+}
+
+// byteReader is what keyReader reads from: a *bufio.Reader or an in-memory
+// *bytes.Reader.
+type byteReader interface {
+	io.Reader
+	io.ByteReader
 }
 
 func newKeyReader(r io.Reader) *keyReader {
-	if br, ok := r.(*bufio.Reader); ok {
+	if br, ok := r.(byteReader); ok {
 		return &keyReader{r: br}
 	}
 	return &keyReader{r: bufio.NewReaderSize(r, 256<<10)}

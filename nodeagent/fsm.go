@@ -299,7 +299,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 }
 
 func (f *FSM) applyRestore(body []byte) any {
-	r := bufio.NewReader(bytes.NewReader(body))
+	r := bytes.NewReader(body)
 	n, err := binary.ReadUvarint(r)
 	if err != nil || n > maxField {
 		return fmt.Errorf("restore header: %v", err)

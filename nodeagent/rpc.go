@@ -169,21 +169,45 @@ func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id strin
 const leaderWait = 3 * time.Second
 
 // onLeader runs fn here if this node is the ready leader, otherwise calls
-// verb on the leader over mutual TLS.
+// verb on the leader over mutual TLS. Calls that certainly had no effect
+// (no leader yet, leader not ready, leader unreachable) are retried until
+// leaderWait passes.
 func onLeader[T any](ctx context.Context, a *Agent, verb string, req any, fn func(context.Context) (T, error)) (T, error) {
-	var zero T
-	_, addr, self, err := a.leaderAPIAddr(ctx, leaderWait)
-	if err != nil {
-		return zero, err
-	}
-	if self {
-		return fn(ctx)
-	}
 	var out T
-	if err := a.internalCall(ctx, addr, verb, req, &out); err != nil {
-		return zero, err
+	err := a.withLeader(ctx, func(addr string, self bool) error {
+		if self {
+			var err error
+			out, err = fn(ctx)
+			return err
+		}
+		var res T
+		if err := a.internalCall(ctx, addr, verb, req, &res); err != nil {
+			return err
+		}
+		out = res
+		return nil
+	})
+	return out, err
+}
+
+// withLeader calls fn with the leader's API address, retrying while the
+// error says the request reached no leader.
+func (a *Agent) withLeader(ctx context.Context, fn func(addr string, self bool) error) error {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		_, addr, self, err := a.leaderAPIAddr(ctx, time.Until(deadline))
+		if err == nil {
+			err = fn(addr, self)
+		}
+		if err == nil || !errors.Is(err, errNotSent) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return out, nil
 }
 
 // apply commits one command through raft and returns the FSM's answer; an
@@ -234,22 +258,25 @@ func (a *Agent) readBarrier(ctx context.Context) error {
 	if r == nil {
 		return ErrNoClusterState
 	}
-	_, addr, self, err := a.leaderAPIAddr(ctx, leaderWait)
+	var idx uint64
+	err := a.withLeader(ctx, func(addr string, self bool) error {
+		if self {
+			if err := r.VerifyLeader().Error(); err != nil {
+				return fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
+			}
+			idx = a.fsm.Index()
+			return nil
+		}
+		var li leaderIndex
+		if err := a.internalCall(ctx, addr, "read_index", struct{}{}, &li); err != nil {
+			return err
+		}
+		idx = li.CommitIndex
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	var idx uint64
-	if self {
-		if err := r.VerifyLeader().Error(); err != nil {
-			return fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
-		}
-		return nil
-	}
-	var li leaderIndex
-	if err := a.internalCall(ctx, addr, "read_index", struct{}{}, &li); err != nil {
-		return err
-	}
-	idx = li.CommitIndex
 	deadline := time.Now().Add(5 * time.Second)
 	for a.fsm.Index() < idx {
 		if time.Now().After(deadline) {
