@@ -33,10 +33,6 @@ func newServeCmd(o *opts) *cobra.Command {
 			cfg.Logger = slog.New(h)
 			cfg.DataDir = o.data
 			ctx := cmd.Context()
-			a, err := nodeagent.New(ctx, cfg)
-			if err != nil {
-				return err
-			}
 			if lab.addr != "" {
 				// Lab clusters only: an SSH endpoint on loopback so drbook
 				// reaches this node as it reaches real ones.
@@ -47,7 +43,19 @@ func newServeCmd(o *opts) *cobra.Command {
 				}
 				defer srv.Close()
 			}
-			return a.Serve(ctx)
+			for {
+				a, err := nodeagent.New(ctx, cfg)
+				if err != nil {
+					return err
+				}
+				if err := a.Serve(ctx); err != nil || ctx.Err() != nil || lab.addr == "" {
+					return err
+				}
+				// The agent exits after reset --delete-data. In a lab the
+				// process stays up as a supervisor would restart it: a clean
+				// agent, reachable over the same lab SSH endpoint.
+				cfg.Logger.Info("agent reset: starting again with a clean data directory (lab)")
+			}
 		},
 	}
 	f := cmd.Flags()

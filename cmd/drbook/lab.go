@@ -42,6 +42,7 @@ it reaches real ones. 'lab up' writes DIR/inventory.yaml.`,
 func newLabUpCmd(a *app, dir *string) *cobra.Command {
 	var nodes int
 	var noCluster bool
+	var size int
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start a lab and form one cluster",
@@ -59,7 +60,7 @@ func newLabUpCmd(a *app, dir *string) *cobra.Command {
 			}
 			if !noCluster {
 				fmt.Fprintln(cmd.ErrOrStderr(), "forming the cluster (bootstrap node1, join the others)")
-				if err := l.Bootstrap(cmd.Context()); err != nil {
+				if err := l.Bootstrap(cmd.Context(), size); err != nil {
 					return err
 				}
 			}
@@ -76,6 +77,7 @@ func newLabUpCmd(a *app, dir *string) *cobra.Command {
 	}
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "number of nodes")
 	cmd.Flags().BoolVar(&noCluster, "no-cluster", false, "start empty agents without forming a cluster")
+	cmd.Flags().IntVar(&size, "cluster-size", 0, "form the cluster from the first N nodes only; the rest stay clean agents (default all)")
 	return cmd
 }
 

@@ -19,8 +19,8 @@ import (
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
 
-// drbookBin is the drbook binary built once for all tests.
-var drbookBin string
+// drbookBin and agentBin are built once for all tests.
+var drbookBin, agentBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "drbook-bin-")
@@ -29,10 +29,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	drbookBin = filepath.Join(dir, "drbook")
-	out, err := exec.Command("go", "build", "-o", drbookBin, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build drbook: %v\n%s", err, out)
-		os.Exit(1)
+	agentBin = filepath.Join(dir, "drbook-agent")
+	for bin, pkg := range map[string]string{drbookBin: ".", agentBin: "../drbook-agent"} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -212,3 +215,7 @@ func strconvFormat(n int64) string { return fmt.Sprint(n) }
 var _ = sql.ErrNoRows
 
 var updateSchemas = flag.Bool("update-schemas", false, "rewrite runbooks/schema/*.json")
+
+func execShell(line string) ([]byte, error) {
+	return exec.Command("sh", "-c", line).CombinedOutput()
+}

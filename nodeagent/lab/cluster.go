@@ -34,14 +34,18 @@ func (l *Lab) Agent(ctx context.Context, node string, env []string, out any, arg
 	return nil
 }
 
-// Bootstrap makes the lab one cluster: the first node creates it, every
-// other node joins with its own token and is promoted to voter.
-func (l *Lab) Bootstrap(ctx context.Context) error {
+// Bootstrap makes the first size nodes (all if size ≤ 0) one cluster: the
+// first node creates it, every other node joins with its own token and is
+// promoted to voter. Nodes past size stay clean agents (DR nodes, scratch).
+func (l *Lab) Bootstrap(ctx context.Context, size int) error {
+	if size <= 0 || size > len(l.Nodes) {
+		size = len(l.Nodes)
+	}
 	first := l.Nodes[0]
 	if err := l.Agent(ctx, first.Name, nil, nil, "cluster", "create"); err != nil {
 		return err
 	}
-	for _, n := range l.Nodes[1:] {
+	for _, n := range l.Nodes[1:size] {
 		var tok struct {
 			Token string `json:"token"`
 		}
@@ -52,7 +56,7 @@ func (l *Lab) Bootstrap(ctx context.Context) error {
 			return err
 		}
 	}
-	return l.WaitHealthy(ctx, len(l.Nodes), 30*time.Second)
+	return l.WaitHealthy(ctx, size, 30*time.Second)
 }
 
 // Status is the part of an agent's status the lab reads.

@@ -151,7 +151,17 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 		return nil, err
 	}
 	for i := range l.Nodes {
-		if err := l.Start(ctx, l.Nodes[i].Name); err != nil {
+		var err error
+		for try := 0; try < 3; try++ {
+			if err = l.Start(ctx, l.Nodes[i].Name); err == nil || !strings.Contains(err.Error(), "address already in use") {
+				break
+			}
+			// Another process took a port between picking and binding it.
+			if err = l.repickPorts(&l.Nodes[i]); err != nil {
+				break
+			}
+		}
+		if err != nil {
 			_ = l.Down(context.WithoutCancel(ctx))
 			return nil, err
 		}
@@ -252,7 +262,7 @@ func (l *Lab) Start(ctx context.Context, name string) error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("lab: agent %s exited at start (%v); see %s", name, err, n.Log)
+			return fmt.Errorf("lab: agent %s exited at start (%v): %s", name, err, tail(n.Log, 600))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -474,4 +484,45 @@ func appendLine(path, line string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// tail returns the end of a log file, for error messages.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "see " + path
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// repickPorts gives a node new free ports (its lab SSH host key stays).
+func (l *Lab) repickPorts(n *Node) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	n.API, n.Raft, n.SSH = addr(ports[0]), addr(ports[1]), addr(ports[2])
+	pub, err := hostPublicKey(filepath.Join(n.Dir, "ssh_host_ed25519_key"))
+	if err != nil {
+		return err
+	}
+	if err := appendLine(l.KnownHosts, knownhosts.Line([]string{knownhosts.Normalize(n.SSH)}, pub)); err != nil {
+		return err
+	}
+	return l.Save()
+}
+
+func hostPublicKey(path string) (ssh.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		return nil, err
+	}
+	return signer.PublicKey(), nil
 }

@@ -112,6 +112,7 @@ func Kinds() []steps.Kind {
 		statusKind{},
 		scaleOut{},
 		manifestKind{},
+		pickSurvivor{},
 	}
 }
 
@@ -336,7 +337,7 @@ type statusKind struct{}
 func (statusKind) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
 		Name: "agent.status", Description: "Read the cluster status on the target: leader, voters, healthy members, keys.",
-		Params: schema(props{"stale": boolean("Read local state without a leader (for a node that lost quorum).")}, nil),
+		Params: schema(nil, nil),
 		Outputs: []runbooks.OutputInfo{{Name: "leader"}, {Name: "voters"}, {Name: "healthy"}, {Name: "keys"}, {Name: "state"},
 			{Name: "members"}, {Name: "cluster_id"}, {Name: "applied_index"}, {Name: "commit_index"}, {Name: "member"}},
 		Targets: runbooks.TargetsRequired, Idempotent: true,
@@ -504,4 +505,78 @@ func (manifestKind) Run(ctx context.Context, x *steps.Exec) (steps.Result, error
 	res := steps.Result{Outputs: map[string]string{"count": scalar(v["actual"]), "digest": scalar(v["digest"]), "file": sparam(x.Params, "out")}}
 	fmt.Fprintf(x.Stdout, "manifest of %s keys written to %s (digest %.16s…)\n", res.Outputs["count"], res.Outputs["file"], res.Outputs["digest"])
 	return res, nil
+}
+
+// pickSurvivor asks every reachable candidate for its local state and names
+// the one with the most recent committed Raft index: the node to force a new
+// cluster on after quorum loss.
+type pickSurvivor struct{}
+
+// Info implements steps.Kind.
+func (pickSurvivor) Info() runbooks.KindInfo {
+	return runbooks.KindInfo{
+		Name:        "agent.pick-survivor",
+		Description: "Ask each candidate node for its local Raft state; output the reachable one with the highest commit index.",
+		Params: schema(props{"candidates": map[string]any{"type": []any{"array", "string"}, "items": map[string]any{"type": "string"},
+			"description": "Inventory nodes that may have survived."}}, []any{"candidates"}),
+		Outputs: []runbooks.OutputInfo{{Name: "survivor"}, {Name: "commit_index"}, {Name: "keys"}},
+		Targets: runbooks.TargetsNone, Idempotent: true,
+	}
+}
+
+// Summary implements steps.Kind.
+func (pickSurvivor) Summary(x *steps.Exec) string {
+	return "status on " + strings.Join(candidates(x.Params), ", ")
+}
+
+func candidates(p map[string]any) []string {
+	switch v := p["candidates"].(type) {
+	case []string:
+		return v
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, c := range v {
+			out = append(out, fmt.Sprint(c))
+		}
+		return out
+	case string:
+		return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+	}
+	return nil
+}
+
+// Run implements steps.Kind.
+func (pickSurvivor) Run(ctx context.Context, x *steps.Exec) (steps.Result, error) {
+	if x.Dial == nil {
+		return steps.Result{ExitCode: -1}, fmt.Errorf("%w: agent.pick-survivor needs access to the nodes", steps.ErrBadParams)
+	}
+	best, bestIndex, bestKeys := "", -1.0, 0.0
+	for _, name := range candidates(x.Params) {
+		n, t, err := x.Dial(ctx, name)
+		if err != nil {
+			fmt.Fprintf(x.Stdout, "%s: unreachable (%v)\n", name, err)
+			continue
+		}
+		var st map[string]any
+		if _, err := call(ctx, x, t, n, []string{"status"}, nil, &st); err != nil {
+			fmt.Fprintf(x.Stdout, "%s: no status (%v)\n", name, err)
+			continue
+		}
+		idx, _ := st["commit_index"].(float64)
+		keys, _ := st["keys"].(float64)
+		if cid, _ := st["cluster_id"].(string); cid == "" {
+			fmt.Fprintf(x.Stdout, "%s: no cluster state\n", name)
+			continue
+		}
+		fmt.Fprintf(x.Stdout, "%s: commit index %.0f, %.0f keys\n", name, idx, keys)
+		if idx > bestIndex {
+			best, bestIndex, bestKeys = name, idx, keys
+		}
+	}
+	if best == "" {
+		return steps.Result{ExitCode: 1}, fmt.Errorf("no candidate holds cluster state: this is a total loss, restore from a backup")
+	}
+	fmt.Fprintf(x.Stdout, "survivor: %s\n", best)
+	return steps.Result{Outputs: map[string]string{"survivor": best, "commit_index": strconv.FormatFloat(bestIndex, 'f', 0, 64),
+		"keys": strconv.FormatFloat(bestKeys, 'f', 0, 64)}}, nil
 }
