@@ -575,6 +575,18 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 			return res, fmt.Errorf("%w: node %s is joining (non-voter)", ErrMembershipChange, s.ID)
 		}
 	}
+	if req.NodeID == a.cfg.NodeID && countVoters(servers) > 1 {
+		// Removing the leader: hand leadership over, then let the new
+		// leader run the removal (and tell this node).
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			return res, fmt.Errorf("%w: transfer leadership before removing the leader: %w", ErrUnavailable, err)
+		}
+		a.changeMu.Unlock()
+		defer a.changeMu.Lock()
+		return onLeader(ctx, a, "remove", req, func(ctx context.Context) (RemoveResult, error) {
+			return RemoveResult{}, &notSentError{fmt.Errorf("%w: leadership did not move", ErrUnavailable)}
+		})
+	}
 	if servers[idx].Suffrage == raft.Voter && !req.Force {
 		health := a.probeHealth(ctx, servers)
 		remaining, healthy := 0, 0

@@ -49,6 +49,14 @@ func TestBackupTotalLossRestore(t *testing.T) {
 	if len(list) != 1 || list[0].Keys != 3000 {
 		t.Fatalf("backup list: %+v", list)
 	}
+	// Retention: with --keep 2, the third backup prunes the oldest.
+	for i := 0; i < 2; i++ {
+		l.expectCode(0, "", []string{"DRBOOK_BACKUP_PASSPHRASE=another one"}, "backup", "create", "--keep", "2")
+	}
+	l.mustJSON(&list, "backup", "list")
+	if len(list) != 2 {
+		t.Fatalf("retention kept %d backups, want 2", len(list))
+	}
 	l.mustJSON(&b2, "backup", "delete", list[0].ID)
 	l.expectCode(nodeagent.ExitNotFound, "not found", nil, "backup", "delete", list[0].ID)
 

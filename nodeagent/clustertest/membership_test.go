@@ -70,6 +70,31 @@ func TestRemoveThenReset(t *testing.T) {
 	if after := l.manifest(false); after.Digest != before.Digest {
 		t.Fatal("keys changed by removal")
 	}
+
+	// Removing the leader itself: leadership moves first.
+	var other *node
+	for _, n := range c.nodes {
+		if n != l && n != victim {
+			other = n
+		}
+	}
+	l.mustJSON(&rr, "cluster", "remove", "--node", l.id, "--force")
+	if !rr.Changed || rr.Voters != 1 {
+		t.Fatalf("remove leader: %+v", rr)
+	}
+	st = other.status()
+	if st.State != "leader" || st.Voters != 1 || st.MembershipChange != nil {
+		t.Fatalf("status after removing the old leader: %+v", st)
+	}
+	waitFor(t, 10*time.Second, "old leader knows it was removed", func() error {
+		if s := l.status(); !s.Removed {
+			return errors.New("not marked removed")
+		}
+		return nil
+	})
+	if after := other.manifest(false); after.Digest != before.Digest {
+		t.Fatal("keys changed by leader removal")
+	}
 }
 
 // TestQuorumLossForceNew: with two of three nodes killed writes fail with
