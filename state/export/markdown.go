@@ -125,7 +125,13 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 		for _, note := range ns {
 			ew.printf("\n%s\n", strings.TrimRight(maskString(note.Text), "\n"))
 			for _, k := range sortedKeys(note.Data) {
-				ew.printf("- %s: %s\n", mdCode(k), mdCell(maskString(note.Data[k])))
+				v := maskString(note.Data[k])
+				if strings.Contains(v, "\n") || len(v) > 200 {
+					// An attachment (a report file): named, not inlined.
+					ew.printf("- %s: attached (%d bytes; drbook replay --format json holds it)\n", mdCode(k), len(v))
+					continue
+				}
+				ew.printf("- %s: %s\n", mdCode(k), mdCell(v))
 			}
 		}
 	}
