@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -45,19 +46,21 @@ removed or reordered.`,
 			if err != nil {
 				return err
 			}
-			events, err := db.Events(ctx, run.ID)
-			if err != nil {
-				return err
-			}
-			execs, err := db.Execs(ctx, run.ID)
-			if err != nil {
-				return err
-			}
+			// Verify first: a record too damaged to read must still be
+			// reported as a broken chain (exit 5), not as a read error.
 			var rep *state.VerifyReport
 			var verr error
 			if verify {
 				r, err := db.Verify(ctx, run.ID)
 				rep, verr = &r, err
+			}
+			events, err := db.Events(ctx, run.ID)
+			if err != nil {
+				return errors.Join(verr, err)
+			}
+			execs, err := db.Execs(ctx, run.ID)
+			if err != nil {
+				return errors.Join(verr, err)
 			}
 			w := cmd.OutOrStdout()
 			switch format {
