@@ -298,3 +298,64 @@ func TestTrust(t *testing.T) {
 		t.Fatalf("run after trust: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestSIGTERMInterrupts: SIGTERM during a step marks it interrupted (not
+// failed), exits 130, and the run resumes to success.
+func TestSIGTERMInterrupts(t *testing.T) {
+	l := newLab(t, sshtest.StartOpenSSH(t), 3)
+	rb := l.write(t, "recovery.yaml", recoveryRunbook)
+	ans := l.write(t, "answers.yaml", answers("node1"))
+	if err := os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("30\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(drbookBin, "run", rb, "-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", l.db)
+	cmd.Env = append(os.Environ(), "E2E_PASSPHRASE="+secretValue, "NO_COLOR=1")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	sc := bufio.NewScanner(stdout)
+	id := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if id == "" && strings.HasPrefix(line, "run ") {
+			id = strings.TrimSuffix(strings.Fields(line)[1], ":")
+		}
+		if strings.Contains(line, "slow started") {
+			break
+		}
+	}
+	t0 := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d (%v), want %d", code, err, exitInterrupted)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("SIGTERM took %s to stop the run", d)
+	}
+	db, err := sql.Open("sqlite3", l.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	if err := db.QueryRow(`SELECT CAST(data AS TEXT) FROM events WHERE run_id = ? AND type = 'step.finished' AND step_id = 'slow'`, id).Scan(&status); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if !strings.Contains(status, `"status":"interrupted"`) {
+		t.Errorf("slow recorded as %s, want interrupted", status)
+	}
+	os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("0\n"), 0o666)
+	if r := drbook(t, []string{"E2E_PASSPHRASE=" + secretValue}, "resume", id, "--yes", "--db", l.db); r.code != 0 {
+		t.Fatalf("resume: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
