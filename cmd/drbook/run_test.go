@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -357,5 +358,46 @@ func TestSIGTERMInterrupts(t *testing.T) {
 	os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("0\n"), 0o666)
 	if r := drbook(t, []string{"E2E_PASSPHRASE=" + secretValue}, "resume", id, "--yes", "--db", l.db); r.code != 0 {
 		t.Fatalf("resume: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestRunLocked: while a runner drives a run, a second one is refused with
+// the holder's host and pid.
+func TestRunLocked(t *testing.T) {
+	l := newLab(t, sshtest.StartOpenSSH(t), 3)
+	rb := l.write(t, "recovery.yaml", recoveryRunbook)
+	ans := l.write(t, "answers.yaml", answers("node1"))
+	if err := os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("30\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(drbookBin, "run", rb, "-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", l.db)
+	cmd.Env = append(os.Environ(), "E2E_PASSPHRASE="+secretValue, "NO_COLOR=1")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	id := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if id == "" && strings.HasPrefix(line, "run ") {
+			id = strings.TrimSuffix(strings.Fields(line)[1], ":")
+		}
+		if strings.Contains(line, "slow started") {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	r := drbook(t, []string{"E2E_PASSPHRASE=" + secretValue}, "resume", id, "--yes", "--db", l.db)
+	if r.code != exitLocked {
+		t.Fatalf("second runner: exit %d, want %d\n%s%s", r.code, exitLocked, r.stdout, r.stderr)
+	}
+	host, _ := os.Hostname()
+	if !strings.Contains(r.stderr, host) || !strings.Contains(r.stderr, strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("refusal does not name host %s and pid %d:\n%s", host, cmd.Process.Pid, r.stderr)
 	}
 }
