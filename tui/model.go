@@ -384,7 +384,7 @@ func (m *Model) handleBridge(msg tea.Msg) tea.Cmd {
 			m.cancel()
 		}
 		m.result.Outcome, m.result.Err = msg.out, msg.err
-		m.run.Finish(msg.err)
+		m.run.Finish(msg.out, msg.err)
 		m.note = ""
 	}
 	return nil

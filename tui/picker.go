@@ -161,7 +161,7 @@ func (p *Picker) View() string {
 	if gap > 0 {
 		body += strings.Repeat("\n", gap)
 	}
-	return body + "\n" + p.help.View(p)
+	return body + "\n" + fitLines(p.help.View(p), p.width)
 }
 
 func itemName(it PickerItem) string {

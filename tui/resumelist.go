@@ -106,6 +106,11 @@ func (r *ResumeList) View() string {
 	if len(r.runs) > listH {
 		start = min(max(0, r.cursor-listH/2), len(r.runs)-listH)
 	}
+	nameW := 8
+	for _, run := range r.runs {
+		nameW = max(nameW, len(run.RunbookName))
+	}
+	nameW = min(nameW, 28)
 	for i := start; i < min(len(r.runs), start+listH); i++ {
 		run := r.runs[i]
 		cur := "  "
@@ -125,7 +130,7 @@ func (r *ResumeList) View() string {
 		if upd.IsZero() {
 			upd = run.CreatedAt
 		}
-		lines = append(lines, spread(w, cur+id+"  "+run.RunbookName+"  "+status, st.Subtle.Render(ago(now, upd)+" · "+run.Host)))
+		lines = append(lines, spread(w, cur+id+"  "+fmt.Sprintf("%-*s", nameW, fit(run.RunbookName, nameW))+"  "+status, st.Subtle.Render(ago(now, upd)+" · "+run.Host)))
 	}
 	lines = append(lines, st.Rule.Render(strings.Repeat("─", max(0, w))))
 	if r.cursor >= 0 && r.cursor < len(r.runs) {
@@ -144,5 +149,5 @@ func (r *ResumeList) View() string {
 	if gap := r.height - strings.Count(body, "\n") - 2; gap > 0 {
 		body += strings.Repeat("\n", gap)
 	}
-	return body + "\n" + r.help.View(r)
+	return body + "\n" + fitLines(r.help.View(r), r.width)
 }

@@ -276,11 +276,17 @@ func (v *RunView) Handle(ev engine.Event) {
 
 // Finish marks the run over when the engine returned without a RunFinished
 // event (it failed before the run began).
-func (v *RunView) Finish(err error) {
+func (v *RunView) Finish(out engine.Outcome, err error) {
 	if v.done {
 		return
 	}
 	v.done, v.status = true, state.StatusFailed
+	if out.Status != "" {
+		v.status = out.Status
+	}
+	if v.runID == "" {
+		v.runID = out.RunID
+	}
 	if err != nil {
 		v.errText = clean(err.Error())
 	}
@@ -508,7 +514,7 @@ func (v *RunView) header() []string {
 	if inv == "" {
 		inv = "-"
 	}
-	line2 := fmt.Sprintf("run %s · inventory %s", orDash(v.runID), inv)
+	line2 := "run " + orDash(v.runID)
 	if v.readOnly {
 		if v.verifyOK {
 			line2 += " · " + st.OK.Render("chain verified ✓ "+v.verify)
@@ -516,6 +522,7 @@ func (v *RunView) header() []string {
 			line2 += " · " + st.Fail.Render("CHAIN BROKEN ✗ "+v.verify)
 		}
 	}
+	line2 += " · inventory " + inv
 	done, total := v.counts()
 	pct := 0.0
 	if total > 0 {
@@ -720,9 +727,9 @@ func (v *RunView) render(overlay string) string {
 	}
 	lines = append(lines, fit(v.statusLine(), v.width))
 	if v.promptKeys != nil {
-		lines = append(lines, v.help.ShortHelpView(v.promptKeys))
+		lines = append(lines, fitLines(v.help.ShortHelpView(v.promptKeys), v.width))
 	} else {
-		lines = append(lines, v.help.View(v))
+		lines = append(lines, fitLines(v.help.View(v), v.width))
 	}
 	return strings.Join(lines, "\n")
 }
@@ -737,11 +744,21 @@ func (v *RunView) statusLine() string {
 	case v.done && v.status == state.StatusSucceeded:
 		return st.OK.Render("run succeeded") + " in " + clock(v.elapsed()) + " · q to quit"
 	case v.done && v.runID != "" && v.status != state.StatusAborted:
-		return v.statusWord() + ": " + v.errText + " · resume with: drbook resume " + v.runID
+		return v.statusWord() + " · resume with: drbook resume " + v.runID + " · " + v.errText
 	case v.done:
 		return v.statusWord() + ": " + v.errText
 	case len(v.notices) > 0:
 		return st.Notice.Render("» ") + v.notices[len(v.notices)-1]
 	}
 	return st.Subtle.Render("running · ctrl+c asks before interrupting")
+}
+
+// fitLines cuts every line of s to width w (the help bubble can overflow
+// when its ellipsis does not fit).
+func fitLines(s string, w int) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = fit(l, w)
+	}
+	return strings.Join(lines, "\n")
 }
