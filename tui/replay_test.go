@@ -61,14 +61,13 @@ func TestTUIReplayGolden(t *testing.T) {
 			m := New(context.Background(), Options{Replay: &rep, Now: fixedNow, NoTick: true})
 			d := drive(m)
 			got := sized(t, d, sz.w, sz.h)
-			for _, want := range []string{"REPLAY", "chain verified ✓ (13 events)", "3/3 steps", "RTO 00:01:35", "hello from node1", "skipped: report sent by hand"} {
+			for _, want := range []string{"REPLAY", "chain verified ✓ (14 events)", "3/3 steps", "RTO 00:01:35", "hello from node1", "skipped: report sent by hand"} {
 				if !strings.Contains(got, want) {
 					t.Errorf("replay lacks %q:\n%s", want, got)
 				}
 			}
 			golden(t, fmt.Sprintf("replay_%dx%d", sz.w, sz.h), got)
 			// Scroll through each step's recorded output.
-			d.send(press("down"))
 			d.send(press("down"))
 			if got := frame(m); !strings.Contains(got, "operator confirm answered \"node2\" (by alice) after 59.0s") || !strings.Contains(got, "wiped marker drill on node2") {
 				t.Errorf("wipe step's record not shown:\n%s", got)
