@@ -612,7 +612,7 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 	a.log.InfoContext(ctx, "removed node", "node", req.NodeID)
 	if req.NodeID != a.cfg.NodeID {
 		if n, ok := meta.Nodes[req.NodeID]; ok {
-			nctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			nctx, cancel := context.WithTimeout(ctx, removalNoticeTimeout)
 			if err := a.internalCall(nctx, n.APIAddr, "removed", struct{}{}, nil); err != nil {
 				a.log.WarnContext(ctx, "could not tell removed node", "node", req.NodeID, "err", err)
 			}
@@ -630,6 +630,10 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 	res.Message = "node removed from the cluster"
 	return res, nil
 }
+
+// removalNoticeTimeout bounds how long a removal waits for the removed
+// node to acknowledge (the removal stays "in progress" meanwhile).
+const removalNoticeTimeout = 5 * time.Second
 
 func hasNode(m ClusterMeta, id string) bool { _, ok := m.Nodes[id]; return ok }
 
@@ -652,7 +656,9 @@ func (a *Agent) probeHealth(ctx context.Context, servers []raft.Server) map[stri
 	for _, s := range servers {
 		id := string(s.ID)
 		if id == a.cfg.NodeID {
+			mu.Lock()
 			out[id] = a.getRaft() != nil
+			mu.Unlock()
 			continue
 		}
 		n, ok := meta.Nodes[id]

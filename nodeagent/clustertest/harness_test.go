@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "drbook-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/drbook/drbook/cmd/drbook-agent")
+	args := []string{"build", "-o", agentBin}
+	if os.Getenv("DRBOOK_AGENT_RACE") != "" {
+		args = append(args, "-race") // agents under the race detector
+	}
+	build := exec.Command("go", append(args, "github.com/drbook/drbook/cmd/drbook-agent")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build drbook-agent:", err)
@@ -75,6 +79,9 @@ func newNode(t testing.TB, id string) *node {
 	t.Cleanup(func() {
 		n.kill()
 		f.Close()
+		if b, _ := os.ReadFile(f.Name()); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+			t.Errorf("agent %s reported a data race", id)
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(f.Name())
 			if len(b) > 6000 {
