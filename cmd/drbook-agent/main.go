@@ -97,6 +97,9 @@ func run(ctx context.Context, args []string) int {
 	if isCobraUsage(err) {
 		err = fmt.Errorf("%w: %w", nodeagent.ErrUsage, err)
 	}
+	if wantsJSON(args) {
+		o.output = "json" // also when cobra failed before parsing flags
+	}
 	code := nodeagent.ExitCode(err)
 	o.printError(err, code)
 	return code
@@ -111,6 +114,19 @@ func isCobraUsage(err error) bool {
 	msg := err.Error()
 	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "accepts ", "requires at least", "invalid argument", "flag needs an argument", "required flag"} {
 		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// wantsJSON reports whether the arguments ask for JSON output.
+func wantsJSON(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--output=json" || a == "-o=json" || a == "-ojson":
+			return true
+		case (a == "--output" || a == "-o") && i+1 < len(args) && args[i+1] == "json":
 			return true
 		}
 	}

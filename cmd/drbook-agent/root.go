@@ -79,7 +79,7 @@ func (o *opts) print(v any, text func(w io.Writer)) error {
 // printError reports err on stderr, and as JSON on stdout with --output json.
 func (o *opts) printError(err error, code int) {
 	fmt.Fprintf(o.stderr, "drbook-agent: %v\n", err)
-	if o.output != "json" {
+	if o.output == "text" {
 		return
 	}
 	w := map[string]any{"error": err.Error(), "exit_code": code}
