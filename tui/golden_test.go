@@ -256,3 +256,33 @@ func TestTUIResumeListGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestTUIRunScreenScrollAndResize(t *testing.T) {
+	m := runModel(t, runningEvents())
+	d := drive(m)
+	sized(t, d, 80, 24)
+	d.send(press("b")) // page up
+	got := frame(m)
+	if !strings.Contains(got, "report line 09") || strings.Contains(got, "report line 29") || !strings.Contains(got, "line 11 of 31") {
+		t.Errorf("page up did not scroll back:\n%s", got)
+	}
+	// New output does not pull a scrolled-back reader down.
+	d.send(batchMsg{EventMsg{Event: engine.OutputLine{StepID: "report", Target: "node2", Line: "late line", Time: at(70000)}}})
+	if got := frame(m); strings.Contains(got, "late line") {
+		t.Errorf("new output moved a pinned viewport:\n%s", got)
+	}
+	d.send(press("G"))
+	if got := frame(m); !strings.Contains(got, "late line") {
+		t.Errorf("G did not go back to the end:\n%s", got)
+	}
+	// Resizing reflows every part of the screen.
+	for _, sz := range []struct{ w, h int }{{60, 15}, {132, 50}, {80, 24}} {
+		sized(t, d, sz.w, sz.h)
+	}
+	// ? toggles the full help.
+	d.send(press("?"))
+	if got := frame(m); !strings.Contains(got, "follow running step") {
+		t.Errorf("? did not show the full help:\n%s", got)
+	}
+	checkFrame(t, "full help", frame(m), 80, 24)
+}

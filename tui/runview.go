@@ -83,6 +83,10 @@ type RunView struct {
 	shown   int
 	vpDirty bool
 	pinned  bool // the person scrolled away from the end
+	// top is the first line of the shown step's output in the viewport.
+	// The viewport holds only the visible window, so a frame never
+	// measures the whole output again (10k lines stay cheap).
+	top int
 
 	vp   viewport.Model
 	help help.Model
@@ -341,7 +345,7 @@ func (v *RunView) selectStep(i int) {
 }
 
 // sync refreshes the viewport after events: only when the shown step's
-// output changed, and never by re-measuring lines on every frame.
+// output changed, and only with the visible window of it.
 func (v *RunView) sync() {
 	if v.shown < 0 && len(v.steps) > 0 {
 		v.selectStep(0)
@@ -350,10 +354,27 @@ func (v *RunView) sync() {
 		return
 	}
 	v.vpDirty = false
-	v.vp.SetContentLines(v.steps[v.shown].out)
+	out := v.steps[v.shown].out
+	h := max(1, v.vp.Height())
 	if !v.pinned {
-		v.vp.GotoBottom()
+		v.top = max(0, len(out)-h)
 	}
+	v.top = max(0, min(v.top, len(out)-h))
+	win := make([]string, 0, h)
+	win = append(win, out[v.top:min(len(out), v.top+h)]...)
+	v.vp.SetContentLines(win)
+}
+
+// scroll moves the output window by n lines (negative: up).
+func (v *RunView) scroll(n int) {
+	if v.shown < 0 {
+		return
+	}
+	total := len(v.steps[v.shown].out)
+	h := max(1, v.vp.Height())
+	v.top = max(0, min(v.top+n, total-h))
+	v.pinned = v.top < total-h
+	v.vpDirty = true
 }
 
 // Update implements Component: keys for the step list and the output.
@@ -380,17 +401,14 @@ func (v *RunView) Update(msg tea.Msg) tea.Cmd {
 			v.vpDirty = true
 		}
 	case key.Matches(km, k.PageUp):
-		v.vp.PageUp()
-		v.pinned = !v.vp.AtBottom()
+		v.scroll(-max(1, v.vp.Height()-1))
 	case key.Matches(km, k.PageDown):
-		v.vp.PageDown()
-		v.pinned = !v.vp.AtBottom()
+		v.scroll(max(1, v.vp.Height()-1))
 	case key.Matches(km, k.Top):
-		v.vp.GotoTop()
-		v.pinned = !v.vp.AtBottom()
+		v.scroll(-1 << 30)
 	case key.Matches(km, k.Bottom):
-		v.vp.GotoBottom()
 		v.pinned = false
+		v.vpDirty = true
 	case key.Matches(km, k.Help):
 		v.help.ShowAll = !v.help.ShowAll
 	}
@@ -713,16 +731,15 @@ func (v *RunView) render(overlay string) string {
 				label += " · following"
 			}
 			if v.pinned {
-				label += fmt.Sprintf(" · %d%%", int(v.vp.ScrollPercent()*100))
+				label += fmt.Sprintf(" · line %d of %d", v.top+1, len(s.out))
 			}
 		}
 		lines = append(lines, v.rule(st.Subtle.Render(label)))
 		if v.vp.Height() != bodyH {
 			v.vp.SetHeight(bodyH)
-			if !v.pinned {
-				v.vp.GotoBottom()
-			}
+			v.vpDirty = true
 		}
+		v.sync()
 		lines = append(lines, v.vp.View())
 	}
 	lines = append(lines, fit(v.statusLine(), v.width))
