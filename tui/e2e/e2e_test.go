@@ -1,0 +1,222 @@
+// Package e2e drives the real drbook binary's terminal UI inside tmux: pick
+// a runbook, fill the form, confirm a danger step (a wrong name first), and
+// verify the record it leaves.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// drbookBin is the drbook binary, built once.
+var drbookBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "drbook-tui-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	drbookBin = filepath.Join(dir, "drbook")
+	out, err := exec.Command("go", "build", "-o", drbookBin, "github.com/drbook/drbook/cmd/drbook").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build drbook: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tmux is one private tmux server with one session running a command.
+type tmux struct {
+	t      *testing.T
+	socket string
+}
+
+func startTmux(t *testing.T, w, h int, command string) *tmux {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatalf("tmux is needed for the TUI end-to-end test: %v", err)
+	}
+	tm := &tmux{t: t, socket: fmt.Sprintf("drbook-e2e-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	tm.run("new-session", "-d", "-s", "e2e", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h), command)
+	t.Cleanup(func() { _ = exec.Command("tmux", "-L", tm.socket, "kill-server").Run() })
+	return tm
+}
+
+func (tm *tmux) run(args ...string) string {
+	tm.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "tmux", append([]string{"-L", tm.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		tm.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func (tm *tmux) capture() string { return tm.run("capture-pane", "-p", "-t", "e2e") }
+
+// keys sends tmux key names (Enter, Down, ...).
+func (tm *tmux) keys(keys ...string) { tm.run(append([]string{"send-keys", "-t", "e2e"}, keys...)...) }
+
+// text types literal text.
+func (tm *tmux) text(s string) { tm.run("send-keys", "-t", "e2e", "-l", s) }
+
+// waitFor polls the pane until it shows want, within 20 s, and returns it.
+func (tm *tmux) waitFor(want string) string {
+	tm.t.Helper()
+	return tm.waitUntil(fmt.Sprintf("%q", want), func(s string) bool { return strings.Contains(s, want) })
+}
+
+// waitUntil polls the pane until ok holds, within 20 s.
+func (tm *tmux) waitUntil(what string, ok func(string) bool) string {
+	tm.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for time.Now().Before(deadline) {
+		last = tm.capture()
+		if ok(last) {
+			return last
+		}
+		<-tick.C
+	}
+	tm.t.Fatalf("the screen never showed %s; last screen:\n%s", what, last)
+	return ""
+}
+
+func abs(t *testing.T, p string) string {
+	t.Helper()
+	a, err := filepath.Abs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func TestTUIEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "drbook.db")
+	books := filepath.Join(dir, "runbooks")
+	if err := os.Mkdir(books, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"broken.yaml", "drill.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "testdata", "e2e", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(books, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv := abs(t, "../testdata/inventory.yaml")
+	const secret = "pass-e2e-7f3a91"
+	cmd := fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color USER=e2e-operator %s --db %s -i %s --dir runbooks --log-file %s; echo DRBOOK-EXIT=$?; sleep 60",
+		dir, drbookBin, db, inv, filepath.Join(dir, "tui.log"))
+	tm := startTmux(t, 120, 40, cmd)
+
+	screens := []string{tm.waitFor("pick a runbook")}
+	if !strings.Contains(screens[0], "broken.yaml:6:10") {
+		t.Errorf("the broken runbook's first problem is not shown:\n%s", screens[0])
+	}
+	tm.keys("Down", "Enter")
+	screens = append(screens, tm.waitFor("Node to wipe"))
+	tm.keys("Down", "Enter") // node2
+	screens = append(screens, tm.waitFor("Passphrase"))
+	tm.text(secret)
+	screens = append(screens, tm.capture())
+	tm.keys("Enter")
+	screens = append(screens, tm.waitFor("Label"))
+	tm.keys("Enter") // default "drill"
+
+	screens = append(screens, tm.waitFor("Type node2 to go ahead"))
+	tm.text("node3")
+	tm.keys("Enter")
+	screens = append(screens, tm.waitFor(`"node3" is not "node2"`))
+	if s := tm.capture(); !strings.Contains(s, "1/3 steps") {
+		t.Errorf("a wrong name let the danger step run:\n%s", s)
+	}
+	tm.text("node2")
+	tm.keys("Enter")
+	final := tm.waitFor("run succeeded")
+	screens = append(screens, final)
+	for _, want := range []string{"3/3 steps", "wipe", "report", "└ ✓ node3"} {
+		if !strings.Contains(final, want) {
+			t.Errorf("final screen lacks %q:\n%s", want, final)
+		}
+	}
+	// Resizing reflows; this capture is the one the README shows.
+	tm.run("resize-window", "-t", "e2e", "-x", "100", "-y", "30")
+	small := tm.waitUntil("the whole run screen at 100x30", func(s string) bool {
+		lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+		return strings.HasPrefix(lines[0], "drbook RUN") && strings.Contains(s, "run succeeded") && len(lines) <= 30
+	})
+	screens = append(screens, small)
+	if err := os.WriteFile(filepath.Join(dir, "run-screen-100x30.txt"), []byte(small), 0o644); err == nil {
+		t.Logf("run screen at 100x30:\n%s", small)
+	}
+	for _, line := range strings.Split(small, "\n") {
+		if n := len([]rune(line)); n > 100 {
+			t.Errorf("line wider than the 100-column terminal (%d): %q", n, line)
+		}
+	}
+	tm.keys("q")
+	exited := tm.waitFor("DRBOOK-EXIT=")
+	if !strings.Contains(exited, "DRBOOK-EXIT=0") {
+		t.Fatalf("drbook did not exit 0:\n%s", exited)
+	}
+	for _, s := range append(screens, exited) {
+		if strings.Contains(s, secret) {
+			t.Fatalf("the secret was echoed on the screen:\n%s", s)
+		}
+	}
+	m := regexp.MustCompile(`run (r\d{8}-\d{6}-[0-9a-f]+) succeeded`).FindStringSubmatch(exited)
+	if m == nil {
+		t.Fatalf("no run id printed after the TUI exited:\n%s", exited)
+	}
+	runID := m[1]
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	verify := exec.CommandContext(ctx, drbookBin, "--db", db, "replay", runID, "--verify")
+	out, err := verify.CombinedOutput()
+	if err != nil {
+		t.Fatalf("drbook replay %s --verify: %v\n%s", runID, err, out)
+	}
+	for _, want := range []string{"hash chain intact", "wipe@node2#1", "(by e2e-operator)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("replay output lacks %q:\n%s", want, out)
+		}
+	}
+	raw, err := os.ReadFile(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(secret)) {
+		t.Error("the secret is in clear in the checkpoint database")
+	}
+
+	// The same record opens read-only in the TUI.
+	rp := startTmux(t, 120, 40, fmt.Sprintf("env NO_COLOR=1 TERM=xterm-256color %s --db %s replay %s --tui; echo DRBOOK-EXIT=$?; sleep 60", drbookBin, db, runID))
+	shown := rp.waitFor("chain verified ✓")
+	if !strings.Contains(shown, "REPLAY") || !strings.Contains(shown, "3/3 steps") {
+		t.Errorf("replay screen:\n%s", shown)
+	}
+	rp.keys("q")
+	if s := rp.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=0") {
+		t.Errorf("replay --tui did not exit 0:\n%s", s)
+	}
+}
