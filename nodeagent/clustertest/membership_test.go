@@ -170,3 +170,64 @@ func TestQuorumLossForceNew(t *testing.T) {
 		t.Fatalf("status after scale-out: %+v", st)
 	}
 }
+
+// TestReplaceFailedNode is the single-node-failure runbook: a node dies,
+// is removed from the cluster while down, comes back with stale state, is
+// reset (its peers confirm it is no longer a member), and rejoins under the
+// same id with a fresh data directory.
+func TestReplaceFailedNode(t *testing.T) {
+	c := newCluster(t, 3)
+	l := c.leader(10 * time.Second)
+	var lr nodeagent.LoadResult
+	l.mustJSON(&lr, "keys", "load", "--count", "1000")
+	var failed *node
+	for _, n := range c.nodes {
+		if n != l {
+			failed = n
+		}
+	}
+	failed.kill()
+
+	// A stranger cannot take the failed node's id while it is a member.
+	impostor := newNode(t, failed.id)
+	tf := token(t, l, "")
+	impostor.expectCode(nodeagent.ExitRefused, "join-unique-node-id", nil, "cluster", "join", "--peer", l.api, "--token-file", tf)
+	impostor.kill()
+
+	var rr nodeagent.RemoveResult
+	l.mustJSON(&rr, "cluster", "remove", "--node", failed.id)
+	if !rr.Changed || rr.Voters != 2 {
+		t.Fatalf("remove dead node: %+v", rr)
+	}
+	before := l.manifest(false)
+
+	failed.start() // stale state: still believes it is a member
+	waitFor(t, 15*time.Second, "reset of the removed node", func() error {
+		r := failed.run(nil, "cluster", "reset", "--delete-data")
+		if r.code != 0 {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "agent exit after reset", func() error {
+		if failed.running() {
+			return errors.New("still running")
+		}
+		return nil
+	})
+	if _, err := os.Stat(failed.dir); !os.IsNotExist(err) {
+		t.Fatalf("data dir survived reset: %v", err)
+	}
+	failed.start()
+	var jr nodeagent.JoinResult
+	failed.mustJSON(&jr, "cluster", "join", "--peer", l.api, "--token-file", tf)
+	if !jr.Changed || jr.Suffrage != "voter" {
+		t.Fatalf("rejoin: %+v", jr)
+	}
+	if got := failed.manifest(false); got.Digest != before.Digest {
+		t.Fatal("rejoined node has different keys")
+	}
+	if st := l.status(); st.Voters != 3 || st.Healthy != 3 {
+		t.Fatalf("status after rejoin: %+v", st)
+	}
+}
