@@ -155,7 +155,7 @@ func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id strin
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait)}
+			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait.Round(100*time.Millisecond))}
 		}
 		select {
 		case <-ctx.Done():
@@ -199,8 +199,11 @@ func (a *Agent) withLeader(ctx context.Context, fn func(addr string, self bool) 
 		if err == nil {
 			err = fn(addr, self)
 		}
-		if err == nil || !errors.Is(err, errNotSent) || time.Now().After(deadline) {
+		if err == nil || !errors.Is(err, errNotSent) {
 			return err
+		}
+		if time.Now().After(deadline) {
+			return &notSentError{fmt.Errorf("no reachable leader within %s (is quorum lost?): %w", leaderWait, err)}
 		}
 		select {
 		case <-ctx.Done():
