@@ -14,6 +14,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
@@ -72,14 +73,14 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 			}
 			opts.Runbook = &tui.PickerItem{Path: req.Runbook, Runbook: rb}
 		} else {
-			dir := req.Dir
-			if dir == "" {
-				dir = "."
+			opts.PickerTitle = "shipped library"
+			if req.Dir != "" {
+				if opts.Items, err = pickerItems(req.Dir, reg, inv); err != nil {
+					return err
+				}
+				opts.PickerTitle = req.Dir + " + shipped library"
 			}
-			if opts.Items, err = pickerItems(dir, reg, inv); err != nil {
-				return err
-			}
-			opts.PickerTitle = dir
+			opts.Items = append(opts.Items, libraryItems(reg, inv)...)
 			unfinished, err := db.ListRuns(ctx, state.RunFilter{
 				Status: []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}, Limit: 20,
 			})
@@ -177,6 +178,22 @@ func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tu
 	return items, nil
 }
 
+// libraryItems are the runbooks shipped with drbook (library:NAME).
+func libraryItems(reg *steps.Registry, inv *runbooks.Inventory) []tui.PickerItem {
+	var items []tui.PickerItem
+	for _, name := range library.Names() {
+		path := library.Prefix + name
+		src, _ := library.Source(name)
+		rb, err := runbooks.LoadRunbook(path, src, reg, inv)
+		if err != nil {
+			items = append(items, tui.PickerItem{Path: path, Runbook: rb, Problems: firstProblems(err, 3)})
+			continue
+		}
+		items = append(items, tui.PickerItem{Path: path, Runbook: rb})
+	}
+	return items
+}
+
 func firstProblems(err error, n int) []string {
 	var ds runbooks.Diagnostics
 	if errors.As(err, &ds) {
@@ -196,7 +213,7 @@ func firstProblems(err error, n int) []string {
 // unfinished runs first, then the picker over --dir.
 func attachTUI(root *cobra.Command, a *app) {
 	var req interactiveRequest
-	root.Flags().StringVar(&req.Dir, "dir", "", "directory of runbook files the picker offers (default .)")
+	root.Flags().StringVar(&req.Dir, "dir", "", "directory of runbook files the picker offers besides the shipped library")
 	root.Flags().StringVarP(&req.Inventory, "inventory", "i", "", "inventory of nodes")
 	root.Flags().StringVar(&req.Answers, "answers", "", "answers file that prefills the input forms")
 	root.Args = cobra.NoArgs
