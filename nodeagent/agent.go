@@ -110,6 +110,11 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.DataDir == "" || cfg.NodeID == "" || cfg.APIAddr == "" || cfg.RaftAddr == "" {
 		return nil, fmt.Errorf("%w: --data, --node-id, --api and --raft are required", ErrUsage)
 	}
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	cfg.DataDir = abs
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}

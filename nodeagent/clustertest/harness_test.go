@@ -320,14 +320,4 @@ func (c *cluster) leader(timeout time.Duration) *node {
 	return l
 }
 
-func (c *cluster) byID(id string) *node {
-	for _, n := range c.nodes {
-		if n.id == id {
-			return n
-		}
-	}
-	c.t.Fatalf("no node %s", id)
-	return nil
-}
-
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
