@@ -10,4 +10,20 @@
 // /v1/join with join tokens, /v1/internal/* between nodes with node
 // certificates, /healthz and /metrics). See DESIGN.md beside this file for
 // the protocols and the safety rules, and errors.go for the sentinels.
+//
+// # HTTPS key API
+//
+// Clients trust DATA/ca.pem and send "Authorization: Bearer <API key>"
+// (the key printed once by `cluster create`). Any member answers; followers
+// forward writes to the leader, and reads are linearizable.
+//
+//	POST   /v1/keys            {"keys":[{"id"?,"name"?,"type"?,"group"?,"material"?}]} -> [{"id","created"}]
+//	PUT    /v1/keys/{id}       {"name"?,"type"?,"group"?,"material"?(base64)}        -> {"id","created"} (created=false if it existed)
+//	GET    /v1/keys/{id}       -> {"id","name","type","group","created","sha256","material"(base64)}; 404 if absent
+//	DELETE /v1/keys/{id}       -> {"id","changed":true}; 404 if absent
+//	GET    /v1/keys[?count]    -> list without material, or {"keys":N}; add ?stale for a local read
+//	GET    /healthz, /metrics  (no auth; Prometheus text)
+//
+// Errors are {"error","sentinel"?,"exit_code","not_applied"?}; not_applied
+// is true when the request certainly had no effect and may be retried.
 package nodeagent
