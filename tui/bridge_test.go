@@ -3,9 +3,11 @@ package tui
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/steps"
 )
@@ -79,5 +81,57 @@ func TestTUIOperatorAnswers(t *testing.T) {
 	msg.reply <- steps.Decision{Kind: steps.DecisionRetry, By: "bob"}
 	if d := <-res; d.Kind != steps.DecisionRetry || d.By != "bob" {
 		t.Errorf("decision = %+v", d)
+	}
+}
+
+func TestTUIPromptsQueueAndAsk(t *testing.T) {
+	m := runModel(t, runningEvents())
+	d := drive(m)
+	sized(t, d, 80, 24)
+	c1 := make(chan steps.ConfirmResponse, 1)
+	c2 := make(chan string, 1)
+	ticket := runbooks.Input{Name: "value", Type: runbooks.InputString, Prompt: "Ticket number", Pattern: "^INC-"}
+	d.send(batchMsg{
+		confirmMsg{reply: c1, req: steps.ConfirmRequest{StepID: "manual", Title: "Switch DNS by hand", Message: "Point db.example.com at node2."}},
+		askMsg{reply: c2, req: steps.AskRequest{StepID: "ticket", Input: ticket}},
+	})
+	if s := frame(m); !strings.Contains(s, "Switch DNS by hand") || strings.Contains(s, "Ticket number") {
+		t.Fatalf("first question not shown alone:\n%s", s)
+	}
+	d.send(press("y"))
+	if r := <-c1; !r.OK || r.By != "alice" {
+		t.Errorf("confirm = %+v", r)
+	}
+	if s := frame(m); !strings.Contains(s, "Ticket number") {
+		t.Fatalf("the queued question did not follow:\n%s", s)
+	}
+	d.typeText("nope")
+	d.send(press("enter"))
+	if len(c2) != 0 {
+		t.Fatal("an answer refused by the input's pattern reached the engine")
+	}
+	for range 4 {
+		d.send(press("backspace"))
+	}
+	d.typeText("INC-7")
+	d.send(press("enter"))
+	select {
+	case v := <-c2:
+		if v != "INC-7" {
+			t.Errorf("answer = %q", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no answer:\n%s", frame(m))
+	}
+}
+
+func TestTUINoticesShown(t *testing.T) {
+	m := runModel(t, runningEvents())
+	d := drive(m)
+	sized(t, d, 100, 30)
+	d.send(batchMsg{EventMsg{Event: engine.Notice{StepID: "report", Target: "node2", Text: "report was interrupted on node2; its check: says it took effect"}}})
+	s := frame(m)
+	if !strings.Contains(s, "» report was interrupted on node2") {
+		t.Errorf("notice not shown:\n%s", s)
 	}
 }

@@ -36,3 +36,11 @@ type Component interface {
 	// SetSize tells the component how much room it has.
 	SetSize(width, height int)
 }
+
+var (
+	_ Component = (*RunView)(nil)
+	_ Component = (*Picker)(nil)
+	_ Component = (*ResumeList)(nil)
+	_ Component = (*InputsForm)(nil)
+	_ tea.Model = (*Model)(nil)
+)

@@ -85,6 +85,8 @@ type Model struct {
 	form    *InputsForm
 	run     *RunView
 	prompt  prompt
+	// waiting holds operator requests behind the open prompt.
+	waiting []tea.Msg
 	confirm bool // the interrupt question is showing
 
 	bridge  *Bridge
@@ -255,6 +257,7 @@ func (m *Model) forward(msg tea.Msg) tea.Cmd {
 		cmd, done := m.prompt.Update(msg)
 		if done {
 			m.prompt = nil
+			return tea.Batch(cmd, m.nextPrompt())
 		}
 		return cmd
 	case m.screen == screenForm && m.form != nil:
@@ -331,6 +334,7 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 		cmd, done := m.prompt.Update(km)
 		if done {
 			m.prompt = nil
+			return tea.Batch(cmd, m.nextPrompt())
 		}
 		return cmd
 	}
@@ -355,13 +359,18 @@ func (m *Model) interrupt() {
 		m.prompt.Cancel()
 		m.prompt = nil
 	}
+	m.waiting = nil
 	m.note = "interrupting: waiting for the engine to record the interrupted steps…"
 }
 
-func (m *Model) handleBridge(msg tea.Msg) tea.Cmd {
+// nextPrompt opens the oldest operator request still waiting.
+func (m *Model) nextPrompt() tea.Cmd {
+	if len(m.waiting) == 0 {
+		return nil
+	}
+	msg := m.waiting[0]
+	m.waiting = m.waiting[1:]
 	switch msg := msg.(type) {
-	case EventMsg:
-		m.run.Handle(msg.Event)
 	case confirmMsg:
 		if msg.req.Danger || msg.req.Expect != "" {
 			m.prompt = newDangerPrompt(m.c, msg, m.opts.User)
@@ -376,9 +385,25 @@ func (m *Model) handleBridge(msg tea.Msg) tea.Cmd {
 		p, cmd := newDecidePrompt(m.c, msg, m.opts.User)
 		m.prompt = p
 		return cmd
+	}
+	return nil
+}
+
+func (m *Model) handleBridge(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case EventMsg:
+		m.run.Handle(msg.Event)
+	case confirmMsg, askMsg, decideMsg:
+		// Targets running in parallel may ask at once: one question at a
+		// time, in order.
+		m.waiting = append(m.waiting, msg)
+		if m.prompt == nil {
+			return m.nextPrompt()
+		}
 	case runDoneMsg:
 		m.running = false
 		m.prompt = nil
+		m.waiting = nil
 		m.confirm = false
 		if m.cancel != nil {
 			m.cancel()
