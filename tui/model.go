@@ -79,12 +79,12 @@ type Model struct {
 	opts Options
 	ctx  context.Context
 
-	screen  screen
-	resume  *ResumeList
-	picker  *Picker
-	form    *InputsForm
-	run     *RunView
-	prompt  prompt
+	screen screen
+	resume *ResumeList
+	picker *Picker
+	form   *InputsForm
+	run    *RunView
+	prompt prompt
 	// waiting holds operator requests behind the open prompt.
 	waiting []tea.Msg
 	confirm bool // the interrupt question is showing

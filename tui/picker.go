@@ -191,9 +191,7 @@ func (p *Picker) detail(it PickerItem, h int) []string {
 	}
 	rb := it.Runbook
 	if rb.Description != "" {
-		for _, l := range strings.Split(wrapText(strings.TrimSpace(rb.Description), w), "\n") {
-			out = append(out, l)
-		}
+		out = append(out, strings.Split(wrapText(strings.TrimSpace(rb.Description), w), "\n")...)
 	}
 	var ins []string
 	for _, in := range rb.Inputs {
