@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -403,8 +404,12 @@ func alive(pid int) bool {
 	if i := strings.LastIndexByte(string(b), ')'); i > 0 && i+2 < len(b) && b[i+2] == 'Z' {
 		return false
 	}
+	// A reused pid belongs to another program. An empty command line means
+	// the process is exiting: its memory is gone but its sockets may not be
+	// closed yet (the kernel releases memory before files), so it still counts
+	// as alive until it is a zombie or gone.
 	cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	return strings.Contains(string(cmd), "drbook-agent")
+	return len(cmd) == 0 || strings.Contains(string(cmd), "drbook-agent")
 }
 
 func stop(pid int, sig syscall.Signal, wait time.Duration) error {
@@ -425,13 +430,15 @@ func stop(pid int, sig syscall.Signal, wait time.Duration) error {
 	return nil
 }
 
+// dialable reports whether something listens on a; a connection to itself
+// (possible when nothing listens on an ephemeral port) does not count.
 func dialable(a string) bool {
 	c, err := net.DialTimeout("tcp", a, 200*time.Millisecond)
 	if err != nil {
 		return false
 	}
-	c.Close()
-	return true
+	defer c.Close()
+	return c.LocalAddr().String() != c.RemoteAddr().String()
 }
 
 func fileExists(p string) bool {
@@ -439,7 +446,16 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
+// freePorts picks n free loopback ports BELOW the kernel's ephemeral range.
+// A port inside it can be taken at any moment by an outgoing connection's
+// source port, and a client dialling a dead node's port can even connect to
+// itself (TCP self-connect) and hold the port, so a restarted agent could not
+// bind it again.
 func freePorts(n int) ([]int, error) {
+	lo, hi := 20000, ephemeralLow()-1
+	if hi-lo < 1000 {
+		lo = 1024
+	}
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -447,15 +463,32 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, errors.New("lab: no free port below the ephemeral range")
+		}
+		p := lo + mrand.IntN(hi-lo)
+		l, err := net.Listen("tcp", addr(p))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// ephemeralLow reads the low end of the kernel's ephemeral port range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				return v
+			}
+		}
+	}
+	return 32768
 }
 
 // writeKey creates an ed25519 private key file (0600) and returns its public key.
