@@ -152,12 +152,14 @@ func (a *Agent) BackupCreate(ctx context.Context, args BackupArgs) (BackupResult
 	}
 	res.Keys = len(keys)
 	info := BackupInfo{ID: res.ID, Time: start.UTC(), Node: a.cfg.NodeID, Keys: len(keys)}
-	if _, err := onLeader(ctx, a, "backup_recorded", info, func(ctx context.Context) (struct{}, error) {
-		return a.recordBackup(ctx, info)
-	}); err == nil {
-		res.Recorded = true
-	} else {
-		a.log.WarnContext(ctx, "backup written but not recorded in the cluster", "err", err)
+	if res.Consistent { // without a leader there is nowhere to record it
+		if _, err := onLeader(ctx, a, "backup_recorded", info, func(ctx context.Context) (struct{}, error) {
+			return a.recordBackup(ctx, info)
+		}); err == nil {
+			res.Recorded = true
+		} else {
+			a.log.WarnContext(ctx, "backup written but not recorded in the cluster", "err", err)
+		}
 	}
 	pruned, err := a.prune(args.Keep, args.MaxAge)
 	if err != nil {

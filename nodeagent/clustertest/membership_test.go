@@ -132,6 +132,18 @@ func TestQuorumLossForceNew(t *testing.T) {
 	healthy.kill()
 	r := survivor.expectCode(nodeagent.ExitUnavailable, "unavailable", nil, "--timeout", "5s", "keys", "create", "--name", "lost")
 	t.Logf("write without quorum: %s", r.stderr)
+	// Without quorum: stale reads work, and a backup is still written from
+	// local state (marked inconsistent, not recorded).
+	var cnt nodeagent.CountResult
+	survivor.mustJSON(&cnt, "keys", "count", "--stale")
+	if cnt.Keys != before.Count {
+		t.Fatalf("stale count %d, want %d", cnt.Keys, before.Count)
+	}
+	var bres nodeagent.BackupResult
+	survivor.mustJSON(&bres, "backup", "create", "--key-file", writeSecret(t, "pw"))
+	if bres.Consistent || bres.Recorded || bres.Keys != before.Count {
+		t.Fatalf("backup without quorum: %+v", bres)
+	}
 
 	var fr nodeagent.ForceNewResult
 	waitFor(t, 10*time.Second, "force-new accepted", func() error {
