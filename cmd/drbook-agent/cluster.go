@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"io"
 	"os"
 	"strings"
@@ -88,6 +90,12 @@ func newClusterCmd(o *opts) *cobra.Command {
 				return usageError{msg: "reset needs --delete-data"}
 			}
 			var res nodeagent.ResetResult
+			if _, err := os.Stat(o.data); errors.Is(err, fs.ErrNotExist) {
+				// A finished reset removed the data dir (and the agent
+				// exited): resuming it is a no-op.
+				res.Message = "data directory does not exist; nothing to reset"
+				return o.print(res, func(w io.Writer) { fmt.Fprintf(w, "%s (%s)\n", res.Message, changedWord(res.Changed)) })
+			}
 			if err := o.call(cmd.Context(), "cluster_reset", nodeagent.ResetArgs{DeleteData: true}, &res); err != nil {
 				return err
 			}

@@ -56,7 +56,12 @@ func TestRemoveThenReset(t *testing.T) {
 	if _, err := os.Stat(victim.dir); !os.IsNotExist(err) {
 		t.Fatalf("data dir still there after reset: %v", err)
 	}
-	// Reset of a clean node is a no-op.
+	// Resuming the finished reset (agent gone, no data dir) is a no-op.
+	victim.mustJSON(&res, "cluster", "reset", "--delete-data")
+	if res.Changed {
+		t.Fatalf("resumed reset changed something: %+v", res)
+	}
+	// Reset of a clean running node is a no-op.
 	victim.start()
 	victim.mustJSON(&res, "cluster", "reset", "--delete-data")
 	if res.Changed {
