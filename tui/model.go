@@ -122,6 +122,8 @@ func New(ctx context.Context, opts Options) *Model {
 		m.run.sync()
 	case opts.ResumeRun != nil:
 		m.screen = screenRun
+	case opts.Runbook != nil && len(opts.Runbook.Runbook.Inputs) == 0:
+		m.screen = screenRun
 	case opts.Runbook != nil:
 		m.screen = screenForm
 		m.form = NewInputsForm(c, opts.Runbook.Runbook, opts.Inventory, opts.Answers)
@@ -144,6 +146,8 @@ func (m *Model) Init() tea.Cmd {
 	switch {
 	case m.opts.ResumeRun != nil:
 		cmds = append(cmds, m.startResume(*m.opts.ResumeRun))
+	case m.opts.Runbook != nil && m.screen == screenRun:
+		cmds = append(cmds, m.startRun(m.opts.Runbook.Runbook, map[string]runbooks.Value{}))
 	case m.screen == screenForm:
 		cmds = append(cmds, m.form.Init())
 	}
@@ -191,9 +195,13 @@ func (m *Model) startResume(run state.Run) tea.Cmd {
 		m.note = "this drbook cannot resume runs here"
 		return nil
 	}
-	return m.launch(recordedRunbook(run), func(ctx context.Context) (engine.Outcome, error) {
+	cmd := m.launch(recordedRunbook(run), func(ctx context.Context) (engine.Outcome, error) {
 		return m.opts.Resume(ctx, run, m.bridge.Observe, m.op)
 	})
+	// The recovery clock counts from the run's start, not the resume.
+	m.run.started = run.CreatedAt
+	m.run.runID = run.ID
+	return cmd
 }
 
 // Update implements tea.Model.
@@ -234,6 +242,9 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, tea.Batch(cmds...)
 	case pickMsg:
 		it := msg.item
+		if len(it.Runbook.Inputs) == 0 {
+			return m, m.startRun(it.Runbook, map[string]runbooks.Value{})
+		}
 		m.form = NewInputsForm(m.c, it.Runbook, m.opts.Inventory, m.opts.Answers)
 		m.form.SetSize(m.c.Width, m.c.Height)
 		m.screen = screenForm

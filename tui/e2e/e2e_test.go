@@ -106,14 +106,15 @@ func abs(t *testing.T, p string) string {
 	return a
 }
 
-func TestTUIEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "drbook.db")
+// workdir copies the named runbooks into a fresh directory's runbooks/.
+func workdir(t *testing.T, files ...string) (dir, db string) {
+	t.Helper()
+	dir = t.TempDir()
 	books := filepath.Join(dir, "runbooks")
 	if err := os.Mkdir(books, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"broken.yaml", "drill.yaml"} {
+	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join("..", "testdata", "e2e", f))
 		if err != nil {
 			t.Fatal(err)
@@ -122,6 +123,11 @@ func TestTUIEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return dir, filepath.Join(dir, "drbook.db")
+}
+
+func TestTUIEndToEnd(t *testing.T) {
+	dir, db := workdir(t, "broken.yaml", "drill.yaml")
 	inv := abs(t, "../testdata/inventory.yaml")
 	const secret = "pass-e2e-7f3a91"
 	cmd := fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color USER=e2e-operator %s --db %s -i %s --dir runbooks --log-file %s; echo DRBOOK-EXIT=$?; sleep 60",
@@ -218,5 +224,58 @@ func TestTUIEndToEnd(t *testing.T) {
 	rp.keys("q")
 	if s := rp.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=0") {
 		t.Errorf("replay --tui did not exit 0:\n%s", s)
+	}
+}
+
+// TestTUIInterruptAndResume interrupts a slow step with ctrl+c (asked
+// first), then starts drbook again: the unfinished run is offered first,
+// resuming it shows the check: decision, and the run completes.
+func TestTUIInterruptAndResume(t *testing.T) {
+	dir, db := workdir(t, "slow.yaml")
+	inv := abs(t, "../testdata/inventory.yaml")
+	drbook := fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color USER=e2e-operator %s --db %s -i %s --dir runbooks; echo DRBOOK-EXIT=$?; sleep 60",
+		dir, drbookBin, db, inv)
+	tm := startTmux(t, 120, 40, drbook)
+	tm.waitFor("pick a runbook")
+	tm.keys("Enter") // tui-slow, first in the list; it has no inputs
+	tm.waitFor("Copy the snapshot (slow)")
+	tm.waitFor("copying")
+	tm.keys("C-c")
+	asked := tm.waitFor("Interrupt the run?")
+	if !strings.Contains(asked, "It can be resumed: drbook resume r") {
+		t.Errorf("the interrupt question does not say how to resume:\n%s", asked)
+	}
+	tm.keys("y")
+	stopped := tm.waitFor("resume with: drbook resume")
+	if !strings.Contains(stopped, "interrupted") {
+		t.Errorf("interrupted run screen:\n%s", stopped)
+	}
+	tm.keys("q")
+	exited := tm.waitFor("DRBOOK-EXIT=")
+	if !strings.Contains(exited, "DRBOOK-EXIT=130") {
+		t.Fatalf("an interrupted run should exit 130:\n%s", exited)
+	}
+
+	again := startTmux(t, 120, 40, drbook)
+	offer := again.waitFor("unfinished runs")
+	if !strings.Contains(offer, "tui-slow") || !strings.Contains(offer, "interrupted") {
+		t.Fatalf("the interrupted run is not offered:\n%s", offer)
+	}
+	again.keys("Enter")
+	done := again.waitFor("run succeeded")
+	for _, want := range []string{"RESUMED", "3/3 steps"} {
+		if !strings.Contains(done, want) {
+			t.Errorf("resumed run screen lacks %q:\n%s", want, done)
+		}
+	}
+	again.keys("Up") // the slow step: its check: decided
+	notice := again.waitFor("output · slow")
+	if !strings.Contains(notice, "»") {
+		t.Errorf("the resume decision of the slow step is not shown:\n%s", notice)
+	}
+	t.Logf("slow step after resume:\n%s", notice)
+	again.keys("q")
+	if s := again.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=0") {
+		t.Fatalf("resumed run did not exit 0:\n%s", s)
 	}
 }
