@@ -49,9 +49,14 @@
 // # Idempotence
 //
 // "changed": false with exit 0 for: join by a node already a member, cluster
-// create on the node that founded the cluster, reset of a clean node, remove
-// of a node already gone, force-new on a one-node cluster, restore of the
-// backup already restored.
+// create on the node that founded the cluster, reset of a clean node (or of
+// a node whose data directory is already gone), remove of a node already
+// gone, force-new on a one-node cluster, restore of the backup already
+// restored. An interrupted join resumes with the same token once the node
+// has received its credentials (otherwise a used token needs a new one).
+//
+// --peer is the API address (--api) of any member; followers forward to the
+// leader. The admin socket also serves /debug/pprof/ for profiling.
 //
 // # Exit codes
 //
