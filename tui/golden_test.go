@@ -286,3 +286,22 @@ func TestTUIRunScreenScrollAndResize(t *testing.T) {
 	}
 	checkFrame(t, "full help", frame(m), 80, 24)
 }
+
+func TestTUIDangerManyTargetsKeepsInput(t *testing.T) {
+	m := runModel(t, runningEvents()[:13])
+	d := drive(m)
+	var targets, sums []string
+	for i := range 20 {
+		n := fmt.Sprintf("node%02d", i)
+		targets = append(targets, n)
+		sums = append(sums, "drbook-agent reset --delete-data on "+n)
+	}
+	d.send(batchMsg{confirmMsg{reply: make(chan steps.ConfirmResponse, 1), req: steps.ConfirmRequest{StepID: "reset", Danger: true,
+		Targets: targets, Summaries: sums, Expect: strings.Join(targets, ",")}}})
+	got := sized(t, d, 80, 24)
+	for _, want := range []string{"DANGER", "lines not shown", "> ", "enter confirm"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("tall danger box lacks %q:\n%s", want, got)
+		}
+	}
+}

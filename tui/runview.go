@@ -680,7 +680,7 @@ func (v *RunView) stepList(h int) []string {
 }
 
 // layout returns the heights of the step list and the output area.
-func (v *RunView) layout(overlay bool) (listH, bodyH int) {
+func (v *RunView) layout(overlayH int) (listH, bodyH int) {
 	helpH := 1
 	if v.help.ShowAll {
 		helpH = 3
@@ -693,8 +693,11 @@ func (v *RunView) layout(overlay bool) (listH, bodyH int) {
 		}
 	}
 	share := body * 2 / 5
-	if overlay {
-		share = min(share, 4)
+	if overlayH > 0 {
+		// The question gets the room it needs; the list keeps at least the
+		// current step.
+		listH = min(rows, max(1, min(share, body-overlayH)))
+		return listH, max(1, body-listH)
 	}
 	listH = min(rows, max(3, share))
 	return listH, max(1, body-listH)
@@ -709,13 +712,24 @@ func (v *RunView) render(overlay string) string {
 	if v.width <= 0 || v.height <= 0 {
 		return ""
 	}
-	listH, bodyH := v.layout(overlay != "")
+	overlayH := 0
+	if overlay != "" {
+		overlayH = strings.Count(overlay, "\n") + 1
+	}
+	listH, bodyH := v.layout(overlayH)
 	lines := v.header()
 	lines = append(lines, v.rule(""))
 	lines = append(lines, v.stepList(listH)...)
 	if overlay != "" {
 		lines = append(lines, v.rule(""))
 		box := strings.Split(overlay, "\n")
+		if len(box) > bodyH && bodyH >= 4 {
+			// Keep the question's head and its input at the bottom.
+			cut := len(box) - bodyH + 1
+			head := box[:2]
+			tail := box[2+cut:]
+			box = append(append(append([]string{}, head...), v.c.Styles.Hint.Render(fmt.Sprintf("  … %d lines not shown: enlarge the terminal to see them", cut))), tail...)
+		}
 		for len(box) < bodyH {
 			box = append(box, "")
 		}
