@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if path := os.Getenv(runnerEnv); path != "" {
+		return runAsRunner(path)
+	}
 	dir, err := os.MkdirTemp("", "drbook-plugins-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

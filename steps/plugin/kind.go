@@ -144,10 +144,13 @@ func (k *kind) callError(ctx context.Context, proc *process, err error) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if proc.exited() {
-		k.p.forget(proc)
+		k.p.forget(proc) // reaps it: stderr fully read, exit status known
 		why := proc.stderr.reason()
 		if why == "" {
 			why = "no message on stderr"
+		}
+		if ps := proc.cmd.ProcessState; ps != nil {
+			why += " (" + ps.String() + ")"
 		}
 		return fmt.Errorf("plugin %s: %w: %s", name, ErrCrashed, why)
 	}

@@ -25,6 +25,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -365,6 +366,7 @@ func (p *Plugin) start(ctx context.Context) (*process, error) {
 		SecureConfig:     &goplugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
 		StartTimeout:     p.m.cfg.StartTimeout,
 		Stderr:           st,
+		SyncStderr:       st,
 		Logger:           newHCLogger(p.m.log, filepath.Base(p.path)),
 	})
 	proc := &process{client: client, cmd: cmd, stderr: st}
@@ -452,7 +454,7 @@ func (t *tail) Write(p []byte) (int, error) {
 }
 
 // reason returns the most telling stderr line: a Go panic or fatal error,
-// else the last non-log line.
+// else the last error logged (hclog JSON), else the last plain line.
 func (t *tail) reason() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -462,13 +464,27 @@ func (t *tail) reason() string {
 			return strings.TrimSpace(l)
 		}
 	}
+	plain := ""
 	for i := len(lines) - 1; i >= 0; i-- {
 		l := strings.TrimSpace(lines[i])
-		if l != "" && !strings.HasPrefix(l, "{") {
-			return l
+		if l == "" {
+			continue
+		}
+		var rec struct {
+			Level   string `json:"@level"`
+			Message string `json:"@message"`
+		}
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &rec) == nil {
+			if rec.Level == "error" && rec.Message != "" {
+				return rec.Message
+			}
+			continue
+		}
+		if plain == "" {
+			plain = l
 		}
 	}
-	return ""
+	return plain
 }
 
 // newHCLogger adapts slog for go-plugin: every hclog line becomes a debug

@@ -27,7 +27,7 @@ func (kind) Run(_ context.Context, req *sdk.Request) (sdk.Result, error) {
 		return sdk.Result{}, err
 	}
 	fmt.Fprintln(req.Stdout, "exiting mid-step")
-	fmt.Fprintln(os.Stderr, "crash fixture: exiting with status 7")
+	req.Logger.Error("crash fixture: exiting with status 7")
 	os.Exit(7)
 	return sdk.Result{}, nil
 }
