@@ -113,3 +113,37 @@ func TestTUIFormEveryInputType(t *testing.T) {
 		t.Errorf("joiners = %#v, want node1,node2", got["joiners"].V)
 	}
 }
+
+func TestTUIFormPrefilledFromAnswers(t *testing.T) {
+	inv := loadInv(t)
+	rb := loadRB(t, "testdata/e2e/drill.yaml", inv)
+	t.Setenv("TUI_TEST_PASS", "from-env-secret")
+	src := []byte("inputs:\n  seed: node3\n  passphrase: {env: TUI_TEST_PASS}\n  label: from-answers\n")
+	answers, err := runbooks.ParseAnswers("answers.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan map[string]runbooks.Value, 1)
+	m := New(context.Background(), Options{Runbook: &PickerItem{Path: "drill.yaml", Runbook: rb}, Inventory: inv, Answers: answers, Now: fixedNow, NoTick: true,
+		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(engine.Event), _ steps.Operator) (engine.Outcome, error) {
+			got <- inputs
+			return engine.Outcome{}, nil
+		}})
+	d := drive(m)
+	d.run(m.Init())
+	sized(t, d, 80, 24)
+	for range 3 {
+		if s := frame(m); strings.Contains(s, "from-env-secret") {
+			t.Fatalf("prefilled secret shown in clear:\n%s", s)
+		}
+		d.send(press("enter"))
+	}
+	select {
+	case in := <-got:
+		if in["seed"].V != "node3" || in["label"].V != "from-answers" || in["passphrase"].V != "from-env-secret" {
+			t.Errorf("inputs = %+v", in)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("three enters did not start the run:\n%s", frame(m))
+	}
+}
