@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin
 
-.PHONY: all build test demo clean
+.PHONY: all build test demo demo-headless clean
 
 all: build
 
@@ -19,12 +19,11 @@ test:
 clean:
 	rm -rf $(BIN)
 
-# A sample runbook on three local "nodes" (directories under /tmp), then its
-# verified record. Needs no SSH server.
+# The guided tour: a 3-node lab of real agents, a total loss injected, and
+# the recovery in the TUI (you type the node's name at the danger step).
 demo: build
-	mkdir -p /tmp/drbook-demo/node1 /tmp/drbook-demo/node2 /tmp/drbook-demo/node3
-	DRBOOK_DEMO_PASSPHRASE=demo-passphrase-1234 $(BIN)/drbook run testdata/runbooks/valid/five-steps.yaml \
-		-i testdata/inventories/local.yaml --answers testdata/answers/five-steps.yaml \
-		--headless --yes --db /tmp/drbook-demo/drbook.db
-	$(BIN)/drbook replay --db /tmp/drbook-demo/drbook.db --verify \
-		$$($(BIN)/drbook runs --db /tmp/drbook-demo/drbook.db --limit 1 --output json | sed -n 's/.*"ID": "\([^"]*\)".*/\1/p' | head -1)
+	$(BIN)/drbook demo
+
+# The same recovery without the TUI (for terminals without a TTY, CI logs).
+demo-headless: build
+	$(BIN)/drbook demo --headless

@@ -174,3 +174,24 @@ func TestLibraryCoverage(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoHeadless runs the README's demo path without a TTY: the lab is
+// left running (no terminal to ask), then stopped with lab down.
+func TestDemoHeadless(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "demo")
+	db := filepath.Join(t.TempDir(), "drbook.db")
+	r := drbook(t, nil, "demo", "--headless", "--dir", dir, "--db", db, "--keys", "500")
+	if r.code != 0 || !strings.Contains(r.stdout, "ok=true") {
+		t.Fatalf("demo: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "drbook lab down --dir "+dir) {
+		t.Errorf("demo does not say how to stop the lab:\n%s", r.stderr)
+	}
+	down := drbook(t, nil, "lab", "down", "--dir", dir)
+	if down.code != 0 {
+		t.Fatalf("lab down: %d %s", down.code, down.stderr)
+	}
+	if pids := agentProcesses(t, dir); len(pids) > 0 {
+		t.Errorf("lab down left processes: %v", pids)
+	}
+}

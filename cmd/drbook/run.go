@@ -32,37 +32,7 @@ Headless runs take inputs from --answers (values may be {env: NAME} or
 			if !headless {
 				return runInteractive(cmd, a, interactiveRequest{Runbook: args[0], Inventory: invPath, Answers: answersPath})
 			}
-			ctx := cmd.Context()
-			reg := newRegistry()
-			inv, err := loadInventory(invPath)
-			if err != nil {
-				return err
-			}
-			rb, err := loadRunbook(args[0], reg, inv)
-			if err != nil {
-				return err
-			}
-			answers, err := loadAnswers(answersPath)
-			if err != nil {
-				return err
-			}
-			inputs, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
-			if err != nil {
-				return err
-			}
-			db, err := a.openDB(ctx)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			p := newPrinter(cmd.OutOrStdout(), a.output)
-			cfg := engine.Config{
-				Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
-				Operator: &engine.Headless{Yes: yes, Answers: answers}, Observer: p.observe,
-				Mode: "headless", Logger: a.logger,
-			}
-			out, err := engine.Start(ctx, cfg, inputs)
-			return runResult(out, err)
+			return runHeadless(cmd, a, args[0], invPath, answersPath, yes)
 		},
 	}
 	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory of nodes (required)")
@@ -71,6 +41,41 @@ Headless runs take inputs from --answers (values may be {env: NAME} or
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps (headless)")
 	_ = cmd.MarkFlagRequired("inventory")
 	return cmd
+}
+
+// runHeadless runs a runbook without the TUI, printing events as they come.
+func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath string, yes bool) error {
+	ctx := cmd.Context()
+	reg := newRegistry()
+	inv, err := loadInventory(invPath)
+	if err != nil {
+		return err
+	}
+	rb, err := loadRunbook(runbook, reg, inv)
+	if err != nil {
+		return err
+	}
+	answers, err := loadAnswers(answersPath)
+	if err != nil {
+		return err
+	}
+	inputs, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
+	if err != nil {
+		return err
+	}
+	db, err := a.openDB(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	p := newPrinter(cmd.OutOrStdout(), a.output)
+	cfg := engine.Config{
+		Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+		Operator: &engine.Headless{Yes: yes, Answers: answers}, Observer: p.observe,
+		Mode: "headless", Logger: a.logger,
+	}
+	out, err := engine.Start(ctx, cfg, inputs)
+	return runResult(out, err)
 }
 
 // runResult turns an engine outcome into the command's error, with a hint

@@ -232,9 +232,9 @@ func commandLine(n *runbooks.Node, args []string) string {
 			pre = []string{"--data", n.Agent.Data}
 		}
 	}
-	parts := []string{bin}
+	parts := []string{runbooks.ShellQuote(bin)}
 	for _, a := range append(append(args, pre...), "--output", "json") {
-		parts = append(parts, transport.Quote(a))
+		parts = append(parts, runbooks.ShellQuote(a))
 	}
 	return strings.Join(parts, " ")
 }
@@ -478,7 +478,7 @@ func (manifestKind) Info() runbooks.KindInfo {
 
 func manifestLine(x *steps.Exec) string {
 	out := sparam(x.Params, "out")
-	return commandLine(x.Target, []string{"keys", "manifest"}) + " > " + transport.Quote(out) + " && " +
+	return commandLine(x.Target, []string{"keys", "manifest"}) + " > " + runbooks.ShellQuote(out) + " && " +
 		commandLine(x.Target, []string{"keys", "verify", "--manifest", out})
 }
 
