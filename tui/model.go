@@ -469,12 +469,12 @@ func (m *Model) content() string {
 			s = strings.Join(lines, "\n")
 		}
 	}
-	return clip(s, m.c.Width, m.c.Height)
+	return clip(s, m.c.Height)
 }
 
-// clip keeps a frame inside the terminal: at most h lines.
-func clip(s string, w, h int) string {
-	_ = w
+// clip keeps a frame inside the terminal: at most h lines (every part
+// already fits its lines to the width).
+func clip(s string, h int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > h {
 		lines = lines[:h]

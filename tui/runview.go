@@ -707,6 +707,8 @@ func (v *RunView) layout(overlayH int) (listH, bodyH int) {
 func (v *RunView) View() string { return v.render("") }
 
 // render draws the run screen; a non-empty overlay replaces the output area.
+// It sizes the viewport to the room left and refreshes its window when that
+// changed (Update and View run on the same goroutine in bubbletea).
 func (v *RunView) render(overlay string) string {
 	st := v.c.Styles
 	if v.width <= 0 || v.height <= 0 {
