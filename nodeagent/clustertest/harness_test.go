@@ -235,7 +235,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(50 * time.Millisecond) // polling interval, not a wait for a condition
+		<-time.After(50 * time.Millisecond) // poll interval
 	}
 }
 
