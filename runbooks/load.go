@@ -31,16 +31,26 @@ func digest(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// ParseRunbook decodes a runbook without cross-checking it (no kinds, no
-// inventory). Use Validate, or LoadRunbook which does both.
-func ParseRunbook(file string, src []byte) (*Runbook, error) {
+// decodeRunbook parses and decodes a runbook, collecting decode problems in
+// the returned diags without stopping.
+func decodeRunbook(file string, src []byte) (*Runbook, *diags, error) {
 	root, err := parseYAML(file, src)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	d := &diags{file: file}
 	rb := &Runbook{File: file, Source: src, SHA256: digest(src)}
 	(&decoder{d: d}).decode(root, reflect.ValueOf(rb).Elem(), "runbook")
+	return rb, d, nil
+}
+
+// ParseRunbook decodes a runbook without cross-checking it (no kinds, no
+// inventory). Use Validate, or LoadRunbook which does both.
+func ParseRunbook(file string, src []byte) (*Runbook, error) {
+	rb, d, err := decodeRunbook(file, src)
+	if err != nil {
+		return nil, err
+	}
 	if err := d.err(); err != nil {
 		return nil, err
 	}
@@ -50,13 +60,10 @@ func ParseRunbook(file string, src []byte) (*Runbook, error) {
 // LoadRunbook decodes and validates a runbook. inv may be nil: node names are
 // then not checked. Every problem is returned at once as Diagnostics.
 func LoadRunbook(file string, src []byte, cat KindCatalog, inv *Inventory) (*Runbook, error) {
-	root, err := parseYAML(file, src)
+	rb, d, err := decodeRunbook(file, src)
 	if err != nil {
 		return nil, err
 	}
-	d := &diags{file: file}
-	rb := &Runbook{File: file, Source: src, SHA256: digest(src)}
-	(&decoder{d: d}).decode(root, reflect.ValueOf(rb).Elem(), "runbook")
 	// Validate what decoded too, so one lint shows every problem at once.
 	v := &validator{d: d, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
 	v.inputs()

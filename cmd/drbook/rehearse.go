@@ -268,25 +268,21 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 	defer db.Close()
 	var mu sync.Mutex
 	starts := map[string]time.Time{}
-	cfg := engine.Config{
-		Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
-		Operator: &engine.Headless{Yes: true}, Mode: state.ModeRehearsal, Logger: r.a.logger,
-		Labels: map[string]string{"rehearsal": r.scenario},
-		Observer: func(ev engine.Event) {
-			mu.Lock()
-			defer mu.Unlock()
-			switch e := ev.(type) {
-			case engine.StepStarted:
-				starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)] = e.Time
-			case engine.StepFinished:
-				t0 := starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)]
-				rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: e.StepID, Target: e.Target, Attempt: e.Attempt, Status: string(e.Status),
-					Start: rehearsal.Duration(t0.Sub(rep.DisasterAt)), Length: rehearsal.Duration(e.Duration)})
-			case engine.StepPending:
-				r.say("step %s", e.StepID)
-			}
-		},
-	}
+	cfg := r.a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: true}, func(ev engine.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case engine.StepStarted:
+			starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)] = e.Time
+		case engine.StepFinished:
+			t0 := starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)]
+			rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: e.StepID, Target: e.Target, Attempt: e.Attempt, Status: string(e.Status),
+				Start: rehearsal.Duration(t0.Sub(rep.DisasterAt)), Length: rehearsal.Duration(e.Duration)})
+		case engine.StepPending:
+			r.say("step %s", e.StepID)
+		}
+	}, state.ModeRehearsal)
+	cfg.Labels = map[string]string{"rehearsal": r.scenario}
 	outcome, runErr := engine.Start(ctx, cfg, inputs)
 	rep.RecoveredAt = time.Now().UTC()
 	rep.RunID, rep.Status = outcome.RunID, string(outcome.Status)

@@ -187,3 +187,13 @@ func dialer(inv *runbooks.Inventory) engine.Dialer {
 		})
 	}
 }
+
+// engineConfig is the one place a run's engine configuration is built, for
+// headless runs, resumes, rehearsals and the TUI alike, so they cannot drift.
+func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry, db *state.DB,
+	op steps.Operator, observe func(engine.Event), mode string) engine.Config {
+	return engine.Config{
+		Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
+	}
+}

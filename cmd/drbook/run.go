@@ -69,11 +69,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 	}
 	defer db.Close()
 	p := newPrinter(cmd.OutOrStdout(), a.output)
-	cfg := engine.Config{
-		Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
-		Operator: &engine.Headless{Yes: yes, Answers: answers}, Observer: p.observe,
-		Mode: "headless", Logger: a.logger,
-	}
+	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
 	out, err := engine.Start(ctx, cfg, inputs)
 	return runResult(out, err)
 }
@@ -145,11 +141,7 @@ a summary of the change unless --accept-changed (recorded).`,
 				return err
 			}
 			p := newPrinter(cmd.OutOrStdout(), a.output)
-			cfg := engine.Config{
-				Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
-				Operator: &engine.Headless{Yes: yes, Answers: answers}, Observer: p.observe,
-				Mode: rec.Mode, Logger: a.logger,
-			}
+			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
 			out, err := engine.Resume(ctx, cfg, rec.ID, engine.ResumeOptions{AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason})
 			return runResult(out, err)
 		},

@@ -95,37 +95,7 @@ func assertNoSecret(t *testing.T, where string, b []byte) {
 // finishes the run and no completed step runs twice.
 func TestKillAndResume(t *testing.T) {
 	l := newLab(t, sshtest.StartOpenSSH(t), 3)
-	rb := l.write(t, "recovery.yaml", recoveryRunbook)
-	ans := l.write(t, "answers.yaml", answers("node1"))
-	slowSecs := filepath.Join(l.srv.Dir, "node1", "slow.secs")
-	if err := os.WriteFile(slowSecs, []byte("30\n"), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(drbookBin, "run", rb, "-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", l.db)
-	cmd.Env = append(os.Environ(), "E2E_PASSPHRASE="+secretValue, "NO_COLOR=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	id := ""
-	sc := bufio.NewScanner(stdout)
-	deadline := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	defer deadline.Stop()
-	for sc.Scan() {
-		line := sc.Text()
-		if id == "" && strings.HasPrefix(line, "run ") {
-			id = strings.TrimSuffix(strings.Fields(line)[1], ":")
-		}
-		if strings.Contains(line, "slow started") {
-			break
-		}
-	}
-	if id == "" {
-		t.Fatal("run never reached the slow step")
-	}
+	cmd, id := startUntilSlow(t, l)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -133,9 +103,7 @@ func TestKillAndResume(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(l.srv.Dir, "node1", "slow.done")); err == nil {
 		t.Fatalf("slow.done exists right after the kill: the killed command went on")
 	}
-	if err := os.WriteFile(slowSecs, []byte("0\n"), 0o666); err != nil {
-		t.Fatal(err)
-	}
+	slowDone(t, l)
 
 	runs := drbook(t, nil, "runs", "--db", l.db)
 	if !strings.Contains(runs.stdout, id) || !strings.Contains(runs.stdout, "running") {
@@ -304,38 +272,11 @@ func TestTrust(t *testing.T) {
 // failed), exits 130, and the run resumes to success.
 func TestSIGTERMInterrupts(t *testing.T) {
 	l := newLab(t, sshtest.StartOpenSSH(t), 3)
-	rb := l.write(t, "recovery.yaml", recoveryRunbook)
-	ans := l.write(t, "answers.yaml", answers("node1"))
-	if err := os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("30\n"), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(drbookBin, "run", rb, "-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", l.db)
-	cmd.Env = append(os.Environ(), "E2E_PASSPHRASE="+secretValue, "NO_COLOR=1")
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	sc := bufio.NewScanner(stdout)
-	id := ""
-	for sc.Scan() {
-		line := sc.Text()
-		if id == "" && strings.HasPrefix(line, "run ") {
-			id = strings.TrimSuffix(strings.Fields(line)[1], ":")
-		}
-		if strings.Contains(line, "slow started") {
-			break
-		}
-	}
+	cmd, id := startUntilSlow(t, l)
 	t0 := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
 	err := cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
 		t.Fatalf("exit %d (%v), want %d", code, err, exitInterrupted)
@@ -355,7 +296,7 @@ func TestSIGTERMInterrupts(t *testing.T) {
 	if !strings.Contains(status, `"status":"interrupted"`) {
 		t.Errorf("slow recorded as %s, want interrupted", status)
 	}
-	os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("0\n"), 0o666)
+	slowDone(t, l)
 	if r := drbook(t, []string{"E2E_PASSPHRASE=" + secretValue}, "resume", id, "--yes", "--db", l.db); r.code != 0 {
 		t.Fatalf("resume: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -365,6 +306,21 @@ func TestSIGTERMInterrupts(t *testing.T) {
 // the holder's host and pid.
 func TestRunLocked(t *testing.T) {
 	l := newLab(t, sshtest.StartOpenSSH(t), 3)
+	cmd, id := startUntilSlow(t, l)
+	r := drbook(t, []string{"E2E_PASSPHRASE=" + secretValue}, "resume", id, "--yes", "--db", l.db)
+	if r.code != exitLocked {
+		t.Fatalf("second runner: exit %d, want %d\n%s%s", r.code, exitLocked, r.stdout, r.stderr)
+	}
+	host, _ := os.Hostname()
+	if !strings.Contains(r.stderr, host) || !strings.Contains(r.stderr, strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("refusal does not name host %s and pid %d:\n%s", host, cmd.Process.Pid, r.stderr)
+	}
+}
+
+// startUntilSlow starts a headless run of the recovery runbook whose slow
+// step sleeps 30 s on node1, and returns once that step has started.
+func startUntilSlow(t *testing.T, l *sshLab) (*exec.Cmd, string) {
+	t.Helper()
 	rb := l.write(t, "recovery.yaml", recoveryRunbook)
 	ans := l.write(t, "answers.yaml", answers("node1"))
 	if err := os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("30\n"), 0o666); err != nil {
@@ -372,11 +328,15 @@ func TestRunLocked(t *testing.T) {
 	}
 	cmd := exec.Command(drbookBin, "run", rb, "-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", l.db)
 	cmd.Env = append(os.Environ(), "E2E_PASSPHRASE="+secretValue, "NO_COLOR=1")
-	stdout, _ := cmd.StdoutPipe()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	t.Cleanup(func() { timer.Stop(); cmd.Process.Kill(); cmd.Wait() })
 	sc := bufio.NewScanner(stdout)
 	id := ""
 	for sc.Scan() {
@@ -388,16 +348,20 @@ func TestRunLocked(t *testing.T) {
 			break
 		}
 	}
+	if id == "" {
+		t.Fatal("the run never reached the slow step")
+	}
 	go func() {
 		for sc.Scan() {
 		}
 	}()
-	r := drbook(t, []string{"E2E_PASSPHRASE=" + secretValue}, "resume", id, "--yes", "--db", l.db)
-	if r.code != exitLocked {
-		t.Fatalf("second runner: exit %d, want %d\n%s%s", r.code, exitLocked, r.stdout, r.stderr)
-	}
-	host, _ := os.Hostname()
-	if !strings.Contains(r.stderr, host) || !strings.Contains(r.stderr, strconv.Itoa(cmd.Process.Pid)) {
-		t.Errorf("refusal does not name host %s and pid %d:\n%s", host, cmd.Process.Pid, r.stderr)
+	return cmd, id
+}
+
+// slowDone makes the slow step quick from now on.
+func slowDone(t *testing.T, l *sshLab) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(l.srv.Dir, "node1", "slow.secs"), []byte("0\n"), 0o666); err != nil {
+		t.Fatal(err)
 	}
 }
