@@ -252,4 +252,3 @@ func localInventory(t testing.TB, dir string, n int) *runbooks.Inventory {
 func localDial(context.Context, *runbooks.Node) (transport.Transport, error) {
 	return &transport.Local{BaseEnv: os.Environ()}, nil
 }
-

@@ -147,9 +147,8 @@ func (m *Manager) Load(ctx context.Context, pin Pin) (*Plugin, error) {
 		return p, nil
 	}
 	m.mu.Unlock()
-	if err := CheckPin(pin); err != nil {
-		return nil, err
-	}
+	// The pin is checked by go-plugin's SecureConfig at every start, on the
+	// bytes about to be executed.
 	p := &Plugin{m: m, path: abs, sha: pin.SHA256, source: pin.Source}
 	p.host = newHostService()
 	proc, err := p.acquire(ctx)
@@ -272,11 +271,12 @@ func (m *Manager) isClosed() bool {
 
 // process is one running plugin process.
 type process struct {
-	client *goplugin.Client
-	cmd    *exec.Cmd
-	conn   *grpc.ClientConn
-	hostID uint32
-	stderr *tail
+	client  *goplugin.Client
+	cmd     *exec.Cmd
+	conn    *grpc.ClientConn
+	hostID  uint32
+	hostSrv *grpc.Server
+	stderr  *tail
 }
 
 func (pr *process) exited() bool { return pr.client.Exited() }
@@ -287,6 +287,9 @@ func (pr *process) kill() {
 		_ = pr.cmd.Process.Kill()
 	}
 	pr.client.Kill()
+	if pr.hostSrv != nil {
+		pr.hostSrv.Stop()
+	}
 }
 
 // acquire returns the running process, starting one if there is none or
@@ -382,7 +385,7 @@ func (p *Plugin) start(ctx context.Context) (*process, error) {
 		return nil, fmt.Errorf("plugin %s: %w", p.path, err)
 	}
 	c := raw.(*hostConn)
-	proc.conn, proc.hostID = c.conn, c.hostID
+	proc.conn, proc.hostID, proc.hostSrv = c.conn, c.hostID, c.srv
 	p.m.log.Debug("plugin started", "path", p.path, "pid", cmd.Process.Pid, "took", time.Since(t0))
 	if err := ctx.Err(); err != nil {
 		proc.kill()
@@ -418,6 +421,7 @@ type hostPlugin struct {
 type hostConn struct {
 	conn   *grpc.ClientConn
 	hostID uint32
+	srv    *grpc.Server
 }
 
 // GRPCServer implements goplugin.GRPCPlugin; drbook never serves a plugin.
@@ -427,13 +431,17 @@ func (hp *hostPlugin) GRPCServer(*goplugin.GRPCBroker, *grpc.Server) error {
 
 // GRPCClient implements goplugin.GRPCPlugin.
 func (hp *hostPlugin) GRPCClient(_ context.Context, broker *goplugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	// Accept here rather than AcceptAndServe, which logs to the standard
+	// logger (the terminal) when the plugin goes away early.
 	id := broker.NextId()
-	go broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := grpc.NewServer(opts...)
-		wire.RegisterHostServer(s, hp.host)
-		return s
-	})
-	return &hostConn{conn: conn, hostID: id}, nil
+	ln, err := broker.Accept(id)
+	if err != nil {
+		return nil, fmt.Errorf("offer the host service to the plugin: %w", err)
+	}
+	s := grpc.NewServer()
+	wire.RegisterHostServer(s, hp.host)
+	go func() { _ = s.Serve(ln) }()
+	return &hostConn{conn: conn, hostID: id, srv: s}, nil
 }
 
 // tail keeps the last max bytes of a plugin's stderr.
