@@ -451,3 +451,71 @@ steps:
 	}
 	_ = out
 }
+
+// slowOperator takes its time, as a person does.
+type slowOperator struct {
+	scripted
+	delay time.Duration
+}
+
+func (s *slowOperator) Confirm(ctx context.Context, req steps.ConfirmRequest) (steps.ConfirmResponse, error) {
+	time.Sleep(s.delay)
+	return s.scripted.Confirm(ctx, req)
+}
+
+func (s *slowOperator) Ask(ctx context.Context, req steps.AskRequest) (string, error) {
+	time.Sleep(s.delay)
+	return s.scripted.Ask(ctx, req)
+}
+
+// TestHumanTimeApart: time spent in confirm and input steps and danger
+// confirmations is measured as operator time and recorded with the answers.
+func TestHumanTimeApart(t *testing.T) {
+	f := newFixture(t, 1)
+	src := header + `steps:
+  - id: ack
+    run: confirm
+    with: {message: "DNS switched?"}
+  - id: ticket
+    run: input
+    with: {prompt: "Ticket"}
+  - id: wipe
+    run: shell
+    on: node1
+    danger: true
+    with: {command: 'sleep 0.1'}
+`
+	op := &slowOperator{delay: 150 * time.Millisecond}
+	out, err := engine.Start(context.Background(), f.config(t, src, op), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Human < 450*time.Millisecond {
+		t.Errorf("operator time %s, want ≥ 450ms (three questions of 150ms)", out.Human)
+	}
+	if out.Machine < 100*time.Millisecond || out.Machine > out.Human+2*time.Second {
+		t.Errorf("machine time %s does not look like the 0.1s step", out.Machine)
+	}
+	events, _ := f.db.Events(context.Background(), out.RunID)
+	kinds := map[string]int{}
+	var fin state.RunFinished
+	for _, ev := range events {
+		switch ev.Type {
+		case state.EvOperatorWait:
+			var w state.OperatorWait
+			_ = ev.Decode(&w)
+			kinds[w.Kind]++
+			if w.Kind == state.WaitInput && w.Response != "42" {
+				t.Errorf("input answer not recorded: %+v", w)
+			}
+		case state.EvRunFinished:
+			_ = ev.Decode(&fin)
+		}
+	}
+	if kinds[state.WaitConfirm] != 2 || kinds[state.WaitInput] != 1 {
+		t.Errorf("operator waits recorded: %v", kinds)
+	}
+	if fin.HumanMS < 450 {
+		t.Errorf("run.finished human_ms %d", fin.HumanMS)
+	}
+}

@@ -179,7 +179,7 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 // execFor prepares one execution: the target, its template scope, and the
 // step's parameters rendered for that target.
 func (r *run) execFor(s *runbooks.Step, target string, attempt int) (*steps.Exec, error) {
-	x := &steps.Exec{RunID: r.id, Step: s, Attempt: attempt, Operator: r.cfg.Operator, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope, Dial: r.dialNode}
+	x := &steps.Exec{RunID: r.id, Step: s, Attempt: attempt, Operator: timedOperator{r}, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope, Dial: r.dialNode}
 	if target != "" && r.cfg.Inventory != nil {
 		x.Target = r.cfg.Inventory.Node(target)
 		x.Scope = r.scope.WithTarget(x.Target)
