@@ -90,11 +90,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 			opts.Unfinished = unfinished
 		}
 		opts.Start = func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
-			cfg := engine.Config{
-				Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
-				Operator: op, Observer: observe, Mode: state.ModeInteractive, Logger: a.logger,
-			}
-			return engine.Start(ctx, cfg, inputs)
+			return engine.Start(ctx, a.engineConfig(rb, inv, reg, db, op, observe, state.ModeInteractive), inputs)
 		}
 	}
 	opts.Resume = func(ctx context.Context, run state.Run, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
@@ -106,11 +102,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err
 		}
-		cfg := engine.Config{
-			Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
-			Operator: op, Observer: observe, Mode: run.Mode, Logger: a.logger,
-		}
-		return engine.Resume(ctx, cfg, run.ID, engine.ResumeOptions{})
+		return engine.Resume(ctx, a.engineConfig(rb, inv, reg, db, op, observe, run.Mode), run.ID, engine.ResumeOptions{})
 	}
 
 	res, err := tui.Run(ctx, opts, tea.WithContext(ctx))
