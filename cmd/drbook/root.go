@@ -26,6 +26,8 @@ type app struct {
 	output  string
 	logFile string
 	logger  *slog.Logger
+	// pluginDir lists extra plugin directories (--plugin-dir).
+	pluginDir []string
 }
 
 func newRootCmd() *cobra.Command {
@@ -60,7 +62,8 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVar(&a.dbPath, "db", "", "checkpoint database (default $XDG_DATA_HOME/drbook/drbook.db)")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a))
+	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a))
 	attachTUI(root, a)
 	return root
 }
@@ -103,7 +106,7 @@ func loadRunbook(path string, reg *steps.Registry, inv *runbooks.Inventory) (*ru
 	if err != nil {
 		return nil, err
 	}
-	return runbooks.LoadRunbook(name, src, reg, inv)
+	return loadRunbookSource(name, src, reg, inv) // registers the runbook's pinned plugins first
 }
 
 func readRunbook(path string) ([]byte, string, error) {

@@ -116,9 +116,9 @@ func (k *kind) Run(ctx context.Context, x *steps.Exec) (steps.Result, error) {
 	case wire.ErrorExit:
 		return out, fmt.Errorf("%s: %w", res.Error, &steps.ExitError{Code: res.ExitCode})
 	case wire.ErrorParams:
-		return out, fmt.Errorf("%w: %s", steps.ErrBadParams, res.Error)
+		return out, fmt.Errorf("%w: %s", steps.ErrBadParams, strings.TrimPrefix(res.Error, steps.ErrBadParams.Error()+": "))
 	case wire.ErrorTimeout:
-		return out, fmt.Errorf("%w: %s", steps.ErrTimeout, res.Error)
+		return out, fmt.Errorf("%w: %s", steps.ErrTimeout, strings.TrimPrefix(res.Error, steps.ErrTimeout.Error()+": "))
 	}
 	return out, errors.New(res.Error)
 }

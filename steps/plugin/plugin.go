@@ -516,3 +516,20 @@ func (w *slogWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*slogWriter)(nil)
+
+// LoadedIn reports whether reg already holds the kinds of the plugin at
+// pin's path with pin's hash (loaded by any Manager).
+func LoadedIn(reg *steps.Registry, pin Pin) bool {
+	abs, err := filepath.Abs(pin.Path)
+	if err != nil {
+		return false
+	}
+	for _, n := range reg.KindNames() {
+		if k, ok := reg.Get(n); ok {
+			if pk, ok := k.(*kind); ok && pk.p.path == abs && pk.p.sha == pin.SHA256 {
+				return true
+			}
+		}
+	}
+	return false
+}
