@@ -256,3 +256,18 @@ func TestRunOnOtherNode(t *testing.T) {
 		t.Errorf("nowhere: %s %q", x.Status, x.Error)
 	}
 }
+
+// TestReadmeExample: the README's minimal plugin works as documented.
+func TestReadmeExample(t *testing.T) {
+	_, reg, _ := load(t, "hello")
+	f := newFixture(t, reg, localInventory(t, t.TempDir(), 1), localDial)
+	rb := header + "steps:\n  - id: hi\n    run: hello.say\n    on: node1\n    with: {to: operator}\n"
+	out, err := engine.Start(context.Background(), f.config(t, rb), nil)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, f.rec.lines())
+	}
+	x := f.execs(t, out.RunID)["hi"]
+	if x.Outputs["kernel"] != "Linux" || !strings.Contains(x.Log, "hello operator from node1 (Linux)") {
+		t.Errorf("outputs %v, log %q", x.Outputs, x.Log)
+	}
+}

@@ -33,6 +33,7 @@ var fixtures = map[string]string{
 	"drbook-plugin-hang":       "github.com/drbook/drbook/steps/plugin/testdata/hang",
 	"drbook-plugin-crash":      "github.com/drbook/drbook/steps/plugin/testdata/crash",
 	"drbook-plugin-badversion": "github.com/drbook/drbook/steps/plugin/testdata/badversion",
+	"drbook-plugin-hello":      "github.com/drbook/drbook/steps/plugin/testdata/hello",
 }
 
 func TestMain(m *testing.M) {

@@ -1,16 +1,7 @@
 // Package sdk is what a drbook step plugin imports. A plugin is a separate
 // executable that provides step kinds; drbook starts it with
 // hashicorp/go-plugin (gRPC, versioned handshake), asks it which kinds it has
-// and runs steps through it. A minimal plugin:
-//
-//	package main
-//
-//	import (
-//		"context"
-//		"fmt"
-//
-//		"github.com/drbook/drbook/steps/plugin/sdk"
-//	)
+// and runs steps through it. A minimal plugin (steps/plugin/testdata/hello):
 //
 //	type hello struct{}
 //
@@ -18,7 +9,7 @@
 //		return sdk.KindInfo{
 //			Name:    "hello.say",
 //			Params:  sdk.Object(sdk.Props{"to": sdk.String("Who to greet.")}, "to"),
-//			Outputs: []sdk.Output{{Name: "uname"}},
+//			Outputs: []sdk.Output{{Name: "kernel"}},
 //			Targets: sdk.TargetsRequired,
 //		}
 //	}
@@ -28,7 +19,6 @@
 //		if err != nil {
 //			return sdk.Result{}, err
 //		}
-//		fmt.Fprintf(req.Stdout, "hello %s from %s\n", to, req.Target.Name)
 //		var out strings.Builder
 //		code, err := req.Target.Run(ctx, "uname -s", nil, &out, req.Stderr)
 //		if err != nil {
@@ -37,7 +27,8 @@
 //		if code != 0 {
 //			return sdk.Result{}, &sdk.ExitError{Code: code}
 //		}
-//		return sdk.Result{Outputs: map[string]string{"uname": strings.TrimSpace(out.String())}}, nil
+//		fmt.Fprintf(req.Stdout, "hello %s from %s\n", to, req.Target.Name)
+//		return sdk.Result{Outputs: map[string]string{"kernel": strings.TrimSpace(out.String())}}, nil
 //	}
 //
 //	func main() { sdk.Serve(sdk.Info{Name: "hello", Version: "0.1.0"}, hello{}) }
