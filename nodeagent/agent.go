@@ -191,6 +191,7 @@ func (a *Agent) startRaft(ctx context.Context, bootstrap bool) error {
 	server, client := a.apiTLS.Clone(), a.clientTLS
 	a.mu.RUnlock()
 	server.ClientAuth = tls.RequireAndVerifyClientCert
+	server.VerifyConnection = a.refuseRevoked
 	r, trans, store, err := a.openRaft(server, client, bootstrap)
 	if err != nil {
 		return err
@@ -387,6 +388,15 @@ func (a *Agent) AdoptCMK(sealedUnderCurrent []byte, id string) error {
 	}
 	a.node, a.cmk = &n, cmk
 	a.log.Info("adopted restored cluster master key", "cmk_id", id)
+	return nil
+}
+
+// refuseRevoked is the raft listener's VerifyConnection: certificates of
+// removed nodes are refused.
+func (a *Agent) refuseRevoked(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) > 0 && a.fsm.IsRevoked(derSHA256(cs.PeerCertificates[0].Raw)) {
+		return errors.New("certificate of a removed node")
+	}
 	return nil
 }
 

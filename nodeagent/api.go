@@ -112,6 +112,12 @@ func peerNode(r *http.Request) (string, bool) {
 	return id, err == nil
 }
 
+// peerRevoked reports whether the TLS client presented the certificate of
+// a removed node.
+func (a *Agent) peerRevoked(r *http.Request) bool {
+	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.fsm.IsRevoked(derSHA256(r.TLS.PeerCertificates[0].Raw))
+}
+
 // errUnauthorized is answered to key API calls without valid credentials.
 var errUnauthorized = &notSentError{fmt.Errorf("%w: missing or invalid API key", ErrTokenInvalid)}
 
@@ -119,7 +125,7 @@ var errUnauthorized = &notSentError{fmt.Errorf("%w: missing or invalid API key",
 // a cluster node certificate (forwarded calls).
 func (a *Agent) authKeys(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := peerNode(r); ok {
+		if _, ok := peerNode(r); ok && !a.peerRevoked(r) {
 			next(w, r)
 			return
 		}
@@ -255,9 +261,16 @@ func (a *Agent) handleInternal(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, nil, fmt.Errorf("%w: internal calls need a cluster node certificate", ErrTokenInvalid))
 		return
 	}
-	fn, ok := a.verbs[r.PathValue("verb")]
+	verb := r.PathValue("verb")
+	if a.peerRevoked(r) && verb != "membership" && verb != "health" {
+		// A removed node may still learn that it was removed (reset needs
+		// that), and nothing else.
+		writeJSON(w, nil, fmt.Errorf("%w: certificate of removed node %s", ErrTokenInvalid, peer))
+		return
+	}
+	fn, ok := a.verbs[verb]
 	if !ok {
-		writeJSON(w, nil, fmt.Errorf("%w: unknown internal verb %q", ErrNotFound, r.PathValue("verb")))
+		writeJSON(w, nil, fmt.Errorf("%w: unknown internal verb %q", ErrNotFound, verb))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))

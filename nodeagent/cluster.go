@@ -155,7 +155,7 @@ func (a *Agent) finishBootstrap(ctx context.Context, n *nodeFile, ca *pki.CA) (B
 	meta := emptyMeta()
 	meta.ClusterID, meta.Founder, meta.Created = n.ClusterID, n.NodeID, now
 	meta.CACertPEM, meta.CAKeySealed, meta.CMKID = n.CACertPEM, caKeySealed, n.CMKID
-	meta.Nodes[n.NodeID] = NodeInfo{ID: n.NodeID, RaftAddr: a.cfg.RaftAddr, APIAddr: a.cfg.APIAddr}
+	meta.Nodes[n.NodeID] = NodeInfo{ID: n.NodeID, RaftAddr: a.cfg.RaftAddr, APIAddr: a.cfg.APIAddr, CertSHA256: certSHA256(n.CertPEM)}
 	if _, err := a.applyJSON(ctx, opInit, initCmd{Meta: meta, APIKey: rec}); err != nil {
 		return res, fmt.Errorf("store cluster metadata: %w", err)
 	}
@@ -432,6 +432,10 @@ func (a *Agent) joinLeader(ctx context.Context, req joinRequest) (joinResponse, 
 	if _, err := a.applyJSON(ctx, opTokenUse, tokenUseCmd{ID: p.ID, UsedBy: req.NodeID, Now: now}); err != nil {
 		return joinResponse{}, err
 	}
+	info := NodeInfo{ID: req.NodeID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, CertSHA256: certSHA256(certPEM)}
+	if _, err := a.applyJSON(ctx, opNodePut, info); err != nil {
+		return joinResponse{}, err
+	}
 	a.log.InfoContext(ctx, "join token accepted", "token_id", p.ID, "joiner", req.NodeID)
 	cmk := append([]byte(nil), a.currentCMK()...)
 	return joinResponse{ClusterID: meta.ClusterID, CACertPEM: meta.CACertPEM, CertPEM: certPEM, KeyPEM: keyPEM, CMK: cmk}, nil
@@ -453,7 +457,11 @@ func (a *Agent) joinAddLeader(ctx context.Context, peerID string, req joinAddReq
 	if peerID != req.NodeID {
 		return struct{}{}, fmt.Errorf("%w: certificate of %s cannot add %s", ErrTokenInvalid, peerID, req.NodeID)
 	}
-	if _, err := a.applyJSON(ctx, opNodePut, NodeInfo{ID: req.NodeID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}); err != nil {
+	info := NodeInfo{ID: req.NodeID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}
+	if old, ok := a.fsm.Meta().Nodes[req.NodeID]; ok {
+		info.CertSHA256 = old.CertSHA256
+	}
+	if _, err := a.applyJSON(ctx, opNodePut, info); err != nil {
 		return struct{}{}, err
 	}
 	r := a.getRaft()

@@ -23,6 +23,9 @@ type NodeInfo struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	APIAddr  string `json:"api_addr"`
+	// CertSHA256 is the hex SHA-256 of the node certificate the cluster
+	// issued; it is revoked when the node is removed.
+	CertSHA256 string `json:"cert_sha256,omitempty"`
 }
 
 // BackupInfo records the last backup taken anywhere in the cluster.
@@ -56,7 +59,10 @@ type ClusterMeta struct {
 	Change       *MembershipChange             `json:"change,omitempty"`
 	RestoredAt   time.Time                     `json:"restored_at,omitzero"`
 	RestoredFrom string                        `json:"restored_from,omitempty"`
-	Extra        map[string]json.RawMessage    `json:"extra,omitempty"`
+	// Revoked maps the certificate fingerprints of removed nodes to their
+	// node ids; those certificates are refused by raft and internal calls.
+	Revoked map[string]string          `json:"revoked,omitempty"`
+	Extra   map[string]json.RawMessage `json:"extra,omitempty"`
 }
 
 // command opcodes: the first byte of every raft log entry.
@@ -269,6 +275,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		if err := json.Unmarshal(body, &id); err != nil {
 			return err
 		}
+		if n, ok := f.meta.Nodes[id]; ok && n.CertSHA256 != "" {
+			if f.meta.Revoked == nil {
+				f.meta.Revoked = map[string]string{}
+			}
+			f.meta.Revoked[n.CertSHA256] = id
+		}
 		delete(f.meta.Nodes, id)
 		return nil
 	case opBackupRecorded:
@@ -354,7 +366,20 @@ func (f *FSM) Meta() ClusterMeta {
 	for k, v := range f.meta.Nodes {
 		m.Nodes[k] = v
 	}
+	m.Revoked = make(map[string]string, len(f.meta.Revoked))
+	for k, v := range f.meta.Revoked {
+		m.Revoked[k] = v
+	}
 	return m
+}
+
+// IsRevoked reports whether a node certificate (hex SHA-256 of its DER) was
+// revoked by a removal.
+func (f *FSM) IsRevoked(fp string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.meta.Revoked[fp]
+	return ok
 }
 
 // Index returns the raft index of the last command the FSM applied.

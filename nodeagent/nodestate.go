@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,6 +47,20 @@ func transferAAD(id string) []byte     { return []byte("drbook/cmk-transfer/" + 
 func cmkID(cmk []byte) string {
 	h := sha256.Sum256(append([]byte("drbook/cmk-id\x00"), cmk...))
 	return hex.EncodeToString(h[:8])
+}
+
+// certSHA256 returns the hex SHA-256 of a PEM certificate's DER, or "".
+func certSHA256(certPEM []byte) string {
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		return ""
+	}
+	return derSHA256(b.Bytes)
+}
+
+func derSHA256(der []byte) string {
+	h := sha256.Sum256(der)
+	return hex.EncodeToString(h[:])
 }
 
 // loadNodeFile reads DATA/node.json; it returns (nil, nil) if absent.
