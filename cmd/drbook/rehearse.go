@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/nodeagent/lab"
@@ -22,6 +23,8 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/tui"
 )
 
 // errRehearsalFailed is returned when the recovery ran but the drill's
@@ -38,7 +41,7 @@ var scenarioRunbook = map[string]string{
 func newRehearseCmd(a *app) *cobra.Command {
 	var scenario, dir, reportDir string
 	var nodes, keys, after int
-	var keepLab bool
+	var keepLab, useTUI bool
 	cmd := &cobra.Command{
 		Use:   "rehearse [RUNBOOK] --scenario total-loss|quorum-loss|node-loss",
 		Short: "Drill a recovery on a throw-away lab and measure RTO and RPO",
@@ -73,7 +76,7 @@ replace-failed-node.`,
 			if after <= 0 {
 				after = max(100, keys/100)
 			}
-			r := &rehearser{a: a, out: cmd.ErrOrStderr(), scenario: scenario, runbook: rbName, nodes: nodes, keys: keys, after: after}
+			r := &rehearser{a: a, out: cmd.ErrOrStderr(), scenario: scenario, runbook: rbName, nodes: nodes, keys: keys, after: after, tui: useTUI}
 			if dir == "" {
 				d, err := os.MkdirTemp("", "drbook-rehearsal-")
 				if err != nil {
@@ -122,12 +125,14 @@ replace-failed-node.`,
 	cmd.Flags().StringVar(&dir, "dir", "", "lab directory (default: a new temporary directory, removed afterwards)")
 	cmd.Flags().StringVar(&reportDir, "report-dir", "", "where to write the report (default ./drbook-rehearsal-RUN_ID)")
 	cmd.Flags().BoolVar(&keepLab, "keep-lab", false, "leave the lab running after the drill")
+	cmd.Flags().BoolVar(&useTUI, "tui", false, "run the recovery in the TUI: you confirm and decide, and your time is measured apart")
 	_ = cmd.MarkFlagRequired("scenario")
 	return cmd
 }
 
 type rehearser struct {
 	a                     *app
+	tui                   bool
 	out                   interface{ Write([]byte) (int, error) }
 	scenario, runbook     string
 	dir                   string
@@ -279,11 +284,22 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 			rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: e.StepID, Target: e.Target, Attempt: e.Attempt, Status: string(e.Status),
 				Start: rehearsal.Duration(t0.Sub(rep.DisasterAt)), Length: rehearsal.Duration(e.Duration)})
 		case engine.StepPending:
-			r.say("step %s", e.StepID)
+			if !r.tui { // the TUI owns the terminal
+				r.say("step %s", e.StepID)
+			}
 		}
 	}, state.ModeRehearsal)
 	cfg.Labels = map[string]string{"rehearsal": r.scenario}
-	outcome, runErr := engine.Start(ctx, cfg, inputs)
+	var outcome engine.Outcome
+	var runErr error
+	if r.tui {
+		var formTime time.Duration
+		outcome, formTime, runErr = r.recoverInTUI(ctx, cfg, inputs, rep.DisasterAt)
+		// The form is answered by a person before the engine starts.
+		outcome.Human += formTime
+	} else {
+		outcome, runErr = engine.Start(ctx, cfg, inputs)
+	}
 	rep.RecoveredAt = time.Now().UTC()
 	rep.RunID, rep.Status = outcome.RunID, string(outcome.Status)
 	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
@@ -421,4 +437,34 @@ func writeReport(dir string, rep *rehearsal.Report) error {
 		}
 	}
 	return nil
+}
+
+// recoverInTUI runs the recovery in the terminal UI with the drill's answers
+// filled in; the person confirms the danger steps, and the time they take is
+// the RTO's operator share.
+func (r *rehearser) recoverInTUI(ctx context.Context, cfg engine.Config, inputs map[string]runbooks.Value, disasterAt time.Time) (engine.Outcome, time.Duration, error) {
+	var formTime time.Duration
+	answers := &runbooks.Answers{File: "rehearsal", Inputs: map[string]runbooks.Answer{}, Steps: map[string]runbooks.Answer{}}
+	for name, v := range inputs {
+		answers.Inputs[name] = runbooks.Answer{Value: v.V}
+	}
+	observe := cfg.Observer
+	res, err := tui.Run(ctx, tui.Options{
+		Runbook:   &tui.PickerItem{Path: cfg.Runbook.File, Runbook: cfg.Runbook},
+		Inventory: cfg.Inventory, Answers: answers, User: engine.Operator(),
+		Start: func(ctx context.Context, rb *runbooks.Runbook, in map[string]runbooks.Value, tuiObserve func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+			formTime = time.Since(disasterAt)
+			c := cfg
+			c.Runbook, c.Operator, c.Mode = rb, op, state.ModeRehearsal
+			c.Observer = func(ev engine.Event) { observe(ev); tuiObserve(ev) }
+			return engine.Start(ctx, c, in)
+		},
+	}, tea.WithContext(ctx))
+	if err != nil {
+		return res.Outcome, formTime, err
+	}
+	if !res.Started {
+		return res.Outcome, formTime, fmt.Errorf("%w: the recovery was not started", engine.ErrAborted)
+	}
+	return res.Outcome, formTime, res.Err
 }
