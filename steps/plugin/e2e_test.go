@@ -271,3 +271,20 @@ func TestReadmeExample(t *testing.T) {
 		t.Errorf("outputs %v, log %q", x.Outputs, x.Log)
 	}
 }
+
+// TestBrokerAfterIdle: a step that reaches the Host service long after the
+// plugin started still works (go-plugin's broker forgets an offered
+// service nobody dialled within 5 s; the plugin dials at start).
+func TestBrokerAfterIdle(t *testing.T) {
+	_, reg, _ := load(t, "testkit")
+	f := newFixture(t, reg, localInventory(t, t.TempDir(), 1), localDial)
+	time.Sleep(6 * time.Second) // idle past the broker's 5 s on purpose
+	rb := header + "steps:\n  - id: s\n    run: testkit.run\n    on: node1\n    with: {command: 'echo late'}\n"
+	out, err := engine.Start(context.Background(), f.config(t, rb), nil)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, f.rec.lines())
+	}
+	if got := f.execs(t, out.RunID)["s"].Outputs["out"]; got != "late" {
+		t.Errorf("out %q", got)
+	}
+}

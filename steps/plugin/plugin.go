@@ -155,13 +155,7 @@ func (m *Manager) Load(ctx context.Context, pin Pin) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	dctx, cancel := context.WithTimeout(ctx, m.cfg.StartTimeout)
-	defer cancel()
-	man, err := wire.Describe(dctx, proc.conn)
-	if err != nil {
-		p.stop()
-		return nil, fmt.Errorf("plugin %s: describe: %w", abs, err)
-	}
+	man := proc.man
 	if err := checkManifest(man); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("plugin %s: %w", abs, err)
@@ -277,6 +271,7 @@ type process struct {
 	hostID  uint32
 	hostSrv *grpc.Server
 	stderr  *tail
+	man     *wire.Manifest
 }
 
 func (pr *process) exited() bool { return pr.client.Exited() }
@@ -386,6 +381,13 @@ func (p *Plugin) start(ctx context.Context) (*process, error) {
 	}
 	c := raw.(*hostConn)
 	proc.conn, proc.hostID, proc.hostSrv = c.conn, c.hostID, c.srv
+	// Describe makes the plugin connect to the Host service now.
+	dctx, cancel := context.WithTimeout(ctx, p.m.cfg.StartTimeout)
+	defer cancel()
+	if proc.man, err = wire.Describe(dctx, proc.conn, &wire.DescribeRequest{HostService: c.hostID}); err != nil {
+		proc.kill()
+		return nil, fmt.Errorf("plugin %s: describe: %w", p.path, err)
+	}
 	p.m.log.Debug("plugin started", "path", p.path, "pid", cmd.Process.Pid, "took", time.Since(t0))
 	if err := ctx.Err(); err != nil {
 		proc.kill()

@@ -200,8 +200,14 @@ type server struct {
 
 var _ wire.PluginServer = (*server)(nil)
 
-// Describe implements wire.PluginServer.
-func (s *server) Describe(context.Context) (*wire.Manifest, error) {
+// Describe implements wire.PluginServer. It connects to drbook's Host
+// service first.
+func (s *server) Describe(_ context.Context, req *wire.DescribeRequest) (*wire.Manifest, error) {
+	if req.HostService != 0 {
+		if _, err := s.host(req.HostService); err != nil {
+			return nil, err
+		}
+	}
 	m := &wire.Manifest{Name: s.info.Name, Version: s.info.Version}
 	for _, k := range s.order {
 		i := k.Info()

@@ -20,7 +20,6 @@ import (
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -36,6 +35,13 @@ const (
 // Handshake returns the go-plugin handshake for ProtocolVersion.
 func Handshake() plugin.HandshakeConfig {
 	return plugin.HandshakeConfig{ProtocolVersion: ProtocolVersion, MagicCookieKey: MagicCookieKey, MagicCookieValue: MagicCookieValue}
+}
+
+// DescribeRequest starts a plugin's session with drbook: the plugin
+// connects to the Host service (broker id HostService) before answering,
+// since the broker forgets an offered service nobody dials within seconds.
+type DescribeRequest struct {
+	HostService uint32 `json:"host_service"`
 }
 
 // Manifest is what Describe returns.
@@ -162,7 +168,7 @@ const (
 
 // PluginServer is implemented by the plugin.
 type PluginServer interface {
-	Describe(ctx context.Context) (*Manifest, error)
+	Describe(ctx context.Context, req *DescribeRequest) (*Manifest, error)
 	// Run runs one step, sending output events; the returned result ends it.
 	Run(ctx context.Context, req *RunRequest, send func(RunEvent) error) (*Result, error)
 }
@@ -188,10 +194,15 @@ func RegisterPluginServer(s *grpc.Server, impl PluginServer) {
 		Methods: []grpc.MethodDesc{{
 			MethodName: "Describe",
 			Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-				if err := dec(new(emptypb.Empty)); err != nil {
+				in := new(wrapperspb.BytesValue)
+				if err := dec(in); err != nil {
 					return nil, err
 				}
-				m, err := srv.(PluginServer).Describe(ctx)
+				var req DescribeRequest
+				if err := Decode(in, &req); err != nil {
+					return nil, err
+				}
+				m, err := srv.(PluginServer).Describe(ctx, &req)
 				if err != nil {
 					return nil, err
 				}
@@ -258,9 +269,13 @@ func RegisterHostServer(s *grpc.Server, impl HostServer) {
 }
 
 // Describe calls Plugin.Describe.
-func Describe(ctx context.Context, conn grpc.ClientConnInterface) (*Manifest, error) {
+func Describe(ctx context.Context, conn grpc.ClientConnInterface, req *DescribeRequest) (*Manifest, error) {
+	in, err := Encode(req)
+	if err != nil {
+		return nil, err
+	}
 	out := new(wrapperspb.BytesValue)
-	if err := conn.Invoke(ctx, MethodDescribe, new(emptypb.Empty), out); err != nil {
+	if err := conn.Invoke(ctx, MethodDescribe, in, out); err != nil {
 		return nil, err
 	}
 	var m Manifest
