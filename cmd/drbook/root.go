@@ -196,7 +196,7 @@ func dialer(inv *runbooks.Inventory) engine.Dialer {
 func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry, db *state.DB,
 	op steps.Operator, observe func(engine.Event), mode string) engine.Config {
 	return engine.Config{
-		Runbook: rb, Inventory: inv, Registry: reg, Store: db, Dial: dialer(inv),
+		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
 	}
 }

@@ -354,6 +354,13 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	case errors.Is(err, steps.ErrNoOperator):
 		status = state.StatusInterrupted
 		errText = err.Error()
+	case errors.Is(err, transport.ErrConnLost) && !errors.Is(err, transport.ErrNotStarted):
+		// The command reached the node but its exit status never came back:
+		// it may have run wholly, in part or not at all. Never a success and
+		// not a plain failure either: resume decides it by check: or by the
+		// kind's idempotency, like a runner crash.
+		status = state.StatusInterrupted
+		errText = "connection lost, outcome unknown: " + err.Error()
 	default:
 		status = state.StatusFailed
 		errText = err.Error()
@@ -401,7 +408,15 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		return nil, false, rerr
 	}
 	r.emit(StepFinished{StepID: s.ID, Target: target, Attempt: attempt, Status: status, ExitCode: res.ExitCode, Err: errText, Duration: dur, Outputs: shownOuts, Time: time.Now()})
+	if errors.Is(err, transport.ErrHostKeyMismatch) || errors.Is(err, transport.ErrUnknownHost) {
+		// A host key that changed since the run started (possible
+		// man-in-the-middle) stops the run: no retry, no on_failure.
+		return nil, false, fmt.Errorf("%w: step %s on %s: nothing was run there: %w", ErrHostKeyRefused, s.ID, orLocal(target), err)
+	}
 	if status == state.StatusInterrupted {
+		if errors.Is(err, transport.ErrConnLost) {
+			return nil, false, fmt.Errorf("%w: step %s on %s: the connection was lost while it ran (outcome unknown; resume decides it by check: or idempotency): %w", ErrInterrupted, s.ID, orLocal(target), err)
+		}
 		if errors.Is(err, steps.ErrNoOperator) {
 			return nil, false, fmt.Errorf("%w: step %s: %w", ErrNeedsDecision, s.ID, err)
 		}
