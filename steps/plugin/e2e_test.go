@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
@@ -286,5 +289,33 @@ func TestBrokerAfterIdle(t *testing.T) {
 	}
 	if got := f.execs(t, out.RunID)["s"].Outputs["out"]; got != "late" {
 		t.Errorf("out %q", got)
+	}
+}
+
+// TestHTTPWaitFailures: http.wait fails with the right class of error.
+func TestHTTPWaitFailures(t *testing.T) {
+	_, reg, _ := load(t, "http-wait")
+	kind, _ := reg.Get("http.wait")
+	url, caFile, _ := healthServer(t)
+	tests := []struct {
+		name    string
+		params  map[string]any
+		wantErr error
+		want    string
+	}{
+		{"untrusted certificate", map[string]any{"url": url, "timeout": "300ms", "interval": "50ms"}, steps.ErrTimeout, "certificate"},
+		{"wrong status", map[string]any{"url": strings.Replace(url, "/healthz", "/nope", 1), "ca_file": caFile, "timeout": "300ms", "interval": "50ms"}, steps.ErrTimeout, "status 404, want 200"},
+		{"body never matches", map[string]any{"url": url, "ca_file": caFile, "body": "never", "timeout": "500ms", "interval": "50ms"}, steps.ErrTimeout, `lacks "never"`},
+		{"missing CA file", map[string]any{"url": url, "ca_file": "/nonexistent/ca.pem"}, steps.ErrBadParams, "ca_file"},
+		{"bad duration", map[string]any{"url": url, "timeout": "soon"}, steps.ErrBadParams, "timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := &steps.Exec{Step: &runbooks.Step{ID: "w"}, Params: tc.params, Stdout: io.Discard, Stderr: io.Discard}
+			_, err := kind.Run(context.Background(), x)
+			if !errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want %v with %q", err, tc.wantErr, tc.want)
+			}
+		})
 	}
 }
