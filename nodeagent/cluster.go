@@ -298,14 +298,9 @@ func (a *Agent) Join(ctx context.Context, peer, tok string) (JoinResult, error) 
 	defer client.CloseIdleConnections()
 	var jr joinResponse
 	req := joinRequest{Token: tok, NodeID: a.cfg.NodeID, RaftAddr: a.cfg.RaftAddr, APIAddr: a.cfg.APIAddr}
-	if err := doJSON(ctx, client, http.MethodPost, "https://"+peer+"/v1/join", req, &jr); err != nil {
-		var ue *remoteError
-		if errors.As(err, &ue) {
-			return res, err
-		}
-		if errors.Is(err, ErrTokenInvalid) {
-			return res, err
-		}
+	if err := retryUnavailable(ctx, joinRetry, func() error {
+		return doJSON(ctx, client, http.MethodPost, "https://"+peer+"/v1/join", req, &jr)
+	}); err != nil {
 		return res, fmt.Errorf("join via %s: %w", peer, err)
 	}
 	if cmkID(jr.CMK) == "" || len(jr.CMK) != seal.KeySize {
@@ -347,7 +342,30 @@ type joinAddReq struct {
 
 func (a *Agent) joinAdd(ctx context.Context, peer string) error {
 	req := joinAddReq{NodeID: a.cfg.NodeID, RaftAddr: a.cfg.RaftAddr, APIAddr: a.cfg.APIAddr}
-	return a.internalCall(ctx, peer, "join_add", req, nil)
+	return retryUnavailable(ctx, joinRetry, func() error {
+		return a.internalCall(ctx, peer, "join_add", req, nil)
+	})
+}
+
+// joinRetry bounds how long a joiner retries a step that failed because
+// the cluster was briefly unavailable (e.g. a leader change).
+const joinRetry = 15 * time.Second
+
+// retryUnavailable runs fn until it succeeds, fails with anything but
+// ErrUnavailable, or d passes. Only idempotent steps may use it.
+func retryUnavailable(ctx context.Context, d time.Duration, fn func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := fn()
+		if err == nil || !errors.Is(err, ErrUnavailable) || IsRule(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // waitVoter waits until the leader promoted this node to voter.
@@ -407,7 +425,10 @@ func (a *Agent) joinLeader(ctx context.Context, req joinRequest) (joinResponse, 
 	}
 	now := time.Now()
 	if err := rec.Check(p.Secret, now); err != nil {
-		return joinResponse{}, mapTokenErr(err)
+		retry := errors.Is(err, token.ErrUsed) && rec.UsedBy == req.NodeID && now.Sub(rec.UsedAt) < tokenRetryWindow
+		if !retry {
+			return joinResponse{}, mapTokenErr(err)
+		}
 	}
 	r := a.getRaft()
 	if f := r.GetConfiguration(); f.Error() == nil {

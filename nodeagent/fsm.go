@@ -86,6 +86,11 @@ type initCmd struct {
 	APIKey token.APIKeyRecord `json:"api_key"`
 }
 
+// tokenRetryWindow is how long after its use a join token still admits
+// the same node id again (a joiner retrying after a lost answer); any other
+// node is refused at once.
+const tokenRetryWindow = 10 * time.Minute
+
 // tokenUseCmd marks a join token used; Now is the leader's clock.
 type tokenUseCmd struct {
 	ID     string    `json:"id"`
@@ -255,6 +260,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 		switch {
 		case !ok:
 			return ErrTokenInvalid
+		case !r.UsedAt.IsZero() && r.UsedBy == c.UsedBy && c.Now.Sub(r.UsedAt) < tokenRetryWindow:
+			return nil // the same joiner retrying after a lost answer
 		case !r.UsedAt.IsZero():
 			return ErrTokenUsed
 		case !c.Now.Before(r.Expires):
