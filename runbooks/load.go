@@ -19,7 +19,7 @@ func ReadFile(path string) ([]byte, error) {
 	if st.Size() > maxYAMLBytes {
 		return nil, fmt.Errorf("read %s: %d bytes is more than the %d a runbook may have", path, st.Size(), maxYAMLBytes)
 	}
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- reads the runbook, inventory or answers file the operator named
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}

@@ -61,6 +61,16 @@ type evRow struct {
 	Data               string
 }
 
+// openRO opens the database file read-only, beside the runner.
+func openRO(t *testing.T, db string) *sql.DB {
+	t.Helper()
+	d, err := sql.Open("sqlite3", "file:"+db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // recordedEvents reads a run's events straight from the database file.
 func recordedEvents(t *testing.T, db, id string) []evRow {
 	t.Helper()

@@ -169,7 +169,7 @@ func writeManifestFile(ctx context.Context, l *lab.Lab, node, file string) error
 	if err := l.Agent(ctx, node, nil, &raw, "keys", "manifest"); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(file, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600) // #nosec G304 -- a file the rehearsal itself wrote
 	if err != nil {
 		return err
 	}
@@ -416,7 +416,7 @@ func (r *rehearser) record(ctx context.Context, db *state.DB, rep *rehearsal.Rep
 }
 
 func writeReport(dir string, rep *rehearsal.Report) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { // #nosec G301 -- the rehearsal report holds no secret and is meant to be shared
 		return err
 	}
 	for name, write := range map[string]func(w *os.File) error{
@@ -424,7 +424,7 @@ func writeReport(dir string, rep *rehearsal.Report) error {
 		"report.json":  func(w *os.File) error { return rep.JSON(w) },
 		"timeline.svg": func(w *os.File) error { return rep.SVG(w) },
 	} {
-		f, err := os.Create(filepath.Join(dir, name))
+		f, err := os.Create(filepath.Join(dir, name)) // #nosec G304 -- a file of the rehearsal report the operator asked for
 		if err != nil {
 			return err
 		}

@@ -146,15 +146,15 @@ func Read(r io.Reader, passphrase []byte) (Meta, []byte, error) {
 	cr := &chunkReader{r: r, k: k, aad: h.mac, chunkSize: h.chunkSize}
 	zr := flate.NewReader(cr)
 	var out bytes.Buffer
-	out.Grow(int(min(h.payloadLen, 64<<20)))
-	n, err := io.Copy(&out, io.LimitReader(zr, int64(h.payloadLen)+1))
+	out.Grow(int(min(h.payloadLen, 64<<20)))                           // #nosec G115 -- min() bounds it to 64 MiB
+	n, err := io.Copy(&out, io.LimitReader(zr, int64(h.payloadLen)+1)) // #nosec G115 -- a header length above MaxInt64 gives a negative limit: nothing is read and the length check below refuses the file
 	if cr.err != nil {
 		return Meta{}, nil, cr.err
 	}
 	if err != nil {
 		return Meta{}, nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 	}
-	if uint64(n) != h.payloadLen {
+	if uint64(n) != h.payloadLen { // #nosec G115 -- n comes from io.Copy and is never negative
 		return Meta{}, nil, fmt.Errorf("%w: payload is %d bytes, header says %d", ErrCorrupt, n, h.payloadLen)
 	}
 	// The compressed stream ended: the chunks must end with it, and the file

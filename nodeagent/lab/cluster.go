@@ -18,7 +18,7 @@ func (l *Lab) Agent(ctx context.Context, node string, env []string, out any, arg
 		return err
 	}
 	full := append(append([]string{}, args...), "--data", n.DataDir, "--output", "json")
-	cmd := exec.CommandContext(ctx, l.AgentBin, full...)
+	cmd := exec.CommandContext(ctx, l.AgentBin, full...) // #nosec G204 -- runs the configured drbook-agent binary with argv, no shell
 	cmd.Env = append(l.Env(n), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -52,7 +52,7 @@ func (l *Local) Run(ctx context.Context, cmd Command) (int, error) {
 
 	out := newOutputs(cmd.Stdout, cmd.Stderr)
 	defer out.close()
-	c := exec.CommandContext(ctx, shell, "-c", cmd.Line)
+	c := exec.CommandContext(ctx, shell, "-c", cmd.Line) // #nosec G204 -- running the runbook's command on this machine is the local transport's job (argv, script on stdin)
 	c.Env = env
 	c.Stdout = out.Stdout()
 	c.Stderr = out.Stderr()

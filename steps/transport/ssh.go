@@ -122,7 +122,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 		auth = goph.Auth{ssh.PublicKeysCallback(agent.NewClient(s.agentConn).Signers)}
 	}
 	gcfg := &goph.Config{
-		Auth: auth, User: cfg.User, Addr: cfg.Host, Port: uint(port),
+		Auth: auth, User: cfg.User, Addr: cfg.Host, Port: uint(port), // #nosec G115 -- port is 1..65535: the inventory loader refuses anything else and 0 became 22 above
 		Timeout: timeout, Callback: hostKeyCallback,
 	}
 

@@ -58,7 +58,7 @@ func StartOpenSSH(t testing.TB) *Server {
 	dir := scratchDir(t)
 	s := &Server{User: login, Dir: dir, kind: "openssh"}
 	keysDir := filepath.Join(dir, "keys")
-	if err := os.Mkdir(keysDir, 0o755); err != nil {
+	if err := os.Mkdir(keysDir, 0o755); err != nil { // #nosec G301 -- test helper: sshd's privilege separation directory must be 0755
 		t.Fatalf("sshtest: %v", err)
 	}
 	hostKey, err := WriteKey(filepath.Join(keysDir, "ssh_host_ed25519_key"))
@@ -70,7 +70,7 @@ func StartOpenSSH(t testing.TB) *Server {
 	clientKey(t, keysDir, authorized)
 	s.IdentityFile = filepath.Join(keysDir, "id_ed25519")
 	if os.Geteuid() == 0 {
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // #nosec G301 -- test helper: sshd (another user) must read its host keys directory
 			t.Fatalf("sshtest: privilege separation dir /run/sshd: %v", err)
 		}
 	}
@@ -127,7 +127,7 @@ func sharedOpenSSH(t testing.TB) *Server {
 
 // hostKeyFromKnownHosts returns the first key of a known_hosts file.
 func hostKeyFromKnownHosts(path string) (ssh.PublicKey, error) {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) // #nosec G304 -- test helper: reads the known_hosts file it was given
 	if err != nil {
 		return nil, err
 	}
@@ -218,11 +218,11 @@ func sshdConfig(dir, keysDir, login string, port int) string {
 func startSSHD(t testing.TB, dir, keysDir, login string, port int) (*exec.Cmd, error) {
 	t.Helper()
 	cfgPath := filepath.Join(keysDir, fmt.Sprintf("sshd_config.%d", port))
-	if err := os.WriteFile(cfgPath, []byte(sshdConfig(dir, keysDir, login, port)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(sshdConfig(dir, keysDir, login, port)), 0o644); err != nil { // #nosec G306 -- test helper: sshd_config holds no secret and sshd must read it
 		return nil, err
 	}
 	stderr := &lockedBuilder{}
-	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfgPath)
+	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", cfgPath) // #nosec G204 -- test helper: starts /usr/sbin/sshd with a config it wrote
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

@@ -91,7 +91,7 @@ func WriteKey(path string) (ssh.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil {
+	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil { // #nosec G306 -- a public key
 		return nil, fmt.Errorf("write public key: %w", err)
 	}
 	return sshPub, nil
@@ -114,7 +114,7 @@ func clientKey(t testing.TB, dir, authorizedKeys string) {
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
-	if err := os.WriteFile(authorizedKeys, ssh.MarshalAuthorizedKey(pub), 0o644); err != nil {
+	if err := os.WriteFile(authorizedKeys, ssh.MarshalAuthorizedKey(pub), 0o644); err != nil { // #nosec G306 -- test helper: authorized_keys holds a public key and sshd (another user) must read it
 		t.Fatalf("sshtest: write authorized_keys: %v", err)
 	}
 }
