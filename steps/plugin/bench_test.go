@@ -80,3 +80,14 @@ func BenchmarkPluginNoop(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPinHash is the share of a start spent checking the pin (SHA-256
+// of the whole executable).
+func BenchmarkPinHash(b *testing.B) {
+	path := bin("testkit")
+	for b.Loop() {
+		if _, err := plugin.FileSHA256(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
