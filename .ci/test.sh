@@ -37,7 +37,13 @@ if ! command -v staticcheck >/dev/null 2>&1; then
 fi
 log "staticcheck"
 staticcheck ./...
+log "gosec"
+bash .ci/gosec.sh
 
 # 3. Tests (real SQLite, real SSH, real agent processes on loopback).
 log "go test"
 go test -count=1 -timeout 45m ./...
+
+# 4. Fuzzing: every go test -fuzz target for a bounded time (FUZZTIME each).
+log "fuzz"
+bash .ci/fuzz.sh

@@ -69,7 +69,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		}
 		// Whatever the umask: 0700. An existing directory is left alone
 		// (it may be shared, like /tmp).
-		if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- a directory: 0700 is owner-only
+		// #nosec G302 -- a directory: 0700 is owner-only
+		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("open checkpoint db: %w", fileErr(err))
 		}
 	}

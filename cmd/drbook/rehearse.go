@@ -416,7 +416,8 @@ func (r *rehearser) record(ctx context.Context, db *state.DB, rep *rehearsal.Rep
 }
 
 func writeReport(dir string, rep *rehearsal.Report) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil { // #nosec G301 -- the rehearsal report holds no secret and is meant to be shared
+	// #nosec G301 -- the rehearsal report holds no secret and is meant to be shared
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	for name, write := range map[string]func(w *os.File) error{

@@ -50,7 +50,8 @@ func WriteFile(ctx context.Context, path string, meta Meta, payload, passphrase 
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("backup: publish %s: %w", path, err)
 	}
-	if d, derr := os.Open(dir); derr == nil { // #nosec G304 -- the backup file the operator named
+	// #nosec G304 -- the backup file the operator named
+	if d, derr := os.Open(dir); derr == nil {
 		_ = d.Sync()
 		d.Close()
 	}

@@ -154,7 +154,8 @@ func Read(r io.Reader, passphrase []byte) (Meta, []byte, error) {
 	if err != nil {
 		return Meta{}, nil, fmt.Errorf("%w: decompress: %v", ErrCorrupt, err)
 	}
-	if uint64(n) != h.payloadLen { // #nosec G115 -- n comes from io.Copy and is never negative
+	// #nosec G115 -- n comes from io.Copy and is never negative
+	if uint64(n) != h.payloadLen {
 		return Meta{}, nil, fmt.Errorf("%w: payload is %d bytes, header says %d", ErrCorrupt, n, h.payloadLen)
 	}
 	// The compressed stream ended: the chunks must end with it, and the file

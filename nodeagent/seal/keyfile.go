@@ -92,7 +92,8 @@ func createKeyFile(path string) (err error) {
 	if err := os.Link(tmpName, path); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("seal: publish key file: %w", err)
 	}
-	if d, err := os.Open(dir); err == nil { // #nosec G304 -- the node's key file inside its own data directory
+	// #nosec G304 -- the node's key file inside its own data directory
+	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}

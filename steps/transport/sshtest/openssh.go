@@ -58,7 +58,8 @@ func StartOpenSSH(t testing.TB) *Server {
 	dir := scratchDir(t)
 	s := &Server{User: login, Dir: dir, kind: "openssh"}
 	keysDir := filepath.Join(dir, "keys")
-	if err := os.Mkdir(keysDir, 0o755); err != nil { // #nosec G301 -- test helper: sshd's privilege separation directory must be 0755
+	// #nosec G301 -- test helper: sshd's privilege separation directory must be 0755
+	if err := os.Mkdir(keysDir, 0o755); err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
 	hostKey, err := WriteKey(filepath.Join(keysDir, "ssh_host_ed25519_key"))
@@ -70,7 +71,8 @@ func StartOpenSSH(t testing.TB) *Server {
 	clientKey(t, keysDir, authorized)
 	s.IdentityFile = filepath.Join(keysDir, "id_ed25519")
 	if os.Geteuid() == 0 {
-		if err := os.MkdirAll("/run/sshd", 0o755); err != nil { // #nosec G301 -- test helper: sshd (another user) must read its host keys directory
+		// #nosec G301 -- test helper: sshd (another user) must read its host keys directory
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 			t.Fatalf("sshtest: privilege separation dir /run/sshd: %v", err)
 		}
 	}
@@ -218,7 +220,8 @@ func sshdConfig(dir, keysDir, login string, port int) string {
 func startSSHD(t testing.TB, dir, keysDir, login string, port int) (*exec.Cmd, error) {
 	t.Helper()
 	cfgPath := filepath.Join(keysDir, fmt.Sprintf("sshd_config.%d", port))
-	if err := os.WriteFile(cfgPath, []byte(sshdConfig(dir, keysDir, login, port)), 0o644); err != nil { // #nosec G306 -- test helper: sshd_config holds no secret and sshd must read it
+	// #nosec G306 -- test helper: sshd_config holds no secret and sshd must read it
+	if err := os.WriteFile(cfgPath, []byte(sshdConfig(dir, keysDir, login, port)), 0o644); err != nil {
 		return nil, err
 	}
 	stderr := &lockedBuilder{}

@@ -91,7 +91,8 @@ func WriteKey(path string) (ssh.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil { // #nosec G306 -- a public key
+	// #nosec G306 -- a public key
+	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil {
 		return nil, fmt.Errorf("write public key: %w", err)
 	}
 	return sshPub, nil
@@ -114,7 +115,8 @@ func clientKey(t testing.TB, dir, authorizedKeys string) {
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
-	if err := os.WriteFile(authorizedKeys, ssh.MarshalAuthorizedKey(pub), 0o644); err != nil { // #nosec G306 -- test helper: authorized_keys holds a public key and sshd (another user) must read it
+	// #nosec G306 -- test helper: authorized_keys holds a public key and sshd (another user) must read it
+	if err := os.WriteFile(authorizedKeys, ssh.MarshalAuthorizedKey(pub), 0o644); err != nil {
 		t.Fatalf("sshtest: write authorized_keys: %v", err)
 	}
 }
