@@ -58,7 +58,7 @@ are checked against each runbook's inputs. Nothing is written anywhere.`,
 					collect(err)
 					continue
 				}
-				rb, err := runbooks.LoadRunbook(name, src, reg, inv)
+				rb, err := loadRunbookSource(name, src, reg, inv, a.pluginDirs()...)
 				collect(err)
 				if err == nil && answers != nil {
 					_, _, err := runbooks.ResolveInputs(rb, inv, answers, false)

@@ -261,7 +261,7 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 	if err != nil {
 		return nil, err
 	}
-	rb, err := loadRunbook(r.runbook, reg, inv)
+	rb, err := r.a.loadRunbook(r.runbook, reg, inv)
 	if err != nil {
 		return nil, err
 	}

@@ -101,12 +101,12 @@ func loadInventory(path string) (*runbooks.Inventory, error) {
 
 // loadRunbook loads a runbook file, or a shipped one given as library:NAME
 // (or just NAME when no such file exists).
-func loadRunbook(path string, reg *steps.Registry, inv *runbooks.Inventory) (*runbooks.Runbook, error) {
+func (a *app) loadRunbook(path string, reg *steps.Registry, inv *runbooks.Inventory) (*runbooks.Runbook, error) {
 	src, name, err := readRunbook(path)
 	if err != nil {
 		return nil, err
 	}
-	return loadRunbookSource(name, src, reg, inv) // registers the runbook's pinned plugins first
+	return loadRunbookSource(name, src, reg, inv, a.pluginDirs()...) // registers the runbook's pinned plugins first
 }
 
 func readRunbook(path string) ([]byte, string, error) {

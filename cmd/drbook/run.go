@@ -51,7 +51,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 	if err != nil {
 		return err
 	}
-	rb, err := loadRunbook(runbook, reg, inv)
+	rb, err := a.loadRunbook(runbook, reg, inv)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ a summary of the change unless --accept-changed (recorded).`,
 			if err != nil {
 				return err
 			}
-			rb, err := loadRunbook(runbookPath, reg, inv)
+			rb, err := a.loadRunbook(runbookPath, reg, inv)
 			if err != nil {
 				return err
 			}
@@ -174,7 +174,7 @@ are shown as templates. Nothing is executed and nothing is recorded.`,
 			if err != nil {
 				return err
 			}
-			rb, err := loadRunbook(args[0], reg, inv)
+			rb, err := a.loadRunbook(args[0], reg, inv)
 			if err != nil {
 				return err
 			}

@@ -67,7 +67,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		}
 		opts.Inventory, opts.Answers = inv, answers
 		if req.Runbook != "" {
-			rb, err := loadRunbook(req.Runbook, reg, inv)
+			rb, err := a.loadRunbook(req.Runbook, reg, inv)
 			if err != nil {
 				return err
 			}
@@ -98,7 +98,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err
 		}
-		rb, err := loadRunbook(run.RunbookPath, reg, inv)
+		rb, err := a.loadRunbook(run.RunbookPath, reg, inv)
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err
 		}
