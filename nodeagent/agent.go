@@ -287,12 +287,15 @@ func (a *Agent) watchLeadership(r *raft.Raft, stop, done chan struct{}) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	var term uint64
-	for {
+	for i := 0; ; i++ {
 		select {
 		case <-stop:
 			a.ready.Store(false)
 			return
 		case <-tick.C:
+		}
+		if i%5 == 0 { // every 250 ms
+			a.rememberPeers()
 		}
 		if r.State() != raft.Leader {
 			a.ready.Store(false)

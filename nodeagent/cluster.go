@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -373,6 +374,7 @@ func (a *Agent) waitVoter(ctx context.Context, res JoinResult) (JoinResult, erro
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if s, ok := a.selfInConfig(); ok && s == raft.Voter {
+			a.rememberPeers()
 			res.Suffrage = "voter"
 			if res.Changed {
 				res.Message = "joined the cluster and promoted to voter"
@@ -745,6 +747,30 @@ func (a *Agent) markRemoved(ctx context.Context) {
 	a.log.InfoContext(ctx, "node removed from cluster; raft stopped")
 }
 
+// rememberPeers records the members' API addresses in node.json when they
+// changed (called from the leadership watcher).
+func (a *Agent) rememberPeers() {
+	peers := map[string]string{}
+	for id, n := range a.fsm.Meta().Nodes {
+		peers[id] = n.APIAddr
+	}
+	if len(peers) == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.node == nil || a.node.Removed || maps.Equal(a.node.Peers, peers) {
+		return
+	}
+	n := *a.node
+	n.Peers = peers
+	if err := saveNodeFile(a.cfg.DataDir, &n); err != nil {
+		a.log.Warn("remember peers", "err", err)
+		return
+	}
+	a.node = &n
+}
+
 // membershipInfo is the answer of the internal membership verb.
 type membershipInfo struct {
 	Servers   []string `json:"servers"`
@@ -770,14 +796,20 @@ func (a *Agent) membership() (membershipInfo, error) {
 // stillMemberPerPeers asks the other members whether this node is still in
 // their configuration; it answers true unless a peer with a leader says no.
 func (a *Agent) stillMemberPerPeers(ctx context.Context) bool {
-	meta := a.fsm.Meta()
-	for id, n := range meta.Nodes {
+	peers := map[string]string{}
+	if n := a.nodeState(); n != nil {
+		maps.Copy(peers, n.Peers)
+	}
+	for id, n := range a.fsm.Meta().Nodes {
+		peers[id] = n.APIAddr
+	}
+	for id, addr := range peers {
 		if id == a.cfg.NodeID {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		var mi membershipInfo
-		err := a.internalCall(pctx, n.APIAddr, "membership", struct{}{}, &mi)
+		err := a.internalCall(pctx, addr, "membership", struct{}{}, &mi)
 		cancel()
 		if err == nil && mi.HasLeader && !slices.Contains(mi.Servers, a.cfg.NodeID) {
 			return false

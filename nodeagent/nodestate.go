@@ -26,6 +26,10 @@ type nodeFile struct {
 	CMKSealed []byte `json:"cmk_sealed"`
 	CMKID     string `json:"cmk_id"`
 	Removed   bool   `json:"removed,omitempty"`
+	// Peers caches the members' API addresses (id -> addr) so that a node
+	// restarted with stale state can still ask its peers whether it is a
+	// member before its FSM catches up.
+	Peers map[string]string `json:"peers,omitempty"`
 }
 
 const (
