@@ -40,7 +40,7 @@ steps:
   - id: member
     run: wait
     on: "{{ inputs.dr }}"
-    timeout: 1m
+    timeout: 20s
     with: {kind: agent.status, expect: {member: "true", leader: "!="}, interval: 200ms}
   - id: remove
     run: agent.remove
@@ -330,6 +330,7 @@ func TestSoakJoinRemoveUnderAgentKills_RecordVerifies_ManifestMatchesAckedWrites
 	<-faultsDone
 	wg.Wait()
 	fig.faults = int(faults.Load())
+	t.Logf("runs and faults over after %s", time.Since(start).Round(time.Millisecond))
 
 	// Every record verifies.
 	for _, id := range runIDs {
@@ -345,7 +346,9 @@ func TestSoakJoinRemoveUnderAgentKills_RecordVerifies_ManifestMatchesAckedWrites
 	if fig.ops < 20 {
 		t.Errorf("only %d key operations recorded", fig.ops)
 	}
-	res, _ := porcupine.CheckOperationsVerbose(presenceModel(), history, 30*time.Second)
+	t0 := time.Now()
+	res, _ := porcupine.CheckOperationsVerbose(presenceModel(), history, 20*time.Second)
+	t.Logf("linearizability check of %d operations: %s (%s)", len(history), res, time.Since(t0).Round(time.Millisecond))
 	switch res {
 	case porcupine.Illegal:
 		t.Error("the key history is not linearizable")
