@@ -11,6 +11,7 @@ import (
 	"github.com/drbook/drbook/nodeagent"
 )
 
+// #nosec G101 -- the name of the environment variable that carries the passphrase, not a credential
 const passEnv = "DRBOOK_BACKUP_PASSPHRASE"
 
 func newBackupCmd(o *opts) *cobra.Command {

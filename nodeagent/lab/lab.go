@@ -62,6 +62,8 @@ type Lab struct {
 	Vault          string    `json:"vault"` // off-cluster storage for backups
 	Nodes          []Node    `json:"nodes"`
 	Created        time.Time `json:"created"`
+	// IP is the loopback address every node of this lab listens on.
+	IP string `json:"ip"`
 	// RaftTimeout is the agents' heartbeat/election timeout.
 	RaftTimeout time.Duration `json:"raft_timeout"`
 }
@@ -124,6 +126,11 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 	if err := os.WriteFile(l.KnownHosts, nil, 0o600); err != nil {
 		return nil, err
 	}
+	l.IP = labIP()
+	ports, err := freePorts(l.IP, 3*opts.Nodes)
+	if err != nil {
+		return nil, err
+	}
 	for i := 1; i <= opts.Nodes; i++ {
 		name := fmt.Sprintf("node%d", i)
 		nd := filepath.Join(dir, name)
@@ -137,11 +144,8 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 		if err != nil {
 			return nil, err
 		}
-		ports, err := freePorts(3)
-		if err != nil {
-			return nil, err
-		}
-		n.API, n.Raft, n.SSH = addr(ports[0]), addr(ports[1]), addr(ports[2])
+		p := ports[3*(i-1):]
+		n.API, n.Raft, n.SSH = l.addr(p[0]), l.addr(p[1]), l.addr(p[2])
 		line := knownhosts.Line([]string{knownhosts.Normalize(n.SSH)}, hostPub)
 		if err := appendLine(l.KnownHosts, line); err != nil {
 			return nil, err
@@ -170,7 +174,22 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 	return l, nil
 }
 
-func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+func (l *Lab) addr(port int) string { return net.JoinHostPort(l.IP, strconv.Itoa(port)) }
+
+// labIP picks a loopback address of the lab's own (127.A.B.1), so that labs
+// running at the same time, and anything else on 127.0.0.1, never compete
+// for its ports. Falls back to 127.0.0.1 where only that address works.
+func labIP() string {
+	for tries := 0; tries < 5; tries++ {
+		// #nosec G404 -- picks a lab loopback address, not a secret
+		ip := fmt.Sprintf("127.%d.%d.1", 1+mrand.IntN(254), mrand.IntN(256))
+		if l, err := net.Listen("tcp", net.JoinHostPort(ip, "0")); err == nil {
+			l.Close()
+			return ip
+		}
+	}
+	return "127.0.0.1"
+}
 
 // Load reads DIR/lab.json.
 func Load(dir string) (*Lab, error) {
@@ -283,7 +302,29 @@ func (l *Lab) Kill(name string) error {
 	if err := stop(n.PID, syscall.SIGKILL, 5*time.Second); err != nil {
 		return fmt.Errorf("lab: kill %s: %w", name, err)
 	}
-	return nil
+	return waitPortsClosed(n, 5*time.Second)
+}
+
+// waitPortsClosed waits until nothing accepts connections on a node's ports.
+// A killed Go process can show as a zombie while its other threads still
+// hold its sockets, so "the pid is dead" is not yet "the ports are free".
+func waitPortsClosed(n *Node, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		open := ""
+		for _, a := range []string{n.API, n.Raft, n.SSH} {
+			if dialable(a) {
+				open = a
+			}
+		}
+		if open == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("lab: %s: %s still listening %s after its agent was stopped", n.Name, open, wait)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Down stops every agent (SIGTERM, then SIGKILL after 10 s) and checks that
@@ -295,11 +336,9 @@ func (l *Lab) Down(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", l.Nodes[i].Name, err))
 		}
 	}
-	for _, n := range l.Nodes {
-		for _, a := range []string{n.API, n.Raft, n.SSH} {
-			if dialable(a) {
-				errs = append(errs, fmt.Errorf("%s: %s still listening", n.Name, a))
-			}
+	for i := range l.Nodes {
+		if err := waitPortsClosed(&l.Nodes[i], 5*time.Second); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -451,7 +490,7 @@ func fileExists(p string) bool {
 // source port, and a client dialling a dead node's port can even connect to
 // itself (TCP self-connect) and hold the port, so a restarted agent could not
 // bind it again.
-func freePorts(n int) ([]int, error) {
+func freePorts(ip string, n int) ([]int, error) {
 	lo, hi := 20000, ephemeralLow()-1
 	if hi-lo < 1000 {
 		lo = 1024
@@ -468,7 +507,7 @@ func freePorts(n int) ([]int, error) {
 			return nil, errors.New("lab: no free port below the ephemeral range")
 		}
 		p := lo + mrand.IntN(hi-lo) // #nosec G404 -- picks a lab port to try, not a secret
-		l, err := net.Listen("tcp", addr(p))
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
 		if err != nil {
 			continue
 		}
@@ -533,11 +572,11 @@ func tail(path string, n int) string {
 
 // repickPorts gives a node new free ports (its lab SSH host key stays).
 func (l *Lab) repickPorts(n *Node) error {
-	ports, err := freePorts(3)
+	ports, err := freePorts(l.IP, 3)
 	if err != nil {
 		return err
 	}
-	n.API, n.Raft, n.SSH = addr(ports[0]), addr(ports[1]), addr(ports[2])
+	n.API, n.Raft, n.SSH = l.addr(ports[0]), l.addr(ports[1]), l.addr(ports[2])
 	pub, err := hostPublicKey(filepath.Join(n.Dir, "ssh_host_ed25519_key"))
 	if err != nil {
 		return err
