@@ -13,7 +13,13 @@ import (
 	"github.com/charmbracelet/x/ansi"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
+// updating reports whether -update was given. The flag itself is registered
+// by charmbracelet/x/exp/golden (imported through teatest), which every
+// golden test here shares.
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 // t0 is the fixed start of every test run; now is 83 s later.
 var t0 = time.Date(2026, 11, 21, 3, 4, 5, 0, time.UTC)
@@ -36,7 +42,7 @@ func frame(m *Model) string {
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", "golden", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}

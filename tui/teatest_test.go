@@ -1,0 +1,72 @@
+package tui
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/exp/teatest/v2"
+)
+
+// TestTUITeatestPicker runs the picker as a real bubbletea program through
+// teatest at both sizes: the program renders, takes a key, and its final
+// frame is compared with a golden file (go test ./tui -run Teatest -update).
+func TestTUITeatestPicker(t *testing.T) {
+	inv := loadInv(t)
+	for _, sz := range sizes {
+		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
+			m := New(context.Background(), Options{Items: pickerItems(t, inv), PickerTitle: "testdata", Now: fixedNow, NoTick: true})
+			tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(sz.w, sz.h))
+			teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte("testdata")) },
+				teatest.WithDuration(5*time.Second))
+			tm.Send(press("down"))
+			// Wait until the key has been handled, then leave.
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(frame(m), "3 steps · 1 danger") && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := tm.Quit(); err != nil {
+				t.Fatal(err)
+			}
+			final, ok := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(*Model)
+			if !ok {
+				t.Fatal("final model is not the TUI model")
+			}
+			got := frame(final)
+			checkFrame(t, fmt.Sprintf("%dx%d", sz.w, sz.h), got, sz.w, sz.h)
+			golden(t, fmt.Sprintf("teatest_picker_%dx%d", sz.w, sz.h), got)
+		})
+	}
+}
+
+// TestTUITeatestReplay opens a recorded run read-only as a real program and
+// compares the final frame, after moving to the first step, at both sizes.
+func TestTUITeatestReplay(t *testing.T) {
+	for _, sz := range sizes {
+		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
+			rep := recorded(t)
+			m := New(context.Background(), Options{Replay: &rep, Now: fixedNow, NoTick: true})
+			tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(sz.w, sz.h))
+			teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte("REPLAY")) },
+				teatest.WithDuration(5*time.Second))
+			tm.Send(press("k"))
+			tm.Send(press("k"))
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(frame(m), "hello from node1") && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := tm.Quit(); err != nil {
+				t.Fatal(err)
+			}
+			final := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(*Model)
+			got := frame(final)
+			if !strings.Contains(got, "chain verified ✓") {
+				t.Errorf("replay frame lacks the verification status:\n%s", got)
+			}
+			golden(t, fmt.Sprintf("teatest_replay_%dx%d", sz.w, sz.h), got)
+		})
+	}
+}
