@@ -135,3 +135,27 @@ func TestTUINoticesShown(t *testing.T) {
 		t.Errorf("notice not shown:\n%s", s)
 	}
 }
+
+// TestTUIAskPrefilledFromAnswers: an answer under steps: in the answers file
+// prefills the input step's field; the person only confirms it.
+func TestTUIAskPrefilledFromAnswers(t *testing.T) {
+	m := runModel(t, runningEvents())
+	m.opts.Answers = &runbooks.Answers{Steps: map[string]runbooks.Answer{"ticket": {Value: "INC-9"}}}
+	d := drive(m)
+	sized(t, d, 80, 24)
+	reply := make(chan string, 1)
+	ticket := runbooks.Input{Name: "value", Type: runbooks.InputString, Prompt: "Ticket number", Pattern: "^INC-"}
+	d.send(batchMsg{askMsg{reply: reply, req: steps.AskRequest{StepID: "ticket", Input: ticket}}})
+	if s := frame(m); !strings.Contains(s, "INC-9") {
+		t.Fatalf("the answer from the answers file is not prefilled:\n%s", s)
+	}
+	d.send(press("enter"))
+	select {
+	case v := <-reply:
+		if v != "INC-9" {
+			t.Errorf("answer = %q, want INC-9", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no answer:\n%s", frame(m))
+	}
+}

@@ -389,7 +389,7 @@ func (m *Model) nextPrompt() tea.Cmd {
 		}
 		m.prompt = &confirmPrompt{c: m.c, req: msg.req, reply: msg.reply, user: m.opts.User}
 	case askMsg:
-		p, cmd := newAskPrompt(m.c, msg)
+		p, cmd := newAskPrompt(m.c, msg, m.opts.Answers)
 		m.prompt = p
 		return cmd
 	case decideMsg:

@@ -2,6 +2,7 @@ package tui
 
 import (
 	"fmt"
+	"github.com/drbook/drbook/runbooks"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -258,9 +259,16 @@ func decisionLabel(k steps.DecisionKind) string {
 }
 
 // newAskPrompt asks an input step's question with the field of its type.
-func newAskPrompt(c *Common, m askMsg) (*formPrompt, tea.Cmd) {
+// An answer given ahead (the answers file's steps: section) prefills it.
+func newAskPrompt(c *Common, m askMsg, answers *runbooks.Answers) (*formPrompt, tea.Cmd) {
 	in := m.req.Input
-	fl := newField(&in, nil, in.Default)
+	prefill := in.Default
+	if answers != nil {
+		if a, ok := answers.Steps[m.req.StepID]; ok {
+			prefill = a.Value
+		}
+	}
+	fl := newField(&in, nil, prefill)
 	form := newHuhForm(0, huh.NewGroup(fl.field))
 	p := &formPrompt{c: c, title: "Step " + m.req.StepID + " asks", form: form}
 	p.onDone = func() { m.reply <- answerText(fl.get()) }
