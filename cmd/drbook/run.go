@@ -105,11 +105,11 @@ run (override with --runbook / -i); if they changed, resume is refused with
 a summary of the change unless --accept-changed (recorded).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if wantsTUI(cmd) {
-				return runInteractive(cmd, a, interactiveRequest{ResumeID: args[0]})
-			}
 			if len(skip) > 0 && strings.TrimSpace(reason) == "" {
 				return usageError{fmt.Errorf("--skip needs --reason")}
+			}
+			if wantsTUI(cmd) {
+				return runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: engine.ResumeOptions{AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason}})
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)

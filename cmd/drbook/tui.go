@@ -26,6 +26,9 @@ import (
 type interactiveRequest struct {
 	Runbook, Inventory, Answers string
 	ResumeID, ReplayID          string
+	// ResumeOpts are the standing decisions of `resume --tui` (--accept-changed,
+	// --redo, --skip --reason).
+	ResumeOpts engine.ResumeOptions
 	// Dir holds the runbook files the picker offers.
 	Dir string
 }
@@ -102,7 +105,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err
 		}
-		return engine.Resume(ctx, a.engineConfig(rb, inv, reg, db, op, observe, run.Mode), run.ID, engine.ResumeOptions{})
+		return engine.Resume(ctx, a.engineConfig(rb, inv, reg, db, op, observe, run.Mode), run.ID, req.ResumeOpts)
 	}
 
 	res, err := tui.Run(ctx, opts, tea.WithContext(ctx))
