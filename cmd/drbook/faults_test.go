@@ -323,7 +323,7 @@ func waitForFile(t *testing.T, p string) {
 // succeeded — the run stops resumable (exit 130), and resume decides by the
 // step's check: whether to run it again.
 func TestFaultSSHDroppedMidStep_Interrupted_NeverSucceeded_ResumeDecidesByCheck(t *testing.T) {
-	servers := map[string]func(testing.TB) *sshtest.Server{"openssh-session-killed": sshtest.StartOpenSSH, "lab-server-closes": sshtest.StartLab}
+	servers := map[string]func(testing.TB) *sshtest.Server{"openssh-session-killed": sshtest.StartPrivateOpenSSH, "lab-server-closes": sshtest.StartLab}
 	for name, start := range servers {
 		for _, tookEffect := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/took-effect=%v", name, tookEffect), func(t *testing.T) {

@@ -29,7 +29,7 @@ func newLabCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Run a local lab cluster of real drbook-agent processes on loopback",
-		Long: `A lab is N real drbook-agent daemons on a loopback address of its own (127.x.y.1), each with its own data
+		Long: `A lab is N real drbook-agent daemons on 127.0.0.1, each with its own data
 directory and a lab SSH endpoint (loopback only, keys made by the lab, host
 keys in the lab's known_hosts), so drbook reaches lab nodes over SSH exactly as
 it reaches real ones. 'lab up' writes DIR/inventory.yaml.`,

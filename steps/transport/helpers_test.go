@@ -25,7 +25,7 @@ type server struct {
 
 // servers lists every SSH server implementation; tests run against each.
 var servers = []server{
-	{"openssh", sshtest.StartOpenSSH},
+	{"openssh", sshtest.StartPrivateOpenSSH}, // private: several tests kill its connections
 	{"lab", sshtest.StartLab},
 }
 

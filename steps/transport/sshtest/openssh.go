@@ -51,6 +51,15 @@ func StartOpenSSH(t testing.TB) *Server {
 	if s := sharedOpenSSH(t); s != nil {
 		return s
 	}
+	return StartPrivateOpenSSH(t)
+}
+
+// StartPrivateOpenSSH always starts an sshd of this test's own, even when a
+// shared one is configured. Tests that kill the server's connections must use
+// it: on the shared server they would cut other packages' tests running in
+// parallel.
+func StartPrivateOpenSSH(t testing.TB) *Server {
+	t.Helper()
 	if _, err := os.Stat(SSHDPath); err != nil {
 		t.Fatalf("sshtest: %s not found: install openssh-server (apt-get install -y openssh-server): %v", SSHDPath, err)
 	}
@@ -118,11 +127,8 @@ func sharedOpenSSH(t testing.TB) *Server {
 		s.HostKey = hk
 	}
 	s.killConnections = func(t testing.TB) int {
-		pid, err := strconv.Atoi(os.Getenv(EnvPID))
-		if err != nil {
-			t.Fatalf("sshtest: KillConnections on the shared sshd needs %s (its listener pid): %v", EnvPID, err)
-		}
-		return killSSHDChildren(pid)
+		t.Fatalf("sshtest: KillConnections on the shared sshd would cut other tests' connections: start this server with StartPrivateOpenSSH")
+		return 0
 	}
 	return s
 }
