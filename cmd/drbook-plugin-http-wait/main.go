@@ -93,6 +93,9 @@ func (waitKind) Run(ctx context.Context, req *sdk.Request) (sdk.Result, error) {
 	for attempt := 1; ; attempt++ {
 		code, text, err := get(ctx, client, url)
 		switch {
+		case err != nil && ctx.Err() != nil && attempt > 1:
+			// The overall time limit cut this attempt short: the previous
+			// attempt's answer says more than "deadline exceeded".
 		case err != nil:
 			last = err.Error()
 		case code != want:

@@ -303,7 +303,7 @@ func TestHTTPWaitFailures(t *testing.T) {
 		wantErr error
 		want    string
 	}{
-		{"untrusted certificate", map[string]any{"url": url, "timeout": "2s", "interval": "50ms"}, steps.ErrTimeout, "certificate"},
+		{"untrusted certificate", map[string]any{"url": url, "timeout": "5s", "interval": "50ms"}, steps.ErrTimeout, "certificate"},
 		{"wrong status", map[string]any{"url": strings.Replace(url, "/healthz", "/nope", 1), "ca_file": caFile, "timeout": "2s", "interval": "50ms"}, steps.ErrTimeout, "status 404, want 200"},
 		{"body never matches", map[string]any{"url": url, "ca_file": caFile, "body": "never", "timeout": "2s", "interval": "50ms"}, steps.ErrTimeout, `lacks "never"`},
 		{"missing CA file", map[string]any{"url": url, "ca_file": "/nonexistent/ca.pem"}, steps.ErrBadParams, "ca_file"},
