@@ -51,7 +51,7 @@ func TestFaultClockSkew_TokenExpiryByNodeClock_DurationsMonotonic(t *testing.T) 
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, inv := startFaultLab(t, 2, 1)
+			_, inv := startLab(t, 2, 1)
 			dir := t.TempDir()
 			db := filepath.Join(dir, "drbook.db")
 			rb := filepath.Join(dir, "clock.yaml")

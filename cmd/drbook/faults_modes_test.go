@@ -13,7 +13,7 @@ import (
 // directory after a run: every file that is not public by nature (public
 // keys, certificates, known_hosts, logs) is readable by its owner only.
 func TestThreatSecretFilesOwnerOnly_RunnerAndAgents(t *testing.T) {
-	l, inv := startFaultLab(t, 2, 2)
+	l, inv := startLab(t, 2, 2)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "state", "drbook.db")
 	rb := l.Dir + "/modes.yaml"

@@ -15,12 +15,19 @@ import (
 
 // startLab starts a lab of n real agents, the first size of them one cluster,
 // and writes its inventory; everything is stopped when the test ends, and
-// the test fails if a process or port is left behind.
+// the test fails if a process or port is left behind. The lab lives in a
+// short directory: the agents' unix sockets must fit in 108 bytes, and
+// t.TempDir() holds long test names.
 func startLab(t *testing.T, n, size int) (*lab.Lab, string) {
 	t.Helper()
+	dir, err := os.MkdirTemp("", "dbkf-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(t.TempDir(), "lab"), Nodes: n, AgentBin: agentBin})
+	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Nodes: n, AgentBin: agentBin})
 	if err != nil {
 		t.Fatal(err)
 	}

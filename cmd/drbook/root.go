@@ -200,3 +200,22 @@ func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *s
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
 	}
 }
+
+// loadRun reads what a run needs: the step registry, the inventory, the
+// runbook (with its plugins) checked against them, and the answers file.
+func (a *app) loadRun(runbook, invPath, answersPath string) (*steps.Registry, *runbooks.Inventory, *runbooks.Runbook, *runbooks.Answers, error) {
+	reg := newRegistry()
+	inv, err := loadInventory(invPath)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	rb, err := a.loadRunbook(runbook, reg, inv)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	answers, err := loadAnswers(answersPath)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return reg, inv, rb, answers, nil
+}

@@ -46,16 +46,7 @@ Headless runs take inputs from --answers (values may be {env: NAME} or
 // runHeadless runs a runbook without the TUI, printing events as they come.
 func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath string, yes bool) error {
 	ctx := cmd.Context()
-	reg := newRegistry()
-	inv, err := loadInventory(invPath)
-	if err != nil {
-		return err
-	}
-	rb, err := a.loadRunbook(runbook, reg, inv)
-	if err != nil {
-		return err
-	}
-	answers, err := loadAnswers(answersPath)
+	reg, inv, rb, answers, err := a.loadRun(runbook, invPath, answersPath)
 	if err != nil {
 		return err
 	}
@@ -127,16 +118,7 @@ a summary of the change unless --accept-changed (recorded).`,
 			if invPath == "" {
 				invPath = rec.InventoryPath
 			}
-			reg := newRegistry()
-			inv, err := loadInventory(invPath)
-			if err != nil {
-				return err
-			}
-			rb, err := a.loadRunbook(runbookPath, reg, inv)
-			if err != nil {
-				return err
-			}
-			answers, err := loadAnswers(answersPath)
+			reg, inv, rb, answers, err := a.loadRun(runbookPath, invPath, answersPath)
 			if err != nil {
 				return err
 			}
@@ -169,16 +151,7 @@ from --answers. Targets or parameters that depend on outputs of earlier steps
 are shown as templates. Nothing is executed and nothing is recorded.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			reg := newRegistry()
-			inv, err := loadInventory(invPath)
-			if err != nil {
-				return err
-			}
-			rb, err := a.loadRunbook(args[0], reg, inv)
-			if err != nil {
-				return err
-			}
-			answers, err := loadAnswers(answersPath)
+			_, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
 			if err != nil {
 				return err
 			}

@@ -186,7 +186,7 @@ type soakFigures struct {
 // DRBOOK_SOAK=10m for a long soak.
 func TestSoakJoinRemoveUnderAgentKills_RecordVerifies_ManifestMatchesAckedWrites(t *testing.T) {
 	dur := soakDuration(t)
-	l, inv := startFaultLab(t, 4, 3)
+	l, inv := startLab(t, 4, 3)
 	dir := t.TempDir()
 	db := filepath.Join(dir, "drbook.db")
 	rb := filepath.Join(dir, "join-remove.yaml")
@@ -411,42 +411,4 @@ func runStatus(t *testing.T, db, id string) string {
 		t.Fatal(err)
 	}
 	return st
-}
-
-// startFaultLab is startLab with a short directory: the agents' unix
-// sockets must fit in 108 bytes, and t.TempDir() holds the long test names
-// of the fault matrix.
-func startFaultLab(t *testing.T, n, size int) (*lab.Lab, string) {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "dbkf-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	l, err := lab.Up(ctx, lab.Options{Dir: filepath.Join(dir, "lab"), Nodes: n, AgentBin: agentBin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(context.Background()); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-		for _, st := range l.Status() {
-			if st.Alive || st.SSH || st.API {
-				t.Errorf("lab down left %s behind: %+v", st.Name, st)
-			}
-		}
-	})
-	if size > 0 {
-		if err := l.Bootstrap(ctx, size); err != nil {
-			t.Fatal(err)
-		}
-	}
-	inv, err := writeLabInventory(l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l, inv
 }
