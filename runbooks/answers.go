@@ -363,3 +363,73 @@ func HasLabel(n *Node, sel string) bool {
 	got, ok := n.Labels[k]
 	return ok && (!hasValue || got == v)
 }
+
+// ErrNotDistinct is wrapped when a node or nodes input uses a node that a
+// distinct_from input already chose.
+var ErrNotDistinct = errors.New("node already chosen")
+
+// takenNodes returns the nodes chosen by the inputs in in.DistinctFrom, in
+// the order found, each with the input that chose it.
+func takenNodes(in *Input, chosen map[string]any) (names []string, by map[string]string) {
+	by = map[string]string{}
+	for _, other := range in.DistinctFrom {
+		switch v := chosen[other].(type) {
+		case string:
+			if v != "" && by[v] == "" {
+				by[v] = other
+				names = append(names, v)
+			}
+		case []string:
+			for _, n := range v {
+				if n != "" && by[n] == "" {
+					by[n] = other
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	return names, by
+}
+
+// NodeChoices returns the inventory nodes a node or nodes input may offer,
+// in inventory order: those carrying its label, less the nodes already chosen
+// by the inputs it must be distinct from (chosen maps input names to their
+// values: a string for node, []string for nodes).
+func NodeChoices(in *Input, inv *Inventory, chosen map[string]any) []string {
+	if inv == nil {
+		return nil
+	}
+	_, taken := takenNodes(in, chosen)
+	var out []string
+	for i := range inv.Nodes {
+		n := &inv.Nodes[i]
+		if in.Label != "" && !HasLabel(n, in.Label) {
+			continue
+		}
+		if taken[n.Name] != "" {
+			continue
+		}
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// CheckDistinct reports, wrapping ErrNotDistinct, a node of value (a string
+// for a node input, []string for nodes) that an input named in
+// in.DistinctFrom already chose.
+func CheckDistinct(in *Input, value any, chosen map[string]any) error {
+	_, taken := takenNodes(in, chosen)
+	var vals []string
+	switch v := value.(type) {
+	case string:
+		vals = []string{v}
+	case []string:
+		vals = v
+	}
+	for _, n := range vals {
+		if other := taken[n]; other != "" {
+			return fmt.Errorf("%w: %s is already %s (input %q); choose another node", ErrNotDistinct, n, other, other)
+		}
+	}
+	return nil
+}
