@@ -30,6 +30,14 @@ type KindInfo struct {
 	// CommandParams names parameters that become command lines on the node;
 	// a secret must never be templated into them (it would show in ps).
 	CommandParams []string
+	// ShownParams names parameters shown to the operator as text (confirm's
+	// message): a secret templated into them is a lint warning.
+	ShownParams []string
+	// PollsKind is true for kinds such as wait that may poll another kind
+	// named by with.kind (with with.with as its parameters) until every key
+	// of with.expect holds: lint checks that kind, its parameters, and that
+	// each expect key is one of its outputs.
+	PollsKind bool
 }
 
 // OutputInfo is one output a kind produces.

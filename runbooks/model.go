@@ -29,6 +29,9 @@ type Runbook struct {
 	// Source is the exact bytes loaded; SHA256 is their hex digest.
 	Source []byte `yaml:"-"`
 	SHA256 string `yaml:"-"`
+	// Warnings are the lint warnings LoadRunbook or Validate found: likely
+	// mistakes that do not stop the runbook from loading.
+	Warnings Diagnostics `yaml:"-"`
 }
 
 // Plugin pins a plugin executable that provides step kinds.

@@ -157,8 +157,9 @@ func (Confirm) Info() runbooks.KindInfo {
 			"required":             []any{"message"},
 			"additionalProperties": false,
 		},
-		Outputs: []runbooks.OutputInfo{{Name: "by"}, {Name: "at"}},
-		Targets: runbooks.TargetsNone,
+		Outputs:     []runbooks.OutputInfo{{Name: "by"}, {Name: "at"}},
+		Targets:     runbooks.TargetsNone,
+		ShownParams: []string{"message"},
 	}
 }
 
@@ -289,6 +290,7 @@ func (Wait) Info() runbooks.KindInfo {
 		Targets:         runbooks.TargetsRequired,
 		Idempotent:      true,
 		CommandParams:   []string{"command"},
+		PollsKind:       true,
 	}
 }
 

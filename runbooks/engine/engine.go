@@ -239,7 +239,10 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 		inv = r.cfg.Inventory.File
 	}
 	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
-	runErr := r.preflight(ctx)
+	runErr := r.precheck()
+	if runErr == nil {
+		runErr = r.preflight(ctx)
+	}
 	for i := range r.cfg.Runbook.Steps {
 		if runErr != nil {
 			break

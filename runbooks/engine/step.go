@@ -38,11 +38,11 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		return nil
 	}
 	if s.When != "" && prior == nil {
-		text, _, err := runbooks.RenderString(s.When, r.scope)
+		ok, err := runbooks.EvalGuard(s.When, r.scope)
 		if err != nil {
 			return fmt.Errorf("step %s: when: %w", s.ID, err)
 		}
-		if !runbooks.Truthy(text) {
+		if !ok {
 			reason := "guard when: is false"
 			if err := r.record(ctx, state.EvStepDecision, s.ID, "", 0, state.StepDecision{Decision: state.DecisionSkip, Reason: reason, By: "engine"}); err != nil {
 				return err
@@ -143,10 +143,14 @@ func (r *run) settle(s *runbooks.Step, vals *runbooks.StepValues, targets []stri
 	r.scope.Steps[s.ID] = vals
 }
 
-// confirmDanger asks the operator to type the target's name before a
-// destructive step; a wrong name asks again, a refusal stops the run.
+// confirmDanger asks the operator to type the step's word (confirmWord)
+// before a destructive step; a wrong word asks again, a refusal stops the run.
 func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Kind, targets []string) error {
-	req := steps.ConfirmRequest{StepID: s.ID, Title: s.Title, Message: s.Description, Danger: true, Targets: nonEmpty(targets), Expect: joinTargets(targets)}
+	word, reason, err := r.confirmWord(s, targets)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s.ID, err)
+	}
+	req := steps.ConfirmRequest{StepID: s.ID, Title: s.Title, Message: s.Description, Danger: true, Targets: nonEmpty(targets), Expect: word, Reason: reason}
 	for _, t := range targets {
 		x, err := r.execFor(s, t, 0)
 		if err != nil {
@@ -154,9 +158,12 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		}
 		req.Summaries = append(req.Summaries, r.mask.mask(kind.Summary(x)))
 	}
-	prompt := fmt.Sprintf("DANGER: %s on %s — type %q to go ahead", s.ID, req.Expect, req.Expect)
+	prompt := fmt.Sprintf("DANGER: %s on %s (confirmation word %q)", s.ID, orLocal(joinTargets(targets)), req.Expect)
+	if reason != "" {
+		prompt += ": " + reason
+	}
 	var resp steps.ConfirmResponse
-	err := r.waitOperator(ctx, state.WaitConfirm, s.ID, prompt, func() (string, string, error) {
+	err = r.waitOperator(ctx, state.WaitConfirm, s.ID, prompt, func() (string, string, error) {
 		var err error
 		resp, err = r.cfg.Operator.Confirm(ctx, req)
 		return resp.Typed, resp.By, err
