@@ -350,7 +350,7 @@ func (e unaryExpr) eval(sc Scope) (Value, error) {
 func boolOperand(op string, v Value) (bool, error) {
 	b, ok := v.V.(bool)
 	if !ok {
-		return false, fmt.Errorf("%w: %s needs booleans, got a %s", ErrType, op, runtimeType(v.V))
+		return false, fmt.Errorf("%w: %s needs booleans, got %s", ErrType, op, runtimeType(v.V))
 	}
 	return b, nil
 }

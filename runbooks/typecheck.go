@@ -43,6 +43,14 @@ const (
 	TypeList
 )
 
+// a writes the type with its article: "a string", "an integer".
+func (t Type) a() string {
+	if t == TypeInt || t == TypeUnknown {
+		return "an " + t.String()
+	}
+	return "a " + t.String()
+}
+
 func (t Type) String() string {
 	switch t {
 	case TypeBool:
@@ -121,7 +129,7 @@ func CheckGuard(s string, typeOf RefTyper) (*Template, error) {
 		return t, err
 	}
 	if ty != TypeBool && ty != TypeUnknown {
-		return t, fmt.Errorf("%w: a guard must be true or false, but %s is a %s%s", ErrType, strings.TrimSpace(s), ty, guardHint(ty))
+		return t, fmt.Errorf("%w: a guard must be true or false, but %s is %s%s", ErrType, strings.TrimSpace(s), ty.a(), guardHint(ty))
 	}
 	return t, nil
 }
@@ -151,7 +159,7 @@ func EvalGuard(s string, sc Scope) (bool, error) {
 	}
 	b, ok := v.V.(bool)
 	if !ok {
-		shown := "a " + runtimeType(v.V)
+		shown := runtimeType(v.V)
 		if !v.Secret {
 			text, _ := formatText(v.V)
 			shown += fmt.Sprintf(" (%q)", text)
@@ -164,17 +172,17 @@ func EvalGuard(s string, sc Scope) (bool, error) {
 func runtimeType(v any) string {
 	switch v.(type) {
 	case bool:
-		return "boolean"
+		return "a boolean"
 	case int, int64, float64:
-		return "number"
+		return "a number"
 	case string:
-		return "string"
+		return "a string"
 	case []string, []any:
-		return "list"
+		return "a list"
 	case nil:
-		return "empty value"
+		return "an empty value"
 	}
-	return fmt.Sprintf("%T", v)
+	return fmt.Sprintf("a %T", v)
 }
 
 // pathRef is the Ref of the path itself (index expressions left out).
@@ -222,7 +230,7 @@ func typeOfExpr(e expr, typeOf RefTyper) (Type, error) {
 			return TypeUnknown, err
 		}
 		if t != TypeBool && t != TypeUnknown {
-			return TypeUnknown, fmt.Errorf("%w: not needs a boolean, got a %s%s", ErrType, t, guardHint(t))
+			return TypeUnknown, fmt.Errorf("%w: not needs a boolean, got %s%s", ErrType, t.a(), guardHint(t))
 		}
 		return TypeBool, nil
 	case binaryExpr:
@@ -238,17 +246,17 @@ func typeOfExpr(e expr, typeOf RefTyper) (Type, error) {
 		case "and", "or":
 			for _, t := range []Type{l, r} {
 				if t != TypeBool && t != TypeUnknown {
-					return TypeUnknown, fmt.Errorf("%w: %s needs booleans on both sides, got a %s%s", ErrType, x.op, t, guardHint(t))
+					return TypeUnknown, fmt.Errorf("%w: %s needs booleans on both sides, got %s%s", ErrType, x.op, t.a(), guardHint(t))
 				}
 			}
 		case "==", "!=":
 			if !canCompare(l, r) {
-				return TypeUnknown, fmt.Errorf("%w: %s compares a %s with a %s: they are never equal", ErrType, x.op, l, r)
+				return TypeUnknown, fmt.Errorf("%w: %s compares %s with %s: they are never equal", ErrType, x.op, l.a(), r.a())
 			}
 		default:
 			for _, t := range []Type{l, r} {
 				if t != TypeInt && t != TypeText && t != TypeUnknown {
-					return TypeUnknown, fmt.Errorf("%w: %s needs numbers, got a %s", ErrType, x.op, t)
+					return TypeUnknown, fmt.Errorf("%w: %s needs numbers, got %s", ErrType, x.op, t.a())
 				}
 			}
 		}
@@ -274,7 +282,7 @@ func typeOfExpr(e expr, typeOf RefTyper) (Type, error) {
 				return args[0], nil
 			}
 			if args[0] != TypeUnknown && !canCompare(t, args[0]) {
-				return TypeUnknown, fmt.Errorf("%w: default gives a %s to a %s", ErrType, args[0], t)
+				return TypeUnknown, fmt.Errorf("%w: default gives %s to %s", ErrType, args[0].a(), t.a())
 			}
 			return t, nil
 		}
