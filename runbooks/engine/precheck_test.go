@@ -122,7 +122,9 @@ func (c *capture) Confirm(_ context.Context, req steps.ConfirmRequest) (steps.Co
 	return steps.ConfirmResponse{OK: true, Typed: typed, By: "tester"}, nil
 }
 
-func (c *capture) Ask(context.Context, steps.AskRequest) (string, error) { return "", steps.ErrNoOperator }
+func (c *capture) Ask(context.Context, steps.AskRequest) (string, error) {
+	return "", steps.ErrNoOperator
+}
 
 func (c *capture) Decide(context.Context, steps.DecideRequest) (steps.Decision, error) {
 	return steps.Decision{}, steps.ErrNoOperator
