@@ -89,7 +89,7 @@ type Step struct {
 	Run         string        `yaml:"run" required:"true" doc:"Step kind: shell, confirm, input, wait, agent.* or a plugin kind."`
 	On          StringList    `yaml:"on" doc:"Target node(s) or group(s), or a template; omit for steps that run on no node (confirm, input)."`
 	With        Params        `yaml:"with" doc:"Parameters of the step kind."`
-	When        string        `yaml:"when" doc:"Guard: the step runs only if this template renders to a true value."`
+	When        string        `yaml:"when" doc:"Guard: one expression whose value is true or false, bare (inputs.drill) or in {{ }}; the step runs only if it is true. Text, or a value that is not a boolean, is an error. Guards that read only inputs are checked before the first step runs."`
 	Danger      bool          `yaml:"danger" doc:"Destructive: the operator must type a word to go ahead (the target's name unless confirm: says otherwise; headless: --yes)."`
 	Confirm     *Confirmation `yaml:"confirm" doc:"For danger steps: what the operator types and why (default: the target's name)."`
 	Serial      int           `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
