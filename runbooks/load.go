@@ -442,7 +442,10 @@ func (v *validator) confirm(i int, s *Step) {
 		}
 	}
 	rp := c.At("reason")
-	for _, r := range v.templ(i, s, c.Reason, rp, false, "confirm.reason") {
+	for _, r := range v.templ(i, s, c.Reason, rp, true, "confirm.reason") {
+		if r.Path[0] == "target" {
+			v.d.add(rp, "step %q: confirm.reason is shown once for all targets, so it cannot use target", s.ID)
+		}
 		if v.refIsSecret(r) {
 			v.d.warn(rp, "step %q: confirm.reason: secret %s is shown to the operator in the danger box; leave it out", s.ID, r)
 		}

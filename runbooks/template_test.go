@@ -118,16 +118,23 @@ func FuzzLoadRunbook(f *testing.F) {
 }
 
 func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{"{{ inputs.seed }}", "a {{ nodes[inputs.seed].api | quote }} b", "{{ (inputs.count > 2) and not inputs.dry }}", "{{"} {
+	for _, s := range []string{"{{ inputs.seed }}", "a {{ nodes[inputs.seed].api | quote }} b", "{{ (inputs.count > 2) and not inputs.dry }}", "{{", "inputs.seed == \"node1\" or not (inputs.count < 3)", "'{{ inputs.seed | quote }}'"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		sc := &runbooks.RunScope{Inputs: map[string]runbooks.Value{"seed": {V: "node1"}, "count": {V: int64(1)}}, Steps: map[string]*runbooks.StepValues{}}
+		if _, err := runbooks.CheckGuard(s, typer); err == nil {
+			if ok, err := runbooks.EvalGuard(s, sc); ok && err != nil {
+				t.Fatalf("guard %q: true with an error %v", s, err)
+			}
+		}
 		tpl, err := runbooks.ParseTemplate(s)
 		if err != nil {
 			return
 		}
 		_ = tpl.Refs()
+		_ = tpl.QuotedInQuotes()
+		_, _ = tpl.Type(typer)
 		_, _ = tpl.Eval(sc)
 	})
 }
