@@ -398,6 +398,10 @@ func (v *validator) guard(i int, s *Step, hasTarget bool) {
 	}
 	if t != nil {
 		for _, r := range t.Refs() {
+			if len(r.Path) > 0 && r.Path[0] == "target" {
+				v.d.add(p, "step %q: when: is evaluated once for the step, before its targets, so it cannot use target", s.ID)
+				continue
+			}
 			v.ref(i, s, r, p, hasTarget)
 		}
 	}

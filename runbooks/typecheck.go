@@ -98,7 +98,7 @@ func (t *Template) Type(typeOf RefTyper) (Type, error) {
 func ParseGuard(s string) (*Template, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return nil, fmt.Errorf("%w: empty guard: write a condition such as inputs.drill, or remove when:", ErrTemplate)
+		return nil, fmt.Errorf("%w: empty guard: write a condition such as inputs.drill, or remove the when: line", ErrTemplate)
 	}
 	if strings.Contains(s, "{{") || strings.Contains(s, "}}") {
 		t, err := ParseTemplate(s)
