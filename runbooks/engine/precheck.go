@@ -19,7 +19,8 @@ var ErrPrecheck = errors.New("checked before the first step")
 // targets are known) and the confirmation word. A bad value then stops the
 // run before anything ran anywhere, never after a danger step. Steps the
 // record already holds (on resume) are left alone, and so is a step whose
-// guard is false.
+// guard is false or reads what a step produces (whether it runs is known
+// only then).
 func (r *run) precheck() error {
 	var errs []error
 	for i := range r.cfg.Runbook.Steps {
@@ -44,14 +45,15 @@ func (r *run) precheckStep(s *runbooks.Step) error {
 		if err != nil {
 			return fmt.Errorf("when: %w", err)
 		}
-		if t.ReadsOnly(roots...) {
-			ok, err := runbooks.EvalGuard(s.When, r.scope)
-			if err != nil {
-				return fmt.Errorf("when: %w", err)
-			}
-			if !ok {
-				return nil // skipped: its other templates need not hold
-			}
+		if !t.ReadsOnly(roots...) {
+			return nil // whether the step runs is known only then
+		}
+		ok, err := runbooks.EvalGuard(s.When, r.scope)
+		if err != nil {
+			return fmt.Errorf("when: %w", err)
+		}
+		if !ok {
+			return nil // skipped: its other templates need not hold
 		}
 	}
 	var targets []string

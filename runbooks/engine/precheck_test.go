@@ -203,3 +203,36 @@ steps:
 		}
 	})
 }
+
+// TestPrecheckLeavesGuardedSteps: the templates of a step whose guard is
+// false, or reads a step's output, are not evaluated up front.
+func TestPrecheckLeavesGuardedSteps(t *testing.T) {
+	src := header + `inputs:
+  extra: {type: string, prompt: Extra node, optional: true}
+  drill: {type: bool, prompt: Drill}
+steps:
+  - id: probe
+    run: shell
+    on: node1
+    with: {command: 'echo x >> "$NODE_DIR/probe"; echo ok=no'}
+    outputs: [ok]
+  - id: off-by-input
+    run: shell
+    on: "{{ inputs.extra }}"
+    when: inputs.extra != "" and inputs.drill
+    with: {command: 'echo {{ nodes[inputs.extra].api }}'}
+  - id: off-by-output
+    run: shell
+    on: "{{ inputs.extra }}"
+    when: steps.probe.outputs.ok == "yes"
+    with: {command: 'echo {{ nodes[inputs.extra].api }}'}
+`
+	f := newFixture(t, 1)
+	out, err := engine.Start(context.Background(), f.config(t, src, nil), map[string]runbooks.Value{"extra": {V: ""}, "drill": {V: false}})
+	if err != nil || out.Status != state.StatusSucceeded {
+		t.Fatalf("status %s, err %v", out.Status, err)
+	}
+	if f.count(t, "node1", "probe") != 1 {
+		t.Error("the first step did not run")
+	}
+}
