@@ -27,6 +27,9 @@ import (
 // A reference to something that does not exist is an error, never an empty
 // string. A template that is exactly one {{ expr }} keeps the value's type
 // (a list of nodes stays a list); otherwise values are formatted into text.
+// and, or and not take booleans. Lint types every expression (typecheck.go);
+// a `when:` guard is one boolean expression, with or without braces
+// (ParseGuard, EvalGuard). The language is described in docs/runbooks.md.
 
 // ErrTemplate is wrapped by every template parse or evaluation error.
 var ErrTemplate = errors.New("template")
