@@ -30,6 +30,10 @@ type KindInfo struct {
 	// CommandParams names parameters that become command lines on the node;
 	// a secret must never be templated into them (it would show in ps).
 	CommandParams []string
+	// DefaultTimeout limits one attempt of a step of this kind that sets no
+	// `timeout:`. Zero means the engine's default (10m); NoLimit means the
+	// kind waits for a person (confirm, input) and has no limit by default.
+	DefaultTimeout Duration
 }
 
 // OutputInfo is one output a kind produces.

@@ -85,7 +85,7 @@ type Step struct {
 	When        string     `yaml:"when" doc:"Guard: the step runs only if this template renders to a true value."`
 	Danger      bool       `yaml:"danger" doc:"Destructive: the operator must type the target's name (headless: --yes)."`
 	Serial      int        `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
-	Timeout     Duration   `yaml:"timeout" doc:"Time limit of one attempt on one target."`
+	Timeout     Duration   `yaml:"timeout" none:"true" doc:"Time limit of one attempt on one target. Default when omitted: the kind's (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm and input wait for a person: none). Write none to opt out of any limit."`
 	Retries     int        `yaml:"retries" doc:"Extra attempts after a failure, with backoff."`
 	RetryDelay  Duration   `yaml:"retry_delay" doc:"Delay before the first retry; doubles each time (default 1s)."`
 	OnFailure   string     `yaml:"on_failure" enum:"stop,continue,ask" doc:"What a failure does: stop the run, continue, or ask the operator."`
