@@ -20,7 +20,12 @@ func newLintCmd(a *app) *cobra.Command {
 
 A file whose top-level kind is Inventory is checked as an inventory. With -i,
 node names in runbooks are checked against it; with --answers, the answers
-are checked against each runbook's inputs. Nothing is written anywhere.`,
+are checked against each runbook's inputs. Nothing is written anywhere.
+
+Every step has a time limit per attempt: a step without timeout: gets its
+kind's default (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm
+and input wait for a person and have none). Write timeout: none to opt out
+explicitly; only timeout accepts none.`,
 		Example: "  drbook lint runbooks/library/*.yaml\n  drbook lint recover.yaml -i prod.yaml --answers answers.yaml",
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
