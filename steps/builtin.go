@@ -273,11 +273,12 @@ func (Input) Run(ctx context.Context, x *Exec) (Result, error) {
 //
 // Every poll's output goes to the step's output (so the live view shows the
 // latest poll and the record keeps it), bounded: a poll is written in full
-// (up to pollMaxLines lines) only when its output or state differs from the
-// previous poll's; identical polls are counted and summarised as
-// "polls N-M: same as poll K", at the next change, at the end, and at least
-// every waitHeartbeat so a long wait shows it is alive. A 10-minute wait on
-// an unchanging status writes a few dozen lines, not 600 polls.
+// (its state and up to pollMaxLines lines of output) only when it differs
+// from the last poll written, and at most pollMaxShown polls are (the final
+// one always is). The others are counted — "polls 2-37 (to 36s): same as
+// poll 1" — at the next poll written, at the end, and at least every
+// waitHeartbeat so a long wait shows it is alive. A 10-minute wait on an
+// unchanging status writes about 60 lines, not 600 polls.
 type Wait struct{}
 
 // Wait defaults.
@@ -289,7 +290,8 @@ const (
 	ShellDefaultTimeout = 10 * time.Minute
 	pollMaxLines        = 20
 	pollMaxBytes        = 16 << 10
-	waitHeartbeat       = 30 * time.Second
+	pollMaxShown        = 100
+	waitHeartbeat       = 10 * time.Second
 )
 
 // Info implements Kind.
@@ -429,7 +431,7 @@ func (Wait) Run(ctx context.Context, x *Exec) (Result, error) {
 			ok, status := meets(res.Outputs, expect)
 			if ok {
 				p.state = "ok: " + status
-				log.poll(p)
+				log.poll(p, true)
 				log.end()
 				if res.Outputs == nil {
 					res.Outputs = map[string]string{}
@@ -441,7 +443,7 @@ func (Wait) Run(ctx context.Context, x *Exec) (Result, error) {
 		} else {
 			p.state, p.failed = "waiting: "+err.Error(), true
 		}
-		log.poll(p)
+		log.poll(p, false)
 		last = p
 		select {
 		case <-ctx.Done():
@@ -535,24 +537,37 @@ func tailText(s string, n, max int) string {
 
 // pollLog writes polls to the step's output, bounded: see Wait.
 type pollLog struct {
-	w             io.Writer
-	show          bool
-	prev          *pollResult // last poll written in full
-	same          int         // identical polls since prev
-	lastSame      *pollResult
+	w    io.Writer
+	show bool
+	prev *pollResult // last poll written in full
+	// shown counts polls written in full; past pollMaxShown only the final
+	// poll is, the others are counted.
+	shown int
+	// Polls not written since prev: how many, the last one, and whether
+	// any differed from prev.
+	pending       int
+	lastPending   *pollResult
+	pendingDiffer bool
 	lastHeartbeat time.Time
 }
 
-func (l *pollLog) poll(p *pollResult) {
-	if l.prev != nil && p.out == l.prev.out && p.state == l.prev.state {
-		l.same++
-		l.lastSame = p
+func samePoll(a, b *pollResult) bool { return a.out == b.out && a.state == b.state }
+
+// poll writes p in full when it differs from the last poll written (or is
+// the final one), else counts it.
+func (l *pollLog) poll(p *pollResult, final bool) {
+	if !final && l.prev != nil && (samePoll(p, l.prev) || l.shown >= pollMaxShown) {
+		l.pending++
+		l.lastPending = p
+		if !samePoll(p, l.prev) {
+			l.pendingDiffer = true
+		}
 		if time.Since(l.lastHeartbeat) >= waitHeartbeat {
-			l.flushSame()
+			l.flush()
 		}
 		return
 	}
-	l.flushSame()
+	l.flush()
 	fmt.Fprintf(l.w, "poll %d (%s): %s\n", p.n, p.at.Round(time.Millisecond), p.state)
 	if l.show {
 		lines := strings.Split(strings.TrimRight(p.out, "\n"), "\n")
@@ -570,26 +585,32 @@ func (l *pollLog) poll(p *pollResult) {
 		}
 	}
 	l.prev = p
+	l.shown++
 	l.lastHeartbeat = time.Now()
 }
 
-// flushSame writes the count of identical polls since the last one shown.
-func (l *pollLog) flushSame() {
-	if l.same == 0 || l.prev == nil {
+// flush writes the count of the polls not written since the last one.
+func (l *pollLog) flush() {
+	if l.pending == 0 || l.prev == nil {
 		return
 	}
-	first := l.lastSame.n - l.same + 1
-	if l.same == 1 {
-		fmt.Fprintf(l.w, "poll %d (%s): same as poll %d\n", first, l.lastSame.at.Round(time.Millisecond), l.prev.n)
-	} else {
-		fmt.Fprintf(l.w, "polls %d-%d (to %s): same as poll %d (%d polls)\n", first, l.lastSame.n, l.lastSame.at.Round(time.Millisecond), l.prev.n, l.same)
+	p := l.lastPending
+	first := p.n - l.pending + 1
+	span := fmt.Sprintf("poll %d (%s)", first, p.at.Round(time.Millisecond))
+	if l.pending > 1 {
+		span = fmt.Sprintf("polls %d-%d (to %s)", first, p.n, p.at.Round(time.Millisecond))
 	}
-	l.same = 0
+	if l.pendingDiffer {
+		fmt.Fprintf(l.w, "%s: %d polls not shown (only the first %d that differ are); last: %s\n", span, l.pending, pollMaxShown, p.state)
+	} else {
+		fmt.Fprintf(l.w, "%s: same as poll %d\n", span, l.prev.n)
+	}
+	l.pending, l.pendingDiffer = 0, false
 	l.lastHeartbeat = time.Now()
 }
 
 // end writes what is pending.
-func (l *pollLog) end() { l.flushSame() }
+func (l *pollLog) end() { l.flush() }
 
 // meets checks outputs against expectations and describes the state.
 func meets(outs map[string]string, expect map[string]any) (bool, string) {

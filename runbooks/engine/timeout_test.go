@@ -168,3 +168,36 @@ func TestWaitTypoNamesTheMissingKey(t *testing.T) {
 	}
 	t.Log(finished(t, f, out.RunID, "typo")[0].Log)
 }
+
+// TestWaitRecordBoundedWhenOutputAlwaysChanges: a poll output that changes
+// every time (a counter) is written in full for the first 100 polls only;
+// the rest are counted, the final poll is written.
+func TestWaitRecordBoundedWhenOutputAlwaysChanges(t *testing.T) {
+	f := newFixture(t, 1)
+	src := header + `steps:
+  - id: count
+    run: wait
+    on: node1
+    timeout: 2m
+    with:
+      command: 'echo x >> "$NODE_DIR/polls"; echo n=$(wc -l < "$NODE_DIR/polls")'
+      expect: {n: ">=150"}
+      interval: 1ms
+`
+	out, err := engine.Start(context.Background(), f.config(t, src, nil), nil)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	log := finished(t, f, out.RunID, "count")[0].Log
+	for _, want := range []string{"  n=100\n", "polls 101-149 (to ", ": 49 polls not shown (only the first 100 that differ are); last: waiting: n=149 (want >=150)", "poll 150 (", "  n=150\n"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(log, "n=101\n") {
+		t.Errorf("poll 101 written in full")
+	}
+	if n := strings.Count(log, "\n"); n > 2*100+1+2 {
+		t.Errorf("%d log lines for 150 polls", n)
+	}
+}
