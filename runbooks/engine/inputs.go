@@ -175,9 +175,12 @@ func (r *run) inputUsers() map[string][]string {
 	return users
 }
 
+// displayOnly names the Step fields that never change what a step does.
+var displayOnly = map[string]bool{"ID": true, "Run": true, "Title": true, "Description": true}
+
 // stepInputRefs returns the inputs a step's templates read: every string
 // field of the step (on:, when:, with:, check:, and any field added later)
-// except its id and kind.
+// except its id, kind, title and description.
 func stepInputRefs(s *runbooks.Step) map[string]bool {
 	refs := map[string]bool{}
 	var walk func(v reflect.Value, skip bool)
@@ -198,7 +201,7 @@ func stepInputRefs(s *runbooks.Step) map[string]bool {
 					continue
 				}
 				name := t.Field(i).Name
-				walk(v.Field(i), t == reflect.TypeOf(runbooks.Step{}) && (name == "ID" || name == "Run"))
+				walk(v.Field(i), t == reflect.TypeOf(runbooks.Step{}) && displayOnly[name])
 			}
 		case reflect.Slice, reflect.Array:
 			for i := 0; i < v.Len(); i++ {
