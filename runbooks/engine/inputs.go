@@ -41,12 +41,27 @@ func (r *run) inputChanges(recorded map[string]runbooks.Value, opts ResumeOption
 	if opts.Answers == nil || len(opts.Answers.Inputs) == 0 {
 		return nil, nil
 	}
-	given, _, err := runbooks.ResolveInputs(r.cfg.Runbook, r.cfg.Inventory, opts.Answers, true)
+	// The answers are checked together with the recorded values of the
+	// inputs they leave out, so every rule between inputs holds for the set
+	// the run goes on with.
+	merged := &runbooks.Answers{File: opts.Answers.File, Inputs: map[string]runbooks.Answer{}, Steps: opts.Answers.Steps}
+	for name, a := range opts.Answers.Inputs {
+		merged.Inputs[name] = a
+	}
+	for name, v := range recorded {
+		if _, ok := merged.Inputs[name]; !ok && r.cfg.Runbook.Input(name) != nil {
+			merged.Inputs[name] = runbooks.Answer{Value: v.V}
+		}
+	}
+	given, _, err := runbooks.ResolveInputs(r.cfg.Runbook, r.cfg.Inventory, merged, false)
 	if err != nil {
 		return nil, err
 	}
 	var changes []inputChange
 	for _, in := range r.cfg.Runbook.Inputs {
+		if _, asked := opts.Answers.Inputs[in.Name]; !asked {
+			continue
+		}
 		nv, ok := given[in.Name]
 		if !ok {
 			continue

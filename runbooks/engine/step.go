@@ -77,7 +77,7 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 		pending = append(pending, t)
 	}
-	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Time: time.Now()})
+	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()})
 	if len(pending) == 0 {
 		r.settle(s, vals, targets)
 		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
