@@ -38,6 +38,10 @@ type KindInfo struct {
 	// of with.expect holds: lint checks that kind, its parameters, and that
 	// each expect key is one of its outputs.
 	PollsKind bool
+	// DefaultTimeout limits one attempt of a step of this kind that sets no
+	// `timeout:`. Zero means the engine's default (10m); NoLimit means the
+	// kind waits for a person (confirm, input) and has no limit by default.
+	DefaultTimeout Duration
 }
 
 // OutputInfo is one output a kind produces.

@@ -93,7 +93,7 @@ type Step struct {
 	Danger      bool          `yaml:"danger" doc:"Destructive: the operator must type a word to go ahead (the target's name unless confirm: says otherwise; headless: --yes)."`
 	Confirm     *Confirmation `yaml:"confirm" doc:"For danger steps: what the operator types and why (default: the target's name)."`
 	Serial      int           `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
-	Timeout     Duration      `yaml:"timeout" doc:"Time limit of one attempt on one target."`
+	Timeout     Duration      `yaml:"timeout" none:"true" doc:"Time limit of one attempt on one target. Default when omitted: the kind's (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm and input wait for a person: none). Write none to opt out of any limit."`
 	Retries     int           `yaml:"retries" doc:"Extra attempts after a failure, with backoff."`
 	RetryDelay  Duration      `yaml:"retry_delay" doc:"Delay before the first retry; doubles each time (default 1s)."`
 	OnFailure   string        `yaml:"on_failure" enum:"stop,continue,ask" doc:"What a failure does: stop the run, continue, or ask the operator."`

@@ -133,11 +133,16 @@ type RunResumed struct {
 }
 
 // Answer is the payload of EvAnswer. The Value of a secret is a sealed
-// string (see DB.Seal).
+// string (see DB.Seal). An answer recorded when a resume corrects an input
+// that no completed step had used has Changed set, with who changed it and
+// why; the last answer for a name is the one the run uses.
 type Answer struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret"`
+	Name    string `json:"name"`
+	Value   string `json:"value"`
+	Secret  bool   `json:"secret"`
+	Changed bool   `json:"changed,omitempty"`
+	By      string `json:"by,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // StepStarted is the payload of EvStepStarted.

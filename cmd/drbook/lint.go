@@ -24,7 +24,12 @@ are checked against each runbook's inputs. Nothing is written anywhere.
 
 Warnings (file:line:col: warning: message; "severity": "warning" in JSON)
 point at likely mistakes, such as a quoted value put inside quotes in a
-command; they do not change the exit code. Errors exit 1.`,
+command; they do not change the exit code. Errors exit 1.
+
+Every step has a time limit per attempt: a step without timeout: gets its
+kind's default (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm
+and input wait for a person and have none). Write timeout: none to opt out
+explicitly; only timeout accepts none.`,
 		Example: "  drbook lint runbooks/library/*.yaml\n  drbook lint recover.yaml -i prod.yaml --answers answers.yaml",
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -108,6 +108,9 @@ type priorStep struct {
 	byTarget map[string]*state.Exec
 	skipped  bool
 	reason   string
+	// guard: skipped because its when: was false (only the guard read
+	// inputs).
+	guard bool
 }
 
 func newRun(cfg Config) (*run, error) {
@@ -210,6 +213,12 @@ func (r *run) newScope(inputs map[string]runbooks.Value) *runbooks.RunScope {
 }
 
 func (r *run) recordAnswer(ctx context.Context, name string, v runbooks.Value) error {
+	return r.recordAnswerAs(ctx, name, v, state.Answer{})
+}
+
+// recordAnswerAs records an input's value; meta carries the who and why of a
+// change made on resume.
+func (r *run) recordAnswerAs(ctx context.Context, name string, v runbooks.Value, meta state.Answer) error {
 	b, err := json.Marshal(v.V)
 	if err != nil {
 		return fmt.Errorf("encode input %s: %w", name, err)
@@ -224,7 +233,8 @@ func (r *run) recordAnswer(ctx context.Context, name string, v runbooks.Value) e
 		}
 	}
 	r.scope.Inputs[name] = v
-	return r.record(ctx, state.EvAnswer, "", "", 0, state.Answer{Name: name, Value: val, Secret: v.Secret})
+	meta.Name, meta.Value, meta.Secret = name, val, v.Secret
+	return r.record(ctx, state.EvAnswer, "", "", 0, meta)
 }
 
 // walk runs every step from the first one not yet done.

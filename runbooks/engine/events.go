@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 )
 
@@ -27,7 +28,9 @@ type StepPending struct {
 	StepID, Title, Kind string
 	Targets             []string
 	Danger              bool
-	Time                time.Time
+	// Timeout limits each attempt on each target (runbooks.NoLimit: none).
+	Timeout runbooks.Duration
+	Time    time.Time
 }
 
 // StepStarted is one step execution (step × target × attempt) starting.

@@ -23,6 +23,12 @@ type ResumeOptions struct {
 	// Skip skips these interrupted steps, with SkipReason recorded.
 	Skip       []string
 	SkipReason string
+	// Answers, when set, may change inputs: an input whose answer differs
+	// from the recorded value changes if no completed step used it (recorded
+	// with who and InputReason, which is then required), and the resume is
+	// refused with ErrInputUsed naming the steps that used it otherwise.
+	Answers     *runbooks.Answers
+	InputReason string
 }
 
 // Resume continues a recorded run. cfg.Runbook and cfg.Inventory are the
@@ -63,11 +69,20 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err != nil {
 		return Outcome{RunID: r.id}, err
 	}
+	// Inputs the answers change are checked before anything is recorded:
+	// a refused change leaves the run as it was.
+	changes, err := r.inputChanges(inputs, opts)
+	if err != nil {
+		return Outcome{RunID: r.id, Status: rec.Status}, err
+	}
 	r.scope = r.newScope(inputs)
 	host, _ := os.Hostname()
 	if err := r.record(ctx, state.EvRunResumed, "", "", 0, state.RunResumed{
 		Host: host, PID: os.Getpid(), User: Operator(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
 	}); err != nil {
+		return Outcome{RunID: r.id}, err
+	}
+	if err := r.applyInputChanges(ctx, changes, opts.InputReason); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
 	return r.walk(ctx, true)
@@ -193,6 +208,7 @@ func (r *run) replayRecord(events []state.Event) (map[string]runbooks.Value, err
 			case state.DecisionSkip:
 				if ev.Attempt == 0 {
 					p.skipped, p.reason = true, d.Reason
+					p.guard = d.By == "engine" && ev.Target == "" && strings.HasPrefix(d.Reason, "guard ")
 				} else if ex := execs[ev.StepID][ev.Target]; ex != nil {
 					ex.Status = state.StatusSkipped
 				}

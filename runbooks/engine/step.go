@@ -77,7 +77,7 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 		pending = append(pending, t)
 	}
-	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Time: time.Now()})
+	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()})
 	if len(pending) == 0 {
 		r.settle(s, vals, targets)
 		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
@@ -332,9 +332,10 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	x.Stdout, x.Stderr = lw.stream(false), lw.stream(true)
 
 	runCtx := ctx
-	var cancel context.CancelFunc
-	if s.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, s.Timeout.D())
+	limit := StepTimeout(s, kind.Info())
+	if !limit.None() {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, limit.D())
 		defer cancel()
 	}
 	var res steps.Result
@@ -371,8 +372,8 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	default:
 		status = state.StatusFailed
 		errText = err.Error()
-		if runCtx.Err() == context.DeadlineExceeded {
-			errText = fmt.Sprintf("timed out after %s: %v", s.Timeout, err)
+		if errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+			errText = timeoutText(limit, err)
 		}
 	}
 	// Secret outputs: mask from now on, seal in the record.
@@ -430,6 +431,33 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		return nil, false, fmt.Errorf("%w during step %s on %s", ErrInterrupted, s.ID, orLocal(target))
 	}
 	return outs, status == state.StatusSucceeded, nil
+}
+
+// DefaultStepTimeout limits one attempt of a step whose kind declares no
+// default and that sets no timeout: (agent.* and plugin kinds).
+const DefaultStepTimeout = runbooks.Duration(10 * time.Minute)
+
+// StepTimeout is the time limit of one attempt of s: its timeout:, else its
+// kind's default, else DefaultStepTimeout. runbooks.NoLimit means none
+// (written `timeout: none`, or the default of the operator kinds).
+func StepTimeout(s *runbooks.Step, info runbooks.KindInfo) runbooks.Duration {
+	switch {
+	case s.Timeout.None() || s.Timeout > 0:
+		return s.Timeout
+	case info.DefaultTimeout.None() || info.DefaultTimeout > 0:
+		return info.DefaultTimeout
+	}
+	return DefaultStepTimeout
+}
+
+// timeoutText says that an attempt ran out of time; a polling kind's
+// PollTimeoutError adds what it last saw.
+func timeoutText(limit runbooks.Duration, err error) string {
+	var pe *steps.PollTimeoutError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("timed out after %s: %s", limit, pe.Detail)
+	}
+	return fmt.Sprintf("timed out after %s: %v", limit, err)
 }
 
 func orLocal(t string) string {

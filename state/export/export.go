@@ -214,6 +214,9 @@ func summary(ev state.Event) string {
 			if p.Secret {
 				v = Mask
 			}
+			if p.Changed {
+				return fmt.Sprintf("%s = %s (changed on resume by %s: %s)", p.Name, v, p.By, maskString(p.Reason))
+			}
 			return fmt.Sprintf("%s = %s", p.Name, v)
 		}
 	case state.EvStepStarted:

@@ -90,6 +90,10 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 				v = Mask
 			}
 			kind, detail = "answer", p.Name+" = "+v
+			if p.Changed {
+				kind, by = "answer changed on resume", p.By
+				detail += " — " + maskString(p.Reason)
+			}
 		default:
 			continue
 		}
