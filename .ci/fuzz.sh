@@ -23,6 +23,7 @@ targets="
 ./state FuzzVerify
 ./state FuzzVerifyDB
 ./steps/transport FuzzQuote
+./state/termsafe FuzzSanitize
 "
 
 # Every Fuzz function in the tree must be listed above.
