@@ -24,6 +24,7 @@ targets="
 ./state FuzzVerifyDB
 ./steps/transport FuzzQuote
 ./state/termsafe FuzzSanitize
+./state/termsafe FuzzJSON
 "
 
 # Every Fuzz function in the tree must be listed above.

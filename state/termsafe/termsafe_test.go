@@ -1,6 +1,8 @@
 package termsafe
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -96,6 +98,53 @@ func FuzzSanitize(f *testing.F) {
 			if twice := sanitize(out, m); twice != out {
 				t.Fatalf("not idempotent on %q: %q then %q", in, out, twice)
 			}
+		}
+	})
+}
+
+func TestJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		in   any
+	}{
+		{"escapes", map[string]string{"line": "\x1b]0;t\x07 \u009b2J \u202e rtl \x7f \xff ✓ \u2028"}},
+		{"plain", []string{"a", "b"}},
+		{"nested", map[string]any{"k\u0085": []any{"\u2066x", 1.5, nil}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := json.Marshal(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := JSON(raw)
+			checkSafe(t, string(raw), string(out), modeCell)
+			var a, b any
+			if err := json.Unmarshal(raw, &a); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(out, &b); err != nil {
+				t.Fatalf("not JSON any more: %v\n%s", err, out)
+			}
+			if !reflect.DeepEqual(a, b) {
+				t.Errorf("data changed:\n%#v\n%#v", a, b)
+			}
+		})
+	}
+}
+
+func FuzzJSON(f *testing.F) {
+	f.Add("\x1b]52;c;x\x07\u009b\u202e\x7f\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		raw, err := json.Marshal(map[string]string{s: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := JSON(raw)
+		checkSafe(t, s, string(out), modeCell)
+		var a, b map[string]string
+		if json.Unmarshal(raw, &a) != nil || json.Unmarshal(out, &b) != nil || !reflect.DeepEqual(a, b) {
+			t.Fatalf("data changed: %s -> %s", raw, out)
 		}
 	})
 }
