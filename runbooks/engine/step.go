@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
@@ -592,7 +593,11 @@ func (lw *logWriter) line(lb *lineBuf, stderr, terminated bool) {
 	if over > 0 {
 		line += fmt.Sprintf(" [line cut: %d bytes not shown]", over)
 	}
-	lw.r.emit(OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: line, Time: time.Now()})
+	ol := OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: line, Time: time.Now()}
+	if !utf8.ValidString(line) {
+		ol.Raw = []byte(line)
+	}
+	lw.r.emit(ol)
 }
 
 func (lw *logWriter) flush() {
