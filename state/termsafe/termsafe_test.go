@@ -148,3 +148,17 @@ func FuzzJSON(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkLine(b *testing.B) {
+	for _, bc := range []struct{ name, s string }{
+		{"clean", strings.Repeat("member node2 joined, voters=3 healthy ✓ ", 3)},
+		{"hostile", strings.Repeat("\x1b]0;t\x07\x1b[2J\x1b[31mred\x1b[0m \xff\u009b ", 8)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.s)))
+			for b.Loop() {
+				_ = Line(bc.s)
+			}
+		})
+	}
+}
