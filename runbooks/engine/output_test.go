@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
@@ -164,5 +166,50 @@ func TestOverlongLineKeepsFirstBytes(t *testing.T) {
 	}
 	if !shown {
 		t.Error("the live line does not say it was cut")
+	}
+}
+
+// TestEndlessLineBoundedMemory: a node streaming 128 MiB without a newline
+// costs the runner a bounded amount of memory (the line keeps its first
+// 4 MiB), measured by sampling the heap while the step runs.
+func TestEndlessLineBoundedMemory(t *testing.T) {
+	f := newFixture(t, 1)
+	const total = 128 << 20
+	src := header + fmt.Sprintf("steps:\n  - id: endless\n    run: shell\n    on: node1\n    with: {command: 'head -c %d /dev/zero | tr \"\\0\" y'}\n", total)
+	cfg := f.config(t, src, nil)
+	cfg.Observer = func(engine.Event) {} // do not keep the 4 MiB live line around
+	done := make(chan struct{})
+	peak := make(chan uint64, 1)
+	go func() {
+		var max uint64
+		var ms runtime.MemStats
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > max {
+				max = ms.HeapAlloc
+			}
+			select {
+			case <-done:
+				peak <- max
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	out, err := engine.Start(context.Background(), cfg, map[string]runbooks.Value{})
+	close(done)
+	p := <-peak
+	if err != nil {
+		t.Fatal(err)
+	}
+	fin, _ := finishedOf(t, f.db, out.RunID, "endless")
+	if fin.LogCutBytes != total-4<<20 || !strings.HasPrefix(fin.Log, strings.Repeat("y", 4<<20)) {
+		t.Errorf("cut %d bytes, want %d", fin.LogCutBytes, total-4<<20)
+	}
+	t.Logf("peak heap %.1f MiB for a %d MiB line", float64(p)/(1<<20), total>>20)
+	if p > 96<<20 {
+		t.Errorf("peak heap %.1f MiB: the line is not bounded", float64(p)/(1<<20))
 	}
 }
