@@ -23,6 +23,8 @@ targets="
 ./state FuzzVerify
 ./state FuzzVerifyDB
 ./steps/transport FuzzQuote
+./state/termsafe FuzzSanitize
+./state/termsafe FuzzJSON
 "
 
 # Every Fuzz function in the tree must be listed above.

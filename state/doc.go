@@ -30,6 +30,17 @@
 // unambiguous (injective). The runs row keeps the chain's
 // tail (HeadSeq, HeadHash), so a deleted tail is detected too.
 //
+// # Output logs
+//
+// A step.finished payload holds the step execution's output log exactly
+// (see StepFinished.LogBytes: the node's bytes line by line, binary
+// included, after secret masking, with a truncation marker when output
+// passed the cap) in "log", or in "log_raw" (base64) when it is not valid
+// UTF-8, and its hex SHA-256 in "log_sha256". Both are inside the hashed
+// payload, so the chain covers the log; Verify also checks that each log
+// still hashes to its log_sha256, and the execs projection holds the same
+// exact bytes.
+//
 // # Secrets
 //
 // Secrets are never stored in clear: callers seal them with DB.Seal

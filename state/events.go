@@ -179,7 +179,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error,
 			outputs = excluded.outputs, secret_outputs = excluded.secret_outputs, log = excluded.log, end_seq = excluded.end_seq`,
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(p.Status), ts, ts, p.ExitCode, p.Error,
-			string(outs), string(sec), p.Log, ev.Seq, ev.Seq)
+			string(outs), string(sec), string(p.LogBytes()), ev.Seq, ev.Seq)
 		return err
 	case EvStepDecision:
 		var p StepDecision

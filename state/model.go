@@ -1,8 +1,13 @@
 package state
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Status is the state of a run or of a step execution.
@@ -160,9 +165,49 @@ type StepFinished struct {
 	Error         string            `json:"error"`
 	Outputs       map[string]string `json:"outputs"`
 	SecretOutputs []string          `json:"secret_outputs"`
-	Log           string            `json:"log"` // masked output, full
-	LogSHA256     string            `json:"log_sha256"`
-	DurationMS    int64             `json:"duration_ms"`
+	// Log is the step execution's output log as text (see LogBytes for
+	// its format). When the log is not valid UTF-8, Log holds it with each
+	// run of invalid bytes replaced by U+FFFD and LogRaw holds the exact
+	// bytes: JSON cannot carry them in a string.
+	Log string `json:"log"`
+	// LogRaw is the exact log, set only when it is not valid UTF-8 (base64
+	// in JSON).
+	LogRaw []byte `json:"log_raw,omitempty"`
+	// LogSHA256 is the hex SHA-256 of LogBytes(): exactly the recorded log,
+	// byte for byte, truncation marker included.
+	LogSHA256 string `json:"log_sha256"`
+	// LogCutBytes is how many bytes of output did not fit in the log (0
+	// when nothing was cut; the log then ends with a marker line saying so).
+	LogCutBytes int64 `json:"log_cut_bytes,omitempty"`
+	DurationMS  int64 `json:"duration_ms"`
+}
+
+// LogBytes returns the recorded output log exactly as it was hashed into
+// LogSHA256. The log is the output of stdout and stderr, line by line in the
+// order the lines arrived, each with the very bytes the node sent (CR, NUL,
+// invalid UTF-8 and all) after secret masking; a stderr line is prefixed by
+// "! "; every line ends with '\n' except a last one the command left
+// unterminated. When output did not fit the cap, the log keeps its first
+// bytes (an overlong line is cut, not dropped) and ends with the line
+// "[output truncated: N bytes not recorded]" (LogCutBytes is N).
+func (p StepFinished) LogBytes() []byte {
+	if p.LogRaw != nil {
+		return p.LogRaw
+	}
+	return []byte(p.Log)
+}
+
+// SetLog stores log (see LogBytes) in p: Log, LogRaw when log is not valid
+// UTF-8, and LogSHA256.
+func (p *StepFinished) SetLog(log []byte) {
+	sum := sha256.Sum256(log)
+	p.LogSHA256 = hex.EncodeToString(sum[:])
+	if utf8.Valid(log) {
+		p.Log, p.LogRaw = string(log), nil
+		return
+	}
+	p.Log = strings.ToValidUTF8(string(log), "\uFFFD")
+	p.LogRaw = bytes.Clone(log)
 }
 
 // Decisions recorded by StepDecision.
@@ -229,7 +274,7 @@ type Exec struct {
 	Error         string
 	Outputs       map[string]string
 	SecretOutputs []string
-	Log           string
+	Log           string // the exact recorded log (StepFinished.LogBytes), binary included
 	StartSeq      int64
 	EndSeq        int64
 }

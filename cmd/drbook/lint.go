@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -9,6 +8,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func newLintCmd(a *app) *cobra.Command {
@@ -88,17 +88,16 @@ explicitly; only timeout accepts none.`,
 				if all == nil {
 					all = runbooks.Diagnostics{}
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"ok": problems == 0 && len(other) == 0, "problems": all, "errors": errStrings(other)}); err != nil {
+				if err := writeJSON(out, map[string]any{"ok": problems == 0 && len(other) == 0, "problems": all, "errors": errStrings(other)}); err != nil {
 					return err
 				}
 			} else {
+				// Messages quote the files' own text: shown harmless.
 				for _, d := range all {
-					fmt.Fprintln(out, d.String())
+					fmt.Fprintln(out, termsafe.Line(d.String()))
 				}
 				for _, e := range other {
-					fmt.Fprintln(out, e)
+					fmt.Fprintln(out, termsafe.Text(e.Error()))
 				}
 				if problems == 0 && len(other) == 0 {
 					fmt.Fprintf(out, "ok: %d file(s) valid", len(args))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func newRunsCmd(a *app) *cobra.Command {
@@ -49,9 +49,7 @@ func newRunsCmd(a *app) *cobra.Command {
 					}
 					rows = append(rows, rw)
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return writeJSON(out, rows)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tRUNBOOK\tSTATUS\tMODE\tSTARTED\tDURATION")
@@ -60,7 +58,7 @@ func newRunsCmd(a *app) *cobra.Command {
 				if !r.FinishedAt.IsZero() {
 					dur = r.FinishedAt.Sub(r.CreatedAt).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.RunbookName, r.Status, r.Mode, r.CreatedAt.Local().Format("2006-01-02 15:04:05"), dur)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Cell(r.ID), termsafe.Cell(r.RunbookName), termsafe.Cell(string(r.Status)), termsafe.Cell(r.Mode), r.CreatedAt.Local().Format("2006-01-02 15:04:05"), dur)
 			}
 			return tw.Flush()
 		},
