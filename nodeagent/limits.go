@@ -102,12 +102,18 @@ func httpStatus(err error) int {
 // than the read timeout answers 408.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
+		w.Header().Set("Connection", "close")
 		return nil, tooLarge(r, limit, r.ContentLength)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	// The body is in: lift bodyDeadline's deadline, or it would cancel the
-	// request's context while the handler still runs.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+	if err == nil {
+		// The body is in: lift bodyDeadline's deadline, or it would cancel
+		// the request's context while the handler still runs.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
+		return body, nil
+	}
+	// The rest of a refused body is not waited for.
+	w.Header().Set("Connection", "close")
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
@@ -115,10 +121,9 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, tooLarge(r, limit, -1)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return nil, &statusError{http.StatusRequestTimeout, &notSentError{fmt.Errorf("%w: request body not received within the read timeout", ErrUsage)}}
-	case err != nil:
+	default:
 		return nil, &notSentError{fmt.Errorf("%w: read body: %w", ErrUsage, err)}
 	}
-	return body, nil
 }
 
 func tooLarge(r *http.Request, limit, announced int64) error {
