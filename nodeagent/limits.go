@@ -120,7 +120,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	case errors.As(err, &mbe):
 		return nil, tooLarge(r, limit, -1)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return nil, &statusError{http.StatusRequestTimeout, &notSentError{fmt.Errorf("%w: request body not received within the read timeout", ErrUsage)}}
+		return nil, &statusError{http.StatusRequestTimeout, &notSentError{fmt.Errorf("%w: request body not received within the read timeout (drbook-agent serve --api-body-timeout)", ErrUsage)}}
 	default:
 		return nil, &notSentError{fmt.Errorf("%w: read body: %w", ErrUsage, err)}
 	}

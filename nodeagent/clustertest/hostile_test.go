@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -344,6 +345,35 @@ func TestAgentCutsOffSlowClients(t *testing.T) {
 	}
 	if timedOut != 2 {
 		t.Errorf("%d slow bodies answered 408, want 2", timedOut)
+	}
+	// The same over HTTP/2: the stream is answered 408 at the timeout.
+	h2 := hostileClient(t, filepath.Join(n.dir, "ca.pem"), true)
+	pr, pw := io.Pipe()
+	go func() {
+		if _, err := io.WriteString(pw, `{"token":`); err != nil {
+			return
+		}
+		for {
+			time.Sleep(200 * time.Millisecond)
+			if _, err := pw.Write([]byte(" ")); err != nil {
+				return
+			}
+		}
+	}()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+n.api+"/v1/join", pr)
+	req.ContentLength = 1000
+	start := time.Now()
+	resp, err := h2.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	pw.CloseWithError(errors.New("test done"))
+	took := time.Since(start)
+	t.Logf("slow HTTP/2 body answered %d after %s: %s", resp.StatusCode, took.Round(10*time.Millisecond), strings.TrimSpace(string(b)))
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusRequestTimeout || took < timeout/2 || took > 4*timeout+5*time.Second {
+		t.Errorf("slow HTTP/2 body: %s %d after %s, want HTTP/2 408 after about %s", resp.Proto, resp.StatusCode, took, timeout)
 	}
 	// Slots are free again: a join with a bogus token reaches the rule.
 	waitFor(t, 5*time.Second, "slots free", func() error {
