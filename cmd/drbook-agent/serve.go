@@ -19,6 +19,10 @@ func newServeCmd(o *opts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "run the agent daemon (SIGTERM shuts it down gracefully)",
+		Example: `  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374
+  # an API exposed to untrusted networks: shorter read timeouts, fewer anonymous requests at once
+  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374 \
+    --api-header-timeout 3s --api-body-timeout 5s --api-max-unauthenticated 8`,
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -29,6 +33,9 @@ func newServeCmd(o *opts) *cobra.Command {
 			var h slog.Handler = slog.NewJSONHandler(o.stderr, hopts)
 			if logFormat == "text" {
 				h = slog.NewTextHandler(o.stderr, hopts)
+			}
+			if cfg.APIHeaderTimeout <= 0 || cfg.APIBodyTimeout <= 0 || cfg.MaxUnauthenticated <= 0 {
+				return usageError{msg: "--api-header-timeout, --api-body-timeout and --api-max-unauthenticated must be positive"}
 			}
 			cfg.Logger = slog.New(h)
 			cfg.DataDir = o.data
