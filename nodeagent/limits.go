@@ -102,7 +102,7 @@ func httpStatus(err error) int {
 // than the read timeout answers 408.
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
-		w.Header().Set("Connection", "close")
+		closeAfter(w, r)
 		return nil, tooLarge(r, limit, r.ContentLength)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -112,8 +112,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		return body, nil
 	}
-	// The rest of a refused body is not waited for.
-	w.Header().Set("Connection", "close")
+	closeAfter(w, r)
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
@@ -123,6 +122,16 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, &statusError{http.StatusRequestTimeout, &notSentError{fmt.Errorf("%w: request body not received within the read timeout (drbook-agent serve --api-body-timeout)", ErrUsage)}}
 	default:
 		return nil, &notSentError{fmt.Errorf("%w: read body: %w", ErrUsage, err)}
+	}
+}
+
+// closeAfter closes an HTTP/1 connection after the answer, so the rest of
+// a refused body is not waited for. HTTP/2 resets just the stream (a
+// "Connection: close" there would end every other stream of the
+// connection with GOAWAY).
+func closeAfter(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor < 2 {
+		w.Header().Set("Connection", "close")
 	}
 }
 

@@ -213,7 +213,7 @@ func TestAgentRefusesHostileBodiesBeforeAllocating(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("follower VmHWM %.1f MB before, %.1f MB after %d posts of %d MB (%.0f MB offered in total, %.1f MB taken by the sockets) in %s",
+	t.Logf("follower VmHWM %.1f MB before, %.1f MB after %d posts of %d MB (%.0f MB offered in total, %.1f MB produced by the generators before the refusals) in %s",
 		float64(before)/1024, float64(hwm)/1024, len(attacks)*posts, bodySize>>20,
 		float64(len(attacks)*posts*bodySize)/(1<<20), float64(sent.Load())/(1<<20), elapsed.Round(time.Millisecond))
 	if hwm > hwmLimit {
