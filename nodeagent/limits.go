@@ -136,11 +136,11 @@ func closeAfter(w http.ResponseWriter, r *http.Request) {
 }
 
 func tooLarge(r *http.Request, limit, announced int64) error {
-	size := "over"
+	what := "body over"
 	if announced >= 0 {
-		size = strconv.FormatInt(announced, 10) + " bytes, over"
+		what = "body of " + strconv.FormatInt(announced, 10) + " bytes over"
 	}
-	return &notSentError{fmt.Errorf("%w: %s %s: body of %s the limit of %d bytes", ErrTooLarge, r.Method, r.URL.Path, size, limit)}
+	return &notSentError{fmt.Errorf("%w: %s %s: %s the limit of %d bytes", ErrTooLarge, r.Method, r.URL.Path, what, limit)}
 }
 
 // bodyDeadline gives a request that has a body d to deliver it, counted
