@@ -124,6 +124,8 @@ type Agent struct {
 	// unauth holds one token per API request in flight without valid
 	// credentials (guard).
 	unauth chan struct{}
+	// refused counts refused API requests by reason (guard), for /metrics.
+	refused [refusedReasons]atomic.Int64
 }
 
 // New prepares an agent: it creates the data directory and node key, loads

@@ -72,6 +72,13 @@ func TestAPIRefusesBeforeReading(t *testing.T) {
 			}
 		})
 	}
+	var m strings.Builder
+	a.writeMetrics(&m)
+	for _, want := range []string{`drbook_api_refused_total{reason="unauthenticated"} 4`, `drbook_api_refused_total{reason="too_large"} 4`, `drbook_api_refused_total{reason="busy"} 0`} {
+		if !strings.Contains(m.String(), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, m.String())
+		}
+	}
 }
 
 // TestAPIUnauthenticatedBound: with every unauthenticated slot taken, a
@@ -99,6 +106,11 @@ func TestAPIUnauthenticatedBound(t *testing.T) {
 	}
 	if w := get("Bearer " + apiKey); w.Code != http.StatusOK {
 		t.Fatalf("authenticated request under a full bound: %d %s", w.Code, w.Body.Bytes())
+	}
+	var m strings.Builder
+	a.writeMetrics(&m)
+	if !strings.Contains(m.String(), `drbook_api_refused_total{reason="busy"} 1`+"\n") {
+		t.Errorf("busy refusal not counted:\n%s", m.String())
 	}
 	for range cap(a.unauth) {
 		<-a.unauth

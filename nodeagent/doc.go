@@ -48,6 +48,7 @@
 // without valid credentials (join, /healthz, /metrics, refused calls) are
 // served at once; more are answered 503 with Retry-After: 1 at once, never
 // queued. Requests with an API key or a member's certificate are not
-// counted. Authenticated requests that break a safety rule keep their 409
+// counted. /metrics counts refusals in
+// drbook_api_refused_total{reason="unauthenticated|too_large|timeout|busy"}. Authenticated requests that break a safety rule keep their 409
 // "refused by rule …".
 package nodeagent

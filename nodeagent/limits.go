@@ -205,11 +205,48 @@ func (a *Agent) guard(next http.Handler) http.Handler {
 			case a.unauth <- struct{}{}:
 				defer func() { <-a.unauth }()
 			default:
+				a.refused[refusedBusy].Add(1)
 				w.Header().Set("Retry-After", "1")
 				writeJSON(w, nil, &notSentError{fmt.Errorf("%w: too many unauthenticated requests in flight (limit %d); retry later", ErrUnavailable, cap(a.unauth))})
 				return
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authCtxKey{}, kind)))
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), authCtxKey{}, kind)))
+		switch sw.status {
+		case http.StatusUnauthorized:
+			a.refused[refusedUnauthenticated].Add(1)
+		case http.StatusRequestEntityTooLarge:
+			a.refused[refusedTooLarge].Add(1)
+		case http.StatusRequestTimeout:
+			a.refused[refusedTimeout].Add(1)
+		}
 	})
 }
+
+// Reasons an API request was refused, counted for /metrics.
+const (
+	refusedUnauthenticated = iota
+	refusedTooLarge
+	refusedTimeout
+	refusedBusy
+	refusedReasons
+)
+
+var refusedNames = [refusedReasons]string{"unauthenticated", "too_large", "timeout", "busy"}
+
+// statusWriter remembers the status of an answer; Unwrap keeps
+// http.ResponseController working through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

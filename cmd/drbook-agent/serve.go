@@ -23,7 +23,7 @@ func newServeCmd(o *opts) *cobra.Command {
   # an API exposed to untrusted networks: shorter read timeouts, fewer anonymous requests at once
   drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374 \
     --api-header-timeout 3s --api-body-timeout 5s --api-max-unauthenticated 8`,
-		Args:  exactArgs(0),
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {

@@ -237,6 +237,20 @@ func TestAgentRefusesHostileBodiesBeforeAllocating(t *testing.T) {
 	if st := n2.status(); st.State != "follower" {
 		t.Fatalf("follower state after the attack: %q", st.State)
 	}
+	resp, err = api.http.Get("https://" + n2.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		fmt.Sprintf(`drbook_api_refused_total{reason="too_large"} %d`, 2*posts),
+		fmt.Sprintf(`drbook_api_refused_total{reason="unauthenticated"} %d`, 2*posts),
+	} {
+		if !strings.Contains(string(metrics), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, metrics)
+		}
+	}
 }
 
 // slowConn opens a TLS connection to the API and sends head, then trickles
@@ -385,6 +399,15 @@ func TestAgentCutsOffSlowClients(t *testing.T) {
 	})
 	if st := n.status(); st.State != "leader" {
 		t.Fatalf("state after slow clients: %q", st.State)
+	}
+	resp, err = client.Get("https://" + n.api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `drbook_api_refused_total{reason="timeout"} 3`+"\n") || strings.Contains(string(metrics), `drbook_api_refused_total{reason="busy"} 0`+"\n") {
+		t.Errorf("metrics do not count 3 slow bodies and the busy refusals:\n%s", metrics)
 	}
 }
 
