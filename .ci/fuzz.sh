@@ -15,6 +15,7 @@ targets="
 ./runbooks FuzzParseInventory
 ./runbooks FuzzParseAnswers
 ./nodeagent FuzzKeyCodec
+./nodeagent FuzzAPIHandler
 ./nodeagent/backup FuzzRead
 ./nodeagent/backup FuzzReadMetaFixedCRC
 ./nodeagent/token FuzzParse
