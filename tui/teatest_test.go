@@ -18,7 +18,7 @@ func TestTUITeatestPicker(t *testing.T) {
 	inv := loadInv(t)
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
-			m := New(context.Background(), Options{Items: pickerItems(t, inv), PickerTitle: "testdata", Now: fixedNow, NoTick: true})
+			m := New(context.Background(), Options{Items: pickerItems(t, inv), PickerTitle: "testdata", Inventory: inv, Now: fixedNow, NoTick: true})
 			tm := teatest.NewTestModel(t, m, teatest.WithInitialTermSize(sz.w, sz.h))
 			teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return bytes.Contains(b, []byte("testdata")) },
 				teatest.WithDuration(5*time.Second))
