@@ -47,7 +47,6 @@ type Picker struct {
 // noInventoryHint says how to give an inventory.
 const noInventoryHint = "no inventory given: runbooks that run on nodes need one; quit (q) and start drbook -i inventory.yaml"
 
-
 // NewPicker returns a picker over items; title says where they come from.
 func NewPicker(c *Common, title string, items []PickerItem) *Picker {
 	h := help.New()
