@@ -45,7 +45,7 @@ type Picker struct {
 }
 
 // noInventoryHint says how to give an inventory.
-const noInventoryHint = "no inventory given: runbooks that run on nodes need one; quit (q) and start drbook -i inventory.yaml"
+const noInventoryHint = "No inventory: to run on nodes, quit (q) and start drbook -i inventory.yaml"
 
 // NewPicker returns a picker over items; title says where they come from.
 func NewPicker(c *Common, title string, items []PickerItem) *Picker {
@@ -130,7 +130,7 @@ func (p *Picker) Update(msg tea.Msg) tea.Cmd {
 			return nil
 		}
 		if p.noInventory && needsNodes(it.Runbook) {
-			p.hint = it.Runbook.Name + " runs on nodes: " + noInventoryHint
+			p.hint = it.Runbook.Name + " runs on nodes and needs an inventory: quit (q) and start drbook -i inventory.yaml (nodes and how to reach them)"
 			return nil
 		}
 		return func() tea.Msg { return pickMsg{item: it} }
@@ -157,7 +157,9 @@ func (p *Picker) View() string {
 		lines = append(lines, "No runbooks found. Pass --dir with runbook files.")
 	}
 	if p.noInventory {
-		lines = append(lines, st.Hint.Render(fit(noInventoryHint, w)))
+		for _, l := range strings.Split(wrapText(noInventoryHint, w), "\n") {
+			lines = append(lines, st.Hint.Render(fit(l, w)))
+		}
 	}
 	nameW := 8
 	for _, it := range p.items {
@@ -165,7 +167,11 @@ func (p *Picker) View() string {
 	}
 	nameW = min(nameW, 28)
 	detailH := 8
-	listH := max(3, p.height-len(lines)-detailH-3)
+	hintH := 0
+	if p.hint != "" {
+		hintH = strings.Count(wrapText(p.hint, w), "\n") + 1
+	}
+	listH := max(3, p.height-len(lines)-detailH-3-hintH)
 	start := 0
 	if len(p.items) > listH {
 		start = min(max(0, p.cursor-listH/2), len(p.items)-listH)
@@ -196,7 +202,9 @@ func (p *Picker) View() string {
 		lines = append(lines, p.detail(p.items[p.cursor], detailH)...)
 	}
 	if p.hint != "" {
-		lines = append(lines, st.Hint.Render(fit(p.hint, w)))
+		for _, l := range strings.Split(wrapText(p.hint, w), "\n") {
+			lines = append(lines, st.Hint.Render(fit(l, w)))
+		}
 	}
 	body := strings.Join(lines, "\n")
 	gap := p.height - strings.Count(body, "\n") - 2
