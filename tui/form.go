@@ -303,7 +303,16 @@ func (f *InputsForm) fit() {
 		x.Height(h)
 	}
 	f.form = f.form.WithWidth(width).WithHeight(lipgloss.Height(fl.View()))
+	// The group renders its fields on Update: render them at the new size.
+	if m, _ := f.form.Update(formResizedMsg{}); m != nil {
+		if ff, ok := m.(*huh.Form); ok {
+			f.form = ff
+		}
+	}
 }
+
+// formResizedMsg makes huh render a field again after a resize.
+type formResizedMsg struct{}
 
 // chosen returns the checked node answers of the inputs other than name, as
 // runbooks.NodeChoices and runbooks.CheckDistinct take them.
