@@ -453,13 +453,7 @@ func (f *InputsForm) Update(msg tea.Msg) tea.Cmd {
 	}
 	k := f.c.Keys
 	if km, ok := msg.(tea.KeyPressMsg); ok {
-		filtering := false
-		if f.form != nil {
-			if fl, ok := f.cur.field.(interface{ GetFiltering() bool }); ok {
-				filtering = fl.GetFiltering()
-			}
-		}
-		if key.Matches(km, k.Back) && !filtering {
+		if key.Matches(km, k.Back) && !f.fieldOwns(km) {
 			return f.back1()
 		}
 		f.acted = true
@@ -491,6 +485,20 @@ func (f *InputsForm) Update(msg tea.Msg) tea.Cmd {
 		return f.next()
 	}
 	return cmd
+}
+
+// fieldOwns reports whether the open field has a use for km right now (esc
+// sets or clears a filter while one is typed or applied).
+func (f *InputsForm) fieldOwns(km tea.KeyPressMsg) bool {
+	if f.form == nil {
+		return false
+	}
+	for _, kb := range f.cur.field.KeyBinds() {
+		if kb.Enabled() && key.Matches(km, kb) {
+			return true
+		}
+	}
+	return false
 }
 
 // back1 is esc on a field: cancel a change made from the review, or go back
@@ -723,6 +731,9 @@ func (f *InputsForm) ShortHelp() []key.Binding {
 		back.SetHelp("esc", "previous input")
 	default:
 		back.SetHelp("esc", f.back)
+	}
+	if f.fieldOwns(tea.KeyPressMsg{Code: tea.KeyEscape}) {
+		back.SetEnabled(false) // esc clears the filter first
 	}
 	b := []key.Binding{back, quit}
 	if !f.fromReview && f.idx == 0 && f.back == "quit" {

@@ -302,3 +302,22 @@ func TestTUIPickerWithoutInventory(t *testing.T) {
 	}
 	has(t, s, "tui-drill runs on nodes and needs an inventory", "drbook -i")
 }
+
+// TestTUIFormEscQuits: opened on one runbook (drbook run), esc on the first
+// input ends the program (nothing ran) and the last frame still renders.
+func TestTUIFormEscQuits(t *testing.T) {
+	m, _, _ := formModel(t, "testdata/e2e/cluster.yaml", 80, 24)
+	has(t, frame(m), "esc quit")
+	_, cmd := m.Update(press("esc"))
+	if cmd == nil {
+		t.Fatal("esc on the first input did nothing")
+	}
+	_, cmd = m.Update(cmd())
+	if cmd == nil {
+		t.Fatal("esc on the first input did not quit")
+	}
+	if _, ok := cmd().(tea.QuitMsg); !ok {
+		t.Fatal("esc on the first input did not quit")
+	}
+	has(t, frame(m), "Seed node")
+}

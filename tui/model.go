@@ -250,13 +250,16 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.screen = screenForm
 		return m, m.form.Init()
 	case formDoneMsg:
-		m.form = nil
-		return m, m.startRun(msg.rb, msg.values)
+		cmd := m.startRun(msg.rb, msg.values)
+		if m.screen == screenRun {
+			m.form = nil
+		}
+		return m, cmd
 	case formCancelMsg:
-		m.form = nil
 		if m.opts.Runbook != nil && len(m.opts.Items) == 0 {
 			return m, tea.Quit
 		}
+		m.form = nil
 		m.screen = screenPicker
 		return m, nil
 	case resumeMsg:
