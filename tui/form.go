@@ -746,9 +746,12 @@ func (f *InputsForm) ShortHelp() []key.Binding {
 				fb = append(fb, kb)
 			}
 		}
-		// enter and toggle before the rest: they are cut last.
+		// esc (filter), enter and toggle before the rest: they are cut
+		// last.
 		rank := func(kb key.Binding) int {
 			switch ks := kb.Keys(); {
+			case slices.Contains(ks, "esc"):
+				return -2
 			case slices.Contains(ks, "enter"):
 				return -1
 			case slices.Contains(ks, "x"), slices.Contains(ks, "space"):
@@ -759,12 +762,12 @@ func (f *InputsForm) ShortHelp() []key.Binding {
 			return 2
 		}
 		slices.SortStableFunc(fb, func(a, b key.Binding) int { return rank(a) - rank(b) })
-		if len(fb) > 0 && rank(fb[0]) < 0 {
+		if i := slices.IndexFunc(fb, func(kb key.Binding) bool { return rank(kb) == -1 }); i >= 0 {
 			next := "next input"
 			if f.fromReview || f.idx+1 >= len(f.rb.Inputs) {
 				next = "review"
 			}
-			fb[0].SetHelp("enter", next)
+			fb[i].SetHelp("enter", next)
 		}
 		b = append(b, fb...)
 	}
