@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
+	"crypto/sha256"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // formCommand runs drbook on the cluster runbook of the form tests with five
@@ -154,4 +159,80 @@ func TestTUIFormCtrlC(t *testing.T) {
 	if !strings.Contains(exited, "DRBOOK-EXIT=130") || !strings.Contains(exited, "nothing ran") {
 		t.Fatalf("ctrl+c in the form should exit 130 saying nothing ran:\n%s", exited)
 	}
+}
+
+// TestTUIPickerPluginRunbook: the picker opens a runbook whose step kind
+// comes from a plugin it pins (as run and lint do), and runs it; the
+// plugin process ends with drbook.
+func TestTUIPickerPluginRunbook(t *testing.T) {
+	dir, db := workdir(t)
+	plug := filepath.Join(dir, "runbooks", "drbook-plugin-hello")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", plug, "github.com/drbook/drbook/steps/plugin/testdata/hello").CombinedOutput(); err != nil {
+		t.Fatalf("build the hello plugin: %v\n%s", err, out)
+	}
+	sum, err := fileSHA256(plug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := fmt.Sprintf(`apiVersion: drbook/v1
+kind: Runbook
+name: tui-plugin
+title: Greet through a plugin
+plugins:
+  - {path: ./drbook-plugin-hello, sha256: %s}
+steps:
+  - id: greet
+    run: hello.say
+    on: all
+    with: {to: picker}
+`, sum)
+	if err := os.WriteFile(filepath.Join(dir, "runbooks", "plugin.yaml"), []byte(rb), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv := abs(t, "../testdata/inventory.yaml")
+	tm := startTmux(t, 80, 24, fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color %s --db %s -i %s --dir runbooks; echo DRBOOK-EXIT=$?; sleep 60",
+		dir, drbookBin, db, inv))
+	pick := tm.waitFor("pick a runbook")
+	if !strings.Contains(pick, "tui-plugin") || strings.Contains(pick, "unknown step kind") {
+		t.Fatalf("the plugin runbook is not offered as runnable:\n%s", pick)
+	}
+	tm.keys("Enter") // first in the list; no inputs
+	done := tm.waitFor("run succeeded")
+	if !strings.Contains(done, "hello picker from node") {
+		t.Errorf("the plugin step's output is not shown:\n%s", done)
+	}
+	tm.keys("q")
+	if s := tm.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=0") {
+		t.Fatalf("drbook did not exit 0:\n%s", s)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for pids := processesOf(plug); len(pids) > 0; pids = processesOf(plug) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin processes left after drbook exited: %v", pids)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func fileSHA256(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b)), nil
+}
+
+// processesOf lists the PIDs whose command line starts with path.
+func processesOf(path string) []string {
+	var pids []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.HasPrefix(string(b), path) {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
 }
