@@ -655,25 +655,13 @@ func (f *InputsForm) reviewLines() []string {
 		promptW = max(promptW, len(f.rb.Inputs[i].Prompt))
 	}
 	promptW = min(promptW, max(0, w/3))
-	// Rows fit between the header, the intro, the status and the help.
-	listH := max(3, f.height-8)
-	start := 0
-	if n := len(f.rb.Inputs); n > listH {
-		start = min(max(0, f.cursor-listH/2), n-listH)
-	}
-	if start > 0 {
-		out = append(out, st.Subtle.Render(fmt.Sprintf("  ↑ %d more", start)))
-	}
+	// One block per input: its row, and under it why it needs a change.
+	n := len(f.rb.Inputs)
+	blocks := make([][]string, n)
 	bad := 0
 	for i := range f.rb.Inputs {
 		in := &f.rb.Inputs[i]
 		_, err := f.check(in, f.raw[in.Name])
-		if err != nil {
-			bad++
-		}
-		if i < start || i >= start+listH {
-			continue
-		}
 		cur := "  "
 		name := fmt.Sprintf("%-*s", nameW, fit(in.Name, nameW))
 		if i == f.cursor {
@@ -685,19 +673,48 @@ func (f *InputsForm) reviewLines() []string {
 			row += st.Subtle.Render(fmt.Sprintf("%-*s", promptW, fit(in.Prompt, promptW))) + "  "
 		}
 		if err != nil {
+			bad++
 			row += st.Fail.Render("✗ needs a change")
 		} else {
 			row += showValue(in, f.raw[in.Name])
 		}
-		out = append(out, fit(row, w))
+		blocks[i] = []string{fit(row, w)}
 		if err != nil {
-			for _, l := range strings.Split(wrapText(err.Error(), max(10, w-4)), "\n") {
-				out = append(out, "    "+st.Fail.Render(l))
+			why := strings.Split(wrapText(err.Error(), max(10, w-4)), "\n")
+			for _, l := range why[:min(2, len(why))] {
+				blocks[i] = append(blocks[i], "    "+st.Fail.Render(fit(l, max(10, w-4))))
 			}
 		}
 	}
-	if end := start + listH; end < len(f.rb.Inputs) {
-		out = append(out, st.Subtle.Render(fmt.Sprintf("  ↓ %d more", len(f.rb.Inputs)-end)))
+	// The blocks around the cursor that fit between the header, the
+	// intro, the status, the help and the two "more" lines.
+	budget := max(1, f.height-9-len(out))
+	first, last, used := 0, 0, 0
+	if n > 0 {
+		c := min(max(0, f.cursor), n-1)
+		first, last, used = c, c+1, len(blocks[c])
+		for grew := true; grew; {
+			grew = false
+			if last < n && used+len(blocks[last]) <= budget {
+				used += len(blocks[last])
+				last++
+				grew = true
+			}
+			if first > 0 && used+len(blocks[first-1]) <= budget {
+				first--
+				used += len(blocks[first])
+				grew = true
+			}
+		}
+	}
+	if first > 0 {
+		out = append(out, st.Subtle.Render(fmt.Sprintf("  ↑ %d more", first)))
+	}
+	for _, b := range blocks[first:last] {
+		out = append(out, b...)
+	}
+	if last < n {
+		out = append(out, st.Subtle.Render(fmt.Sprintf("  ↓ %d more", n-last)))
 	}
 	out = append(out, "")
 	switch {

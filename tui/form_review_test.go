@@ -321,3 +321,35 @@ func TestTUIFormEscQuits(t *testing.T) {
 	}
 	has(t, frame(m), "Seed node")
 }
+
+// TestTUIFormReviewScrolls: a review taller than the screen keeps the
+// cursor row and the help line on it, and says how many rows are hidden.
+func TestTUIFormReviewScrolls(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: drbook/v1\nkind: Runbook\nname: many-inputs\ninputs:\n")
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&b, "  in%02d: {type: string, prompt: \"Answer %d\", default: \"v%d\"}\n", i, i, i)
+	}
+	b.WriteString("steps:\n  - {id: one, run: shell, on: node1, with: {command: \"true\"}}\n")
+	inv := loadInv(t)
+	rb, err := runbooks.LoadRunbook("many.yaml", []byte(b.String()), steps.NewRegistry(), inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(context.Background(), Options{Runbook: &PickerItem{Path: "many.yaml", Runbook: rb}, Inventory: inv, Now: fixedNow, NoTick: true})
+	d := drive(m)
+	d.run(m.Init())
+	sized(t, d, 80, 24)
+	for range 30 {
+		d.send(press("enter"))
+	}
+	s := frame(m)
+	checkFrame(t, "review", s, 80, 24)
+	has(t, s, "drbook review", "› in01", "↓ ", "more", "s start the run")
+	for range 20 {
+		d.send(press("down"))
+	}
+	s = frame(m)
+	checkFrame(t, "review scrolled", s, 80, 24)
+	has(t, s, "› in21", "↑ ", "v21", "s start the run")
+}
