@@ -524,17 +524,3 @@ func Run(ctx context.Context, opts Options, progOpts ...tea.ProgramOption) (Resu
 	}
 	return m.Result(), nil
 }
-
-// ErrInterrupted is returned by Run when the operator pressed ctrl+c before
-// any run started (in the picker, the list of unfinished runs or a form):
-// nothing ran. It matches engine.ErrInterrupted, so the command exits 130.
-var ErrInterrupted error = interruptedError{}
-
-type interruptedError struct{}
-
-func (interruptedError) Error() string {
-	return "interrupted (ctrl+c) before a run started: nothing ran"
-}
-
-// Is makes errors.Is(ErrInterrupted, engine.ErrInterrupted) hold.
-func (interruptedError) Is(target error) bool { return target == engine.ErrInterrupted }
