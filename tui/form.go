@@ -735,11 +735,11 @@ func (f *InputsForm) ShortHelp() []key.Binding {
 	quit := k.Interrupt
 	quit.SetHelp("ctrl+c", "quit")
 	if f.stage == stageReview {
-		back.SetHelp("esc", "back")
-		up, down, edit := k.Up, k.Down, k.Edit
+		back.SetHelp("esc", "previous input")
+		up, down := k.Up, k.Down
 		up.SetHelp("↑/k", "up")
 		down.SetHelp("↓/j", "down")
-		return []key.Binding{k.Start, edit, up, down, back, quit}
+		return []key.Binding{k.Start, k.Edit, back, quit, up, down}
 	}
 	switch {
 	case f.fromReview:

@@ -173,7 +173,7 @@ func TestTUIFormReview(t *testing.T) {
 			d.send(press("enter"))
 			s := frame(m)
 			checkFrame(t, "review", s, sz.w, sz.h)
-			has(t, s, "drbook review", "node2", "node1, node3", "••••••", "press s to start the run", "esc back")
+			has(t, s, "drbook review", "node2", "node1, node3", "••••••", "press s to start the run", "esc previous input")
 			if strings.Contains(s, secret) {
 				t.Fatalf("the review shows the secret:\n%s", s)
 			}

@@ -88,7 +88,7 @@ func TestTUIFormEndToEnd(t *testing.T) {
 
 			review := tm.waitFor("press s to start the run")
 			screens = append(screens, review)
-			for _, want := range []string{"drbook review", "seed", "node2", "joiners", "node1, node3", "passphrase", "••••••", "esc back"} {
+			for _, want := range []string{"drbook review", "seed", "node2", "joiners", "node1, node3", "passphrase", "••••••", "esc previous input"} {
 				if !strings.Contains(review, want) {
 					t.Errorf("the review lacks %q:\n%s", want, review)
 				}
