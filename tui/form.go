@@ -426,7 +426,7 @@ func (f *InputsForm) next() tea.Cmd {
 		return f.review()
 	}
 	f.open(f.idx + 1)
-	return f.form.Init()
+	return f.Init()
 }
 
 // review shows the review screen, the cursor on the first input with a
@@ -479,7 +479,7 @@ func (f *InputsForm) Update(msg tea.Msg) tea.Cmd {
 			f.open(f.idx)
 			f.acted = true
 			f.problem = err.Error()
-			return f.form.Init()
+			return f.Init()
 		}
 		f.problem = ""
 		return f.next()
@@ -512,7 +512,7 @@ func (f *InputsForm) back1() tea.Cmd {
 			f.raw[f.cur.in.Name] = f.cur.get()
 		}
 		f.open(f.idx - 1)
-		return f.form.Init()
+		return f.Init()
 	}
 	return func() tea.Msg { return formCancelMsg{} }
 }

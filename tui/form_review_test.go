@@ -353,3 +353,34 @@ func TestTUIFormReviewScrolls(t *testing.T) {
 	checkFrame(t, "review scrolled", s, 80, 24)
 	has(t, s, "› in21", "↑ ", "v21", "s start the run")
 }
+
+// TestTUIFormNothingToChoose: a node input with no node left says why and
+// how to go on instead of showing an empty list; esc leaves it.
+func TestTUIFormNothingToChoose(t *testing.T) {
+	src := []byte(`apiVersion: drbook/v1
+kind: Runbook
+name: ghost
+inputs:
+  first: {type: nodes, prompt: "Every node", min: 1}
+  other: {type: node, prompt: "Another node", distinct_from: [first]}
+steps:
+  - {id: one, run: shell, on: "{{ inputs.other }}", with: {command: "true"}}
+`)
+	inv := loadInv(t)
+	rb, err := runbooks.LoadRunbook("ghost.yaml", src, steps.NewRegistry(), inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(context.Background(), Options{Runbook: &PickerItem{Path: "ghost.yaml", Runbook: rb}, Inventory: inv, Now: fixedNow, NoTick: true})
+	d := drive(m)
+	d.run(m.Init())
+	sized(t, d, 80, 24)
+	d.send(tea.KeyPressMsg{Code: 'a', Mod: tea.ModCtrl}) // select all
+	d.send(press("enter"))
+	s := frame(m)
+	has(t, s, "Another node", "No node is left to choose", "nodes of first are left out", "esc previous input")
+	d.send(press("enter"))
+	has(t, frame(m), "No node is left to choose")
+	d.send(press("esc"))
+	has(t, frame(m), "Every node", "input 1 of 2")
+}
