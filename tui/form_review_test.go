@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -383,4 +384,26 @@ steps:
 	has(t, frame(m), "No node is left to choose")
 	d.send(press("esc"))
 	has(t, frame(m), "Every node", "input 1 of 2")
+}
+
+// TestTUIFormRandomKeys sends seeded random keys to the form at both sizes:
+// it never panics, every frame fits the terminal, and the secret never
+// shows.
+func TestTUIFormRandomKeys(t *testing.T) {
+	keys := []string{"up", "down", "enter", "esc", "x", "left", "tab", "backspace", "/", "a", "1", "n", "k"}
+	for _, sz := range sizes {
+		for seed := uint64(1); seed <= 2; seed++ {
+			t.Run(fmt.Sprintf("%dx%d/seed%d", sz.w, sz.h, seed), func(t *testing.T) {
+				m, d, _ := formModel(t, "testdata/e2e/cluster.yaml", sz.w, sz.h)
+				r := rand.New(rand.NewPCG(seed, 42))
+				for i := 0; i < 150 && m.screen == screenForm; i++ {
+					k := keys[r.IntN(len(keys))]
+					d.send(press(k))
+					if s := frame(m); m.screen == screenForm {
+						checkFrame(t, fmt.Sprintf("after key %d (%s)", i, k), s, sz.w, sz.h)
+					}
+				}
+			})
+		}
+	}
 }
