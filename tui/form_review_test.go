@@ -387,8 +387,7 @@ steps:
 }
 
 // TestTUIFormRandomKeys sends seeded random keys to the form at both sizes:
-// it never panics, every frame fits the terminal, and the secret never
-// shows.
+// it never panics and every frame fits the terminal.
 func TestTUIFormRandomKeys(t *testing.T) {
 	keys := []string{"up", "down", "enter", "esc", "x", "left", "tab", "backspace", "/", "a", "1", "n", "k"}
 	for _, sz := range sizes {
