@@ -78,12 +78,12 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		} else {
 			opts.PickerTitle = "shipped library"
 			if req.Dir != "" {
-				if opts.Items, err = pickerItems(req.Dir, reg, inv); err != nil {
+				if opts.Items, err = pickerItems(req.Dir, reg, inv, a.pluginDirs()); err != nil {
 					return err
 				}
 				opts.PickerTitle = req.Dir + " + shipped library"
 			}
-			opts.Items = append(opts.Items, libraryItems(reg, inv)...)
+			opts.Items = append(opts.Items, libraryItems(reg, inv, a.pluginDirs())...)
 			unfinished, err := db.ListRuns(ctx, state.RunFilter{
 				Status: []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}, Limit: 20,
 			})
@@ -136,10 +136,11 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	return rep, nil
 }
 
-// pickerItems loads every runbook file in dir; files that fail lint are
-// listed with their first problems. Inventories and answers files are left
-// out.
-func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tui.PickerItem, error) {
+// pickerItems loads every runbook file in dir as run and lint do: the
+// plugins a runbook pins and those in pluginDirs are registered in reg (the
+// registry the picked run uses) first. Files that fail lint are listed with
+// their first problems. Inventories and answers files are left out.
+func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory, pluginDirs []string) ([]tui.PickerItem, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read runbook directory: %w", err)
@@ -163,7 +164,7 @@ func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tu
 		if !strings.Contains(string(src), "kind: Runbook") {
 			continue
 		}
-		rb, err := runbooks.LoadRunbook(path, src, reg, inv)
+		rb, err := loadRunbookSource(path, src, reg, inv, pluginDirs...)
 		if err != nil {
 			items = append(items, tui.PickerItem{Path: path, Runbook: rb, Problems: firstProblems(err, 3)})
 			continue
@@ -174,12 +175,12 @@ func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tu
 }
 
 // libraryItems are the runbooks shipped with drbook (library:NAME).
-func libraryItems(reg *steps.Registry, inv *runbooks.Inventory) []tui.PickerItem {
+func libraryItems(reg *steps.Registry, inv *runbooks.Inventory, pluginDirs []string) []tui.PickerItem {
 	var items []tui.PickerItem
 	for _, name := range library.Names() {
 		path := library.Prefix + name
 		src, _ := library.Source(name)
-		rb, err := runbooks.LoadRunbook(path, src, reg, inv)
+		rb, err := loadRunbookSource(path, src, reg, inv, pluginDirs...)
 		if err != nil {
 			items = append(items, tui.PickerItem{Path: path, Runbook: rb, Problems: firstProblems(err, 3)})
 			continue
