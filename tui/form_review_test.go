@@ -186,7 +186,7 @@ func TestTUIFormReview(t *testing.T) {
 			d.send(press("up"))
 			d.send(press("enter"))
 			s = frame(m)
-			has(t, s, "drbook review", "needs a change", "node1 is already seed")
+			has(t, s, "drbook review", "needs a change", "node1 is already chosen for seed")
 			d.send(press("s"))
 			select {
 			case <-got:
