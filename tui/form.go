@@ -13,6 +13,7 @@ import (
 	"charm.land/lipgloss/v2"
 
 	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 // formDoneMsg says the operator started the run from the review screen,
@@ -49,7 +50,7 @@ func newField(in *runbooks.Input, inv *runbooks.Inventory, initial any) field {
 // and text inputs for the rest. choices are the nodes a node or nodes input
 // may offer; initial (may be nil) prefills it; validate checks an answer.
 func newInputField(in *runbooks.Input, inv *runbooks.Inventory, choices []string, initial any, validate func(any) error) field {
-	title := in.Prompt
+	title := termsafe.Text(in.Prompt)
 	if title == "" {
 		title = in.Name
 	}
@@ -139,7 +140,7 @@ func describeInput(in *runbooks.Input) string {
 	}
 	d := strings.Join(parts, " · ")
 	if in.Description != "" {
-		d = in.Description + " (" + d + ")"
+		d = termsafe.Text(in.Description) + " (" + d + ")"
 	}
 	return d
 }
@@ -618,7 +619,7 @@ func (f *InputsForm) View() string {
 			lines = append(lines, fitLines(f.form.View(), w))
 		} else {
 			in := f.cur.in
-			title := in.Prompt
+			title := termsafe.Cell(in.Prompt)
 			if title == "" {
 				title = in.Name
 			}
@@ -670,7 +671,7 @@ func (f *InputsForm) reviewLines() []string {
 		}
 		row := cur + name + "  "
 		if promptW > 0 {
-			row += st.Subtle.Render(fmt.Sprintf("%-*s", promptW, fit(in.Prompt, promptW))) + "  "
+			row += st.Subtle.Render(fmt.Sprintf("%-*s", promptW, fit(termsafe.Cell(in.Prompt), promptW))) + "  "
 		}
 		if err != nil {
 			bad++

@@ -179,7 +179,7 @@ func (p *Picker) View() string {
 	for i := start; i < min(len(p.items), start+listH); i++ {
 		it := p.items[i]
 		cur := "  "
-		name := fmt.Sprintf("%-*s", nameW, fit(itemName(it), nameW))
+		name := fmt.Sprintf("%-*s", nameW, fit(clean(itemName(it)), nameW))
 		if i == p.cursor {
 			cur = st.Accent.Render("›") + " "
 			name = st.Bold.Render(name)
@@ -187,7 +187,7 @@ func (p *Picker) View() string {
 		var right, mid string
 		if it.Runnable() {
 			rb := it.Runbook
-			mid = rb.Title
+			mid = clean(rb.Title)
 			right = plural(len(rb.Steps), "step", "steps")
 			if d := rb.DangerCount(); d > 0 {
 				right += " · " + st.Danger.Render(plural(d, "danger", "danger"))
