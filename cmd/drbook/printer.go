@@ -160,7 +160,7 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 	for i, s := range plan {
 		danger := ""
 		if s.Danger {
-			danger = "  [DANGER: typed confirmation]"
+			danger = fmt.Sprintf("  [DANGER: type %s]", ts(s.Confirm))
 		}
 		fmt.Fprintf(w, "%2d. %s  (%s)%s\n", i+1, ts(s.ID), ts(s.Kind), danger)
 		if s.Title != "" {
@@ -176,6 +176,10 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 		if s.When != "" {
 			fmt.Fprintf(w, "    when: %s\n", ts(s.When))
 		}
+		if s.ConfirmReason != "" {
+			fmt.Fprintf(w, "    why %s: %s\n", ts(s.Confirm), ts(s.ConfirmReason))
+		}
+		fmt.Fprintf(w, "    time limit: %s per attempt\n", ts(s.Timeout))
 		keys := make([]string, 0, len(s.Params))
 		for k := range s.Params {
 			keys = append(keys, k)

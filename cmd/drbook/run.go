@@ -177,7 +177,7 @@ from --answers. Targets or parameters that depend on outputs of earlier steps
 are shown as templates. Nothing is executed and nothing is recorded.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
+			reg, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
 			if err != nil {
 				return err
 			}
@@ -185,7 +185,7 @@ are shown as templates. Nothing is executed and nothing is recorded.`,
 			if err != nil {
 				return err
 			}
-			plan := engine.MakePlan(rb, inv, inputs)
+			plan := engine.MakePlan(rb, inv, inputs, reg)
 			return printPlan(cmd.OutOrStdout(), a.output, rb, plan)
 		},
 	}
