@@ -27,6 +27,12 @@ var (
 	ErrRunLocked = errors.New("run is locked by another runner")
 	// ErrSealBroken: a sealed value cannot be opened with this database's key.
 	ErrSealBroken = errors.New("sealed value cannot be opened with this key")
+	// ErrShredded: the run's data key was deleted when the run ended for
+	// good, so its sealed values can never be opened again.
+	ErrShredded = errors.New("the run's sealed secrets were shredded when it ended")
+	// ErrKeyMismatch: the key file beside the database is not the one its
+	// secrets were sealed with.
+	ErrKeyMismatch = errors.New("sealing key file does not belong to this checkpoint database")
 	// ErrInvalidEvent: an event breaks a rule of the log (missing run id,
 	// unknown type, payload not JSON).
 	ErrInvalidEvent = errors.New("invalid event")

@@ -87,6 +87,19 @@ CREATE TABLE run_locks (
 	heartbeat  TEXT NOT NULL
 );
 `,
+		// 2: per-run data keys (crypto-shredding) and database metadata.
+		`
+CREATE TABLE run_keys (
+	run_id     TEXT PRIMARY KEY REFERENCES runs (id),
+	wrapped    BLOB NOT NULL,
+	legacy     INTEGER NOT NULL DEFAULT 0,
+	created_at TEXT NOT NULL
+);
+CREATE TABLE meta (
+	name  TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`,
 	}
 }
 
