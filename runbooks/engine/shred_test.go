@@ -1,0 +1,358 @@
+package engine_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	_ "github.com/mattn/go-sqlite3" // the attacker reads the record with plain SQLite
+
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/steps"
+)
+
+// The attacker of these tests holds the database files and the key file
+// (a stolen laptop, a copied backup of the data directory) and knows the
+// formats: they try every sealed value under the key file's key and under
+// every run key they can unwrap, with every additional data drbook uses.
+
+var sealedInRecord = regexp.MustCompile(`sealed:v[0-9]+:[A-Za-z0-9+/=]+`)
+
+type loot struct {
+	sealed  map[string][]string // run id → sealed strings found anywhere
+	wrapped map[string][]byte   // run id → wrapped run key
+	runs    []string
+}
+
+// steal reads the record with a read-only SQLite connection.
+func steal(t *testing.T, dbPath string) loot {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l := loot{sealed: map[string][]string{}, wrapped: map[string][]byte{}}
+	for _, q := range []string{
+		`SELECT run_id, CAST(data AS TEXT) FROM events`,
+		`SELECT run_id, value FROM answers`,
+		`SELECT run_id, outputs FROM execs`,
+	} {
+		rows, err := db.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id, text string
+			if err := rows.Scan(&id, &text); err != nil {
+				t.Fatal(err)
+			}
+			l.sealed[id] = append(l.sealed[id], sealedInRecord.FindAllString(text, -1)...)
+		}
+		rows.Close()
+	}
+	rows, err := db.Query(`SELECT run_id, wrapped FROM run_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var w []byte
+		if err := rows.Scan(&id, &w); err != nil {
+			t.Fatal(err)
+		}
+		l.wrapped[id] = w
+	}
+	rows.Close()
+	rows, err = db.Query(`SELECT id FROM runs`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		l.runs = append(l.runs, id)
+	}
+	rows.Close()
+	return l
+}
+
+func gcmTry(key, raw, aad []byte) ([]byte, bool) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, false
+	}
+	g, err := cipher.NewGCM(b)
+	if err != nil || len(raw) < g.NonceSize()+g.Overhead() {
+		return nil, false
+	}
+	p, err := g.Open(nil, raw[:g.NonceSize()], raw[g.NonceSize():], aad)
+	return p, err == nil
+}
+
+// attack returns every plaintext the attacker opens with the files alone,
+// and the run keys they could unwrap.
+func attack(t *testing.T, dbPath string) (opened []string, runKeys map[string][]byte) {
+	t.Helper()
+	l := steal(t, dbPath)
+	fileKey, err := os.ReadFile(filepath.Join(filepath.Dir(dbPath), state.KeyFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runKeys = map[string][]byte{}
+	keys := [][]byte{fileKey}
+	for id, w := range l.wrapped {
+		if k, ok := gcmTry(fileKey, w, []byte("drbook/state/run-key/v1\n"+id)); ok {
+			runKeys[id] = k
+			keys = append(keys, k)
+		}
+	}
+	aads := [][]byte{[]byte("drbook/state/seal/v1")}
+	for _, id := range l.runs {
+		aads = append(aads, []byte("drbook/state/seal/v2\n"+id))
+	}
+	for _, list := range l.sealed {
+		for _, s := range list {
+			i := strings.Index(s[len("sealed:v"):], ":")
+			raw, err := base64.StdEncoding.DecodeString(s[len("sealed:v")+i+1:])
+			if err != nil {
+				continue
+			}
+			for _, k := range keys {
+				for _, aad := range aads {
+					if p, ok := gcmTry(k, raw, aad); ok {
+						opened = append(opened, string(p))
+					}
+				}
+			}
+		}
+	}
+	// drbook itself, given the same files, must not open them either.
+	db, err := state.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for id, list := range l.sealed {
+		for _, s := range list {
+			if p, err := db.Unseal(context.Background(), id, s); err == nil {
+				opened = append(opened, "drbook: "+p)
+			} else if !errors.Is(err, state.ErrSealBroken) {
+				t.Errorf("Unseal: %v, want ErrSealBroken", err)
+			}
+		}
+	}
+	return opened, runKeys
+}
+
+// grepFiles fails the test when any needle is in the database, WAL or -shm
+// bytes.
+func grepFiles(t *testing.T, dbPath string, needles map[string][]byte) {
+	t.Helper()
+	for _, sfx := range []string{"", "-wal", "-shm"} {
+		b, err := os.ReadFile(dbPath + sfx)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, n := range needles {
+			if len(n) > 0 && bytes.Contains(b, n) {
+				t.Errorf("%s found in %s", name, filepath.Base(dbPath+sfx))
+			}
+		}
+	}
+}
+
+func randomSecret(t *testing.T, prefix string) string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// shredRunbook: a secret input and a secret output made at run time (so no
+// plaintext is in the runbook source), both used by a later step.
+const shredRunbook = header + `inputs:
+  backup_key: {type: secret, prompt: key}
+steps:
+  - id: mint
+    run: shell
+    on: node1
+    with:
+      command: 'tok=adm-$(od -An -N12 -tx1 /dev/urandom | tr -d " \n"); printf %s "$tok" > "$NODE_DIR/token"; echo "{\"token\": \"$tok\"}"'
+    outputs: [{name: token, secret: true}]
+  - id: use
+    run: shell
+    on: node1
+    with:
+      command: 'test -f "$NODE_DIR/fixed" || exit 1; printf "%s|%s" "$K" "$T" | sha256sum > "$NODE_DIR/used"'
+      env: {K: "{{ inputs.backup_key }}", T: "{{ steps.mint.outputs.token }}"}
+    on_failure: ask
+`
+
+type shredCase struct {
+	f       *fixture
+	pass    string
+	runID   string
+	control []string          // plaintexts opened mid-run (positive control)
+	keys    map[string][]byte // run keys unwrapped mid-run
+	wrapped []byte
+}
+
+// startShredRun runs shredRunbook; while the last step runs, the attacker
+// opens the record once (it must open both secrets then: the attack works).
+func startShredRun(t *testing.T, fixed bool, op steps.Operator) (*shredCase, error) {
+	c := &shredCase{f: newFixture(t, 1), pass: randomSecret(t, "S3cret-pass-")}
+	if fixed {
+		if err := os.WriteFile(filepath.Join(c.f.dir, "node1", "fixed"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := c.f.config(t, shredRunbook, op)
+	obs := cfg.Observer
+	cfg.Observer = func(ev engine.Event) {
+		obs(ev)
+		if s, ok := ev.(engine.StepStarted); ok && s.StepID == "use" && c.control == nil {
+			c.control, c.keys = attack(t, c.f.db.Path())
+			c.wrapped = steal(t, c.f.db.Path()).wrapped[c.runID]
+		}
+		if s, ok := ev.(engine.RunStarted); ok {
+			c.runID = s.RunID
+		}
+	}
+	out, err := engine.Start(context.Background(), cfg, map[string]runbooks.Value{"backup_key": {V: c.pass, Secret: true}})
+	c.runID = out.RunID
+	return c, err
+}
+
+func (c *shredCase) token(t *testing.T) string {
+	b, err := os.ReadFile(filepath.Join(c.f.dir, "node1", "token"))
+	if err != nil || len(b) < 10 {
+		t.Fatalf("token: %q %v", b, err)
+	}
+	return string(b)
+}
+
+// checkControl: mid-run, with the same files, the attacker did open both
+// secrets, with the run key they unwrapped.
+func (c *shredCase) checkControl(t *testing.T) {
+	t.Helper()
+	tok := c.token(t)
+	joined := strings.Join(c.control, "\n")
+	if !strings.Contains(joined, c.pass) || !strings.Contains(joined, tok) {
+		t.Fatalf("positive control: mid-run the attack opened %d values, not both secrets: the attack is broken", len(c.control))
+	}
+	if len(c.keys[c.runID]) != 32 || len(c.wrapped) == 0 {
+		t.Fatalf("positive control: run key not unwrapped mid-run")
+	}
+}
+
+// checkShredded: nothing opens, no secret or key bytes are in the files.
+func (c *shredCase) checkShredded(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	run, err := c.f.db.GetRun(ctx, c.runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.HoldsSecrets {
+		t.Errorf("run %s (%s) still holds secrets", run.ID, run.Status)
+	}
+	needles := map[string][]byte{
+		"secret input": []byte(c.pass), "secret output": []byte(c.token(t)),
+		"run key": c.keys[c.runID], "wrapped run key": c.wrapped,
+		"run key (hex)": []byte(hex.EncodeToString(c.keys[c.runID])),
+	}
+	// While drbook still has the database open (WAL in use) ...
+	grepFiles(t, c.f.db.Path(), needles)
+	if opened, keys := attack(t, c.f.db.Path()); len(opened) > 0 || len(keys) > 0 {
+		t.Errorf("after the run ended, the files opened %d values and %d run keys: %q", len(opened), len(keys), opened)
+	}
+	// ... and after it closed.
+	c.f.db.Close()
+	grepFiles(t, c.f.db.Path(), needles)
+	if opened, _ := attack(t, c.f.db.Path()); len(opened) > 0 {
+		t.Errorf("after close, the files opened %q", opened)
+	}
+}
+
+func TestShredSucceededRun(t *testing.T) {
+	c, err := startShredRun(t, true, nil)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, c.f.rec.lines())
+	}
+	c.checkControl(t)
+	c.checkShredded(t)
+	if rep, err := c.f.db.Verify(context.Background(), c.runID); err == nil && !rep.OK {
+		t.Errorf("chain after shred: %+v", rep)
+	}
+}
+
+func TestShredAbortedRun(t *testing.T) {
+	c, err := startShredRun(t, false, &scripted{decisions: []steps.Decision{{Kind: steps.DecisionAbort}}})
+	if !errors.Is(err, engine.ErrAborted) {
+		t.Fatalf("run: %v, want aborted", err)
+	}
+	c.checkControl(t)
+	c.checkShredded(t)
+	db, err := state.Open(context.Background(), c.f.db.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := c.f.config(t, shredRunbook, nil)
+	cfg.Store = db
+	if _, err := engine.Resume(context.Background(), cfg, c.runID, engine.ResumeOptions{}); !errors.Is(err, engine.ErrRunFinished) {
+		t.Errorf("resume of an aborted run: %v, want ErrRunFinished", err)
+	}
+}
+
+// TestFailedRunResumesWithSecrets: a failed run can be resumed, so it keeps
+// its secrets; the resume uses both (recorded, not asked again) and, once it
+// succeeds, they are shredded.
+func TestFailedRunResumesWithSecrets(t *testing.T) {
+	c, err := startShredRun(t, false, nil)
+	if !errors.Is(err, engine.ErrStepFailed) {
+		t.Fatalf("run: %v, want a failed step", err)
+	}
+	c.checkControl(t)
+	ctx := context.Background()
+	run, err := c.f.db.GetRun(ctx, c.runID)
+	if err != nil || run.Status != state.StatusFailed || !run.HoldsSecrets {
+		t.Fatalf("after failure: %s holds=%v %v", run.Status, run.HoldsSecrets, err)
+	}
+	if err := os.WriteFile(filepath.Join(c.f.dir, "node1", "fixed"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Resume(ctx, c.f.config(t, shredRunbook, nil), c.runID, engine.ResumeOptions{}); err != nil {
+		t.Fatalf("resume: %v\n%s", err, c.f.rec.lines())
+	}
+	used, err := os.ReadFile(filepath.Join(c.f.dir, "node1", "used"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(c.pass + "|" + c.token(t)))
+	if !strings.HasPrefix(string(used), hex.EncodeToString(sum[:])) {
+		t.Errorf("the resumed step did not get both secrets back from the record")
+	}
+	c.checkShredded(t)
+}
