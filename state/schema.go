@@ -95,6 +95,12 @@ CREATE TABLE run_keys (
 	legacy     INTEGER NOT NULL DEFAULT 0,
 	created_at TEXT NOT NULL
 );
+CREATE TABLE legacy_seals (
+	run_id   TEXT NOT NULL REFERENCES runs (id),
+	digest   TEXT NOT NULL,
+	resealed TEXT NOT NULL,
+	PRIMARY KEY (run_id, digest)
+);
 CREATE TABLE meta (
 	name  TEXT PRIMARY KEY,
 	value TEXT NOT NULL

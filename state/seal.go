@@ -26,8 +26,10 @@ import (
 //     additional data "drbook/state/seal/v2\n" + run id, so a value of one
 //     run never opens as a value of another;
 //   - sealed:v1: was sealed by drbook before per-run keys, directly with the
-//     key file's key. Such values of runs that could still resume were given
-//     a run key when the database was migrated; the others are shredded.
+//     key file's key. When the database was migrated, those of runs that
+//     could still resume were re-sealed with the run's key (legacy_seals,
+//     looked up by the SHA-256 of the v1 string); the key file was replaced,
+//     so the others open no more.
 const (
 	// SealedPrefix is the common prefix of every sealed string, whatever
 	// its version.
@@ -79,7 +81,7 @@ func (db *DB) Unseal(ctx context.Context, runID, s string) (string, error) {
 	case strings.HasPrefix(s, sealedV2):
 		enc, aad = strings.TrimPrefix(s, sealedV2), sealV2AAD+runID
 	case strings.HasPrefix(s, sealedV1):
-		enc, aad = strings.TrimPrefix(s, sealedV1), sealAAD
+		return db.unsealLegacy(ctx, runID, s)
 	default:
 		return "", fmt.Errorf("%w: not a sealed string", ErrSealBroken)
 	}
@@ -96,6 +98,27 @@ func (db *DB) Unseal(ctx context.Context, runID, s string) (string, error) {
 		return "", err
 	}
 	return string(plain), nil
+}
+
+// unsealLegacy opens a sealed:v1: value through its re-sealed copy.
+func (db *DB) unsealLegacy(ctx context.Context, runID, s string) (string, error) {
+	var resealed string
+	err := db.sql.QueryRowContext(ctx, `SELECT resealed FROM legacy_seals WHERE run_id = ? AND digest = ?`, runID, legacyDigest(s)).Scan(&resealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("unseal for run %s: %w (%w): a sealed:v1: value without its re-sealed copy", runID, ErrShredded, ErrSealBroken)
+	}
+	if err != nil {
+		return "", fmt.Errorf("unseal for run %s: %w", runID, mapErr(err))
+	}
+	if !strings.HasPrefix(resealed, sealedV2) {
+		return "", fmt.Errorf("%w: legacy copy is not sealed:v2:", ErrSealBroken)
+	}
+	return db.Unseal(ctx, runID, resealed)
+}
+
+func legacyDigest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 // runKey returns run runID's data key, unwrapped. With create, a run with

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 )
 
@@ -33,10 +36,11 @@ const nextKeySuffix = ".next"
 // migrateSeals runs once per database, at the first open by a drbook with
 // per-run keys (meta key_check unset). When the record holds sealed:v1:
 // values (sealed with the key file's key itself), it rotates the key file:
-// runs that can still resume get a legacy run key holding the old key
-// (wrapped by the new one), so their secrets keep opening until they end;
-// the projections of runs that ended are blanked; and the old key is
-// overwritten in the key file, so the v1 values of ended runs open no more.
+// each run that can still resume gets a run key and a re-sealed copy of each
+// of its v1 values (legacy_seals), so resume keeps working until the run
+// ends; the projections of runs that ended are blanked; and the old key is
+// overwritten in the key file and kept nowhere, so the v1 values of ended
+// runs open no more.
 //
 // Crash safety: the new key is written to drbook.key.next before the
 // transaction commits; settleKey completes a rotation whose commit landed.
@@ -76,11 +80,7 @@ func (db *DB) migrateSeals(ctx context.Context, keyPath string) error {
 				}
 				continue
 			}
-			w, err := gcmSeal(newKey, db.key, []byte(runKeyAAD+id))
-			if err != nil {
-				return err
-			}
-			if _, err := t.ExecContext(ctx, `INSERT INTO run_keys (run_id, wrapped, legacy, created_at) VALUES (?, ?, 1, ?)`, id, w, now); err != nil {
+			if err := db.resealLegacy(ctx, t, id, newKey, now); err != nil {
 				return err
 			}
 		}
@@ -100,6 +100,75 @@ func (db *DB) migrateSeals(ctx context.Context, keyPath string) error {
 	}
 	return nil
 }
+
+// resealLegacy gives run id a data key (wrapped by newKey) and a copy of
+// each of its sealed:v1: values re-sealed with it.
+func (db *DB) resealLegacy(ctx context.Context, t *sql.Tx, id string, newKey []byte, now string) error {
+	dek := make([]byte, sealKeySize)
+	if _, err := rand.Read(dek); err != nil {
+		return err
+	}
+	defer clear(dek)
+	w, err := gcmSeal(newKey, dek, []byte(runKeyAAD+id))
+	if err != nil {
+		return err
+	}
+	if _, err := t.ExecContext(ctx, `INSERT INTO run_keys (run_id, wrapped, legacy, created_at) VALUES (?, ?, 1, ?)`, id, w, now); err != nil {
+		return err
+	}
+	var texts []string
+	for _, q := range []string{
+		`SELECT CAST(data AS TEXT) FROM events WHERE run_id = ?`,
+		`SELECT value FROM answers WHERE run_id = ?`,
+		`SELECT outputs FROM execs WHERE run_id = ?`,
+	} {
+		rows, err := t.QueryContext(ctx, q, id)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				rows.Close()
+				return err
+			}
+			texts = append(texts, s)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	seen := map[string]bool{}
+	for _, text := range texts {
+		for _, s := range v1InText.FindAllString(text, -1) {
+			if seen[s] {
+				continue
+			}
+			seen[s] = true
+			raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s, sealedV1))
+			if err != nil {
+				continue
+			}
+			plain, err := gcmOpen(db.key, raw, []byte(sealAAD))
+			if err != nil {
+				continue // never opened with this key: nothing to keep
+			}
+			out, err := gcmSeal(dek, plain, []byte(sealV2AAD+id))
+			clear(plain)
+			if err != nil {
+				return err
+			}
+			if _, err := t.ExecContext(ctx, `INSERT OR REPLACE INTO legacy_seals (run_id, digest, resealed) VALUES (?, ?, ?)`,
+				id, legacyDigest(s), sealedV2+base64.StdEncoding.EncodeToString(out)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// v1InText finds sealed:v1: strings in a JSON text.
+var v1InText = regexp.MustCompile(`sealed:v1:[A-Za-z0-9+/=]+`)
 
 // legacyRuns returns the runs whose events hold sealed:v1: values, with
 // their status.
@@ -187,8 +256,10 @@ func finishRotation(keyPath string, key []byte) error {
 // shredRun deletes run runID's data key and blanks the sealed values of its
 // projections (secret answers, secret outputs), inside transaction t.
 func shredRun(ctx context.Context, t *sql.Tx, runID string) error {
-	if _, err := t.ExecContext(ctx, `DELETE FROM run_keys WHERE run_id = ?`, runID); err != nil {
-		return fmt.Errorf("shred run %s: %w", runID, err)
+	for _, q := range []string{`DELETE FROM run_keys WHERE run_id = ?`, `DELETE FROM legacy_seals WHERE run_id = ?`} {
+		if _, err := t.ExecContext(ctx, q, runID); err != nil {
+			return fmt.Errorf("shred run %s: %w", runID, err)
+		}
 	}
 	if _, err := t.ExecContext(ctx, `UPDATE answers SET value = '' WHERE run_id = ? AND (secret != 0 OR value LIKE 'sealed:v%')`, runID); err != nil {
 		return fmt.Errorf("shred run %s: %w", runID, err)

@@ -33,8 +33,8 @@ import (
 var sealedInRecord = regexp.MustCompile(`sealed:v[0-9]+:[A-Za-z0-9+/=]+`)
 
 type loot struct {
-	sealed  map[string][]string // run id → sealed strings found anywhere
-	wrapped map[string][]byte   // run id → wrapped run key
+	sealed  []string          // sealed strings found in any cell of any table
+	wrapped map[string][]byte // run id → wrapped run key
 	runs    []string
 }
 
@@ -46,26 +46,47 @@ func steal(t *testing.T, dbPath string) loot {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	l := loot{sealed: map[string][]string{}, wrapped: map[string][]byte{}}
-	for _, q := range []string{
-		`SELECT run_id, CAST(data AS TEXT) FROM events`,
-		`SELECT run_id, value FROM answers`,
-		`SELECT run_id, outputs FROM execs`,
-	} {
-		rows, err := db.Query(q)
+	l := loot{wrapped: map[string][]byte{}}
+	var tables []string
+	rows, err := db.Query(`SELECT name FROM sqlite_master WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		tables = append(tables, n)
+	}
+	rows.Close()
+	for _, tb := range tables {
+		rows, err := db.Query(`SELECT * FROM "` + tb + `"`)
 		if err != nil {
 			t.Fatal(err)
 		}
+		cols, _ := rows.Columns()
 		for rows.Next() {
-			var id, text string
-			if err := rows.Scan(&id, &text); err != nil {
+			cells := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range cells {
+				ptrs[i] = &cells[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
 				t.Fatal(err)
 			}
-			l.sealed[id] = append(l.sealed[id], sealedInRecord.FindAllString(text, -1)...)
+			for _, c := range cells {
+				switch v := c.(type) {
+				case string:
+					l.sealed = append(l.sealed, sealedInRecord.FindAllString(v, -1)...)
+				case []byte:
+					l.sealed = append(l.sealed, sealedInRecord.FindAllString(string(v), -1)...)
+				}
+			}
 		}
 		rows.Close()
 	}
-	rows, err := db.Query(`SELECT run_id, wrapped FROM run_keys`)
+	rows, err = db.Query(`SELECT run_id, wrapped FROM run_keys`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,18 +148,16 @@ func attack(t *testing.T, dbPath string) (opened []string, runKeys map[string][]
 	for _, id := range l.runs {
 		aads = append(aads, []byte("drbook/state/seal/v2\n"+id))
 	}
-	for _, list := range l.sealed {
-		for _, s := range list {
-			i := strings.Index(s[len("sealed:v"):], ":")
-			raw, err := base64.StdEncoding.DecodeString(s[len("sealed:v")+i+1:])
-			if err != nil {
-				continue
-			}
-			for _, k := range keys {
-				for _, aad := range aads {
-					if p, ok := gcmTry(k, raw, aad); ok {
-						opened = append(opened, string(p))
-					}
+	for _, s := range l.sealed {
+		i := strings.Index(s[len("sealed:v"):], ":")
+		raw, err := base64.StdEncoding.DecodeString(s[len("sealed:v")+i+1:])
+		if err != nil {
+			continue
+		}
+		for _, k := range keys {
+			for _, aad := range aads {
+				if p, ok := gcmTry(k, raw, aad); ok {
+					opened = append(opened, string(p))
 				}
 			}
 		}
@@ -149,8 +168,8 @@ func attack(t *testing.T, dbPath string) (opened []string, runKeys map[string][]
 		t.Fatal(err)
 	}
 	defer db.Close()
-	for id, list := range l.sealed {
-		for _, s := range list {
+	for _, id := range l.runs {
+		for _, s := range l.sealed {
 			if p, err := db.Unseal(context.Background(), id, s); err == nil {
 				opened = append(opened, "drbook: "+p)
 			} else if !errors.Is(err, state.ErrSealBroken) {
