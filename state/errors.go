@@ -42,14 +42,20 @@ var (
 
 // LockedError reports who holds a run lock. It unwraps to ErrRunLocked.
 type LockedError struct {
-	RunID  string
+	RunID string
+	// Status is the run's recorded status when the lock was refused.
+	Status Status
 	Holder Holder
 }
 
 // Error implements error.
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("run %s is locked by another runner: host %s pid %d user %s since %s",
-		e.RunID, e.Holder.Host, e.Holder.PID, e.Holder.User, e.Holder.Since.UTC().Format("2006-01-02T15:04:05Z"))
+	status := e.Status
+	if status == "" {
+		status = "unknown"
+	}
+	return fmt.Sprintf("run %s (%s) is locked by another runner: pid %d on host %s, user %s, since %s; wait for it to end or stop that process, then retry",
+		e.RunID, status, e.Holder.PID, e.Holder.Host, e.Holder.User, e.Holder.Since.UTC().Format("2006-01-02T15:04:05Z"))
 }
 
 // Unwrap returns ErrRunLocked.
