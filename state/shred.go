@@ -320,11 +320,12 @@ func shredRun(ctx context.Context, t *sql.Tx, runID string) error {
 }
 
 // truncateWAL checkpoints the WAL into the database file and truncates it to
-// zero bytes, so page images written before a shred leave the WAL. Readers
-// in other processes can hold it up: it retries for a while, then leaves it
-// to Close (and to the next shred).
+// zero bytes, so page images written before a shred leave the WAL. A read
+// transaction in another process holds it up: SQLite waits for it up to the
+// busy timeout (5 s); after a second try it is left to Close (and to the
+// next shred).
 func (db *DB) truncateWAL(ctx context.Context) {
-	for i := 0; i < 10; i++ {
+	for i := 0; i < 2; i++ {
 		var busy, logPages, done int
 		err := db.sql.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &done)
 		if err == nil && busy == 0 {
