@@ -111,7 +111,7 @@ func (db *DB) unsealLegacy(ctx context.Context, runID, s string) (string, error)
 		return "", fmt.Errorf("unseal for run %s: %w", runID, mapErr(err))
 	}
 	if !strings.HasPrefix(resealed, sealedV2) {
-		return "", fmt.Errorf("%w: legacy copy is not sealed:v2:", ErrSealBroken)
+		return "", fmt.Errorf("%w: the legacy copy is not a v2 sealed value", ErrSealBroken)
 	}
 	return db.Unseal(ctx, runID, resealed)
 }
@@ -289,10 +289,12 @@ func writeTempKey(dir string, key []byte) (string, error) {
 }
 
 func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil { // #nosec G304 -- the database's own directory
-		_ = d.Sync()
-		d.Close()
+	d, err := os.Open(dir) // #nosec G304 -- the database's own directory
+	if err != nil {
+		return
 	}
+	_ = d.Sync()
+	d.Close()
 }
 
 func readKey(path string) ([]byte, error) {
