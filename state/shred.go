@@ -191,9 +191,10 @@ func legacyRuns(ctx context.Context, t *sql.Tx) (map[string]Status, error) {
 }
 
 // settleKey checks the key file against the database's key_check. A
-// mismatch is a rotation to finish (drbook.key.next matches) or a key file
-// that does not belong to this database: then sealing and unsealing fail
-// with ErrKeyMismatch, and everything else works.
+// mismatch is a rotation to finish (drbook.key.next matches), a key file
+// made anew after it was lost (adopted when no run holds sealed secrets), or
+// a key file that does not belong to this database: then sealing and
+// unsealing fail with ErrKeyMismatch, and everything else works.
 func (db *DB) settleKey(ctx context.Context, keyPath string) error {
 	var check string
 	if err := db.sql.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = 'key_check'`).Scan(&check); err != nil {
@@ -219,7 +220,24 @@ func (db *DB) settleKey(ctx context.Context, keyPath string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	db.keyErr = fmt.Errorf("%w: %s", ErrKeyMismatch, keyPath)
+	// A key file that was lost and made anew: if no run holds sealed
+	// secrets, nothing depends on the old key, and this one is adopted.
+	var held int
+	err = db.tx(ctx, func(t *sql.Tx) error {
+		if err := t.QueryRowContext(ctx, `SELECT count(*) FROM run_keys`).Scan(&held); err != nil {
+			return err
+		}
+		if held > 0 {
+			return nil
+		}
+		return metaSet(ctx, t, "key_check", keyCheck(db.key))
+	})
+	if err != nil {
+		return fmt.Errorf("sealing key: %w", err)
+	}
+	if held > 0 {
+		db.keyErr = fmt.Errorf("%w: %s: %d run(s) that can still resume hold secrets sealed under another key; put that key file back, or end those runs with drbook abort", ErrKeyMismatch, keyPath, held)
+	}
 	return nil
 }
 

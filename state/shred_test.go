@@ -265,12 +265,25 @@ func TestKeyRotationCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db3.Close()
 	if _, err := db3.Unseal(ctx, r.ID, s); !errors.Is(err, ErrKeyMismatch) {
 		t.Errorf("foreign key file: %v, want ErrKeyMismatch", err)
 	}
 	if _, err := db3.GetRun(ctx, r.ID); err != nil {
 		t.Errorf("listing with a foreign key file: %v", err)
+	}
+	// Once no run holds secrets, a new key file is adopted.
+	appendEvent(t, db3, r.ID, EvRunFinished, "", "", 0, RunFinished{Status: StatusAborted})
+	db3.Close()
+	db4, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db4.Close()
+	r2 := newRun(t, db4)
+	if s, err := db4.Seal(ctx, r2.ID, "new"); err != nil {
+		t.Errorf("seal after the lost key's runs ended: %v", err)
+	} else if p, err := db4.Unseal(ctx, r2.ID, s); err != nil || p != "new" {
+		t.Errorf("unseal: %q %v", p, err)
 	}
 }
 
