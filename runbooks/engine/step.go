@@ -381,7 +381,8 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		outs[k] = runbooks.Value{V: v, Secret: sec}
 		if sec {
 			r.mask.add(v)
-			sealed, serr := r.cfg.Store.Seal(ctx, r.id, v)
+			// Not cancelled with the run: the end checkpoint must land (see record).
+			sealed, serr := r.cfg.Store.Seal(context.WithoutCancel(ctx), r.id, v)
 			if serr != nil {
 				return nil, false, fmt.Errorf("seal output %s: %w", k, serr)
 			}
