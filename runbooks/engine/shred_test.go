@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -86,7 +87,11 @@ func steal(t *testing.T, dbPath string) loot {
 		}
 		rows.Close()
 	}
-	rows, err = db.Query(`SELECT run_id, wrapped FROM run_keys`)
+	keyTable := `SELECT run_id, wrapped FROM run_keys`
+	if !slices.Contains(tables, "run_keys") { // a database from before per-run keys
+		keyTable = `SELECT '', x'' WHERE 0`
+	}
+	rows, err = db.Query(keyTable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +133,33 @@ func gcmTry(key, raw, aad []byte) ([]byte, bool) {
 }
 
 // attack returns every plaintext the attacker opens with the files alone,
-// and the run keys they could unwrap.
+// and the run keys they could unwrap; then drbook itself tries.
 func attack(t *testing.T, dbPath string) (opened []string, runKeys map[string][]byte) {
 	t.Helper()
-	l := steal(t, dbPath)
+	opened, runKeys, l := attackFiles(t, dbPath)
+	// drbook itself, given the same files, must not open them either.
+	db, err := state.Open(context.Background(), dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, id := range l.runs {
+		for _, s := range l.sealed {
+			if p, err := db.Unseal(context.Background(), id, s); err == nil {
+				opened = append(opened, "drbook: "+p)
+			} else if !errors.Is(err, state.ErrSealBroken) {
+				t.Errorf("Unseal: %v, want ErrSealBroken", err)
+			}
+		}
+	}
+	return opened, runKeys
+}
+
+// attackFiles is the attack with the files alone (drbook never opens them,
+// so nothing is migrated).
+func attackFiles(t *testing.T, dbPath string) (opened []string, runKeys map[string][]byte, l loot) {
+	t.Helper()
+	l = steal(t, dbPath)
 	fileKey, err := os.ReadFile(filepath.Join(filepath.Dir(dbPath), state.KeyFileName))
 	if err != nil {
 		t.Fatal(err)
@@ -162,22 +190,7 @@ func attack(t *testing.T, dbPath string) (opened []string, runKeys map[string][]
 			}
 		}
 	}
-	// drbook itself, given the same files, must not open them either.
-	db, err := state.Open(context.Background(), dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, id := range l.runs {
-		for _, s := range l.sealed {
-			if p, err := db.Unseal(context.Background(), id, s); err == nil {
-				opened = append(opened, "drbook: "+p)
-			} else if !errors.Is(err, state.ErrSealBroken) {
-				t.Errorf("Unseal: %v, want ErrSealBroken", err)
-			}
-		}
-	}
-	return opened, runKeys
+	return opened, runKeys, l
 }
 
 // grepFiles fails the test when any needle is in the database, WAL or -shm
@@ -374,4 +387,112 @@ func TestFailedRunResumesWithSecrets(t *testing.T) {
 		t.Errorf("the resumed step did not get both secrets back from the record")
 	}
 	c.checkShredded(t)
+}
+
+// TestLegacyDatabaseFromPreviousRelease opens a copy of a database written
+// by the previous drbook (testdata/legacy-v1: values sealed with the key
+// file's key itself, a failed run and a succeeded run, each with a secret
+// input and output). The succeeded run's secrets must open no more at once;
+// the failed run resumes with its secrets and, once it succeeds, nothing in
+// the files opens and the old key is in none of them.
+func TestLegacyDatabaseFromPreviousRelease(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "db", "drbook.db")
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fixtureDir := filepath.Join("..", "..", "testdata", "legacy-v1")
+	for _, n := range []string{"drbook.db", state.KeyFileName} {
+		b, err := os.ReadFile(filepath.Join(fixtureDir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(dbPath), n), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldKey, _ := os.ReadFile(filepath.Join(fixtureDir, state.KeyFileName))
+	const failedPass, donePass = "legacy-pass-of-the-failed-run", "legacy-pass-of-the-succeeded-run"
+
+	// Positive control: with the old files, the attack opens both runs'.
+	before, _, _ := attackFiles(t, dbPath)
+	all := strings.Join(before, "\n")
+	var tokens []string
+	for _, p := range before {
+		if strings.HasPrefix(p, "adm-") {
+			tokens = append(tokens, p)
+		}
+	}
+	if !strings.Contains(all, failedPass) || !strings.Contains(all, donePass) || len(tokens) < 2 {
+		t.Fatalf("positive control: the legacy files opened %q", before)
+	}
+
+	db, err := state.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	runs, err := db.ListRuns(ctx, state.RunFilter{})
+	if err != nil || len(runs) != 2 {
+		t.Fatalf("runs: %v %v", runs, err)
+	}
+	var failed, done state.Run
+	for _, r := range runs {
+		switch r.Status {
+		case state.StatusFailed:
+			failed = r
+		case state.StatusSucceeded:
+			done = r
+		}
+	}
+	if !failed.HoldsSecrets || done.HoldsSecrets {
+		t.Errorf("after the upgrade: failed holds=%v, succeeded holds=%v", failed.HoldsSecrets, done.HoldsSecrets)
+	}
+	after, _, _ := attackFiles(t, dbPath)
+	joined := strings.Join(after, "\n")
+	if strings.Contains(joined, donePass) {
+		t.Errorf("the succeeded run's secret still opens after the upgrade: %q", after)
+	}
+	if !strings.Contains(joined, failedPass) {
+		t.Errorf("the failed run's secret no longer opens with its run key: %q", after)
+	}
+
+	// Resume the failed run on a local node of this test.
+	node := filepath.Join(dir, "node1")
+	if err := os.MkdirAll(node, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node, "fixed"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := runbooks.ParseInventory("inv.yaml", []byte("apiVersion: drbook/v1\nkind: Inventory\nnodes:\n  - name: node1\n    transport: local\n    env: {NODE_DIR: "+node+"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{dir: dir, db: db, inv: inv, reg: steps.NewRegistry(), rec: &recorder{}}
+	cfg := f.config(t, string(failed.RunbookSource), nil)
+	if _, err := engine.Resume(ctx, cfg, failed.ID, engine.ResumeOptions{AcceptChanged: true}); err != nil {
+		t.Fatalf("resume of the legacy failed run: %v\n%s", err, f.rec.lines())
+	}
+	used, err := os.ReadFile(filepath.Join(node, "used"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, tok, _ := strings.Cut(string(used), "|")
+	if pass != failedPass || !slices.Contains(tokens, tok) {
+		t.Errorf("the resumed step got %q, want the recorded passphrase and token", used)
+	}
+	if opened, keys := attack(t, dbPath); len(opened) > 0 || len(keys) > 0 {
+		t.Errorf("after both runs ended, the files open %q (%d run keys)", opened, len(keys))
+	}
+	grepFiles(t, dbPath, map[string][]byte{"the old key file's key": oldKey, "a secret": []byte(failedPass)})
+	if b, _ := os.ReadFile(filepath.Join(filepath.Dir(dbPath), state.KeyFileName)); bytes.Equal(b, oldKey) {
+		t.Error("the key file still holds the old key")
+	}
+	for _, r := range runs {
+		if rep, err := db.Verify(ctx, r.ID); err != nil || !rep.OK {
+			t.Errorf("chain of %s: %+v %v", r.ID, rep, err)
+		}
+	}
 }
