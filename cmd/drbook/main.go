@@ -36,7 +36,10 @@ func main() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	err := newRootCmd().ExecuteContext(ctx)
 	code := exitCode(err)
-	if err != nil && !errors.Is(err, errSilent) {
+	// A listing cut short by its reader (drbook runs | head -1) is not an
+	// error to report: the reader has what it wanted.
+	quiet := errors.Is(err, errSilent) || (errors.Is(err, syscall.EPIPE) && !errors.Is(err, errStdoutClosed))
+	if err != nil && !quiet {
 		fmt.Fprintln(os.Stderr, "drbook:", err)
 	}
 	stop()
