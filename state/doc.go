@@ -43,10 +43,18 @@
 //
 // # Secrets
 //
-// Secrets are never stored in clear: callers seal them with DB.Seal
-// (AES-256-GCM under a 32-byte key kept in drbook.key beside the database,
-// mode 0600) and store the sealed string ("sealed:v1:..."). Renderers in
-// state/export show sealed values as a mask and never unseal them.
+// Secrets are never stored in clear: callers seal them with DB.Seal for
+// their run and store the sealed string ("sealed:v2:..."). Each run that has
+// a secret has a data key of its own (AES-256-GCM, random), stored in
+// run_keys wrapped by the 32-byte key kept in drbook.key beside the
+// database (mode 0600). When the run ends for good (Status.EndsRun:
+// succeeded, aborted) the run.finished transaction deletes its key and
+// blanks the sealed values of the projections; the connection runs with
+// secure_delete on and the WAL is truncated after the shred, so the files
+// keep no copy of the key. The event log keeps the ciphertext (the hash
+// chain covers it), which no key opens any more. Databases from before
+// per-run keys are migrated at the first open (see migrateSeals). Renderers
+// in state/export show sealed values as a mask and never unseal them.
 //
 // # Run lock
 //

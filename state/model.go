@@ -33,6 +33,16 @@ func (s Status) Terminal() bool {
 	return false
 }
 
+// EndsRun reports whether a run in status s has ended for good: it can never
+// be resumed, so its sealed secrets are shredded (its data key deleted) when
+// it reaches s. Those are succeeded and aborted. A failed run can be resumed
+// (drbook resume retries the failed step) and an interrupted or running one
+// too: they keep their secrets until they end — or until the operator ends a
+// failed run with drbook abort.
+func (s Status) EndsRun() bool {
+	return s == StatusSucceeded || s == StatusAborted
+}
+
 // Run modes.
 const (
 	ModeInteractive = "interactive"
@@ -65,6 +75,9 @@ type Run struct {
 	// HeadSeq and HeadHash are the tail of the event chain.
 	HeadSeq  int64
 	HeadHash string
+	// HoldsSecrets: the run has a data key, so values sealed for it can
+	// still be opened (with this database and its key file).
+	HoldsSecrets bool
 }
 
 // EventType names the kind of an event in a run's log.

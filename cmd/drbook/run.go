@@ -21,7 +21,8 @@ func newRunCmd(a *app) *cobra.Command {
 		Long: `Run a runbook against the nodes of an inventory.
 
 Every step execution is checkpointed before and after it runs. Ctrl-C or
-SIGTERM marks running steps interrupted and exits with code 130; continue
+SIGTERM marks running steps interrupted and exits with code 130; so does a
+headless run whose standard output is closed (drbook run ... | head); continue
 with 'drbook resume RUN_ID'.
 
 Headless runs take inputs from --answers (values may be {env: NAME} or
@@ -60,10 +61,12 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 		return err
 	}
 	defer db.Close()
-	p := newPrinter(cmd.OutOrStdout(), a.output)
+	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
+	defer release()
+	p := newPrinter(stdout, a.output)
 	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
 	out, err := engine.Start(ctx, cfg, inputs)
-	return runResult(out, err)
+	return runResult(out, stdoutClosedErr(ctx, err))
 }
 
 // runResult turns an engine outcome into the command's error, with a hint
@@ -138,11 +141,13 @@ naming the steps that used it, and nothing is recorded.`,
 			if err != nil {
 				return err
 			}
-			p := newPrinter(cmd.OutOrStdout(), a.output)
+			ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
+			defer release()
+			p := newPrinter(stdout, a.output)
 			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
 			out, err := engine.Resume(ctx, cfg, rec.ID, engine.ResumeOptions{
 				AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason, Answers: answers, InputReason: reason})
-			return resumeError(runResult(out, err))
+			return resumeError(runResult(out, stdoutClosedErr(ctx, err)))
 		},
 	}
 	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory (default: the one recorded with the run)")

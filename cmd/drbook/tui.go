@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
@@ -38,6 +40,9 @@ type interactiveRequest struct {
 // Config the headless path builds, so both produce the same record.
 func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 	ctx := cmd.Context()
+	if !isTerminal(os.Stdin) || !isTerminal(os.Stdout) {
+		return errNoTerminal
+	}
 	db, err := a.openDB(ctx)
 	if err != nil {
 		return err
@@ -108,17 +113,35 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		return engine.Resume(ctx, a.engineConfig(rb, inv, reg, db, op, observe, run.Mode), run.ID, req.ResumeOpts)
 	}
 
-	res, err := tui.Run(ctx, opts, tea.WithContext(ctx))
+	// The TUI quits on Ctrl-C wherever no run is going (picker, forms,
+	// resume list): remember whether the last key was Ctrl-C, so that quit
+	// exits 130 like every interruption, and q / Esc exit 0.
+	var lastCtrlC atomic.Bool
+	filter := func(_ tea.Model, msg tea.Msg) tea.Msg {
+		if k, ok := msg.(tea.KeyPressMsg); ok {
+			lastCtrlC.Store(k.String() == "ctrl+c")
+		}
+		return msg
+	}
+	res, err := tui.Run(ctx, opts, tea.WithContext(ctx), tea.WithFilter(filter))
 	if err != nil {
 		return err
 	}
 	if !res.Started {
+		if lastCtrlC.Load() || ctx.Err() != nil {
+			return errInterruptedNoRun
+		}
 		return nil
 	}
 	if res.Outcome.RunID != "" {
 		fmt.Fprintf(cmd.OutOrStdout(), "run %s %s\n", res.Outcome.RunID, res.Outcome.Status)
 	}
 	return runResult(res.Outcome, res.Err)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	return term.IsTerminal(int(f.Fd())) // #nosec G115 -- a file descriptor fits in an int
 }
 
 // loadReplay reads a recorded run and verifies its chain.

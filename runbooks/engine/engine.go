@@ -33,8 +33,10 @@ type Store interface {
 	Events(ctx context.Context, runID string) ([]state.Event, error)
 	GetRun(ctx context.Context, id string) (state.Run, error)
 	Lock(ctx context.Context, runID string) (func() error, error)
-	Seal(plain string) (string, error)
-	Unseal(s string) (string, error)
+	// Seal and Unseal protect a secret of run runID with the run's data key,
+	// which the store shreds when the run ends for good.
+	Seal(ctx context.Context, runID, plain string) (string, error)
+	Unseal(ctx context.Context, runID, s string) (string, error)
 }
 
 var _ Store = (*state.DB)(nil)
@@ -228,7 +230,7 @@ func (r *run) recordAnswerAs(ctx context.Context, name string, v runbooks.Value,
 		if s, ok := v.V.(string); ok {
 			r.mask.add(s)
 		}
-		if val, err = r.cfg.Store.Seal(val); err != nil {
+		if val, err = r.cfg.Store.Seal(ctx, r.id, val); err != nil {
 			return fmt.Errorf("seal input %s: %w", name, err)
 		}
 	}

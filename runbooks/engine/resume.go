@@ -45,8 +45,9 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{}, err
 	}
 	r.id = rec.ID
-	if rec.Status == state.StatusSucceeded {
-		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s succeeded at %s", ErrRunFinished, rec.ID, rec.FinishedAt.Format(time.RFC3339))
+	if rec.Status.EndsRun() {
+		// Its secrets were shredded when it ended: nothing could resume it.
+		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s %s at %s", ErrRunFinished, rec.ID, rec.Status, rec.FinishedAt.Format(time.RFC3339))
 	}
 	changed := rec.RunbookSHA256 != cfg.Runbook.SHA256
 	if cfg.Inventory != nil && rec.InventorySHA256 != "" && rec.InventorySHA256 != cfg.Inventory.SHA256 {
@@ -65,7 +66,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{RunID: r.id}, err
 	}
 	r.opts = opts
-	inputs, err := r.replayRecord(events)
+	inputs, err := r.replayRecord(ctx, events)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
 	}
@@ -145,7 +146,7 @@ func stepFingerprint(rb *runbooks.Runbook, s *runbooks.Step) string {
 }
 
 // replayRecord rebuilds inputs and per-step history from recorded events.
-func (r *run) replayRecord(events []state.Event) (map[string]runbooks.Value, error) {
+func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[string]runbooks.Value, error) {
 	inputs := map[string]runbooks.Value{}
 	execs := map[string]map[string]*state.Exec{} // step → target → last exec
 	for _, ev := range events {
@@ -157,7 +158,7 @@ func (r *run) replayRecord(events []state.Event) (map[string]runbooks.Value, err
 			}
 			raw := a.Value
 			if a.Secret {
-				plain, err := r.cfg.Store.Unseal(raw)
+				plain, err := r.cfg.Store.Unseal(ctx, r.id, raw)
 				if err != nil {
 					return nil, fmt.Errorf("unseal input %s: %w", a.Name, err)
 				}
@@ -233,11 +234,11 @@ func (r *run) priorFor(stepID string) *priorStep {
 	return p
 }
 
-func (r *run) restoreOutputs(ex *state.Exec) (map[string]runbooks.Value, error) {
+func (r *run) restoreOutputs(ctx context.Context, ex *state.Exec) (map[string]runbooks.Value, error) {
 	outs := map[string]runbooks.Value{}
 	for k, v := range ex.Outputs {
 		if slices.Contains(ex.SecretOutputs, k) {
-			plain, err := r.cfg.Store.Unseal(v)
+			plain, err := r.cfg.Store.Unseal(ctx, r.id, v)
 			if err != nil {
 				return nil, fmt.Errorf("unseal output %s.%s: %w", ex.StepID, k, err)
 			}

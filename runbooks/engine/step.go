@@ -67,7 +67,7 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 	for _, t := range targets {
 		if prior != nil {
 			if ex := prior.byTarget[t]; ex != nil && (ex.Status == state.StatusSucceeded || ex.Status == state.StatusSkipped) {
-				outs, err := r.restoreOutputs(ex)
+				outs, err := r.restoreOutputs(ctx, ex)
 				if err != nil {
 					return err
 				}
@@ -389,7 +389,8 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		outs[k] = runbooks.Value{V: v, Secret: sec}
 		if sec {
 			r.mask.add(v)
-			sealed, serr := r.cfg.Store.Seal(v)
+			// Not cancelled with the run: the end checkpoint must land (see record).
+			sealed, serr := r.cfg.Store.Seal(context.WithoutCancel(ctx), r.id, v)
 			if serr != nil {
 				return nil, false, fmt.Errorf("seal output %s: %w", k, serr)
 			}

@@ -21,7 +21,7 @@ import (
 const Mask = "••••••"
 
 // sealedRE matches a sealed value anywhere in a text.
-const sealedRE = `sealed:v1:[A-Za-z0-9+/=]*`
+const sealedRE = `sealed:v[0-9]+:[A-Za-z0-9+/=]*`
 
 // maskString replaces every sealed value in s (the whole of s, or a part of
 // a longer text) with Mask.
