@@ -576,12 +576,42 @@ func checkMetrics(t *testing.T, body []byte) {
 		{"drbook_raft_term", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
 		{"drbook_raft_commit_index", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
 		{"drbook_keys", nil, func(v float64) bool { return v == 1 }, "1 (the key the guide created)"},
-		{"drbook_last_backup_age_seconds", nil, func(v float64) bool { return v >= 0 && v < 300 }, "between 0 and 300 (a backup just ran)"},
 	}
 	for _, c := range checks {
 		v, ok := value(c.name, c.labels)
 		if !ok || !c.ok(v) {
 			t.Errorf("%s%v = %v (present %v), want %s", c.name, c.labels, v, ok, c.what)
+		}
+	}
+	// The backup that just ran: its age (this branch) or its time (the
+	// metrics rework replaces the age gauge, whose -1 meant "none").
+	age, okAge := value("drbook_last_backup_age_seconds", nil)
+	ts, okTS := value("drbook_last_backup_timestamp_seconds", nil)
+	switch {
+	case okTS:
+		if d := time.Since(time.Unix(int64(ts), 0)); d < -time.Minute || d > 5*time.Minute {
+			t.Errorf("drbook_last_backup_timestamp_seconds = %v (%v ago), want the backup that just ran", ts, d)
+		}
+	case okAge:
+		if age < 0 || age > 300 {
+			t.Errorf("drbook_last_backup_age_seconds = %v, want 0..300 (a backup just ran)", age)
+		}
+	default:
+		t.Error("/metrics shows no last backup (drbook_last_backup_timestamp_seconds or drbook_last_backup_age_seconds)")
+	}
+	// Build info: once the agent exports it (the metrics rework), it must
+	// name the commit this binary was stamped with.
+	if f, ok := fams["drbook_agent_build_info"]; ok {
+		found := false
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "commit" && lp.GetValue() == agentCommit {
+					found = true
+				}
+			}
+		}
+		if !found {
+			t.Errorf("drbook_agent_build_info does not name commit %s (stamped by the build): %v", agentCommit, f.GetMetric())
 		}
 	}
 	// No sentinel values: an alert on a threshold must never see -1.
