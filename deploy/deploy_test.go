@@ -256,6 +256,15 @@ func TestUnitsVerify(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("systemd-analyze %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+	// systemd's own exposure score (0 best, 10 worst), offline: 2.0 at most.
+	for _, u := range units[:2] {
+		args := []string{"security", "--offline=true", "--threshold=20", "--root=" + root, filepath.Join(root, "etc/systemd/system", u)}
+		if out, err := exec.Command(sa, args...).CombinedOutput(); err != nil {
+			t.Errorf("systemd-analyze %s: %v\n%s", strings.Join(args, " "), err, out)
+		} else if i := bytes.Index(out, []byte("Overall exposure level")); i >= 0 {
+			t.Logf("%s", bytes.TrimSpace(out[i:]))
+		}
+	}
 	// The check can fail: a misspelt key is reported.
 	bad := filepath.Join(root, "etc/systemd/system/drbook-agent.service")
 	b, _ := os.ReadFile(bad)
