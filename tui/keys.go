@@ -73,7 +73,7 @@ func DefaultKeyMap() *KeyMap {
 		Answer:        key.NewBinding(key.WithKeys("y", "Y"), key.WithHelp("y", "confirm")),
 		Decline:       key.NewBinding(key.WithKeys("n", "N"), key.WithHelp("n", "refuse")),
 		Select:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "select")),
-		Record:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "skip with this reason")),
-		BackToChoices: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back to the choices")),
+		Record:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "record skip")),
+		BackToChoices: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
 	}
 }

@@ -78,10 +78,10 @@ func scrollRows(c *Common, body []string, h int, off *int) []string {
 	maxOff := len(body) - (h - 1)
 	*off = max(0, min(*off, maxOff))
 	up := func() string {
-		return hint.Render(fmt.Sprintf("↑ %d more lines above (%s)", *off, k.BoxPageUp.Help().Key))
+		return hint.Render(fmt.Sprintf("↑ %s above (%s)", moreLines(*off), k.BoxPageUp.Help().Key))
 	}
 	down := func(n int) string {
-		return hint.Render(fmt.Sprintf("↓ %d more lines below (%s)", n, k.BoxPageDown.Help().Key))
+		return hint.Render(fmt.Sprintf("↓ %s below (%s)", moreLines(n), k.BoxPageDown.Help().Key))
 	}
 	switch {
 	case *off == 0:
@@ -92,6 +92,13 @@ func scrollRows(c *Common, body []string, h int, off *int) []string {
 	n := h - 2
 	out := append([]string{up()}, body[*off:*off+n]...)
 	return append(out, down(len(body)-*off-n))
+}
+
+func moreLines(n int) string {
+	if n == 1 {
+		return "1 more line"
+	}
+	return fmt.Sprintf("%d more lines", n)
 }
 
 // scrollKeys moves *off for the box scrolling keys; it reports whether km
@@ -175,6 +182,8 @@ type dangerPrompt struct {
 	page    int
 }
 
+const escAgain = "press esc again to refuse: the run stops (aborted, recorded)"
+
 func newDangerPrompt(c *Common, m confirmMsg, user string) *dangerPrompt {
 	ti := textinput.New()
 	ti.Prompt = "> "
@@ -206,10 +215,12 @@ func (p *dangerPrompt) Update(msg tea.Msg) (tea.Cmd, bool) {
 				return nil, true
 			}
 			p.refuseP = true
-			p.hint = "press esc again to refuse: the run stops (aborted, recorded)"
+			p.hint = escAgain
 			return nil, false
 		}
-		p.refuseP = false
+		if p.refuseP {
+			p.refuseP, p.hint = false, ""
+		}
 	}
 	var cmd tea.Cmd
 	p.input, cmd = p.input.Update(msg)
@@ -256,7 +267,7 @@ func (p *dangerPrompt) Cancel() {}
 
 func (p *dangerPrompt) Keys() []key.Binding {
 	k := p.c.Keys
-	return []key.Binding{k.Confirm, k.Refuse, k.BoxScroll, k.Interrupt}
+	return []key.Binding{k.Confirm, k.Refuse, k.Interrupt, k.BoxScroll}
 }
 
 // confirmPrompt is a yes/no confirmation (a confirm step).
@@ -327,7 +338,7 @@ func (p *confirmPrompt) Cancel() {}
 
 func (p *confirmPrompt) Keys() []key.Binding {
 	k := p.c.Keys
-	return []key.Binding{k.Answer, k.Decline, k.BoxScroll, k.Interrupt}
+	return []key.Binding{k.Answer, k.Decline, k.Interrupt, k.BoxScroll}
 }
 
 // failedTarget is what the failure prompt shows of one failed target.
@@ -440,7 +451,15 @@ func (p *decidePrompt) parts(w int) (head, body, foot []string) {
 	if p.req.Interrupted {
 		what = "was interrupted"
 	}
-	title := st.Fail.Render(fmt.Sprintf("Step %s %s on %s", p.req.StepID, what, orOperator(p.req.Target)))
+	where := orOperator(p.req.Target)
+	if len(p.failed) > 0 {
+		names := make([]string, len(p.failed))
+		for i, f := range p.failed {
+			names[i] = f.name
+		}
+		where = strings.Join(names, ", ")
+	}
+	title := st.Fail.Render(fmt.Sprintf("Step %s %s on %s", p.req.StepID, what, where))
 	head = wrapRows(title, iw, true)
 	errText := ""
 	if p.req.Err != nil {
@@ -480,6 +499,7 @@ func (p *decidePrompt) parts(w int) (head, body, foot []string) {
 	}
 	foot = append(foot, st.Subtle.Render(strings.Repeat("╌", iw)))
 	if p.typing {
+		p.reason.SetWidth(max(10, iw-4))
 		foot = append(foot, st.Bold.Render("Why skip it? (recorded)"), p.reason.View())
 	} else {
 		foot = append(foot, st.Bold.Render("What now?"))
@@ -518,9 +538,9 @@ func (p *decidePrompt) Cancel() {}
 func (p *decidePrompt) Keys() []key.Binding {
 	k := p.c.Keys
 	if p.typing {
-		return []key.Binding{k.Record, k.BackToChoices, k.BoxPages, k.Interrupt}
+		return []key.Binding{k.Record, k.BackToChoices, k.Interrupt, k.BoxPages}
 	}
-	return []key.Binding{k.Choose, k.Select, k.BoxPages, k.Pager, k.Interrupt}
+	return []key.Binding{k.Choose, k.Select, k.Interrupt, k.BoxPages, k.Pager}
 }
 
 func decisionLabel(k steps.DecisionKind) string {
