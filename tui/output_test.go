@@ -225,4 +225,6 @@ func TestTUIPagerFile(t *testing.T) {
 
 type fakeRecord struct{ execs []state.Exec }
 
-func (f fakeRecord) StepLogs(_ context.Context, _, _ string) ([]state.Exec, error) { return f.execs, nil }
+func (f fakeRecord) StepLogs(_ context.Context, _, _ string) ([]state.Exec, error) {
+	return f.execs, nil
+}

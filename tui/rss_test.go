@@ -97,7 +97,7 @@ func rssChild(mb int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("peak_rss_kb=%d\nlast=%s\n", hwm, strings.Fields(last+" _ _")[1])
+	fmt.Printf("peak_rss_kb=%d\nlast=%s\n", hwm, strings.Fields(last + " _ _")[1])
 	return nil
 }
 
