@@ -6,7 +6,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
@@ -227,4 +229,34 @@ type fakeRecord struct{ execs []state.Exec }
 
 func (f fakeRecord) StepLogs(_ context.Context, _, _ string) ([]state.Exec, error) {
 	return f.execs, nil
+}
+
+// TestTUIAskEscNeverEmpty: esc on an input step's question does not answer
+// and does not leave an empty box: the question is asked again, with a hint,
+// and can be answered.
+func TestTUIAskEscNeverEmpty(t *testing.T) {
+	m := runModel(t, runningEvents())
+	d := drive(m)
+	sized(t, d, 80, 24)
+	reply := make(chan string, 1)
+	ticket := runbooks.Input{Name: "value", Type: runbooks.InputString, Prompt: "Ticket number"}
+	d.send(batchMsg{askMsg{reply: reply, req: steps.AskRequest{StepID: "ticket", Input: ticket}}})
+	d.send(press("esc"))
+	got := frame(m)
+	if !strings.Contains(got, "Ticket number") || !strings.Contains(got, "the run waits for this answer") {
+		t.Fatalf("esc left:\n%s", got)
+	}
+	if len(reply) != 0 {
+		t.Fatal("esc answered the question")
+	}
+	d.typeText("INC-1")
+	d.send(press("enter"))
+	select {
+	case v := <-reply:
+		if v != "INC-1" {
+			t.Errorf("answer = %q", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no answer after esc:\n%s", frame(m))
+	}
 }
