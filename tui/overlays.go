@@ -444,7 +444,7 @@ func choiceNames(opts []steps.DecisionKind) string {
 	return strings.Join(names, ", ")
 }
 
-func (p *decidePrompt) parts(w int) (head, body, foot []string) {
+func (p *decidePrompt) parts(w int, compact bool) (head, body, foot []string) {
 	st := p.c.Styles
 	iw := max(10, w-4)
 	what := "failed"
@@ -497,11 +497,28 @@ func (p *decidePrompt) parts(w int) (head, body, foot []string) {
 			}
 		}
 	}
-	foot = append(foot, st.Subtle.Render(strings.Repeat("╌", iw)))
-	if p.typing {
+	if !compact {
+		foot = append(foot, st.Subtle.Render(strings.Repeat("╌", iw)))
+	}
+	switch {
+	case p.typing && compact:
+		p.reason.SetWidth(max(10, iw-4))
+		foot = append(foot, p.reason.View())
+	case p.typing:
 		p.reason.SetWidth(max(10, iw-4))
 		foot = append(foot, st.Bold.Render("Why skip it? (recorded)"), p.reason.View())
-	} else {
+	case compact:
+		// A short terminal: the choices on one row, the current one marked.
+		var cs []string
+		for i, o := range p.req.Options {
+			if i == p.choice {
+				cs = append(cs, st.Accent.Render("›")+st.Bold.Render(string(o)))
+			} else {
+				cs = append(cs, " "+string(o))
+			}
+		}
+		foot = append(foot, strings.Join(cs, "  "))
+	default:
 		foot = append(foot, st.Bold.Render("What now?"))
 		for i, o := range p.req.Options {
 			cur := "  "
@@ -520,12 +537,15 @@ func (p *decidePrompt) parts(w int) (head, body, foot []string) {
 }
 
 func (p *decidePrompt) Want(w int) int {
-	head, body, foot := p.parts(w)
+	head, body, foot := p.parts(w, false)
 	return 2 + len(head) + len(body) + len(foot)
 }
 
 func (p *decidePrompt) View(w, h int) string {
-	head, body, foot := p.parts(w)
+	head, body, foot := p.parts(w, false)
+	if 2+len(head)+len(foot)+2 > h {
+		head, body, foot = p.parts(w, true)
+	}
 	p.page = h - 2 - len(head) - len(foot) - 2
 	if p.atEnd {
 		p.off = len(body)
@@ -655,21 +675,28 @@ type interruptOverlay struct {
 	runID string
 }
 
-func (o *interruptOverlay) rows() []string {
+func (o *interruptOverlay) parts(w int) (head, body, foot []string) {
 	st := o.c.Styles
 	k := o.c.Keys
-	rows := []string{st.Hint.Render("Interrupt the run?"), "Running steps are stopped and recorded as interrupted."}
+	head = []string{st.Hint.Render("Interrupt the run?")}
+	text := "Running steps are stopped and recorded as interrupted."
 	if o.runID != "" {
-		rows = append(rows, "It can be resumed: drbook resume "+o.runID)
+		text += "\nIt can be resumed: drbook resume " + o.runID
 	}
-	return append(rows, st.Bold.Render(k.Yes.Help().Key)+" interrupt · "+st.Bold.Render(k.No.Help().Key)+" keep running")
+	body = wrapLines(text, max(10, w-4))
+	foot = []string{st.Bold.Render(k.Yes.Help().Key) + " interrupt · " + st.Bold.Render(k.No.Help().Key) + " keep running"}
+	return head, body, foot
 }
 
-func (o *interruptOverlay) Want(int) int { return 2 + len(o.rows()) }
+func (o *interruptOverlay) Want(w int) int {
+	head, body, foot := o.parts(w)
+	return 2 + len(head) + len(body) + len(foot)
+}
 
 func (o *interruptOverlay) View(w, h int) string {
+	head, body, foot := o.parts(w)
 	var off int
-	return boxed(o.c, o.c.Styles.Box, w, h, nil, o.rows(), nil, &off)
+	return boxed(o.c, o.c.Styles.Box, w, h, head, body, foot, &off)
 }
 
 func (o *interruptOverlay) Keys() []key.Binding {
