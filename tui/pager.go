@@ -144,23 +144,25 @@ type attemptKey struct {
 	attempt int
 }
 
+// render writes the file's text; write errors stick in w and come out of
+// its Flush.
 func (j pagerJob) render(w *bufio.Writer) {
 	head := "drbook · run " + orDash(j.runID) + " · step " + j.stepID
 	if j.title != "" {
 		head += " — " + clean(j.title)
 	}
-	w.WriteString(head + "\n")
+	_, _ = w.WriteString(head + "\n")
 	var execs []state.Exec
 	switch {
 	case j.rec == nil || j.runID == "":
-		w.WriteString("(the record is not available here: only the lines kept on screen follow)\n")
+		_, _ = w.WriteString("(the record is not available here: only the lines kept on screen follow)\n")
 	default:
 		ctx, cancel := context.WithTimeout(j.ctx, 30*time.Second)
 		var err error
 		execs, err = j.rec.StepLogs(ctx, j.runID, j.stepID)
 		cancel()
 		if err != nil {
-			w.WriteString("(could not read the record: " + clean(err.Error()) + "; only the lines kept on screen follow)\n")
+			_, _ = w.WriteString("(could not read the record: " + clean(err.Error()) + "; only the lines kept on screen follow)\n")
 		}
 	}
 	// The screen's lines by attempt, in the order they came.
@@ -194,15 +196,15 @@ func (j pagerJob) render(w *bufio.Writer) {
 		if x.Error != "" {
 			line += " · " + x.Error
 		}
-		w.WriteString(clean(line[1:]) + "\n")
+		_, _ = w.WriteString(clean(line[1:]) + "\n")
 		log := x.Log
 		for log != "" {
 			var l string
 			l, log, _ = strings.Cut(log, "\n")
-			w.WriteString(clean(l) + "\n")
+			_, _ = w.WriteString(clean(l) + "\n")
 		}
 		if strings.HasSuffix(x.Log, "[output truncated]\n") && len(byKey[k]) > 0 {
-			fmt.Fprintf(w, "(the record keeps the start of each attempt's output; the last %d lines kept on screen follow)\n", len(byKey[k]))
+			_, _ = fmt.Fprintf(w, "(the record keeps the start of each attempt's output; the last %d lines kept on screen follow)\n", len(byKey[k]))
 			writeLines(w, byKey[k])
 		}
 	}
@@ -215,9 +217,9 @@ func (j pagerJob) render(w *bufio.Writer) {
 			writeLines(w, lines)
 			continue
 		}
-		fmt.Fprintf(w, "▸ %s · attempt %d · not in the record yet (still running, or the run stopped before it was recorded)\n", orOperator(k.target), k.attempt)
+		_, _ = fmt.Fprintf(w, "▸ %s · attempt %d · not in the record yet (still running, or the run stopped before it was recorded)\n", orOperator(k.target), k.attempt)
 		if !heads[k] && j.first > 0 {
-			w.WriteString("(its earlier lines were not kept on screen; the record has them once the attempt finishes)\n")
+			_, _ = w.WriteString("(its earlier lines were not kept on screen; the record has them once the attempt finishes)\n")
 		}
 		writeLines(w, lines)
 	}
@@ -227,9 +229,9 @@ func writeLines(w *bufio.Writer, lines []outLine) {
 	for _, l := range lines {
 		switch l.kind {
 		case lineStderr:
-			w.WriteString("! " + l.text + "\n")
+			_, _ = w.WriteString("! " + l.text + "\n")
 		default:
-			w.WriteString(l.text + "\n")
+			_, _ = w.WriteString(l.text + "\n")
 		}
 	}
 }
