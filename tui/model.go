@@ -313,6 +313,13 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	// Run screen.
+	if m.run == nil {
+		// Nothing started (this drbook cannot start or resume runs here).
+		if key.Matches(km, k.Quit) || key.Matches(km, k.Interrupt) {
+			return tea.Quit
+		}
+		return nil
+	}
 	if m.confirm {
 		switch {
 		case key.Matches(km, k.Yes), key.Matches(km, k.Interrupt):
