@@ -260,3 +260,29 @@ func TestTUIAskEscNeverEmpty(t *testing.T) {
 		t.Fatalf("no answer after esc:\n%s", frame(m))
 	}
 }
+
+// TestTUIReplayRecordLogs: a replay's pager reads the step's logs from the
+// recorded events, in the order the attempts started.
+func TestTUIReplayRecordLogs(t *testing.T) {
+	ev := func(seq int64, typ state.EventType, target string, attempt int, p any) state.Event {
+		e, err := state.NewEvent("r1", typ, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Seq, e.StepID, e.Target, e.Attempt = seq, "s", target, attempt
+		return e
+	}
+	rep := &Replay{Events: []state.Event{
+		ev(2, state.EvStepStarted, "node2", 1, state.StepStarted{}),
+		ev(3, state.EvStepStarted, "node1", 1, state.StepStarted{}),
+		ev(4, state.EvStepFinished, "node1", 1, state.StepFinished{Status: state.StatusSucceeded, Log: "from node1\n"}),
+		ev(5, state.EvStepFinished, "node2", 1, state.StepFinished{Status: state.StatusFailed, ExitCode: 1, Log: "! from node2\n"}),
+	}}
+	got, err := replayRecord{rep}.StepLogs(context.Background(), "r1", "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Target != "node2" || got[0].Log != "! from node2\n" || got[1].Target != "node1" || got[1].ExitCode != 0 {
+		t.Fatalf("replay logs = %+v", got)
+	}
+}

@@ -242,7 +242,13 @@ func (p *dangerPrompt) parts(w int) (head, body, foot []string) {
 	body = append(body, commandRows(p.c, p.req.Targets, p.req.Summaries, iw, true)...)
 	foot = wrapRows("Type "+st.Danger.Render(p.req.Expect)+" to go ahead.", iw, true)
 	if r := strings.TrimSpace(p.req.Reason); r != "" {
-		foot = append(foot, wrapLines("Why "+p.req.Expect+": "+r, iw)...)
+		why := wrapLines("Why "+p.req.Expect+": "+r, iw)
+		if len(why) > 3 {
+			// The word and the input stay on screen; the whole reason is
+			// in the runbook.
+			why = append(why[:2], fit(why[2], iw-1)+"…")
+		}
+		foot = append(foot, why...)
 	}
 	p.input.SetWidth(max(10, iw-4))
 	foot = append(foot, p.input.View())

@@ -273,8 +273,10 @@ func (v *RunView) Handle(ev engine.Event) {
 			kind = lineStderr
 		}
 		attempt := 0
-		if e.Target != "" || len(s.targets) > 0 {
-			attempt = s.target(e.Target).attempt
+		for _, t := range s.targets {
+			if t.name == e.Target {
+				attempt = t.attempt
+			}
 		}
 		v.appendOut(s, outLine{text: clean(capBytes(e.Line, maxLineBytes)), target: e.Target, attempt: attempt, kind: kind})
 	case engine.StepFinished:
