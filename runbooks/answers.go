@@ -98,6 +98,7 @@ var ErrMissingInput = errors.New("missing required input")
 // when absent: the caller will ask for them interactively.
 func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (map[string]Value, []*Input, error) {
 	vals := map[string]Value{}
+	chosen := map[string]any{} // node and nodes values, for distinct_from
 	var ask []*Input
 	rd := &diags{file: rb.File}
 	ad := &diags{file: "answers"}
@@ -126,10 +127,14 @@ func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (m
 				continue
 			}
 			v, err := CoerceInput(in, resolved, inv)
+			if err == nil {
+				err = CheckDistinct(in, v, chosen)
+			}
 			if err != nil {
 				ad.add(pos, "input %q: %v", in.Name, err)
 				continue
 			}
+			chosen[in.Name] = v
 			vals[in.Name] = Value{V: v, Secret: in.Type == InputSecret}
 			continue
 		}
@@ -139,10 +144,14 @@ func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (m
 		}
 		if in.Default != nil {
 			v, err := CoerceInput(in, in.Default, inv)
+			if err == nil {
+				err = CheckDistinct(in, v, chosen)
+			}
 			if err != nil {
 				rd.add(in.At("default"), "input %q: default: %v", in.Name, err)
 				continue
 			}
+			chosen[in.Name] = v
 			vals[in.Name] = Value{V: v}
 			continue
 		}
@@ -211,10 +220,10 @@ func CoerceInput(in *Input, raw any, inv *Inventory) (any, error) {
 			return nil, errors.New("must not be empty")
 		}
 		if in.Min != nil && len(s) < *in.Min {
-			return nil, fmt.Errorf("must be at least %d characters", *in.Min)
+			return nil, fmt.Errorf("must be at least %s", plural(*in.Min, "character"))
 		}
 		if in.Max != nil && len(s) > *in.Max {
-			return nil, fmt.Errorf("must be at most %d characters", *in.Max)
+			return nil, fmt.Errorf("must be at most %s", plural(*in.Max, "character"))
 		}
 		if in.Pattern != "" && s != "" {
 			re, err := regexp.Compile(in.Pattern)
@@ -330,10 +339,10 @@ func CoerceInput(in *Input, raw any, inv *Inventory) (any, error) {
 			}
 		}
 		if in.Min != nil && len(out) < *in.Min {
-			return nil, fmt.Errorf("needs at least %d nodes, got %d", *in.Min, len(out))
+			return nil, fmt.Errorf("needs at least %s, got %d", plural(*in.Min, "node"), len(out))
 		}
 		if in.Max != nil && len(out) > *in.Max {
-			return nil, fmt.Errorf("allows at most %d nodes, got %d", *in.Max, len(out))
+			return nil, fmt.Errorf("allows at most %s, got %d", plural(*in.Max, "node"), len(out))
 		}
 		if out == nil {
 			out = []string{}
@@ -355,6 +364,14 @@ func checkNode(in *Input, name string, inv *Inventory) error {
 		return fmt.Errorf("node %q does not carry label %s", name, in.Label)
 	}
 	return nil
+}
+
+// plural writes n and a noun, plural unless n is 1 or -1: "1 node", "3 nodes".
+func plural(n int, noun string) string {
+	if n == 1 || n == -1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // HasLabel reports whether a node carries a label given as "key" or "key=value".
@@ -428,7 +445,7 @@ func CheckDistinct(in *Input, value any, chosen map[string]any) error {
 	}
 	for _, n := range vals {
 		if other := taken[n]; other != "" {
-			return fmt.Errorf("%w: %s is already %s (input %q); choose another node", ErrNotDistinct, n, other, other)
+			return fmt.Errorf("%w: %s is already chosen for %s; choose another node", ErrNotDistinct, n, other)
 		}
 	}
 	return nil

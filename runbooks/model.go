@@ -29,6 +29,9 @@ type Runbook struct {
 	// Source is the exact bytes loaded; SHA256 is their hex digest.
 	Source []byte `yaml:"-"`
 	SHA256 string `yaml:"-"`
+	// Warnings are the lint warnings LoadRunbook or Validate found: likely
+	// mistakes that do not stop the runbook from loading.
+	Warnings Diagnostics `yaml:"-"`
 }
 
 // Plugin pins a plugin executable that provides step kinds.
@@ -86,11 +89,11 @@ type Step struct {
 	Run         string        `yaml:"run" required:"true" doc:"Step kind: shell, confirm, input, wait, agent.* or a plugin kind."`
 	On          StringList    `yaml:"on" doc:"Target node(s) or group(s), or a template; omit for steps that run on no node (confirm, input)."`
 	With        Params        `yaml:"with" doc:"Parameters of the step kind."`
-	When        string        `yaml:"when" doc:"Guard: the step runs only if this template renders to a true value."`
+	When        string        `yaml:"when" doc:"Guard: one expression whose value is true or false, bare (inputs.drill) or in {{ }}; the step runs only if it is true. Text, or a value that is not a boolean, is an error. Guards that read only inputs are checked before the first step runs."`
 	Danger      bool          `yaml:"danger" doc:"Destructive: the operator must type a word to go ahead (the target's name unless confirm: says otherwise; headless: --yes)."`
 	Confirm     *Confirmation `yaml:"confirm" doc:"For danger steps: what the operator types and why (default: the target's name)."`
 	Serial      int           `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
-	Timeout     Duration      `yaml:"timeout" doc:"Time limit of one attempt on one target."`
+	Timeout     Duration      `yaml:"timeout" none:"true" doc:"Time limit of one attempt on one target. Default when omitted: the kind's (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm and input wait for a person: none). Write none to opt out of any limit."`
 	Retries     int           `yaml:"retries" doc:"Extra attempts after a failure, with backoff."`
 	RetryDelay  Duration      `yaml:"retry_delay" doc:"Delay before the first retry; doubles each time (default 1s)."`
 	OnFailure   string        `yaml:"on_failure" enum:"stop,continue,ask" doc:"What a failure does: stop the run, continue, or ask the operator."`

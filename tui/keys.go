@@ -17,6 +17,9 @@ type KeyMap struct {
 	Interrupt        key.Binding
 	Help             key.Binding
 	Yes, No          key.Binding
+	// Start starts the run from the inputs' review; Edit changes the input
+	// under the cursor there.
+	Start, Edit key.Binding
 	// Steps and Scroll only name Up/Down and PageUp/PageDown in the short
 	// help line.
 	Steps, Scroll key.Binding
@@ -56,6 +59,8 @@ func DefaultKeyMap() *KeyMap {
 		Interrupt: key.NewBinding(key.WithKeys("ctrl+c"), key.WithHelp("ctrl+c", "interrupt")),
 		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "more keys")),
 		Yes:       key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "yes")),
+		Start:     key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start the run")),
+		Edit:      key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "change")),
 		No:        key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n/esc", "no")),
 
 		Steps:  key.NewBinding(key.WithKeys("up", "down", "k", "j"), key.WithHelp("↑/↓", "step")),

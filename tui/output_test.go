@@ -195,10 +195,15 @@ func TestTUIPagerFile(t *testing.T) {
 		fmt.Fprintf(&log, "recorded line %05d\n", i)
 	}
 	log.WriteString("! token ****\n")
-	rec := fakeRecord{execs: []state.Exec{{Target: "node2", Attempt: 1, Status: state.StatusFailed, ExitCode: 2, Error: "exit 2", Log: log.String()}}}
+	rec := fakeRecord{execs: []state.Exec{
+		{Target: "node2", Attempt: 1, Status: state.StatusFailed, ExitCode: 2, Error: "exit 2", Log: log.String()},
+		{Target: "node3", Attempt: 1, Status: state.StatusSucceeded, Log: "head of node3\n[output truncated: 999 bytes not recorded]\n"},
+	}}
 	v := NewRunView(NewCommon(fixedNow), nil)
 	v.SetContext(RunContext{User: "alice", Record: rec})
 	v.Handle(engine.RunStarted{RunID: "r1", Steps: []string{"s"}})
+	v.Handle(engine.StepStarted{StepID: "s", Target: "node3", Attempt: 1, Summary: "x", Time: at(0)})
+	v.Handle(engine.OutputLine{StepID: "s", Target: "node3", Line: "tail of node3 \x1b]52;c;aGk=\x07", Time: at(0)})
 	v.Handle(engine.StepStarted{StepID: "s", Target: "node2", Attempt: 2, Summary: "x", Time: at(0)})
 	v.Handle(engine.OutputLine{StepID: "s", Target: "node2", Line: "live line of attempt 2", Time: at(1)})
 	msg := v.openPager(0)().(pagerReadyMsg)
@@ -218,10 +223,14 @@ func TestTUIPagerFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(b)
-	for _, want := range []string{"recorded line 00000", "recorded line 19999", "! token ****", "node2 · attempt 1 · failed · exit 2", "node2 · attempt 2 · not in the record yet", "live line of attempt 2"} {
+	for _, want := range []string{"recorded line 00000", "recorded line 19999", "! token ****", "node2 · attempt 1 · failed · exit 2", "node2 · attempt 2 · not in the record yet", "live line of attempt 2",
+		"head of node3", "[output truncated: 999 bytes not recorded]", "the last 1 lines kept on screen follow", "tail of node3 ␛]52;c;aGk=␇"} {
 		if !strings.Contains(text, want) {
-			t.Errorf("pager file lacks %q", want)
+			t.Errorf("pager file lacks %q:\n%s", want, text)
 		}
+	}
+	if strings.Contains(text, "\x1b") {
+		t.Error("an escape sequence reached the pager's file")
 	}
 }
 

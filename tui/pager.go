@@ -47,7 +47,7 @@ func (rr replayRecord) StepLogs(_ context.Context, _, stepID string) ([]state.Ex
 				return nil, fmt.Errorf("event %d: %w", ev.Seq, err)
 			}
 			out = append(out, state.Exec{RunID: ev.RunID, StepID: stepID, Target: ev.Target, Attempt: ev.Attempt, Status: p.Status,
-				ExitCode: p.ExitCode, Error: p.Error, Log: p.Log, StartSeq: started[ta{ev.Target, ev.Attempt}], EndSeq: ev.Seq})
+				ExitCode: p.ExitCode, Error: p.Error, Log: string(p.LogBytes()), StartSeq: started[ta{ev.Target, ev.Attempt}], EndSeq: ev.Seq})
 		}
 	}
 	slices.SortStableFunc(out, func(a, b state.Exec) int { return int(a.StartSeq - b.StartSeq) })
@@ -203,7 +203,7 @@ func (j pagerJob) render(w *bufio.Writer) {
 			l, log, _ = strings.Cut(log, "\n")
 			_, _ = w.WriteString(clean(l) + "\n")
 		}
-		if strings.HasSuffix(x.Log, "[output truncated]\n") && len(byKey[k]) > 0 {
+		if logTruncated(x.Log) && len(byKey[k]) > 0 {
 			_, _ = fmt.Fprintf(w, "(the record keeps the start of each attempt's output; the last %d lines kept on screen follow)\n", len(byKey[k]))
 			writeLines(w, byKey[k])
 		}
@@ -223,6 +223,14 @@ func (j pagerJob) render(w *bufio.Writer) {
 		}
 		writeLines(w, lines)
 	}
+}
+
+// logTruncated reports whether a recorded log ends with the engine's
+// truncation marker ("[output truncated…]").
+func logTruncated(log string) bool {
+	log = strings.TrimRight(log, "\n")
+	last := log[strings.LastIndexByte(log, '\n')+1:]
+	return strings.HasPrefix(last, "[output truncated")
 }
 
 func writeLines(w *bufio.Writer, lines []outLine) {

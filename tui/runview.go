@@ -16,6 +16,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -358,22 +359,11 @@ func orOperator(t string) string {
 	return t
 }
 
-// clean makes a line safe for the terminal: no escape sequences or control
-// characters from the remote side.
+// clean makes a line safe for the terminal (termsafe.Cell: escape
+// sequences and controls from the remote side shown visibly, never
+// interpreted). Lengths are bounded where lines are stored (capBytes).
 func clean(s string) string {
-	s = ansi.Strip(s)
-	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		s = strings.Map(func(r rune) rune {
-			switch {
-			case r == '\t':
-				return ' '
-			case r < 0x20 || r == 0x7f:
-				return -1
-			}
-			return r
-		}, s)
-	}
-	return s
+	return termsafe.Cell(s)
 }
 
 func (v *RunView) appendOut(s *stepRow, l outLine) {
