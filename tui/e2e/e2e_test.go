@@ -302,8 +302,8 @@ func TestTUIDangerFailureWrapPager(t *testing.T) {
 				dir, pager, drbookBin, db, inv)
 			tm := startTmux(t, sz.w, sz.h, cmd)
 
-			box := tm.waitFor("Type node2 to go ahead")
-			for _, want := range []string{"on node2:", "1│ d=./scratch/m2", `2│ if [ -f "$d" ]; then`, `3│   rm -f "$d" || true`, "4│ fi", "5│ echo \"removed $d on node2"} {
+			box := tm.waitFor("Type scratch-m2 to go ahead")
+			for _, want := range []string{"Why scratch-m2: the marker file m2 on node2 is what this step deletes", "on node2:", "1│ d=./scratch/m2", `2│ if [ -f "$d" ]; then`, `3│   rm -f "$d" || true`, "4│ fi", "5│ echo \"removed $d on node2"} {
 				if !strings.Contains(box, want) {
 					t.Errorf("danger box lacks %q:\n%s", want, box)
 				}
@@ -311,7 +311,10 @@ func TestTUIDangerFailureWrapPager(t *testing.T) {
 			if strings.Contains(box, "m2if") {
 				t.Errorf("the danger box joins the command's lines:\n%s", box)
 			}
-			tm.text("node2")
+			tm.text("node2") // the target's name is not the word
+			tm.keys("Enter")
+			tm.waitFor(`"node2" is not "scratch-m2"`)
+			tm.text("scratch-m2")
 			tm.keys("Enter")
 
 			failed := tm.waitFor("Step flaky failed on node1, node3")
