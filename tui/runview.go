@@ -956,7 +956,9 @@ func (v *RunView) stepList(h int) (out []string, above, below int) {
 func (v *RunView) layout(want int) (listH, bodyH int) {
 	helpH := 1
 	if v.help.ShowAll {
-		helpH = len(v.FullHelp())
+		for _, col := range v.FullHelp() {
+			helpH = max(helpH, len(col))
+		}
 	}
 	body := v.height - 3 - 1 - 1 - 1 - helpH // header, rule, rule, status, help
 	rows := len(v.steps)
