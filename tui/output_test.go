@@ -295,3 +295,25 @@ func TestTUIReplayRecordLogs(t *testing.T) {
 		t.Fatalf("replay logs = %+v", got)
 	}
 }
+
+// TestTUIOutputEarlierLinesHint: scrolled to the top of what the screen
+// keeps, the output says how many earlier lines it dropped and how to see
+// them.
+func TestTUIOutputEarlierLinesHint(t *testing.T) {
+	m := runModel(t, runningEvents())
+	d := drive(m)
+	sized(t, d, 80, 24)
+	var evs batchMsg
+	for i := range liveRingLines + 100 {
+		evs = append(evs, EventMsg{Event: engine.OutputLine{StepID: "report", Target: "node2", Line: fmt.Sprintf("bulk %05d", i), Time: at(80000)}})
+	}
+	d.send(evs)
+	d.send(press("g"))
+	got := frame(m)
+	if !strings.Contains(got, "earlier lines are not kept on screen: p opens the whole output") {
+		t.Fatalf("no hint about the dropped lines at the top:\n%s", got)
+	}
+	if !strings.Contains(got, fmt.Sprintf("of %d", liveRingLines+100+31)) {
+		t.Errorf("the position does not count every line:\n%s", got)
+	}
+}

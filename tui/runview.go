@@ -623,7 +623,7 @@ func (v *RunView) outputWindow(h int) []string {
 		}
 	}
 	if v.top == r.first() && v.topRow == 0 && r.first() > 0 && len(rows) > 0 {
-		rows[0] = v.c.Styles.Hint.Render(fit(fmt.Sprintf("↑ %d earlier lines are in the record: %s opens the whole output", r.first(), v.c.Keys.Pager.Help().Key), w))
+		rows[0] = v.c.Styles.Hint.Render(fit(fmt.Sprintf("↑ %d earlier lines are not kept on screen: %s opens the whole output", r.first(), v.c.Keys.Pager.Help().Key), w))
 	}
 	return rows
 }
