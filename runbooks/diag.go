@@ -66,13 +66,22 @@ func (ds Diagnostics) sorted() Diagnostics {
 	return ds
 }
 
+// maxDiagnostics bounds the problems kept for one file: a hostile file can
+// hold tens of thousands, and nobody reads past the first few hundred.
+const maxDiagnostics = 1000
+
 // diags collects diagnostics for one file.
 type diags struct {
-	file string
-	list Diagnostics
+	file    string
+	list    Diagnostics
+	dropped int // problems found after maxDiagnostics
 }
 
 func (d *diags) add(p Pos, format string, args ...any) {
+	if len(d.list) >= maxDiagnostics {
+		d.dropped++
+		return
+	}
 	d.list = append(d.list, Diagnostic{File: d.file, Pos: p, Message: fmt.Sprintf(format, args...)})
 }
 
@@ -81,5 +90,10 @@ func (d *diags) err() error {
 	if len(d.list) == 0 {
 		return nil
 	}
-	return d.list.sorted()
+	out := d.list.sorted()
+	if d.dropped > 0 {
+		last := out[len(out)-1].Pos
+		out = append(out[:len(out):len(out)], Diagnostic{File: d.file, Pos: last, Message: fmt.Sprintf("%d more problem(s) not shown (only the first %d are kept)", d.dropped, maxDiagnostics)})
+	}
+	return out
 }

@@ -4,27 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"strings"
 )
-
-// ReadFile reads a file for loading, refusing files too large to be a runbook.
-func ReadFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if st.Size() > maxYAMLBytes {
-		return nil, fmt.Errorf("read %s: %d bytes is more than the %d a runbook may have", path, st.Size(), maxYAMLBytes)
-	}
-	b, err := os.ReadFile(path) // #nosec G304 -- reads the runbook, inventory or answers file the operator named
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
-}
 
 func digest(b []byte) string {
 	s := sha256.Sum256(b)
@@ -294,7 +277,13 @@ func (v *validator) step(i int, s *Step) {
 	// Templates in strings.
 	v.templ(i, s, s.When, s.At("when"), hasTarget, "when")
 	v.templ(i, s, s.Title, s.At("title"), hasTarget, "title")
-	v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	if n := s.raw["check"]; n != nil && n.kind == kindScalar && n.value == s.Check {
+		for _, c := range n.chunks() {
+			v.command(i, s, c.text, c.pos, hasTarget, "check")
+		}
+	} else {
+		v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	}
 	if s.With.node != nil {
 		cmdParams := map[string]bool{}
 		for _, p := range info.CommandParams {
@@ -308,10 +297,14 @@ func (v *validator) walkParams(i int, s *Step, n *ynode, hasTarget bool, what st
 	switch n.kind {
 	case kindScalar:
 		if n.stype == scalarString {
-			if cmd[strings.TrimPrefix(what, "with.")] {
-				v.command(i, s, n.value, n.pos, hasTarget, what)
-			} else {
-				v.templ(i, s, n.value, n.pos, hasTarget, what)
+			// A block scalar is checked piece by piece, so a problem is
+			// reported at its own line.
+			for _, c := range n.chunks() {
+				if cmd[strings.TrimPrefix(what, "with.")] {
+					v.command(i, s, c.text, c.pos, hasTarget, what)
+				} else {
+					v.templ(i, s, c.text, c.pos, hasTarget, what)
+				}
 			}
 		}
 	case kindMap:
