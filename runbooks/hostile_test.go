@@ -193,30 +193,7 @@ func TestHostileChild(t *testing.T) {
 		}
 	}
 	fmt.Printf("HOSTILE-RESULT<%v>HOSTILE-RESULT\n", err)
-	fmt.Printf("HOSTILE-HWM<%d>\n", vmHWM())
-}
-
-// vmHWM returns this process's peak resident set size in KiB, or -1.
-func vmHWM() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb); err == nil {
-				return kb
-			}
-		}
-	}
-	return -1
-}
-
-func between(s, a, b string) string {
-	_, rest, _ := strings.Cut(s, a)
-	out, _, _ := strings.Cut(rest, b)
-	return out
+	fmt.Printf("HOSTILE-HWM<%d>\n", hostile.SelfHWM()>>10)
 }
 
 func tail(s string) string {
@@ -224,4 +201,10 @@ func tail(s string) string {
 		return "…" + s[len(s)-2000:]
 	}
 	return s
+}
+
+func between(s, a, b string) string {
+	_, rest, _ := strings.Cut(s, a)
+	out, _, _ := strings.Cut(rest, b)
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -32,13 +33,19 @@ type Result struct {
 	ExitCode int
 	// Wall is the elapsed time; CPU is user plus system time of the child.
 	Wall, CPU time.Duration
-	// PeakRSS is the child's peak resident set size in bytes.
+	// PeakRSS is the child's ru_maxrss in bytes. Go starts children with
+	// vfork, and Linux carries the parent's peak into the child's at exec:
+	// this is an upper bound (never less than the child's real peak).
 	PeakRSS int64
+	// HWM is the highest VmHWM read from /proc/PID/status while the child
+	// ran (sampled every millisecond or so): the child's own peak, less any
+	// growth in its last moments.
+	HWM int64
 }
 
 // String summarises a result for test logs.
 func (r Result) String() string {
-	return fmt.Sprintf("exit %d, cpu %v, wall %v, peak RSS %.1f MB", r.ExitCode, r.CPU.Round(time.Millisecond), r.Wall.Round(time.Millisecond), float64(r.PeakRSS)/(1<<20))
+	return fmt.Sprintf("exit %d, cpu %v, wall %v, VmHWM %.1f MB (sampled), ru_maxrss ≤ %.1f MB", r.ExitCode, r.CPU.Round(time.Millisecond), r.Wall.Round(time.Millisecond), float64(r.HWM)/(1<<20), float64(r.PeakRSS)/(1<<20))
 }
 
 // Run runs name with args in a child whose address space is limited to
@@ -53,8 +60,15 @@ func Run(ctx context.Context, limit int64, stdin io.Reader, env []string, name s
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	start := time.Now()
-	err := cmd.Run()
-	r := Result{Stdout: so.String(), Stderr: se.String(), Wall: time.Since(start)}
+	if err := cmd.Start(); err != nil {
+		return Result{}, fmt.Errorf("run %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	hwm := make(chan int64, 1)
+	go func() { hwm <- watchHWM(cmd.Process.Pid, done) }()
+	err := cmd.Wait()
+	close(done)
+	r := Result{Stdout: so.String(), Stderr: se.String(), Wall: time.Since(start), HWM: <-hwm}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -73,6 +87,46 @@ func Run(ctx context.Context, limit int64, stdin io.Reader, env []string, name s
 	}
 	return r, nil
 }
+
+// watchHWM samples a process's VmHWM until done is closed and returns the
+// highest value seen, in bytes.
+func watchHWM(pid int, done <-chan struct{}) int64 {
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	var peak int64
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		if kb := readHWM(status); kb*1024 > peak {
+			peak = kb * 1024
+		}
+		select {
+		case <-done:
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+// readHWM returns the VmHWM line of a /proc status file in KiB, or 0.
+func readHWM(path string) int64 {
+	b, err := os.ReadFile(path) // #nosec G304 -- a /proc status file of our own child
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb
+			}
+		}
+	}
+	return 0
+}
+
+// SelfHWM returns this process's own VmHWM in bytes (0 if unknown): a child
+// started by Test prints it before it exits for an exact figure.
+func SelfHWM() int64 { return readHWM("/proc/self/status") * 1024 }
 
 // Test re-executes the running test binary to run only the test named
 // test, with ChildEnv set and env added, under limit (see Run). The child
