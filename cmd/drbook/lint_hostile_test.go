@@ -129,3 +129,35 @@ func writeForever(t *testing.T, path string) {
 		}
 	}()
 }
+
+// TestAgentFileArgsHostile: files the drbook-agent CLI reads from its
+// operator (a keys manifest, a passphrase file) are read with a cap, so
+// /dev/zero in their place is a clear error within 1 s and 200 MB.
+func TestAgentFileArgsHostile(t *testing.T) {
+	data := t.TempDir()
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"keys manifest", []string{"keys", "verify", "--manifest", "/dev/zero", "--data", data}, 2, "manifest /dev/zero: larger than 8 MiB"},
+		{"passphrase file", []string{"backup", "create", "--key-file", "/dev/zero", "--data", data}, 1, "/dev/zero: larger than 64 KiB"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			r, err := hostile.Run(ctx, hostile.DefaultLimit, nil, nil, agentBin, c.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("drbook-agent %s: %s", c.name, r)
+			if r.ExitCode != c.code || !strings.Contains(r.Stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", r.ExitCode, r.Stderr, c.code, c.want)
+			}
+			if r.CPU > time.Second || r.HWM > 200<<20 {
+				t.Errorf("cpu %v, VmHWM %d MB: want under 1 s and 200 MB", r.CPU, r.HWM>>20)
+			}
+		})
+	}
+}
