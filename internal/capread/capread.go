@@ -123,3 +123,36 @@ func ReadFileContext(ctx context.Context, path string, limit int64) ([]byte, err
 	}
 	return b, err
 }
+
+// Buffer is an io.Writer that keeps at most Limit bytes and counts the rest.
+// Writes never fail, so a producer (a remote command's output, say) is not
+// disturbed; after it is done, Over tells whether anything was dropped.
+type Buffer struct {
+	// Limit is the number of bytes kept.
+	Limit int
+	buf   []byte
+	over  int64
+}
+
+// Write keeps what fits under the limit and counts the rest.
+func (b *Buffer) Write(p []byte) (int, error) {
+	room := b.Limit - len(b.buf)
+	if room >= len(p) {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	if room > 0 {
+		b.buf = append(b.buf, p[:room]...)
+	}
+	b.over += int64(len(p) - max(room, 0))
+	return len(p), nil
+}
+
+// Bytes returns the bytes kept.
+func (b *Buffer) Bytes() []byte { return b.buf }
+
+// String returns the bytes kept as a string.
+func (b *Buffer) String() string { return string(b.buf) }
+
+// Over returns how many bytes were dropped (0 if everything fit).
+func (b *Buffer) Over() int64 { return b.over }
