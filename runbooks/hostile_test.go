@@ -32,10 +32,13 @@ func aliasBomb(indent string, depth, fan int) string {
 
 const bombHead = "apiVersion: drbook/v1\nkind: Runbook\nname: bomb\nsteps:\n  - id: a\n    run: shell\n    on: node1\n    with:\n      command: \"true\"\n      env:\n"
 
+// resolveRunbook has the secret input the "resolve" cases answer.
+const resolveRunbook = "apiVersion: drbook/v1\nkind: Runbook\nname: r\ninputs:\n  key: {type: secret, prompt: Key}\nsteps:\n  - id: a\n    run: shell\n    on: node1\n    with: {command: \"true\"}\n"
+
 // hostileCase is one hostile document and the refusal it must get.
 type hostileCase struct {
 	name string
-	kind string // runbook, answers or inventory
+	kind string // runbook, answers, inventory, or resolve (answers resolved against a runbook)
 	// file returns the path to read (written into dir, or a device).
 	file func(t *testing.T, dir string) string
 	// want matches the whole error, file:line:col included.
@@ -90,6 +93,8 @@ func hostileCases() []hostileCase {
 			`^[^:]*big\.yaml: larger than 4 MiB, the limit for a runbook, inventory or answers file`},
 		{"4 MiB block scalar (accepted)", "answers", writeFile("block.yaml", "inputs:\n  a: |\n"+strings.Repeat("    "+strings.Repeat("x", 195)+"\n", (4<<20-100)/200)),
 			`^<nil>$`},
+		{"answer {file: /dev/zero}", "resolve", writeFile("secret.yaml", "inputs:\n  key: {file: /dev/zero}\n"),
+			`^secret\.yaml:2:9: input "key": read answer file: /dev/zero: larger than 1 MiB`},
 		{"/dev/zero", "runbook", func(*testing.T, string) string { return "/dev/zero" },
 			`^/dev/zero: larger than 4 MiB`},
 		{"a FIFO written forever", "runbook", fifoForever,
@@ -190,6 +195,15 @@ func TestHostileChild(t *testing.T) {
 			_, err = runbooks.ParseAnswers(name, src)
 		case "inventory":
 			_, err = runbooks.ParseInventory(name, src)
+		case "resolve":
+			var a *runbooks.Answers
+			if a, err = runbooks.ParseAnswers(name, src); err == nil {
+				rb, lerr := runbooks.LoadRunbook("rb.yaml", []byte(resolveRunbook), steps.NewRegistry(), nil)
+				if lerr != nil {
+					panic(lerr)
+				}
+				_, _, err = runbooks.ResolveInputs(rb, nil, a, false)
+			}
 		}
 	}
 	fmt.Printf("HOSTILE-RESULT<%v>HOSTILE-RESULT\n", err)
