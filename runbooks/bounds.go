@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/token"
@@ -65,6 +66,10 @@ func ReadFileContext(ctx context.Context, path string) ([]byte, error) {
 		return nil, Diagnostics{{File: path, Message: fmt.Sprintf("larger than %s, the limit for a runbook, inventory or answers file (read stopped there)", capread.Size(maxYAMLBytes))}}
 	}
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // "read x.yaml: no such file or directory", not the path twice
+		}
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return b, nil

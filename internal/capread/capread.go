@@ -11,12 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 )
 
 // ErrTooLarge is wrapped by every error about input over its cap.
 var ErrTooLarge = errors.New("input is larger than its size limit")
+
+// ErrIsDir is returned (in an *fs.PathError) for a directory.
+var ErrIsDir = errors.New("is a directory, not a file")
 
 // TooLargeError says which input went over which cap.
 type TooLargeError struct {
@@ -103,7 +107,7 @@ func ReadFileContext(ctx context.Context, path string, limit int64) ([]byte, err
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if st.IsDir() {
-		return nil, fmt.Errorf("%s is a directory, not a file", path)
+		return nil, &fs.PathError{Op: "read", Path: path, Err: ErrIsDir}
 	}
 	var hint int64
 	if st.Mode().IsRegular() {
