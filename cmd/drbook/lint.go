@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -108,10 +110,11 @@ func errStrings(errs []error) []string {
 	return out
 }
 
-// isInventory tells inventories from runbooks by their kind line.
+// isInventory tells inventories from runbooks by their kind line (a BOM and
+// CRLF line ends allowed).
 func isInventory(src []byte) bool {
-	for _, line := range splitLines(src) {
-		if line == "kind: Inventory" {
+	for _, line := range splitLines(bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))) {
+		if strings.TrimSuffix(line, "\r") == "kind: Inventory" {
 			return true
 		}
 	}

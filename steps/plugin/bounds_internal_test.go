@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drbook/drbook/steps/plugin/internal/wire"
 )
@@ -41,5 +42,23 @@ func TestManifestSchemaBounds(t *testing.T) {
 				t.Fatalf("error %v, want ErrProtocol containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestPinRefusesNonRegularFiles: a plugin path that is a device is refused
+// at once, not hashed without end.
+func TestPinRefusesNonRegularFiles(t *testing.T) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := FileSHA256("/dev/zero")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("err %v, want \"not a regular file\"", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hashing /dev/zero did not stop")
 	}
 }

@@ -67,6 +67,13 @@ func FileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("hash plugin: %w", err)
 	}
 	defer f.Close()
+	// A plugin is a regular executable file: a device or FIFO would be
+	// hashed without end.
+	if st, err := f.Stat(); err != nil {
+		return "", fmt.Errorf("hash plugin %s: %w", path, err)
+	} else if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("hash plugin %s: not a regular file", path)
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hash plugin %s: %w", path, err)
