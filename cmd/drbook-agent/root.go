@@ -103,10 +103,11 @@ func sentinels() []error {
 }
 
 // Caps on files the operator names: a secret or token is a line; a keys
-// manifest lists every key (about 200 bytes each: 8 MiB is some 40000 keys).
+// manifest lists every key (about 120 bytes each) and is sent whole to the
+// agent, whose API takes at most 64 MiB.
 const (
 	maxSecretFileBytes   = 64 << 10
-	maxManifestFileBytes = 8 << 20
+	maxManifestFileBytes = 64 << 20
 )
 
 // readSecret reads a secret from a file (trailing newline trimmed) or an

@@ -141,7 +141,7 @@ func TestAgentFileArgsHostile(t *testing.T) {
 		code int
 		want string
 	}{
-		{"keys manifest", []string{"keys", "verify", "--manifest", "/dev/zero", "--data", data}, 2, "manifest /dev/zero: larger than 8 MiB"},
+		{"keys manifest", []string{"keys", "verify", "--manifest", "/dev/zero", "--data", data}, 2, "manifest /dev/zero: larger than 64 MiB"},
 		{"passphrase file", []string{"backup", "create", "--key-file", "/dev/zero", "--data", data}, 1, "/dev/zero: larger than 64 KiB"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

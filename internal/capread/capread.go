@@ -7,6 +7,7 @@
 package capread
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -59,30 +60,39 @@ func readAll(r io.Reader, limit int64, name string, sizeHint int64) ([]byte, err
 	if limit < 0 {
 		limit = 0
 	}
-	// Start small and grow: a hint from Stat is only trusted up to the cap
-	// (a device or /proc file reports 0, a sparse file any size).
-	initial := int64(4096)
-	if sizeHint > 0 {
-		initial = min(sizeHint, limit) + 1
-	}
-	buf := make([]byte, 0, min(initial, limit+1))
 	lr := io.LimitReader(r, limit+1)
+	// Read in chunks, never copying while growing: the first chunk is the
+	// size the file reports (trusted only up to the cap), or 64 KiB; the
+	// rest 1 MiB each. A typical file is one chunk, returned as is; a
+	// refused one never costs more than the cap.
+	size := int64(64 << 10)
+	if sizeHint > 0 {
+		size = min(sizeHint, limit) + 1
+	}
+	var chunks [][]byte
+	var total int64
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		buf := make([]byte, min(size, limit+1-total))
+		n, err := io.ReadFull(lr, buf)
+		if n > 0 {
+			chunks = append(chunks, buf[:n])
+			total += int64(n)
 		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > limit {
+		if total > limit {
 			return nil, &TooLargeError{Name: name, Limit: limit}
 		}
-		if errors.Is(err, io.EOF) {
-			return buf, nil
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
+		size = 1 << 20
 	}
+	if len(chunks) == 1 {
+		return chunks[0], nil
+	}
+	return bytes.Join(chunks, nil), nil
 }
 
 // ReadFile reads the file at path with a cap (see ReadAll). It works the same

@@ -222,11 +222,12 @@ var ErrNoTarget = errors.New("agent steps need a target node")
 
 // ErrAnswerTooLarge: a node's drbook-agent printed more than maxAnswerBytes
 // (a misbehaving or hostile node); the answer is refused, not parsed.
-var ErrAnswerTooLarge = errors.New("drbook-agent answer is larger than 16 MiB")
+var ErrAnswerTooLarge = errors.New("drbook-agent answer is larger than 64 MiB")
 
 // maxAnswerBytes bounds what drbook keeps of a drbook-agent command's
-// stdout (its JSON answer; a keys manifest is the largest).
-const maxAnswerBytes = 16 << 20
+// stdout (its JSON answer; a keys verify listing every key of a large store
+// is the largest), as the agent's API bounds what it takes.
+const maxAnswerBytes = 64 << 20
 
 // commandLine builds the drbook-agent invocation for a node, every argument
 // quoted.

@@ -15,12 +15,12 @@ import (
 	"github.com/drbook/drbook/steps/transport"
 )
 
-// TestAnswerTooLarge: a node whose drbook-agent prints 40 MB instead of a
-// JSON answer gets a clear error naming what was dropped: drbook keeps 16 MiB of it.
+// TestAnswerTooLarge: a node whose drbook-agent prints 80 MB instead of a
+// JSON answer gets a clear error naming what was dropped: drbook keeps 64 MiB of it.
 func TestAnswerTooLarge(t *testing.T) {
 	dir := t.TempDir()
 	fake := filepath.Join(dir, "drbook-agent")
-	script := "#!/bin/sh\nhead -c 40000000 /dev/zero | tr '\\0' x\n"
+	script := "#!/bin/sh\nhead -c 80000000 /dev/zero | tr '\\0' x\n"
 	if err := os.WriteFile(fake, []byte(script), 0o700); err != nil { // #nosec G306 -- a test script that must be executable
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestAnswerTooLarge(t *testing.T) {
 	if !errors.Is(err, ErrAnswerTooLarge) {
 		t.Fatalf("err %v, want ErrAnswerTooLarge", err)
 	}
-	if want := "23222784 bytes more were dropped"; !strings.Contains(err.Error(), want) {
+	if want := "12891136 bytes more were dropped"; !strings.Contains(err.Error(), want) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 }
