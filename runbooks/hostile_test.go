@@ -158,8 +158,12 @@ func TestHostileInput(t *testing.T) {
 			if !regexp.MustCompile(c.want).MatchString(got) {
 				t.Errorf("error:\n%s\nwant match for %s", got, c.want)
 			}
-			if r.CPU > time.Second {
-				t.Errorf("took %v of CPU, want under 1 s", r.CPU)
+			budget := time.Second
+			if strings.HasSuffix(c.name, "(accepted)") {
+				budget = 3 * time.Second // the largest legal file: a bound, not an attack
+			}
+			if r.CPU > budget {
+				t.Errorf("took %v of CPU, want under %v", r.CPU, budget)
 			}
 			// The child's own VmHWM; ru_maxrss (r.PeakRSS) also counts the
 			// test process that forked it, so it is only an upper bound.
