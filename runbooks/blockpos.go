@@ -122,7 +122,7 @@ func (n *ynode) chunks() []scalarChunk {
 	for i := 0; i < len(v); i++ {
 		if next < len(offs) && i == offs[next] {
 			if !open {
-				if i > start {
+				if strings.TrimSpace(v[start:i]) != "" {
 					out = append(out, scalarChunk{text: v[start:i], pos: startPos})
 				}
 				start, startPos = i, pos[next]
@@ -144,7 +144,7 @@ func (n *ynode) chunks() []scalarChunk {
 			}
 		}
 	}
-	if start < len(v) {
+	if strings.TrimSpace(v[start:]) != "" {
 		out = append(out, scalarChunk{text: v[start:], pos: startPos})
 	}
 	if len(out) == 0 {
