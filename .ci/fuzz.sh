@@ -20,6 +20,7 @@ targets="
 ./runbooks FuzzParseInventory
 ./runbooks FuzzParseAnswers
 ./nodeagent FuzzKeyCodec
+./nodeagent FuzzAPIHandler
 ./nodeagent/backup FuzzRead
 ./nodeagent/backup FuzzReadMetaFixedCRC
 ./nodeagent/token FuzzParse
@@ -28,6 +29,8 @@ targets="
 ./state FuzzVerify
 ./state FuzzVerifyDB
 ./steps/transport FuzzQuote
+./state/termsafe FuzzSanitize
+./state/termsafe FuzzJSON
 "
 
 # Every Fuzz function in the tree must be listed above.

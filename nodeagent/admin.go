@@ -154,7 +154,7 @@ func (a *Agent) startAdmin() error {
 			writeJSON(w, nil, fmt.Errorf("%w: unknown verb %q", ErrUsage, verb))
 			return
 		}
-		body, err := readAll(r)
+		body, err := readAll(w, r)
 		if err != nil {
 			writeJSON(w, nil, err)
 			return
@@ -173,7 +173,8 @@ func (a *Agent) startAdmin() error {
 	// Profiling is served only on the 0600 admin socket.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	a.adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No write timeout: joins, backups and restores answer when done.
+	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("admin socket", "err", err)
@@ -182,9 +183,9 @@ func (a *Agent) startAdmin() error {
 	return nil
 }
 
-func readAll(r *http.Request) ([]byte, error) {
+func readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	var raw json.RawMessage
-	if err := decodeBody(r, &raw); err != nil {
+	if err := decodeBody(w, r, AdminMaxBody, &raw); err != nil {
 		return nil, err
 	}
 	return raw, nil

@@ -40,6 +40,17 @@ type Config struct {
 	// PromoteLag is the largest lag (in log entries) at which a non-voter is
 	// promoted to voter.
 	PromoteLag uint64
+	// APIHeaderTimeout bounds reading a request's line and headers on the
+	// HTTPS API (default DefaultAPIHeaderTimeout).
+	APIHeaderTimeout time.Duration
+	// APIBodyTimeout bounds reading a request's body on the HTTPS API, from
+	// the end of its headers (default DefaultAPIBodyTimeout); a slower body
+	// is cut off with 408.
+	APIBodyTimeout time.Duration
+	// MaxUnauthenticated bounds the API requests without valid credentials
+	// served at the same time (default DefaultMaxUnauthenticated); more are
+	// answered 503 with Retry-After.
+	MaxUnauthenticated int
 	// Logger receives structured logs.
 	Logger *slog.Logger
 }
@@ -62,6 +73,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.PromoteLag == 0 {
 		c.PromoteLag = 64
+	}
+	if c.APIHeaderTimeout <= 0 {
+		c.APIHeaderTimeout = DefaultAPIHeaderTimeout
+	}
+	if c.APIBodyTimeout <= 0 {
+		c.APIBodyTimeout = DefaultAPIBodyTimeout
+	}
+	if c.MaxUnauthenticated <= 0 {
+		c.MaxUnauthenticated = DefaultMaxUnauthenticated
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -101,6 +121,11 @@ type Agent struct {
 	exitCh    chan struct{}
 	exitOnce  sync.Once
 	adminSrv  *http.Server
+	// unauth holds one token per API request in flight without valid
+	// credentials (guard).
+	unauth chan struct{}
+	// refused counts refused API requests by reason (guard), for /metrics.
+	refused [refusedReasons]atomic.Int64
 }
 
 // New prepares an agent: it creates the data directory and node key, loads
@@ -122,7 +147,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node sealing key: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nodeKey: nodeKey, exitCh: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nodeKey: nodeKey, exitCh: make(chan struct{}),
+		unauth: make(chan struct{}, cfg.MaxUnauthenticated)}
 	a.fsm = NewFSM(a)
 	a.batcher = newBatcher(a)
 	a.verbs = a.internalVerbs()
@@ -414,8 +440,11 @@ func (a *Agent) startAPI() error {
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
 	}
-	srv := &http.Server{Handler: a.apiHandler(), TLSConfig: a.apiTLS, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
+	// Bodies get their own read deadline (bodyDeadline, readBody): a
+	// server-wide ReadTimeout would also cancel handlers that run longer.
+	srv := &http.Server{Handler: bodyDeadline(a.cfg.APIBodyTimeout, a.apiHandler()), TLSConfig: a.apiTLS,
+		ReadHeaderTimeout: a.cfg.APIHeaderTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
+		MaxHeaderBytes: apiMaxHeaderBytes, ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
 	a.apiSrv = srv
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -4,19 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/drbook/drbook/nodeagent/pki"
-	"github.com/drbook/drbook/nodeagent/token"
 )
-
-// maxBody bounds request bodies on the API and admin socket.
-const maxBody = 64 << 20
 
 // apiHandler serves /healthz, /metrics, /v1/join (token auth), the key API
 // (API key or node certificate) and /v1/internal/* (node certificate).
+// Credentials are checked before any body is read (guard, authKeys,
+// handleInternal), and every body is read with its endpoint's limit.
 func (a *Agent) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -35,7 +31,7 @@ func (a *Agent) apiHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		var req joinRequest
-		if err := decodeBody(r, &req); err != nil {
+		if err := decodeBody(w, r, JoinMaxBody, &req); err != nil {
 			writeJSON(w, nil, err)
 			return
 		}
@@ -47,7 +43,7 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("POST /v1/internal/{verb}", a.handleInternal)
 	mux.HandleFunc("POST /v1/keys", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
 		var req createReq
-		if err := decodeBody(r, &req); err != nil {
+		if err := decodeBody(w, r, KeyAPIMaxBody, &req); err != nil {
 			writeJSON(w, nil, err)
 			return
 		}
@@ -56,7 +52,7 @@ func (a *Agent) apiHandler() http.Handler {
 	}))
 	mux.HandleFunc("PUT /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
 		var spec KeySpec
-		if err := decodeBody(r, &spec); err != nil {
+		if err := decodeBody(w, r, KeyAPIMaxBody, &spec); err != nil {
 			writeJSON(w, nil, err)
 			return
 		}
@@ -86,13 +82,18 @@ func (a *Agent) apiHandler() http.Handler {
 		res, err := a.ListKeys(r.Context(), stale)
 		writeJSON(w, res, err)
 	}))
-	return mux
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, nil, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
+	})
+	return a.guard(mux)
 }
 
-func decodeBody(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+// decodeBody reads r's body (at most limit bytes) and decodes its JSON into
+// v; an empty body leaves v as it is.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	body, err := readBody(w, r, limit)
 	if err != nil {
-		return fmt.Errorf("%w: read body: %w", ErrUsage, err)
+		return err
 	}
 	if len(body) == 0 {
 		return nil
@@ -118,31 +119,12 @@ func (a *Agent) peerRevoked(r *http.Request) bool {
 	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.fsm.IsRevoked(derSHA256(r.TLS.PeerCertificates[0].Raw))
 }
 
-// errUnauthorized is answered to key API calls without valid credentials.
-var errUnauthorized = &notSentError{fmt.Errorf("%w: missing or invalid API key", ErrTokenInvalid)}
-
-// authKeys admits a valid API key ("Authorization: Bearer drbkapi1...") or
-// a cluster node certificate (forwarded calls).
+// authKeys admits a request that guard authenticated with a valid API key
+// ("Authorization: Bearer drbkapi1...") or a cluster node certificate
+// (forwarded calls); anything else is answered 401 before its body is read.
 func (a *Agent) authKeys(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := peerNode(r); ok && !a.peerRevoked(r) {
-			next(w, r)
-			return
-		}
-		h := r.Header.Get("Authorization")
-		plain, ok := strings.CutPrefix(h, "Bearer ")
-		if !ok {
-			w.Header().Set("WWW-Authenticate", "Bearer")
-			writeJSON(w, nil, errUnauthorized)
-			return
-		}
-		id, secret, err := token.ParseAPIKey(plain)
-		if err != nil {
-			writeJSON(w, nil, errUnauthorized)
-			return
-		}
-		rec, found := a.fsm.APIKey(id)
-		if !found || !rec.Verify(secret) {
+		if authOf(r) == authNone {
 			writeJSON(w, nil, errUnauthorized)
 			return
 		}
@@ -258,7 +240,7 @@ func (a *Agent) internalVerbs() map[string]internalVerb {
 func (a *Agent) handleInternal(w http.ResponseWriter, r *http.Request) {
 	peer, ok := peerNode(r)
 	if !ok {
-		writeJSON(w, nil, fmt.Errorf("%w: internal calls need a cluster node certificate", ErrTokenInvalid))
+		writeJSON(w, nil, errNoNodeCert)
 		return
 	}
 	verb := r.PathValue("verb")
@@ -273,9 +255,13 @@ func (a *Agent) handleInternal(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, nil, fmt.Errorf("%w: unknown internal verb %q", ErrNotFound, verb))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	limit := int64(InternalMaxBody)
+	if verb == "keys_create" {
+		limit = forwardedKeysMaxBody
+	}
+	body, err := readBody(w, r, limit)
 	if err != nil {
-		writeJSON(w, nil, fmt.Errorf("%w: %w", ErrUsage, err))
+		writeJSON(w, nil, err)
 		return
 	}
 	res, err := fn(r.Context(), peer, body)

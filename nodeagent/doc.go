@@ -26,4 +26,29 @@
 //
 // Errors are {"error","sentinel"?,"exit_code","not_applied"?}; not_applied
 // is true when the request certainly had no effect and may be retried.
+//
+// # Limits (refused before anything is allocated)
+//
+// Credentials are checked from the headers, before a byte of the body is
+// read: a key API call without a valid API key is answered 401 ("missing
+// or wrong API key (header Authorization: Bearer drbkapi1.…)", with
+// WWW-Authenticate: Bearer), an internal call without a member's
+// certificate 401 too. Bodies have per-endpoint limits, checked against
+// Content-Length before reading and enforced while reading
+// (http.MaxBytesReader); over the limit the answer is 413 naming it:
+//
+//	POST /v1/join                      4 KiB   (JoinMaxBody)
+//	POST /v1/keys, PUT /v1/keys/{id}   1 MiB   (KeyAPIMaxBody)
+//	POST /v1/internal/{verb}           4 KiB   (InternalMaxBody; keys_create, a forwarded key API call: 8 MiB)
+//	admin socket                       64 MiB  (AdminMaxBody)
+//
+// Headers must arrive within --api-header-timeout (5 s; the connection is
+// closed) and a body within --api-body-timeout (10 s, counted from the end
+// of the headers; 408). At most --api-max-unauthenticated (32) requests
+// without valid credentials (join, /healthz, /metrics, refused calls) are
+// served at once; more are answered 503 with Retry-After: 1 at once, never
+// queued. Requests with an API key or a member's certificate are not
+// counted. /metrics counts refusals in
+// drbook_api_refused_total{reason="unauthenticated|too_large|timeout|busy"}. Authenticated requests that break a safety rule keep their 409
+// "refused by rule …".
 package nodeagent

@@ -53,6 +53,13 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrUsage reports a malformed request (exit 2).
 	ErrUsage = errors.New("usage")
+	// ErrUnauthenticated reports an HTTPS API call without valid credentials
+	// (HTTP 401, exit 1): no API key, a wrong one, or no node certificate
+	// on an internal call. Nothing of the request body was read.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrTooLarge reports a request body over the endpoint's limit (HTTP
+	// 413, exit 2); the body was not read past the limit.
+	ErrTooLarge = errors.New("request body too large")
 )
 
 // Exit codes of the drbook-agent CLI.
@@ -74,7 +81,7 @@ func ruleErrors() []error {
 
 // otherErrors lists the non-rule sentinels carried over the wire.
 func otherErrors() []error {
-	return []error{ErrNotFound, ErrUnavailable, ErrNoClusterState, ErrExists, ErrUsage}
+	return []error{ErrNotFound, ErrUnavailable, ErrNoClusterState, ErrExists, ErrUsage, ErrUnauthenticated, ErrTooLarge}
 }
 
 // sentinelOf returns the sentinel that err wraps, or nil.
@@ -115,7 +122,7 @@ func ExitCode(err error) int {
 		return ExitOK
 	case IsRule(err):
 		return ExitRefused
-	case errors.Is(err, ErrUsage):
+	case errors.Is(err, ErrUsage), errors.Is(err, ErrTooLarge):
 		return ExitUsage
 	case errors.Is(err, ErrNotFound):
 		return ExitNotFound

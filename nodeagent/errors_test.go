@@ -19,6 +19,8 @@ func TestExitCodes(t *testing.T) {
 		{fmt.Errorf("x: %w", ErrUnavailable), ExitUnavailable},
 		{ErrNoClusterState, ExitUnavailable},
 		{fmt.Errorf("%w: %w", ErrTokenUsed, errors.New("token: used")), ExitRefused},
+		{fmt.Errorf("x: %w", ErrTooLarge), ExitUsage},
+		{fmt.Errorf("x: %w", ErrUnauthenticated), ExitError},
 	}
 	for _, s := range ruleErrors() {
 		tests = append(tests, struct {

@@ -62,16 +62,9 @@ func (e *notSentError) Unwrap() []error { return []error{e.error, errNotSent} }
 func writeJSON(w http.ResponseWriter, v any, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	if err != nil {
-		status := http.StatusInternalServerError
-		switch ExitCode(err) {
-		case ExitRefused:
-			status = http.StatusConflict
-		case ExitUsage:
-			status = http.StatusBadRequest
-		case ExitNotFound:
-			status = http.StatusNotFound
-		case ExitUnavailable:
-			status = http.StatusServiceUnavailable
+		status := httpStatus(err)
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", "Bearer")
 		}
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(toWire(err))

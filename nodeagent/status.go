@@ -170,4 +170,9 @@ func (a *Agent) writeMetrics(w io.Writer) {
 		age = time.Since(b.Time).Seconds()
 	}
 	fmt.Fprintf(w, "drbook_last_backup_age_seconds %g\n", age)
+	fmt.Fprintln(w, "# HELP drbook_api_refused_total HTTPS API requests refused before their body was used, by reason.")
+	fmt.Fprintln(w, "# TYPE drbook_api_refused_total counter")
+	for i, name := range refusedNames {
+		fmt.Fprintf(w, "drbook_api_refused_total{reason=%q} %d\n", name, a.refused[i].Load())
+	}
 }

@@ -100,6 +100,7 @@ var ErrMissingInput = errors.New("missing required input")
 // when absent: the caller will ask for them interactively.
 func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (map[string]Value, []*Input, error) {
 	vals := map[string]Value{}
+	chosen := map[string]any{} // node and nodes values, for distinct_from
 	var ask []*Input
 	rd := &diags{file: rb.File}
 	ad := &diags{file: "answers"}
@@ -128,10 +129,14 @@ func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (m
 				continue
 			}
 			v, err := CoerceInput(in, resolved, inv)
+			if err == nil {
+				err = CheckDistinct(in, v, chosen)
+			}
 			if err != nil {
 				ad.add(pos, "input %q: %v", in.Name, err)
 				continue
 			}
+			chosen[in.Name] = v
 			vals[in.Name] = Value{V: v, Secret: in.Type == InputSecret}
 			continue
 		}
@@ -141,10 +146,14 @@ func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (m
 		}
 		if in.Default != nil {
 			v, err := CoerceInput(in, in.Default, inv)
+			if err == nil {
+				err = CheckDistinct(in, v, chosen)
+			}
 			if err != nil {
 				rd.add(in.At("default"), "input %q: default: %v", in.Name, err)
 				continue
 			}
+			chosen[in.Name] = v
 			vals[in.Name] = Value{V: v}
 			continue
 		}
@@ -213,10 +222,10 @@ func CoerceInput(in *Input, raw any, inv *Inventory) (any, error) {
 			return nil, errors.New("must not be empty")
 		}
 		if in.Min != nil && len(s) < *in.Min {
-			return nil, fmt.Errorf("must be at least %d characters", *in.Min)
+			return nil, fmt.Errorf("must be at least %s", plural(*in.Min, "character"))
 		}
 		if in.Max != nil && len(s) > *in.Max {
-			return nil, fmt.Errorf("must be at most %d characters", *in.Max)
+			return nil, fmt.Errorf("must be at most %s", plural(*in.Max, "character"))
 		}
 		if in.Pattern != "" && s != "" {
 			re, err := regexp.Compile(in.Pattern)
@@ -332,10 +341,10 @@ func CoerceInput(in *Input, raw any, inv *Inventory) (any, error) {
 			}
 		}
 		if in.Min != nil && len(out) < *in.Min {
-			return nil, fmt.Errorf("needs at least %d nodes, got %d", *in.Min, len(out))
+			return nil, fmt.Errorf("needs at least %s, got %d", plural(*in.Min, "node"), len(out))
 		}
 		if in.Max != nil && len(out) > *in.Max {
-			return nil, fmt.Errorf("allows at most %d nodes, got %d", *in.Max, len(out))
+			return nil, fmt.Errorf("allows at most %s, got %d", plural(*in.Max, "node"), len(out))
 		}
 		if out == nil {
 			out = []string{}
@@ -359,9 +368,87 @@ func checkNode(in *Input, name string, inv *Inventory) error {
 	return nil
 }
 
+// plural writes n and a noun, plural unless n is 1 or -1: "1 node", "3 nodes".
+func plural(n int, noun string) string {
+	if n == 1 || n == -1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // HasLabel reports whether a node carries a label given as "key" or "key=value".
 func HasLabel(n *Node, sel string) bool {
 	k, v, hasValue := strings.Cut(sel, "=")
 	got, ok := n.Labels[k]
 	return ok && (!hasValue || got == v)
+}
+
+// ErrNotDistinct is wrapped when a node or nodes input uses a node that a
+// distinct_from input already chose.
+var ErrNotDistinct = errors.New("node already chosen")
+
+// takenNodes returns the nodes chosen by the inputs in in.DistinctFrom, in
+// the order found, each with the input that chose it.
+func takenNodes(in *Input, chosen map[string]any) (names []string, by map[string]string) {
+	by = map[string]string{}
+	for _, other := range in.DistinctFrom {
+		switch v := chosen[other].(type) {
+		case string:
+			if v != "" && by[v] == "" {
+				by[v] = other
+				names = append(names, v)
+			}
+		case []string:
+			for _, n := range v {
+				if n != "" && by[n] == "" {
+					by[n] = other
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	return names, by
+}
+
+// NodeChoices returns the inventory nodes a node or nodes input may offer,
+// in inventory order: those carrying its label, less the nodes already chosen
+// by the inputs it must be distinct from (chosen maps input names to their
+// values: a string for node, []string for nodes).
+func NodeChoices(in *Input, inv *Inventory, chosen map[string]any) []string {
+	if inv == nil {
+		return nil
+	}
+	_, taken := takenNodes(in, chosen)
+	var out []string
+	for i := range inv.Nodes {
+		n := &inv.Nodes[i]
+		if in.Label != "" && !HasLabel(n, in.Label) {
+			continue
+		}
+		if taken[n.Name] != "" {
+			continue
+		}
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+// CheckDistinct reports, wrapping ErrNotDistinct, a node of value (a string
+// for a node input, []string for nodes) that an input named in
+// in.DistinctFrom already chose.
+func CheckDistinct(in *Input, value any, chosen map[string]any) error {
+	_, taken := takenNodes(in, chosen)
+	var vals []string
+	switch v := value.(type) {
+	case string:
+		vals = []string{v}
+	case []string:
+		vals = v
+	}
+	for _, n := range vals {
+		if other := taken[n]; other != "" {
+			return fmt.Errorf("%w: %s is already chosen for %s; choose another node", ErrNotDistinct, n, other)
+		}
+	}
+	return nil
 }

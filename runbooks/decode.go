@@ -43,13 +43,26 @@ func (s *Src) setField(name string, p Pos, n *ynode) {
 }
 
 // Duration is a time.Duration written as a Go duration string ("90s", "2m").
+// A field tagged none:"true" (a step's timeout) also accepts the word
+// "none", decoded as NoLimit: the author opts out of the limit explicitly.
 type Duration time.Duration
 
-// D returns the value as a time.Duration.
+// NoLimit is the value of a Duration written as "none".
+const NoLimit Duration = -1
+
+// D returns the value as a time.Duration (NoLimit is negative).
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// String formats the duration as Go does.
-func (d Duration) String() string { return time.Duration(d).String() }
+// None reports whether the duration was written as "none".
+func (d Duration) None() bool { return d == NoLimit }
+
+// String formats the duration as Go does, and NoLimit as "none".
+func (d Duration) String() string {
+	if d.None() {
+		return "none"
+	}
+	return time.Duration(d).String()
+}
 
 // StringList is written either as one string or as a list of strings.
 type StringList []string
@@ -85,6 +98,7 @@ var (
 //	keyed:"true"         a []T written as a mapping from name to T
 //	scalar:"true"        a struct may be written as just this field's value
 //	doc:"..."            description, published in the JSON Schema
+//	none:"true"          a Duration that may be written "none" (NoLimit)
 type fieldInfo struct {
 	index    int
 	name     string
@@ -94,6 +108,7 @@ type fieldInfo struct {
 	pattern  *regexp.Regexp
 	keyed    bool
 	scalar   bool
+	none     bool
 	doc      string
 }
 
@@ -125,6 +140,7 @@ func structFields(t reflect.Type) []fieldInfo {
 		}
 		fi.keyed = f.Tag.Get("keyed") == "true"
 		fi.scalar = f.Tag.Get("scalar") == "true"
+		fi.none = f.Tag.Get("none") == "true"
 		out = append(out, fi)
 	}
 	return out
@@ -314,6 +330,20 @@ func (dc *decoder) decodeStruct(n *ynode, v reflect.Value, what string) {
 			src.setField(fi.name, val.pos, val)
 		}
 		fv := v.Field(fi.index)
+		if fv.Type() == durationType && val.kind == kindScalar && val.value == "none" {
+			if fi.none {
+				fv.SetInt(int64(NoLimit))
+			} else {
+				dc.d.add(val.pos, "%s.%s cannot be none: write a duration like \"30s\" or \"2m\"", what, fi.name)
+			}
+			continue
+		}
+		if fv.Type() == durationType && fi.none && val.kind == kindScalar {
+			if d, err := time.ParseDuration(val.value); err != nil || d < 0 {
+				dc.d.add(val.pos, "%s.%s: %q is not a duration (write e.g. \"30s\", \"2m\", or none for no limit)", what, fi.name, val.value)
+				continue
+			}
+		}
 		if fi.keyed {
 			dc.decodeKeyed(val, fv, what+"."+fi.name)
 		} else {

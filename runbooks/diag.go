@@ -22,14 +22,28 @@ type Diagnostic struct {
 	File    string `json:"file"`
 	Pos     Pos    `json:"pos"`
 	Message string `json:"message"`
+	// Severity is empty for an error and SeverityWarning for a warning: a
+	// likely mistake that does not stop the document from loading.
+	Severity string `json:"severity,omitempty"`
 }
 
-// String formats d as file:line:col: message, the form editors understand.
+// SeverityWarning marks a Diagnostic that is a warning, not an error.
+const SeverityWarning = "warning"
+
+// IsWarning reports whether d is a warning.
+func (d Diagnostic) IsWarning() bool { return d.Severity == SeverityWarning }
+
+// String formats d as file:line:col: message, the form editors understand;
+// a warning reads file:line:col: warning: message.
 func (d Diagnostic) String() string {
-	if d.Pos.IsZero() {
-		return fmt.Sprintf("%s: %s", d.File, d.Message)
+	msg := d.Message
+	if d.IsWarning() {
+		msg = "warning: " + msg
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Pos.Line, d.Pos.Col, d.Message)
+	if d.Pos.IsZero() {
+		return fmt.Sprintf("%s: %s", d.File, msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", d.File, d.Pos.Line, d.Pos.Col, msg)
 }
 
 // ErrInvalid is wrapped by every *Diagnostics error: the document was refused
@@ -75,25 +89,60 @@ type diags struct {
 	file    string
 	list    Diagnostics
 	dropped int // problems found after maxDiagnostics
+	// droppedErrors counts the errors among them (not warnings).
+	droppedErrors int
 }
 
 func (d *diags) add(p Pos, format string, args ...any) {
 	if len(d.list) >= maxDiagnostics {
 		d.dropped++
+		d.droppedErrors++
 		return
 	}
 	d.list = append(d.list, Diagnostic{File: d.file, Pos: p, Message: fmt.Sprintf(format, args...)})
 }
 
-// err returns nil or the sorted diagnostics as an error.
+// warn records a warning: reported by lint, never a reason to refuse.
+func (d *diags) warn(p Pos, format string, args ...any) {
+	if len(d.list) >= maxDiagnostics {
+		d.dropped++
+		return
+	}
+	d.list = append(d.list, Diagnostic{File: d.file, Pos: p, Message: fmt.Sprintf(format, args...), Severity: SeverityWarning})
+}
+
+// err returns nil when there is no error (warnings alone are not one), or
+// every diagnostic, warnings included, sorted, as an error. Problems past
+// maxDiagnostics are counted in a last entry.
 func (d *diags) err() error {
-	if len(d.list) == 0 {
+	failed := d.droppedErrors > 0
+	for _, x := range d.list {
+		if !x.IsWarning() {
+			failed = true
+			break
+		}
+	}
+	if !failed {
 		return nil
 	}
 	out := d.list.sorted()
 	if d.dropped > 0 {
-		last := out[len(out)-1].Pos
+		var last Pos
+		if len(out) > 0 {
+			last = out[len(out)-1].Pos
+		}
 		out = append(out[:len(out):len(out)], Diagnostic{File: d.file, Pos: last, Message: fmt.Sprintf("%d more problem(s) not shown (only the first %d are kept)", d.dropped, maxDiagnostics)})
 	}
 	return out
+}
+
+// warnings returns the warnings, sorted.
+func (d *diags) warnings() Diagnostics {
+	var out Diagnostics
+	for _, x := range d.list {
+		if x.IsWarning() {
+			out = append(out, x)
+		}
+	}
+	return out.sorted()
 }

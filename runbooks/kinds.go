@@ -30,6 +30,18 @@ type KindInfo struct {
 	// CommandParams names parameters that become command lines on the node;
 	// a secret must never be templated into them (it would show in ps).
 	CommandParams []string
+	// ShownParams names parameters shown to the operator as text (confirm's
+	// message): a secret templated into them is a lint warning.
+	ShownParams []string
+	// PollsKind is true for kinds such as wait that may poll another kind
+	// named by with.kind (with with.with as its parameters) until every key
+	// of with.expect holds: lint checks that kind, its parameters, and that
+	// each expect key is one of its outputs.
+	PollsKind bool
+	// DefaultTimeout limits one attempt of a step of this kind that sets no
+	// `timeout:`. Zero means the engine's default (10m); NoLimit means the
+	// kind waits for a person (confirm, input) and has no limit by default.
+	DefaultTimeout Duration
 }
 
 // OutputInfo is one output a kind produces.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
+	"unicode"
 )
 
 func digest(b []byte) string {
@@ -54,6 +56,7 @@ func LoadRunbook(file string, src []byte, cat KindCatalog, inv *Inventory) (*Run
 	if err := dedupe(d).err(); err != nil {
 		return nil, err
 	}
+	rb.Warnings = d.warnings()
 	return rb, nil
 }
 
@@ -143,6 +146,8 @@ func Validate(rb *Runbook, cat KindCatalog, inv *Inventory) error {
 	v := &validator{d: &diags{file: rb.File}, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
 	v.inputs()
 	v.steps()
+	dedupe(v.d)
+	rb.Warnings = v.d.warnings()
 	return v.d.err()
 }
 
@@ -155,7 +160,14 @@ type validator struct {
 }
 
 func (v *validator) inputs() {
-	for _, in := range v.rb.Inputs {
+	order := map[string]int{}
+	for i, in := range v.rb.Inputs {
+		if _, dup := order[in.Name]; !dup {
+			order[in.Name] = i
+		}
+	}
+	for i, in := range v.rb.Inputs {
+		v.distinctFrom(i, &in, order)
 		if !regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`).MatchString(in.Name) {
 			v.d.add(in.Pos, "input name %q: use letters, digits and _ (it is used as inputs.%s)", in.Name, in.Name)
 		}
@@ -179,6 +191,34 @@ func (v *validator) inputs() {
 		if in.Default != nil && in.Type != InputSecret {
 			if _, err := CoerceInput(&in, in.Default, v.inv); err != nil {
 				v.d.add(in.At("default"), "input %q: default: %v", in.Name, err)
+			}
+		}
+	}
+}
+
+// distinctFrom checks an input's distinct_from: each name is an earlier
+// node or nodes input, and the input itself is a node or nodes input.
+func (v *validator) distinctFrom(i int, in *Input, order map[string]int) {
+	if len(in.DistinctFrom) == 0 {
+		return
+	}
+	p := in.At("distinct_from")
+	if in.Type != InputNode && in.Type != InputNodes {
+		v.d.add(p, "input %q: distinct_from only applies to node and nodes inputs, not %s", in.Name, in.Type)
+		return
+	}
+	for _, other := range in.DistinctFrom {
+		j, ok := order[other]
+		switch {
+		case !ok:
+			v.d.add(p, "input %q: distinct_from: unknown input %q%s", in.Name, other, suggestName(other, inputNames(v.rb)))
+		case other == in.Name:
+			v.d.add(p, "input %q: distinct_from names the input itself", in.Name)
+		case j > i:
+			v.d.add(p, "input %q: distinct_from: input %q is declared later; declare it before %q (inputs are asked in order)", in.Name, other, in.Name)
+		default:
+			if t := v.rb.Inputs[j].Type; t != InputNode && t != InputNodes {
+				v.d.add(p, "input %q: distinct_from: input %q is a %s input, not node or nodes", in.Name, other, t)
 			}
 		}
 	}
@@ -251,6 +291,10 @@ func (v *validator) step(i int, s *Step) {
 	if s.Danger && info.Targets == TargetsNone {
 		v.d.add(s.At("danger"), "step %q: danger needs a target node to confirm by name", s.ID)
 	}
+	if ok && info.PollsKind {
+		v.polled(s)
+	}
+	v.confirm(i, s)
 	hasTarget := len(s.On) > 0
 	// Targets.
 	for _, on := range s.On {
@@ -275,7 +319,7 @@ func (v *validator) step(i int, s *Step) {
 		}
 	}
 	// Templates in strings.
-	v.templ(i, s, s.When, s.At("when"), hasTarget, "when")
+	v.guard(i, s, hasTarget)
 	v.templ(i, s, s.Title, s.At("title"), hasTarget, "title")
 	if n := s.raw["check"]; n != nil && n.kind == kindScalar && n.value == s.Check {
 		for _, c := range n.chunks() {
@@ -285,37 +329,233 @@ func (v *validator) step(i int, s *Step) {
 		v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
 	}
 	if s.With.node != nil {
-		cmdParams := map[string]bool{}
+		pk := paramKinds{cmd: map[string]bool{}, shown: map[string]bool{}}
 		for _, p := range info.CommandParams {
-			cmdParams[p] = true
+			pk.cmd[p] = true
 		}
-		v.walkParams(i, s, s.With.node, hasTarget, "with", cmdParams)
+		for _, p := range info.ShownParams {
+			pk.shown[p] = true
+		}
+		v.walkParams(i, s, s.With.node, hasTarget, "with", pk)
 	}
 }
 
-func (v *validator) walkParams(i int, s *Step, n *ynode, hasTarget bool, what string, cmd map[string]bool) {
+// paramKinds says which of a kind's parameters are command lines and which
+// are shown to the operator.
+type paramKinds struct {
+	cmd, shown map[string]bool
+}
+
+func (v *validator) walkParams(i int, s *Step, n *ynode, hasTarget bool, what string, pk paramKinds) {
 	switch n.kind {
 	case kindScalar:
 		if n.stype == scalarString {
+			name := strings.TrimPrefix(what, "with.")
 			// A block scalar is checked piece by piece, so a problem is
 			// reported at its own line.
 			for _, c := range n.chunks() {
-				if cmd[strings.TrimPrefix(what, "with.")] {
+				switch {
+				case pk.cmd[name]:
 					v.command(i, s, c.text, c.pos, hasTarget, what)
-				} else {
+				case pk.shown[name]:
+					for _, r := range v.templ(i, s, c.text, c.pos, hasTarget, what) {
+						if v.refIsSecret(r) {
+							v.d.warn(c.pos, "step %q: %s: secret %s is shown to the operator (masked, so it says nothing; or in clear on a screen others see); leave it out", s.ID, what, r)
+						}
+					}
+				default:
 					v.templ(i, s, c.text, c.pos, hasTarget, what)
 				}
 			}
 		}
 	case kindMap:
 		for j, k := range n.keys {
-			v.walkParams(i, s, n.vals[j], hasTarget, what+"."+k.value, cmd)
+			v.walkParams(i, s, n.vals[j], hasTarget, what+"."+k.value, pk)
 		}
 	case kindSeq:
 		for j, it := range n.items {
-			v.walkParams(i, s, it, hasTarget, fmt.Sprintf("%s[%d]", what, j), cmd)
+			v.walkParams(i, s, it, hasTarget, fmt.Sprintf("%s[%d]", what, j), pk)
 		}
 	}
+}
+
+// guard checks `when:`: one expression whose value is a boolean.
+func (v *validator) guard(i int, s *Step, hasTarget bool) {
+	if !s.Has("when") {
+		return
+	}
+	p := s.At("when")
+	t, err := CheckGuard(s.When, v.typeOf)
+	if err != nil {
+		v.d.add(p, "step %q: when: %v", s.ID, err)
+	}
+	if t != nil {
+		for _, r := range t.Refs() {
+			if len(r.Path) > 0 && r.Path[0] == "target" {
+				v.d.add(p, "step %q: when: is evaluated once for the step, before its targets, so it cannot use target", s.ID)
+				continue
+			}
+			v.ref(i, s, r, p, hasTarget)
+		}
+	}
+}
+
+// confirm checks a danger step's confirm: the word is one word, the same for
+// every target (no `target`), never a secret; the reason names no secret.
+func (v *validator) confirm(i int, s *Step) {
+	c := s.Confirm
+	if c == nil {
+		return
+	}
+	if !s.Danger {
+		v.d.warn(s.At("confirm"), "step %q: confirm: only applies to danger steps (add danger: true, or remove confirm:)", s.ID)
+	}
+	p := c.At("word")
+	if c.Has("word") && strings.TrimSpace(c.Word) == "" {
+		v.d.add(p, "step %q: confirm.word is empty: name what the step destroys, e.g. \"{{ inputs.failed }}\"", s.ID)
+	} else if c.Word != "" {
+		t, err := ParseTemplate(c.Word)
+		if err != nil {
+			v.d.add(p, "step %q: confirm.word: %v", s.ID, err)
+		} else {
+			if t.IsStatic() && strings.ContainsFunc(c.Word, unicode.IsSpace) {
+				v.d.add(p, "step %q: confirm.word %q is not one word (no spaces: the operator types it exactly)", s.ID, c.Word)
+			}
+			for _, r := range t.Refs() {
+				if r.Path[0] == "target" {
+					v.d.add(p, "step %q: confirm.word: the word is the same for every target, so it cannot use target; name what is destroyed, e.g. {{ inputs.failed }}", s.ID)
+					continue
+				}
+				v.ref(i, s, r, p, false)
+				if v.refIsSecret(r) {
+					v.d.add(p, "step %q: confirm.word: secret %s would be shown on screen and typed; name the node or thing destroyed instead", s.ID, r)
+				}
+			}
+			if ty, err := t.Type(v.typeOf); err != nil {
+				v.d.add(p, "step %q: confirm.word: %v", s.ID, err)
+			} else if ty == TypeList {
+				v.d.add(p, "step %q: confirm.word is a list; the operator types one word: name one thing, or join them (x | join(\"-\"))", s.ID)
+			}
+		}
+	}
+	rp := c.At("reason")
+	for _, r := range v.templ(i, s, c.Reason, rp, true, "confirm.reason") {
+		if r.Path[0] == "target" {
+			v.d.add(rp, "step %q: confirm.reason is shown once for all targets, so it cannot use target", s.ID)
+		}
+		if v.refIsSecret(r) {
+			v.d.warn(rp, "step %q: confirm.reason: secret %s is shown to the operator in the danger box; leave it out", s.ID, r)
+		}
+	}
+}
+
+// polled checks a polling step (wait): the kind it polls exists, gets valid
+// parameters, and reports every output its expect: names.
+func (v *validator) polled(s *Step) {
+	n := s.With.node
+	kn := n.get("kind")
+	if kn == nil || kn.kind != kindScalar || strings.Contains(kn.value, "{{") {
+		return
+	}
+	inner, ok := v.cat.Kind(kn.value)
+	if !ok {
+		v.d.add(kn.pos, "step %q: with.kind: unknown step kind %q%s", s.ID, kn.value, suggestName(kn.value, v.cat.KindNames()))
+		return
+	}
+	if w := n.get("with"); w != nil && w.kind != kindNull {
+		schema := inner.Params
+		if schema == nil {
+			schema = map[string]any{"type": "object", "additionalProperties": false}
+		}
+		checkSchema(v.d, w, schema, fmt.Sprintf("step %q: with.with (%s)", s.ID, inner.Name))
+	} else if req, ok := inner.Params["required"].([]any); ok && len(req) > 0 {
+		v.d.add(kn.pos, "step %q: %s needs parameters %v under with.with", s.ID, inner.Name, req)
+	}
+	exp := n.get("expect")
+	if exp == nil || exp.kind != kindMap || inner.DeclaredOutputs {
+		return
+	}
+	var names []string
+	for _, o := range inner.Outputs {
+		names = append(names, o.Name)
+	}
+	for _, k := range exp.keys {
+		if !slices.Contains(names, k.value) {
+			v.d.add(k.pos, "step %q: expect: %s reports no %q%s (it reports %s)", s.ID, inner.Name, k.value, suggestName(k.value, names), strings.Join(names, ", "))
+		}
+	}
+}
+
+// typeOf gives the static type of a path a template reads.
+func (v *validator) typeOf(r Ref) Type {
+	if len(r.Path) == 0 {
+		return TypeUnknown
+	}
+	switch r.Path[0] {
+	case "inputs":
+		if len(r.Path) < 2 {
+			return TypeUnknown
+		}
+		in := v.rb.Input(r.Path[1])
+		if in == nil {
+			return TypeUnknown
+		}
+		if len(r.Path) > 2 || r.Dynamic {
+			if in.Type == InputNodes {
+				return TypeString // one element
+			}
+			return TypeUnknown
+		}
+		switch in.Type {
+		case InputBool:
+			return TypeBool
+		case InputInt:
+			return TypeInt
+		case InputNodes:
+			return TypeList
+		}
+		return TypeString
+	case "steps":
+		if len(r.Path) >= 3 && r.Path[2] == "status" {
+			return TypeString
+		}
+		if slices.Contains(r.Path, "outputs") || slices.Contains(r.Rest, "outputs") {
+			return TypeText
+		}
+	case "nodes", "target":
+		fields := r.Path[1:]
+		if r.Path[0] == "nodes" {
+			if r.Dynamic && len(r.Path) == 1 {
+				fields = r.Rest
+			} else if !r.Dynamic && len(r.Path) >= 2 {
+				fields = r.Path[2:]
+			} else {
+				return TypeUnknown
+			}
+		} else if r.Dynamic {
+			return TypeUnknown
+		}
+		if len(fields) == 0 {
+			return TypeString
+		}
+		switch fields[0] {
+		case "name", "host", "user", "transport":
+			return TypeString
+		case "port":
+			return TypeInt
+		case "labels", "vars", "env":
+			if len(fields) == 1 {
+				return TypeString
+			}
+			return TypeText
+		case "agent":
+			return TypeUnknown
+		}
+		return TypeText // a var
+	case "run":
+		return TypeString
+	}
+	return TypeUnknown
 }
 
 // command checks a template that becomes a command line on a node: besides
@@ -324,6 +564,11 @@ func (v *validator) command(i int, s *Step, text string, p Pos, hasTarget bool, 
 	for _, r := range v.templ(i, s, text, p, hasTarget, what) {
 		if v.refIsSecret(r) {
 			v.d.add(p, "step %q: %s: secret %s would appear on the node's command line (visible in ps); pass it in with.env and use $NAME", s.ID, what, r)
+		}
+	}
+	if t, err := ParseTemplate(text); err == nil {
+		for _, q := range t.QuotedInQuotes() {
+			v.d.warn(p, "step %q: %s: %s is placed inside quotes: quote already makes one shell word, and inside \"…\" its quotes are literal and $(…) in the value runs (inside '…' they end the quoting); remove the quotes around it", s.ID, what, q)
 		}
 	}
 }
@@ -340,6 +585,9 @@ func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, wh
 	refs := t.Refs()
 	for _, r := range refs {
 		v.ref(i, s, r, p, hasTarget)
+	}
+	if _, err := t.Type(v.typeOf); err != nil {
+		v.d.add(p, "step %q: %s: %v", s.ID, what, err)
 	}
 	return refs
 }
@@ -453,7 +701,11 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			at("unknown reference %s (run.id, run.runbook, run.mode)", r)
 		}
 	default:
-		at("unknown reference %q (templates can read inputs, steps, nodes, target, run)", r.Path[0])
+		hint := ""
+		if v.rb.Input(r.Path[0]) != nil {
+			hint = fmt.Sprintf(" (did you mean inputs.%s?)", r.Path[0])
+		}
+		at("unknown reference %q%s (templates can read inputs, steps, nodes, target, run)", r.Path[0], hint)
 	}
 }
 

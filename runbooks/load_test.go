@@ -10,9 +10,20 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/steps"
+	"github.com/drbook/drbook/steps/agent"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
+
+// fullRegistry has the built-in and agent step kinds, as drbook uses.
+func fullRegistry(t *testing.T) *steps.Registry {
+	t.Helper()
+	reg := steps.NewRegistry()
+	if err := agent.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
 
 func loadInv(t *testing.T) *runbooks.Inventory {
 	t.Helper()
@@ -32,7 +43,7 @@ func loadInv(t *testing.T) *runbooks.Inventory {
 // diagnostics (file:line:col: message) with a golden file.
 func TestBrokenRunbooks(t *testing.T) {
 	inv := loadInv(t)
-	reg := steps.NewRegistry()
+	reg := fullRegistry(t)
 	files, err := filepath.Glob("../testdata/runbooks/broken/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no broken runbooks: %v", err)
@@ -70,6 +81,52 @@ func TestBrokenRunbooks(t *testing.T) {
 			}
 			if got != string(want) {
 				t.Errorf("diagnostics differ\n--- got\n%s--- want\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestWarningRunbooks lints runbooks that load but deserve warnings and
+// compares the warnings (file:line:col: warning: message) with a golden file.
+func TestWarningRunbooks(t *testing.T) {
+	inv := loadInv(t)
+	reg := fullRegistry(t)
+	files, err := filepath.Glob("../testdata/runbooks/warnings/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no warning runbooks: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel := "testdata/runbooks/warnings/" + filepath.Base(f)
+			rb, err := runbooks.LoadRunbook(rel, src, reg, inv)
+			if err != nil {
+				t.Fatalf("warnings alone must not refuse a runbook: %v", err)
+			}
+			if len(rb.Warnings) == 0 {
+				t.Fatal("no warning")
+			}
+			for _, d := range rb.Warnings {
+				if !d.IsWarning() || d.Pos.Line == 0 || d.Pos.Col == 0 {
+					t.Errorf("not a warning at line:col: %s", d)
+				}
+			}
+			got := rb.Warnings.Error() + "\n"
+			golden := strings.TrimSuffix(f, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("golden file: %v (run with -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("warnings differ\n--- got\n%s--- want\n%s", got, want)
 			}
 		})
 	}

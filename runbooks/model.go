@@ -29,6 +29,9 @@ type Runbook struct {
 	// Source is the exact bytes loaded; SHA256 is their hex digest.
 	Source []byte `yaml:"-"`
 	SHA256 string `yaml:"-"`
+	// Warnings are the lint warnings LoadRunbook or Validate found: likely
+	// mistakes that do not stop the runbook from loading.
+	Warnings Diagnostics `yaml:"-"`
 }
 
 // Plugin pins a plugin executable that provides step kinds.
@@ -64,6 +67,10 @@ type Input struct {
 	Max         *int       `yaml:"max" doc:"Maximum: integer value, string length, or number of nodes."`
 	Pattern     string     `yaml:"pattern" doc:"Regular expression a string answer must match."`
 	Label       string     `yaml:"label" doc:"For node/nodes inputs: only offer nodes carrying this label (key or key=value)."`
+	// DistinctFrom names earlier node/nodes inputs whose nodes this input may
+	// not use: a node input must differ from them, a nodes input leaves them
+	// out of its choices (failed ≠ healthy; joiners exclude the seed).
+	DistinctFrom StringList `yaml:"distinct_from" doc:"For node/nodes inputs: earlier node or nodes inputs whose nodes this input may not use (a node must differ from them; a nodes input leaves them out)."`
 }
 
 // Failure policies of a step.
@@ -76,21 +83,31 @@ const (
 // Step is one unit of work, run on each of its targets.
 type Step struct {
 	Src         `yaml:"-"`
-	ID          string     `yaml:"id" required:"true" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"Unique id, used in references: steps.<id>.outputs.<name>."`
-	Title       string     `yaml:"title" doc:"What the step does, in the operator's words."`
-	Description string     `yaml:"description" doc:"Longer explanation shown before the step runs."`
-	Run         string     `yaml:"run" required:"true" doc:"Step kind: shell, confirm, input, wait, agent.* or a plugin kind."`
-	On          StringList `yaml:"on" doc:"Target node(s) or group(s), or a template; omit for steps that run on no node (confirm, input)."`
-	With        Params     `yaml:"with" doc:"Parameters of the step kind."`
-	When        string     `yaml:"when" doc:"Guard: the step runs only if this template renders to a true value."`
-	Danger      bool       `yaml:"danger" doc:"Destructive: the operator must type the target's name (headless: --yes)."`
-	Serial      int        `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
-	Timeout     Duration   `yaml:"timeout" doc:"Time limit of one attempt on one target."`
-	Retries     int        `yaml:"retries" doc:"Extra attempts after a failure, with backoff."`
-	RetryDelay  Duration   `yaml:"retry_delay" doc:"Delay before the first retry; doubles each time (default 1s)."`
-	OnFailure   string     `yaml:"on_failure" enum:"stop,continue,ask" doc:"What a failure does: stop the run, continue, or ask the operator."`
-	Check       string     `yaml:"check" doc:"Shell command run on the target when resuming an interrupted step: exit 0 means the step already took effect."`
-	Outputs     []Output   `yaml:"outputs" doc:"Values the step produces, captured from stdout as key=value lines or a JSON object."`
+	ID          string        `yaml:"id" required:"true" pattern:"^[a-z0-9][a-z0-9_-]{0,62}$" doc:"Unique id, used in references: steps.<id>.outputs.<name>."`
+	Title       string        `yaml:"title" doc:"What the step does, in the operator's words."`
+	Description string        `yaml:"description" doc:"Longer explanation shown before the step runs."`
+	Run         string        `yaml:"run" required:"true" doc:"Step kind: shell, confirm, input, wait, agent.* or a plugin kind."`
+	On          StringList    `yaml:"on" doc:"Target node(s) or group(s), or a template; omit for steps that run on no node (confirm, input)."`
+	With        Params        `yaml:"with" doc:"Parameters of the step kind."`
+	When        string        `yaml:"when" doc:"Guard: one expression whose value is true or false, bare (inputs.drill) or in {{ }}; the step runs only if it is true. Text, or a value that is not a boolean, is an error. Guards that read only inputs are checked before the first step runs."`
+	Danger      bool          `yaml:"danger" doc:"Destructive: the operator must type a word to go ahead (the target's name unless confirm: says otherwise; headless: --yes)."`
+	Confirm     *Confirmation `yaml:"confirm" doc:"For danger steps: what the operator types and why (default: the target's name)."`
+	Serial      int           `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
+	Timeout     Duration      `yaml:"timeout" none:"true" doc:"Time limit of one attempt on one target. Default when omitted: the kind's (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm and input wait for a person: none). Write none to opt out of any limit."`
+	Retries     int           `yaml:"retries" doc:"Extra attempts after a failure, with backoff."`
+	RetryDelay  Duration      `yaml:"retry_delay" doc:"Delay before the first retry; doubles each time (default 1s)."`
+	OnFailure   string        `yaml:"on_failure" enum:"stop,continue,ask" doc:"What a failure does: stop the run, continue, or ask the operator."`
+	Check       string        `yaml:"check" doc:"Shell command run on the target when resuming an interrupted step: exit 0 means the step already took effect."`
+	Outputs     []Output      `yaml:"outputs" doc:"Values the step produces, captured from stdout as key=value lines or a JSON object."`
+}
+
+// Confirmation says what the operator of a danger step must type, and why:
+// the name of what is destroyed (the node being removed or reset), not
+// merely where the command runs.
+type Confirmation struct {
+	Src    `yaml:"-"`
+	Word   string `yaml:"word" required:"true" doc:"What the operator types to go ahead: a template such as {{ inputs.failed }} rendering to one word."`
+	Reason string `yaml:"reason" doc:"Why this word: shown in the danger box (for example: node3 will be removed from the cluster and its data deleted)."`
 }
 
 // Output declares one value a step produces.

@@ -125,6 +125,9 @@ func structSchema(t reflect.Type, defs map[string]any) map[string]any {
 		if fi.pattern != nil {
 			s["pattern"] = fi.pattern.String()
 		}
+		if fi.none && f.Type == durationType {
+			s["pattern"] = `^(none|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+		}
 		props[fi.name] = s
 		if fi.required {
 			required = append(required, fi.name)

@@ -27,6 +27,9 @@ import (
 // A reference to something that does not exist is an error, never an empty
 // string. A template that is exactly one {{ expr }} keeps the value's type
 // (a list of nodes stays a list); otherwise values are formatted into text.
+// and, or and not take booleans. Lint types every expression (typecheck.go);
+// a `when:` guard is one boolean expression, with or without braces
+// (ParseGuard, EvalGuard). The language is described in docs/runbooks.md.
 
 // ErrTemplate is wrapped by every template parse or evaluation error.
 var ErrTemplate = errors.New("template")
@@ -52,8 +55,9 @@ type Template struct {
 
 type tplPart struct {
 	text string
-	expr expr // nil for literal text
-	off  int  // byte offset of the part in src
+	expr expr   // nil for literal text
+	off  int    // byte offset of the part in src
+	src  string // the {{ … }} as written, for messages
 }
 
 // ParseTemplate parses s. Text without {{ is a template that renders as itself.
@@ -80,7 +84,7 @@ func ParseTemplate(s string) (*Template, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: in {{%s}}: %v", ErrTemplate, body, err)
 		}
-		t.parts = append(t.parts, tplPart{expr: e, off: off + i})
+		t.parts = append(t.parts, tplPart{expr: e, off: off + i, src: rest[i : i+2+j+2]})
 		off += i + 2 + j + 2
 		rest = rest[i+2+j+2:]
 	}
@@ -104,6 +108,42 @@ func (t *Template) Refs() []Ref {
 	for _, p := range t.parts {
 		if p.expr != nil {
 			p.expr.refs(&out)
+		}
+	}
+	return out
+}
+
+// QuotedInQuotes returns the {{ … | quote }} expressions of a command
+// template that sit inside single or double quotes of the surrounding shell
+// text. quote already makes one shell word: inside "…" its single quotes are
+// literal characters and $(…) or `…` in the value run; inside '…' its quotes
+// end the quoting. Either way the value is no longer safe.
+func (t *Template) QuotedInQuotes() []string {
+	var out []string
+	var state byte // 0 outside quotes, '\'' or '"' inside
+	for _, p := range t.parts {
+		if p.expr != nil {
+			if f, ok := p.expr.(filterExpr); ok && f.name == "quote" && state != 0 {
+				out = append(out, p.src)
+			}
+			continue
+		}
+		for i := 0; i < len(p.text); i++ {
+			c := p.text[i]
+			switch {
+			case state == '\'':
+				if c == '\'' {
+					state = 0
+				}
+			case c == '\\':
+				i++ // an escaped character, outside quotes or inside "…"
+			case state == '"':
+				if c == '"' {
+					state = 0
+				}
+			case c == '\'' || c == '"':
+				state = c
+			}
 		}
 	}
 	return out
@@ -197,7 +237,8 @@ func formatText(v any) (string, error) {
 	}
 }
 
-// Truthy reports whether a template value counts as true for `when:`.
+// Truthy reports whether a value would count as true in a loose reading.
+// Guards do not use it: a guard must be a boolean (see EvalGuard).
 func Truthy(v any) bool {
 	switch x := v.(type) {
 	case nil:
@@ -300,7 +341,21 @@ func (e unaryExpr) eval(sc Scope) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	return Value{V: !Truthy(v.V), Secret: v.Secret}, nil
+	b, err := boolOperand("not", v)
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{V: !b, Secret: v.Secret}, nil
+}
+
+// boolOperand returns the boolean operand of and, or, not; anything else is
+// an error (an empty string or list is not false: compare it).
+func boolOperand(op string, v Value) (bool, error) {
+	b, ok := v.V.(bool)
+	if !ok {
+		return false, fmt.Errorf("%w: %s needs booleans, got %s", ErrType, op, runtimeType(v.V))
+	}
+	return b, nil
 }
 func (e unaryExpr) refs(out *[]Ref) { e.x.refs(out) }
 
@@ -316,14 +371,13 @@ func (e binaryExpr) eval(sc Scope) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	switch e.op {
-	case "and":
-		if !Truthy(l.V) {
-			return Value{V: false, Secret: l.Secret}, nil
+	if e.op == "and" || e.op == "or" {
+		lb, err := boolOperand(e.op, l)
+		if err != nil {
+			return Value{}, err
 		}
-	case "or":
-		if Truthy(l.V) {
-			return Value{V: true, Secret: l.Secret}, nil
+		if lb == (e.op == "or") { // false and …, true or …
+			return Value{V: lb, Secret: l.Secret}, nil
 		}
 	}
 	r, err := e.r.eval(sc)
@@ -333,7 +387,8 @@ func (e binaryExpr) eval(sc Scope) (Value, error) {
 	secret := l.Secret || r.Secret
 	switch e.op {
 	case "and", "or":
-		return Value{V: Truthy(r.V), Secret: secret}, nil
+		rb, err := boolOperand(e.op, r)
+		return Value{V: rb, Secret: secret}, err
 	}
 	ls, _ := formatText(l.V)
 	rs, _ := formatText(r.V)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/drbook/drbook/runbooks"
@@ -118,16 +119,146 @@ func FuzzLoadRunbook(f *testing.F) {
 }
 
 func FuzzTemplate(f *testing.F) {
-	for _, s := range []string{"{{ inputs.seed }}", "a {{ nodes[inputs.seed].api | quote }} b", "{{ (inputs.count > 2) and not inputs.dry }}", "{{"} {
+	for _, s := range []string{"{{ inputs.seed }}", "a {{ nodes[inputs.seed].api | quote }} b", "{{ (inputs.count > 2) and not inputs.dry }}", "{{", "inputs.seed == \"node1\" or not (inputs.count < 3)", "'{{ inputs.seed | quote }}'"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		sc := &runbooks.RunScope{Inputs: map[string]runbooks.Value{"seed": {V: "node1"}, "count": {V: int64(1)}}, Steps: map[string]*runbooks.StepValues{}}
+		if _, err := runbooks.CheckGuard(s, typer); err == nil {
+			if ok, err := runbooks.EvalGuard(s, sc); ok && err != nil {
+				t.Fatalf("guard %q: true with an error %v", s, err)
+			}
+		}
 		tpl, err := runbooks.ParseTemplate(s)
 		if err != nil {
 			return
 		}
 		_ = tpl.Refs()
+		_ = tpl.QuotedInQuotes()
+		_, _ = tpl.Type(typer)
 		_, _ = tpl.Eval(sc)
 	})
+}
+
+// typer types refs as the test scope's inputs are typed.
+func typer(r runbooks.Ref) runbooks.Type {
+	if len(r.Path) < 2 {
+		return runbooks.TypeUnknown
+	}
+	switch r.Path[0] + "." + r.Path[1] {
+	case "inputs.dry":
+		return runbooks.TypeBool
+	case "inputs.count":
+		return runbooks.TypeInt
+	case "inputs.joiners":
+		if len(r.Path) > 2 {
+			return runbooks.TypeString
+		}
+		return runbooks.TypeList
+	case "inputs.seed", "inputs.key", "inputs.label":
+		return runbooks.TypeString
+	}
+	if r.Path[0] == "steps" {
+		return runbooks.TypeText
+	}
+	return runbooks.TypeUnknown
+}
+
+func TestGuards(t *testing.T) {
+	sc := testScope(t)
+	tests := []struct {
+		guard string
+		lint  string // substring of the lint error; "" = accepted
+		want  bool   // value at run time, when accepted
+	}{
+		{"inputs.dry", "", false},
+		{"{{ inputs.dry }}", "", false},
+		{"  not inputs.dry  ", "", true},
+		{"true", "", true},
+		{"inputs.count >= 3 and not inputs.dry", "", true},
+		{"{{ inputs.joiners | length > 1 }}", "", true},
+		{`steps.token.outputs.token == "tok-123"`, "", true},
+		{`inputs.seed == "node1" or inputs.dry`, "", true},
+		{"inputs.joiners[0] == inputs.seed", "", false},
+		{"yes please", "is not an expression", false},
+		{"inputs.seed", "is a string", false},
+		{"{{ inputs.count }}", "is an integer", false},
+		{"inputs.joiners", "is a list", false},
+		{"steps.token.outputs.token", "is a text", false},
+		{"drill: {{ inputs.dry }}", "one expression, not text", false},
+		{"{{ inputs.dry }} ", "", false},
+		{"", "empty guard", false},
+		{`inputs.dry == "yes"`, "compares a boolean with a string", false},
+		{`inputs.count != "three"`, "compares an integer with a string", false},
+		{`inputs.seed < "z"`, "needs numbers", false},
+		{"inputs.dry and inputs.seed", "and needs booleans", false},
+		{"not inputs.count", "not needs a boolean", false},
+		{"inputs.joiners == inputs.seed", "compares a list with a string", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.guard, func(t *testing.T) {
+			_, err := runbooks.CheckGuard(tc.guard, typer)
+			if tc.lint != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.lint) || !errors.Is(err, runbooks.ErrTemplate) {
+					t.Fatalf("lint: got %v, want an error with %q", err, tc.lint)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("lint refused a boolean guard: %v", err)
+			}
+			got, err := runbooks.EvalGuard(tc.guard, sc)
+			if err != nil {
+				t.Fatalf("eval: %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGuardRunTime: at run time a guard that is not a boolean is an error,
+// never true, whatever lint said (a runbook loaded without validation).
+func TestGuardRunTime(t *testing.T) {
+	sc := testScope(t)
+	for _, g := range []string{
+		"inputs.seed", "{{ inputs.joiners }}", "{{ inputs.count }}", "inputs.seed and inputs.dry",
+		"not inputs.seed", "inputs.dry or inputs.count", "yes please", "inputs.key",
+	} {
+		ok, err := runbooks.EvalGuard(g, sc)
+		if err == nil || ok {
+			t.Errorf("%q: got %v, %v; want an error", g, ok, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the error shows a secret: %v", g, err)
+		}
+	}
+}
+
+func TestQuotedInQuotes(t *testing.T) {
+	tests := []struct {
+		cmd  string
+		want int
+	}{
+		{`test -f {{ inputs.p | quote }}`, 0},
+		{`test -f "{{ inputs.p | quote }}"`, 1},
+		{`cat '{{ inputs.p | quote }}'`, 1},
+		{`echo "it's" {{ inputs.p | quote }}`, 0},
+		{`echo 'say "hi"' {{ inputs.p | quote }}`, 0},
+		{`echo \" {{ inputs.p | quote }}`, 0},
+		{`echo "a \" {{ inputs.p | quote }}"`, 1},
+		{`echo "{{ inputs.p }}"`, 0},
+		{`echo "{{ inputs.p | quote | upper }}"`, 0},
+		{`x="{{ inputs.a | quote }}" y={{ inputs.b | quote }} z='{{ inputs.c | quote }}'`, 2},
+	}
+	for _, tc := range tests {
+		tpl, err := runbooks.ParseTemplate(tc.cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tpl.QuotedInQuotes(); len(got) != tc.want {
+			t.Errorf("%s: %d warnings %q, want %d", tc.cmd, len(got), got, tc.want)
+		}
+	}
 }

@@ -60,3 +60,35 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFinishRun measures the end of a run that holds a secret input and
+// a secret output: with shred, the run.finished append deletes the run key,
+// blanks the projections and truncates the WAL; without (a failed run keeps
+// its secrets) it is a plain append.
+func BenchmarkFinishRun(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		status Status
+	}{{"shred", StatusSucceeded}, {"keep", StatusFailed}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			db, _ := openTest(b)
+			for b.Loop() {
+				b.StopTimer()
+				r := newRun(b, db)
+				s, err := db.Seal(ctx, r.ID, "backup passphrase")
+				if err != nil {
+					b.Fatal(err)
+				}
+				appendEvent(b, db, r.ID, EvAnswer, "", "", 0, Answer{Name: "k", Value: s, Secret: true})
+				appendEvent(b, db, r.ID, EvStepFinished, "mint", "n1", 1, StepFinished{Status: StatusSucceeded,
+					Outputs: map[string]string{"token": s}, SecretOutputs: []string{"token"}})
+				fin := mustJSON(b, RunFinished{Status: tc.status})
+				b.StartTimer()
+				if _, err := db.Append(ctx, Event{RunID: r.ID, Type: EvRunFinished, Data: fin}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -143,6 +143,14 @@ func verifyChain(runID string, rows []rawEvent, headSeq int64, headHash string) 
 		if got != r.Hash {
 			return bad(seq, "hash mismatch")
 		}
+		if r.Type == string(EvStepFinished) {
+			var p StepFinished
+			if json.Unmarshal(r.Data, &p) == nil && p.LogSHA256 != "" {
+				if sum := sha256.Sum256(p.LogBytes()); hex.EncodeToString(sum[:]) != p.LogSHA256 {
+					return bad(seq, "output log does not match its log_sha256")
+				}
+			}
+		}
 		prev = r.Hash
 	}
 	n := int64(len(rows))

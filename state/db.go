@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,7 +22,12 @@ type DB struct {
 	sql  *sql.DB
 	path string
 	key  []byte
-	host string
+	// keyErr is set when the key file is not this database's (key_check
+	// differs): sealing and unsealing fail with it.
+	keyErr error
+	// walDirty: a shred happened but the WAL could not be truncated yet.
+	walDirty atomic.Bool
+	host     string
 	// lockHeartbeat is LockHeartbeat; tests shorten it.
 	lockHeartbeat time.Duration
 
@@ -87,6 +93,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "immediate")
 	q.Set("_foreign_keys", "on")
+	// Deleted content (shredded run keys, blanked secrets) is overwritten
+	// with zeros, not left in free pages.
+	q.Set("_secure_delete", "on")
 	sdb, err := sql.Open("sqlite3", path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint db %s: %w", path, mapErr(err))
@@ -103,12 +112,21 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("open checkpoint db %s: %w", path, err)
 	}
-	key, err := loadOrCreateKey(filepath.Join(dir, KeyFileName))
+	keyPath := filepath.Join(dir, KeyFileName)
+	key, err := loadOrCreateKey(keyPath)
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open checkpoint db %s: %w", path, err)
 	}
 	db.key = key
+	if err := db.migrateSeals(ctx, keyPath); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open checkpoint db %s: %w", path, err)
+	}
+	if err := db.settleKey(ctx, keyPath); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open checkpoint db %s: %w", path, err)
+	}
 	db.host, _ = os.Hostname()
 	return db, nil
 }
@@ -116,8 +134,14 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // Path returns the absolute path of the database file.
 func (db *DB) Path() string { return db.path }
 
-// Close closes the database.
+// Close closes the database. A WAL that a shred could not truncate (readers
+// were busy) is truncated now.
 func (db *DB) Close() error {
+	if db.walDirty.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		db.truncateWAL(ctx)
+		cancel()
+	}
 	for _, s := range []*sql.Stmt{db.stmtRunHead, db.stmtInsertEv, db.stmtUpdateHead} {
 		if s != nil {
 			_ = s.Close()

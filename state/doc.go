@@ -30,12 +30,31 @@
 // unambiguous (injective). The runs row keeps the chain's
 // tail (HeadSeq, HeadHash), so a deleted tail is detected too.
 //
+// # Output logs
+//
+// A step.finished payload holds the step execution's output log exactly
+// (see StepFinished.LogBytes: the node's bytes line by line, binary
+// included, after secret masking, with a truncation marker when output
+// passed the cap) in "log", or in "log_raw" (base64) when it is not valid
+// UTF-8, and its hex SHA-256 in "log_sha256". Both are inside the hashed
+// payload, so the chain covers the log; Verify also checks that each log
+// still hashes to its log_sha256, and the execs projection holds the same
+// exact bytes.
+//
 // # Secrets
 //
-// Secrets are never stored in clear: callers seal them with DB.Seal
-// (AES-256-GCM under a 32-byte key kept in drbook.key beside the database,
-// mode 0600) and store the sealed string ("sealed:v1:..."). Renderers in
-// state/export show sealed values as a mask and never unseal them.
+// Secrets are never stored in clear: callers seal them with DB.Seal for
+// their run and store the sealed string ("sealed:v2:..."). Each run that has
+// a secret has a data key of its own (AES-256-GCM, random), stored in
+// run_keys wrapped by the 32-byte key kept in drbook.key beside the
+// database (mode 0600). When the run ends for good (Status.EndsRun:
+// succeeded, aborted) the run.finished transaction deletes its key and
+// blanks the sealed values of the projections; the connection runs with
+// secure_delete on and the WAL is truncated after the shred, so the files
+// keep no copy of the key. The event log keeps the ciphertext (the hash
+// chain covers it), which no key opens any more. Databases from before
+// per-run keys are migrated at the first open (see migrateSeals). Renderers
+// in state/export show sealed values as a mask and never unseal them.
 //
 // # Run lock
 //

@@ -27,6 +27,12 @@ var (
 	ErrRunLocked = errors.New("run is locked by another runner")
 	// ErrSealBroken: a sealed value cannot be opened with this database's key.
 	ErrSealBroken = errors.New("sealed value cannot be opened with this key")
+	// ErrShredded: the run's data key was deleted when the run ended for
+	// good, so its sealed values can never be opened again.
+	ErrShredded = errors.New("the run's sealed secrets were shredded when it ended")
+	// ErrKeyMismatch: the key file beside the database is not the one its
+	// secrets were sealed with.
+	ErrKeyMismatch = errors.New("sealing key file does not belong to this checkpoint database")
 	// ErrInvalidEvent: an event breaks a rule of the log (missing run id,
 	// unknown type, payload not JSON).
 	ErrInvalidEvent = errors.New("invalid event")
@@ -36,14 +42,20 @@ var (
 
 // LockedError reports who holds a run lock. It unwraps to ErrRunLocked.
 type LockedError struct {
-	RunID  string
+	RunID string
+	// Status is the run's recorded status when the lock was refused.
+	Status Status
 	Holder Holder
 }
 
 // Error implements error.
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("run %s is locked by another runner: host %s pid %d user %s since %s",
-		e.RunID, e.Holder.Host, e.Holder.PID, e.Holder.User, e.Holder.Since.UTC().Format("2006-01-02T15:04:05Z"))
+	status := e.Status
+	if status == "" {
+		status = "unknown"
+	}
+	return fmt.Sprintf("run %s (%s) is locked by another runner: pid %d on host %s, user %s, since %s; wait for it to end or stop that process, then retry",
+		e.RunID, status, e.Holder.PID, e.Holder.Host, e.Holder.User, e.Holder.Since.UTC().Format("2006-01-02T15:04:05Z"))
 }
 
 // Unwrap returns ErrRunLocked.

@@ -35,7 +35,11 @@ func (t EventType) Known() bool {
 //   - step.decision "skip" creates a skipped Exec if none exists, or marks an
 //     unfinished one skipped; "interrupted" marks a running Exec interrupted;
 //     other decisions change no projection;
-//   - run.finished sets the run's Status and FinishedAt; run.resumed sets it
+//   - run.finished sets the run's Status and FinishedAt and, when the status
+//     ends the run for good (Status.EndsRun), shreds its secrets: its data
+//     key is deleted and the sealed values of answers and execs blanked (the
+//     event log keeps its ciphertext, which no key opens any more); the WAL
+//     is then truncated; run.resumed sets it
 //     running again, clears FinishedAt and records the new Host, PID, User;
 //   - answer upserts Answers (the last answer for a name wins).
 func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
@@ -87,7 +91,16 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	if err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
 	}
+	if ev.Type == EvRunFinished && endsRun(ev.Data) {
+		db.truncateWAL(ctx)
+	}
 	return ev, nil
+}
+
+// endsRun reports whether a run.finished payload ends its run for good.
+func endsRun(data []byte) bool {
+	var p RunFinished
+	return json.Unmarshal(data, &p) == nil && p.Status.EndsRun()
 }
 
 func (db *DB) insertEvent(ctx context.Context, t *sql.Tx, ev Event) error {
@@ -179,7 +192,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error,
 			outputs = excluded.outputs, secret_outputs = excluded.secret_outputs, log = excluded.log, end_seq = excluded.end_seq`,
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(p.Status), ts, ts, p.ExitCode, p.Error,
-			string(outs), string(sec), p.Log, ev.Seq, ev.Seq)
+			string(outs), string(sec), string(p.LogBytes()), ev.Seq, ev.Seq)
 		return err
 	case EvStepDecision:
 		var p StepDecision
@@ -207,8 +220,13 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		if err := json.Unmarshal(ev.Data, &p); err != nil {
 			return err
 		}
-		_, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = ? WHERE id = ?`, string(p.Status), ts, ev.RunID)
-		return err
+		if _, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = ? WHERE id = ?`, string(p.Status), ts, ev.RunID); err != nil {
+			return err
+		}
+		if p.Status.EndsRun() {
+			return shredRun(ctx, t, ev.RunID)
+		}
+		return nil
 	case EvRunResumed:
 		var p RunResumed
 		if err := json.Unmarshal(ev.Data, &p); err != nil {

@@ -64,7 +64,9 @@ func (db *DB) Lock(ctx context.Context, runID string) (release func() error, err
 		default:
 			if !db.lockStale(cur, now) {
 				since, _ := parseTime(cur.since)
-				locked = &LockedError{RunID: runID, Holder: Holder{Host: cur.host, PID: cur.pid, User: cur.user, Since: since}}
+				var status string
+				_ = t.QueryRowContext(ctx, `SELECT status FROM runs WHERE id = ?`, runID).Scan(&status)
+				locked = &LockedError{RunID: runID, Status: Status(status), Holder: Holder{Host: cur.host, PID: cur.pid, User: cur.user, Since: since}}
 				return locked
 			}
 		}

@@ -1,8 +1,13 @@
 package state
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Status is the state of a run or of a step execution.
@@ -26,6 +31,16 @@ func (s Status) Terminal() bool {
 		return true
 	}
 	return false
+}
+
+// EndsRun reports whether a run in status s has ended for good: it can never
+// be resumed, so its sealed secrets are shredded (its data key deleted) when
+// it reaches s. Those are succeeded and aborted. A failed run can be resumed
+// (drbook resume retries the failed step) and an interrupted or running one
+// too: they keep their secrets until they end — or until the operator ends a
+// failed run with drbook abort.
+func (s Status) EndsRun() bool {
+	return s == StatusSucceeded || s == StatusAborted
 }
 
 // Run modes.
@@ -60,6 +75,9 @@ type Run struct {
 	// HeadSeq and HeadHash are the tail of the event chain.
 	HeadSeq  int64
 	HeadHash string
+	// HoldsSecrets: the run has a data key, so values sealed for it can
+	// still be opened (with this database and its key file).
+	HoldsSecrets bool
 }
 
 // EventType names the kind of an event in a run's log.
@@ -133,11 +151,16 @@ type RunResumed struct {
 }
 
 // Answer is the payload of EvAnswer. The Value of a secret is a sealed
-// string (see DB.Seal).
+// string (see DB.Seal). An answer recorded when a resume corrects an input
+// that no completed step had used has Changed set, with who changed it and
+// why; the last answer for a name is the one the run uses.
 type Answer struct {
-	Name   string `json:"name"`
-	Value  string `json:"value"`
-	Secret bool   `json:"secret"`
+	Name    string `json:"name"`
+	Value   string `json:"value"`
+	Secret  bool   `json:"secret"`
+	Changed bool   `json:"changed,omitempty"`
+	By      string `json:"by,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // StepStarted is the payload of EvStepStarted.
@@ -155,9 +178,49 @@ type StepFinished struct {
 	Error         string            `json:"error"`
 	Outputs       map[string]string `json:"outputs"`
 	SecretOutputs []string          `json:"secret_outputs"`
-	Log           string            `json:"log"` // masked output, full
-	LogSHA256     string            `json:"log_sha256"`
-	DurationMS    int64             `json:"duration_ms"`
+	// Log is the step execution's output log as text (see LogBytes for
+	// its format). When the log is not valid UTF-8, Log holds it with each
+	// run of invalid bytes replaced by U+FFFD and LogRaw holds the exact
+	// bytes: JSON cannot carry them in a string.
+	Log string `json:"log"`
+	// LogRaw is the exact log, set only when it is not valid UTF-8 (base64
+	// in JSON).
+	LogRaw []byte `json:"log_raw,omitempty"`
+	// LogSHA256 is the hex SHA-256 of LogBytes(): exactly the recorded log,
+	// byte for byte, truncation marker included.
+	LogSHA256 string `json:"log_sha256"`
+	// LogCutBytes is how many bytes of output did not fit in the log (0
+	// when nothing was cut; the log then ends with a marker line saying so).
+	LogCutBytes int64 `json:"log_cut_bytes,omitempty"`
+	DurationMS  int64 `json:"duration_ms"`
+}
+
+// LogBytes returns the recorded output log exactly as it was hashed into
+// LogSHA256. The log is the output of stdout and stderr, line by line in the
+// order the lines arrived, each with the very bytes the node sent (CR, NUL,
+// invalid UTF-8 and all) after secret masking; a stderr line is prefixed by
+// "! "; every line ends with '\n' except a last one the command left
+// unterminated. When output did not fit the cap, the log keeps its first
+// bytes (an overlong line is cut, not dropped) and ends with the line
+// "[output truncated: N bytes not recorded]" (LogCutBytes is N).
+func (p StepFinished) LogBytes() []byte {
+	if p.LogRaw != nil {
+		return p.LogRaw
+	}
+	return []byte(p.Log)
+}
+
+// SetLog stores log (see LogBytes) in p: Log, LogRaw when log is not valid
+// UTF-8, and LogSHA256.
+func (p *StepFinished) SetLog(log []byte) {
+	sum := sha256.Sum256(log)
+	p.LogSHA256 = hex.EncodeToString(sum[:])
+	if utf8.Valid(log) {
+		p.Log, p.LogRaw = string(log), nil
+		return
+	}
+	p.Log = strings.ToValidUTF8(string(log), "\uFFFD")
+	p.LogRaw = bytes.Clone(log)
 }
 
 // Decisions recorded by StepDecision.
@@ -224,7 +287,7 @@ type Exec struct {
 	Error         string
 	Outputs       map[string]string
 	SecretOutputs []string
-	Log           string
+	Log           string // the exact recorded log (StepFinished.LogBytes), binary included
 	StartSeq      int64
 	EndSeq        int64
 }

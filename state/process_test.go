@@ -108,8 +108,9 @@ func TestLockAcrossProcesses(t *testing.T) {
 	if le.Holder.PID != cmd.Process.Pid || le.Holder.Host != host {
 		t.Fatalf("holder = %+v, want host %s pid %d", le.Holder, host, cmd.Process.Pid)
 	}
-	if msg := err.Error(); !strings.Contains(msg, "host "+host) || !strings.Contains(msg, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
-		t.Fatalf("error %q does not name host and pid", msg)
+	if msg := err.Error(); !strings.Contains(msg, "host "+host) || !strings.Contains(msg, fmt.Sprintf("pid %d", cmd.Process.Pid)) ||
+		!strings.Contains(msg, "("+string(r.Status)+")") || le.Status != r.Status {
+		t.Fatalf("error %q does not name the run's status (%s), host and pid", msg, r.Status)
 	}
 	killChild(t, cmd)
 	release, err := db.Lock(ctx, r.ID)

@@ -106,7 +106,8 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 
 const runColumns = `id, runbook_name, runbook_title, runbook_path, runbook_sha256, runbook_source,
 	inventory_path, inventory_sha256, inventory_source, mode, status, created_at, updated_at, finished_at,
-	host, pid, user, labels, head_seq, head_hash`
+	host, pid, user, labels, head_seq, head_hash,
+	EXISTS (SELECT 1 FROM run_keys k WHERE k.run_id = runs.id)`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -115,7 +116,7 @@ func scanRun(s scanner) (Run, error) {
 	var status, created, updated, finished, labels string
 	if err := s.Scan(&r.ID, &r.RunbookName, &r.RunbookTitle, &r.RunbookPath, &r.RunbookSHA256, &r.RunbookSource,
 		&r.InventoryPath, &r.InventorySHA256, &r.InventorySource, &r.Mode, &status, &created, &updated, &finished,
-		&r.Host, &r.PID, &r.User, &labels, &r.HeadSeq, &r.HeadHash); err != nil {
+		&r.Host, &r.PID, &r.User, &labels, &r.HeadSeq, &r.HeadHash, &r.HoldsSecrets); err != nil {
 		return Run{}, err
 	}
 	r.Status = Status(status)

@@ -87,6 +87,25 @@ CREATE TABLE run_locks (
 	heartbeat  TEXT NOT NULL
 );
 `,
+		// 2: per-run data keys (crypto-shredding) and database metadata.
+		`
+CREATE TABLE run_keys (
+	run_id     TEXT PRIMARY KEY REFERENCES runs (id),
+	wrapped    BLOB NOT NULL,
+	legacy     INTEGER NOT NULL DEFAULT 0,
+	created_at TEXT NOT NULL
+);
+CREATE TABLE legacy_seals (
+	run_id   TEXT NOT NULL REFERENCES runs (id),
+	digest   TEXT NOT NULL,
+	resealed TEXT NOT NULL,
+	PRIMARY KEY (run_id, digest)
+);
+CREATE TABLE meta (
+	name  TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`,
 	}
 }
 

@@ -141,7 +141,7 @@ func TestAppendProjections(t *testing.T) {
 		}
 		return ev
 	}
-	sealed, err := db.Seal("hunter2")
+	sealed, err := db.Seal(ctx, r.ID, "hunter2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,18 +253,20 @@ func TestAppendRejects(t *testing.T) {
 }
 
 func TestSeal(t *testing.T) {
+	ctx := context.Background()
 	db, path := openTest(t)
-	s, err := db.Seal("p@ss w0rd")
+	r := newRun(t, db)
+	s, err := db.Seal(ctx, r.ID, "p@ss w0rd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !IsSealed(s) || strings.Contains(s, "p@ss") {
 		t.Fatalf("Seal = %q", s)
 	}
-	if s2, _ := db.Seal("p@ss w0rd"); s2 == s {
+	if s2, _ := db.Seal(ctx, r.ID, "p@ss w0rd"); s2 == s {
 		t.Fatal("Seal is deterministic; want a random nonce")
 	}
-	if p, err := db.Unseal(s); err != nil || p != "p@ss w0rd" {
+	if p, err := db.Unseal(ctx, r.ID, s); err != nil || p != "p@ss w0rd" {
 		t.Fatalf("Unseal = %q, %v", p, err)
 	}
 	// The key persists: a reopened DB opens old sealed values.
@@ -274,20 +276,34 @@ func TestSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db2.Close()
-	if p, err := db2.Unseal(s); err != nil || p != "p@ss w0rd" {
+	if p, err := db2.Unseal(ctx, r.ID, s); err != nil || p != "p@ss w0rd" {
 		t.Fatalf("Unseal after reopen = %q, %v", p, err)
 	}
 	other, _ := openTest(t)
+	if err := other.CreateRun(ctx, &Run{ID: r.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Seal(ctx, r.ID, "x"); err != nil { // the same run id, another key
+		t.Fatal(err)
+	}
+	r2 := newRun(t, db2)
+	if _, err := db2.Seal(ctx, r2.ID, "y"); err != nil { // r2 has a key: the failure is the run binding
+		t.Fatal(err)
+	}
 	flipped := []byte(s)
 	flipped[len(flipped)-3] ^= 1
 	for name, in := range map[string]string{
-		"other key": s, "tampered": string(flipped), "plain": "hunter2", "short": SealedPrefix + "AAAA", "bad base64": SealedPrefix + "!!",
+		"other key": s, "tampered": string(flipped), "plain": "hunter2", "short": sealedV2 + "AAAA", "bad base64": sealedV2 + "!!",
+		"other run": s, "v1 with no legacy key": sealedV1 + strings.TrimPrefix(s, sealedV2),
 	} {
-		d := db2
-		if name == "other key" {
+		d, id := db2, r.ID
+		switch name {
+		case "other key":
 			d = other
+		case "other run":
+			id = r2.ID
 		}
-		if _, err := d.Unseal(in); !errors.Is(err, ErrSealBroken) {
+		if _, err := d.Unseal(ctx, id, in); !errors.Is(err, ErrSealBroken) {
 			t.Errorf("Unseal(%s) err = %v, want ErrSealBroken", name, err)
 		}
 	}
@@ -297,7 +313,7 @@ func TestSecretNotInFile(t *testing.T) {
 	db, path := openTest(t)
 	r := newRun(t, db)
 	const secret = "S3cr3t-Backup-Passphrase-7f1d"
-	sealed, err := db.Seal(secret)
+	sealed, err := db.Seal(context.Background(), r.ID, secret)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -29,7 +31,7 @@ var envSchema = map[string]any{
 func (Shell) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
 		Name:        "shell",
-		Description: "Run a shell command on each target node.",
+		Description: "Run a shell command on each target node. Default timeout 10m (timeout: none to opt out).",
 		Params: map[string]any{
 			"type": "object",
 			"properties": map[string]any{
@@ -42,6 +44,7 @@ func (Shell) Info() runbooks.KindInfo {
 		DeclaredOutputs: true,
 		Targets:         runbooks.TargetsRequired,
 		CommandParams:   []string{"command"},
+		DefaultTimeout:  runbooks.Duration(ShellDefaultTimeout),
 	}
 }
 
@@ -148,7 +151,7 @@ type Confirm struct{}
 func (Confirm) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
 		Name:        "confirm",
-		Description: "Wait for the operator to confirm a manual action was done.",
+		Description: "Wait for the operator to confirm a manual action was done. No timeout by default: it waits for a person.",
 		Params: map[string]any{
 			"type": "object",
 			"properties": map[string]any{
@@ -157,8 +160,10 @@ func (Confirm) Info() runbooks.KindInfo {
 			"required":             []any{"message"},
 			"additionalProperties": false,
 		},
-		Outputs: []runbooks.OutputInfo{{Name: "by"}, {Name: "at"}},
-		Targets: runbooks.TargetsNone,
+		Outputs:        []runbooks.OutputInfo{{Name: "by"}, {Name: "at"}},
+		Targets:        runbooks.TargetsNone,
+		ShownParams:    []string{"message"},
+		DefaultTimeout: runbooks.NoLimit,
 	}
 }
 
@@ -192,7 +197,7 @@ type Input struct{}
 func (Input) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
 		Name:        "input",
-		Description: "Ask the operator for a value mid-run; output `value`.",
+		Description: "Ask the operator for a value mid-run; output `value`. No timeout by default: it waits for a person.",
 		Params: map[string]any{
 			"type": "object",
 			"properties": map[string]any{
@@ -206,8 +211,9 @@ func (Input) Info() runbooks.KindInfo {
 			"required":             []any{"prompt"},
 			"additionalProperties": false,
 		},
-		Outputs: []runbooks.OutputInfo{{Name: "value"}},
-		Targets: runbooks.TargetsNone,
+		Outputs:        []runbooks.OutputInfo{{Name: "value"}},
+		Targets:        runbooks.TargetsNone,
+		DefaultTimeout: runbooks.NoLimit,
 	}
 }
 
@@ -265,13 +271,36 @@ func (Input) Run(ctx context.Context, x *Exec) (Result, error) {
 }
 
 // Wait polls a command (or another kind) until an expectation holds.
+//
+// Every poll's output goes to the step's output (so the live view shows the
+// latest poll and the record keeps it), bounded: a poll is written in full
+// (its state and up to pollMaxLines lines of output) only when it differs
+// from the last poll written, and at most pollMaxShown polls are (the final
+// one always is). The others are counted — "polls 2-37 (to 36s): same as
+// poll 1" — at the next poll written, at the end, and at least every
+// waitHeartbeat so a long wait shows it is alive. A 10-minute wait on an
+// unchanging status writes about 60 lines, not 600 polls.
 type Wait struct{}
+
+// Wait defaults.
+const (
+	// WaitDefaultTimeout bounds a wait step that sets no timeout:, so a typo
+	// in expect: cannot poll forever.
+	WaitDefaultTimeout = 5 * time.Minute
+	// ShellDefaultTimeout bounds a shell step that sets no timeout:.
+	ShellDefaultTimeout = 10 * time.Minute
+	pollMaxLines        = 20
+	pollMaxBytes        = 16 << 10
+	pollMaxShown        = 100
+	waitHeartbeat       = 10 * time.Second
+)
 
 // Info implements Kind.
 func (Wait) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
-		Name:        "wait",
-		Description: "Poll a command, or another step kind such as agent.status, until its exit status or outputs meet `expect`.",
+		Name: "wait",
+		Description: "Poll a command, or another step kind such as agent.status, until its exit status or outputs meet `expect`. " +
+			"Default timeout 5m (timeout: none to wait forever); the timeout error gives the last values of the expected outputs and the last poll's output.",
 		Params: map[string]any{
 			"type": "object",
 			"properties": map[string]any{
@@ -289,6 +318,8 @@ func (Wait) Info() runbooks.KindInfo {
 		Targets:         runbooks.TargetsRequired,
 		Idempotent:      true,
 		CommandParams:   []string{"command"},
+		PollsKind:       true,
+		DefaultTimeout:  runbooks.Duration(WaitDefaultTimeout),
 	}
 }
 
@@ -299,6 +330,30 @@ func (Wait) Summary(x *Exec) string {
 	}
 	c, _ := paramString(x.Params, "command")
 	return "poll: " + c
+}
+
+// PollTimeoutError is returned by a polling kind whose expectation did not
+// hold before the step's time limit; Detail says what it last saw (the
+// engine prefixes "timed out after D: ").
+type PollTimeoutError struct {
+	Detail string
+	// Cause is the context error that ended the wait.
+	Cause error
+}
+
+func (e *PollTimeoutError) Error() string { return "timed out: " + e.Detail }
+
+// Unwrap makes errors.Is match ErrTimeout and the context's error.
+func (e *PollTimeoutError) Unwrap() []error { return []error{ErrTimeout, e.Cause} }
+
+// pollResult is what one poll saw.
+type pollResult struct {
+	n      int
+	at     time.Duration
+	out    string // captured output, bounded
+	outs   map[string]string
+	state  string // "waiting: ..." or the error
+	failed bool
 }
 
 // Run implements Kind.
@@ -319,6 +374,12 @@ func (Wait) Run(ctx context.Context, x *Exec) (Result, error) {
 	expect, _ := x.Params["expect"].(map[string]any)
 	var inner Kind
 	innerParams := map[string]any{}
+	showOutput := true
+	for _, o := range x.Step.Outputs {
+		if o.Secret {
+			showOutput = false
+		}
+	}
 	if kindName != "" {
 		var ok bool
 		if inner, ok = x.Registry.Get(kindName); !ok {
@@ -327,15 +388,26 @@ func (Wait) Run(ctx context.Context, x *Exec) (Result, error) {
 		if w, ok := x.Params["with"].(map[string]any); ok {
 			innerParams = w
 		}
+		info := inner.Info()
+		if err := checkExpectKeys(kindName, info, expect); err != nil {
+			return Result{ExitCode: -1}, err
+		}
+		for _, o := range info.Outputs {
+			if o.Secret {
+				showOutput = false
+			}
+		}
 	}
-	polls := 0
-	var last string
-	for {
-		polls++
+	log := &pollLog{w: x.Stdout, show: showOutput, lastHeartbeat: time.Now()}
+	start := time.Now()
+	var last *pollResult
+	seen := map[string]bool{}
+	for n := 1; ; n++ {
+		buf := &capBuffer{max: pollMaxBytes}
+		quiet := *x
+		quiet.Stdout, quiet.Stderr = buf, buf
 		var res Result
 		var err error
-		quiet := *x
-		quiet.Stdout, quiet.Stderr = discard{}, discard{}
 		if inner != nil {
 			quiet.Params = innerParams
 			res, err = inner.Run(ctx, &quiet)
@@ -348,34 +420,199 @@ func (Wait) Run(ctx context.Context, x *Exec) (Result, error) {
 			res, err = RunCommand(ctx, &quiet, line, env)
 		}
 		if ctx.Err() != nil {
-			return Result{ExitCode: -1}, ctx.Err()
+			// A poll cut short by the limit says nothing: report the last
+			// complete one.
+			log.end()
+			return Result{ExitCode: -1}, waitEnded(ctx, last, expect, seen)
 		}
-		status := ""
+		p := &pollResult{n: n, at: time.Since(start), out: string(buf.Bytes()), outs: res.Outputs}
+		for k := range res.Outputs {
+			seen[k] = true
+		}
 		if err == nil {
-			var ok bool
-			ok, status = meets(res.Outputs, expect)
+			ok, status := meets(res.Outputs, expect)
 			if ok {
-				fmt.Fprintf(x.Stdout, "poll %d: ok %s\n", polls, status)
+				p.state = "ok: " + status
+				log.poll(p, true)
+				log.end()
 				if res.Outputs == nil {
 					res.Outputs = map[string]string{}
 				}
-				res.Outputs["polls"] = strconv.Itoa(polls)
+				res.Outputs["polls"] = strconv.Itoa(n)
 				return res, nil
 			}
+			p.state = "waiting: " + status
 		} else {
-			status = err.Error()
+			p.state, p.failed = "waiting: "+err.Error(), true
 		}
-		if status != last {
-			fmt.Fprintf(x.Stdout, "poll %d: waiting: %s\n", polls, status)
-			last = status
-		}
+		log.poll(p, false)
+		last = p
 		select {
 		case <-ctx.Done():
-			return Result{ExitCode: -1}, ctx.Err()
+			log.end()
+			return Result{ExitCode: -1}, waitEnded(ctx, last, expect, seen)
 		case <-time.After(interval):
 		}
 	}
 }
+
+// checkExpectKeys refuses expect: keys the polled kind never produces (a
+// typo would otherwise poll until the timeout).
+func checkExpectKeys(kindName string, info runbooks.KindInfo, expect map[string]any) error {
+	if info.DeclaredOutputs || len(info.Outputs) == 0 {
+		return nil
+	}
+	have := map[string]bool{}
+	var names []string
+	for _, o := range info.Outputs {
+		have[o.Name] = true
+		names = append(names, o.Name)
+	}
+	for _, k := range sortedKeys(expect) {
+		if !have[k] {
+			return fmt.Errorf("%w: expect: %s has no output %q (it has %s)", ErrBadParams, kindName, k, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+// waitEnded is the error of a wait whose context ended: a PollTimeoutError
+// naming what the last poll saw when the step's limit was reached, else the
+// context's error (interrupt).
+func waitEnded(ctx context.Context, last *pollResult, expect map[string]any, seen map[string]bool) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ctx.Err()
+	}
+	if last == nil {
+		return &PollTimeoutError{Detail: "the first poll did not finish", Cause: ctx.Err()}
+	}
+	var want, got []string
+	for _, k := range sortedKeys(expect) {
+		w := fmt.Sprint(expect[k])
+		if strings.ContainsAny(w[:min(len(w), 1)], "<>!") {
+			want = append(want, k+w)
+		} else {
+			want = append(want, k+"="+w)
+		}
+		switch v, ok := last.outs[k]; {
+		case ok:
+			got = append(got, k+"="+v)
+		case !seen[k]:
+			got = append(got, k+" never appeared in any poll's output")
+		default:
+			got = append(got, k+" absent")
+		}
+	}
+	var b strings.Builder
+	if len(want) > 0 {
+		fmt.Fprintf(&b, "expected %s, last %s (poll %d)", strings.Join(want, " "), strings.Join(got, ", "), last.n)
+	} else {
+		fmt.Fprintf(&b, "the command never exited 0 (poll %d)", last.n)
+	}
+	if last.failed {
+		fmt.Fprintf(&b, ", last poll %s", strings.TrimPrefix(last.state, "waiting: "))
+	}
+	if tail := tailText(last.out, 3, 300); tail != "" {
+		fmt.Fprintf(&b, ": %s", tail)
+	}
+	return &PollTimeoutError{Detail: b.String(), Cause: ctx.Err()}
+}
+
+// tailText is the last n non-empty lines of s joined with " | ", cut to max
+// bytes from the end.
+func tailText(s string, n, max int) string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	t := strings.Join(lines, " | ")
+	if len(t) > max {
+		t = "…" + strings.ToValidUTF8(t[len(t)-max:], "")
+	}
+	return t
+}
+
+// pollLog writes polls to the step's output, bounded: see Wait.
+type pollLog struct {
+	w    io.Writer
+	show bool
+	prev *pollResult // last poll written in full
+	// shown counts polls written in full; past pollMaxShown only the final
+	// poll is, the others are counted.
+	shown int
+	// Polls not written since prev: how many, the last one, and whether
+	// any differed from prev.
+	pending       int
+	lastPending   *pollResult
+	pendingDiffer bool
+	lastHeartbeat time.Time
+}
+
+func samePoll(a, b *pollResult) bool { return a.out == b.out && a.state == b.state }
+
+// poll writes p in full when it differs from the last poll written (or is
+// the final one), else counts it.
+func (l *pollLog) poll(p *pollResult, final bool) {
+	if !final && l.prev != nil && (samePoll(p, l.prev) || l.shown >= pollMaxShown) {
+		l.pending++
+		l.lastPending = p
+		if !samePoll(p, l.prev) {
+			l.pendingDiffer = true
+		}
+		if time.Since(l.lastHeartbeat) >= waitHeartbeat {
+			l.flush()
+		}
+		return
+	}
+	l.flush()
+	fmt.Fprintf(l.w, "poll %d (%s): %s\n", p.n, p.at.Round(time.Millisecond), p.state)
+	if l.show {
+		lines := strings.Split(strings.TrimRight(p.out, "\n"), "\n")
+		for i, line := range lines {
+			if i == pollMaxLines {
+				fmt.Fprintf(l.w, "  … %d more lines\n", len(lines)-pollMaxLines)
+				break
+			}
+			if line != "" {
+				fmt.Fprintf(l.w, "  %s\n", line)
+			}
+		}
+		if len(p.out) >= pollMaxBytes {
+			fmt.Fprintf(l.w, "  [poll output cut at %d bytes]\n", pollMaxBytes)
+		}
+	}
+	l.prev = p
+	l.shown++
+	l.lastHeartbeat = time.Now()
+}
+
+// flush writes the count of the polls not written since the last one.
+func (l *pollLog) flush() {
+	if l.pending == 0 || l.prev == nil {
+		return
+	}
+	p := l.lastPending
+	first := p.n - l.pending + 1
+	span := fmt.Sprintf("poll %d (%s)", first, p.at.Round(time.Millisecond))
+	if l.pending > 1 {
+		span = fmt.Sprintf("polls %d-%d (to %s)", first, p.n, p.at.Round(time.Millisecond))
+	}
+	if l.pendingDiffer {
+		fmt.Fprintf(l.w, "%s: %d polls not shown (only the first %d that differ are); last: %s\n", span, l.pending, pollMaxShown, p.state)
+	} else {
+		fmt.Fprintf(l.w, "%s: same as poll %d\n", span, l.prev.n)
+	}
+	l.pending, l.pendingDiffer = 0, false
+	l.lastHeartbeat = time.Now()
+}
+
+// end writes what is pending.
+func (l *pollLog) end() { l.flush() }
 
 // meets checks outputs against expectations and describes the state.
 func meets(outs map[string]string, expect map[string]any) (bool, string) {

@@ -30,10 +30,6 @@ func (c *capBuffer) Bytes() []byte {
 	return c.buf
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 // teeWriter writes to w (if any) and to the capture buffer.
 func teeWriter(w io.Writer, c *capBuffer) io.Writer {
 	if w == nil {

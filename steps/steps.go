@@ -179,9 +179,11 @@ type ConfirmRequest struct {
 	Targets   []string
 	Summaries []string
 	Danger    bool
-	// Expect is what the operator must type (a danger step's target name);
-	// empty means a yes/no confirmation.
+	// Expect is what the operator must type (a danger step's confirm.word,
+	// else its target's name); empty means a yes/no confirmation.
 	Expect string
+	// Reason says why Expect is the word (a danger step's confirm.reason).
+	Reason string
 }
 
 // ConfirmResponse is the operator's answer.

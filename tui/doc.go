@@ -1,5 +1,7 @@
 // Package tui is drbook's terminal UI: a bubbletea v2 program with a runbook
-// picker, input forms (huh), a live run screen, red typed confirmations before
+// picker, input forms (huh; one input per page, node inputs offering only
+// the nodes their label and distinct_from leave, then a review of every
+// answer before the run starts), a live run screen, red typed confirmations before
 // danger steps, failure and interrupt prompts, a list of runs to resume, and a
 // read-only replay of a recorded run.
 //

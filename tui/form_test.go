@@ -94,10 +94,12 @@ func TestTUIFormEveryInputType(t *testing.T) {
 	d.send(press("down"))
 	d.send(press("x"))
 	d.send(press("enter"))
+	step("review")
+	d.send(press("s"))
 	select {
 	case <-started:
 	case <-time.After(5 * time.Second):
-		t.Fatalf("the run did not start; form state %v:\n%s", m.form.State(), frame(m))
+		t.Fatalf("the run did not start:\n%s", frame(m))
 	}
 	want := map[string]any{"ticket": "INC-42", "key": "s3cr3t-value", "force": true, "mode": "safe", "wait": "30s",
 		"count": int64(2), "seed": "node2"}
@@ -138,12 +140,16 @@ func TestTUIFormPrefilledFromAnswers(t *testing.T) {
 		}
 		d.send(press("enter"))
 	}
+	if s := frame(m); !strings.Contains(s, "review") || strings.Contains(s, "from-env-secret") {
+		t.Fatalf("three enters did not lead to the review, or it shows the secret:\n%s", s)
+	}
+	d.send(press("s"))
 	select {
 	case in := <-got:
 		if in["seed"].V != "node3" || in["label"].V != "from-answers" || in["passphrase"].V != "from-env-secret" {
 			t.Errorf("inputs = %+v", in)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatalf("three enters did not start the run:\n%s", frame(m))
+		t.Fatalf("s on the review did not start the run:\n%s", frame(m))
 	}
 }

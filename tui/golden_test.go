@@ -28,7 +28,7 @@ func TestTUIPickerGolden(t *testing.T) {
 	inv := loadInv(t)
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
-			m := New(context.Background(), Options{Items: pickerItems(t, inv), PickerTitle: "testdata", Now: fixedNow, NoTick: true})
+			m := New(context.Background(), Options{Items: pickerItems(t, inv), PickerTitle: "testdata", Inventory: inv, Now: fixedNow, NoTick: true})
 			d := drive(m)
 			got := sized(t, d, sz.w, sz.h)
 			if !strings.Contains(got, "unknown step kind") || !strings.Contains(got, "broken.yaml:6:10") {

@@ -15,6 +15,9 @@ type KeyMap struct {
 	Interrupt        key.Binding
 	Help             key.Binding
 	Yes, No          key.Binding
+	// Start starts the run from the inputs' review; Edit changes the input
+	// under the cursor there.
+	Start, Edit key.Binding
 }
 
 // DefaultKeyMap returns drbook's key bindings.
@@ -35,5 +38,7 @@ func DefaultKeyMap() *KeyMap {
 		Help:      key.NewBinding(key.WithKeys("?"), key.WithHelp("?", "more keys")),
 		Yes:       key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "yes")),
 		No:        key.NewBinding(key.WithKeys("n", "esc"), key.WithHelp("n", "no")),
+		Start:     key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "start the run")),
+		Edit:      key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "change")),
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/huh/v2"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
@@ -97,6 +96,9 @@ type Model struct {
 	engineDone chan struct{}
 	result     Result
 	note       string
+	// interrupted is set by ctrl+c before a run started (Run returns
+	// ErrInterrupted).
+	interrupted bool
 }
 
 // New returns the root model. ctx bounds any run it starts.
@@ -108,7 +110,7 @@ func New(ctx context.Context, opts Options) *Model {
 	b := NewBridge()
 	m := &Model{c: c, opts: opts, ctx: ctx, bridge: b, op: NewOperator(b)}
 	title := opts.PickerTitle
-	m.picker = NewPicker(c, title, opts.Items)
+	m.picker = NewPicker(c, title, opts.Items).WithInventory(opts.Inventory)
 	switch {
 	case opts.Replay != nil:
 		m.screen = screenRun
@@ -126,11 +128,11 @@ func New(ctx context.Context, opts Options) *Model {
 		m.screen = screenRun
 	case opts.Runbook != nil:
 		m.screen = screenForm
-		m.form = NewInputsForm(c, opts.Runbook.Runbook, opts.Inventory, opts.Answers)
+		m.form = NewInputsForm(c, opts.Runbook.Runbook, opts.Inventory, opts.Answers, m.formBack())
 	case len(opts.Unfinished) > 0:
 		m.screen = screenResume
 		m.resume = NewResumeList(c, opts.Unfinished)
-		m.picker.canBack = true
+		m.picker = m.picker.WithBack(true)
 	default:
 		m.screen = screenPicker
 	}
@@ -220,7 +222,6 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if m.form != nil {
 			m.form.SetSize(msg.Width, msg.Height)
-			return m, m.form.Update(msg)
 		}
 		return m, nil
 	case tickMsg:
@@ -245,10 +246,22 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if len(it.Runbook.Inputs) == 0 {
 			return m, m.startRun(it.Runbook, map[string]runbooks.Value{})
 		}
-		m.form = NewInputsForm(m.c, it.Runbook, m.opts.Inventory, m.opts.Answers)
-		m.form.SetSize(m.c.Width, m.c.Height)
+		m.form = NewInputsForm(m.c, it.Runbook, m.opts.Inventory, m.opts.Answers, m.formBack())
 		m.screen = screenForm
 		return m, m.form.Init()
+	case formDoneMsg:
+		cmd := m.startRun(msg.rb, msg.values)
+		if m.screen == screenRun {
+			m.form = nil
+		}
+		return m, cmd
+	case formCancelMsg:
+		if m.opts.Runbook != nil && len(m.opts.Items) == 0 {
+			return m, tea.Quit
+		}
+		m.form = nil
+		m.screen = screenPicker
+		return m, nil
 	case resumeMsg:
 		return m, m.startResume(msg.run)
 	case newRunMsg:
@@ -272,35 +285,25 @@ func (m *Model) forward(msg tea.Msg) tea.Cmd {
 		}
 		return cmd
 	case m.screen == screenForm && m.form != nil:
-		return m.formUpdate(msg)
+		return m.form.Update(msg)
 	}
 	return nil
 }
 
-func (m *Model) formUpdate(msg tea.Msg) tea.Cmd {
-	cmd := m.form.Update(msg)
-	switch m.form.State() {
-	case huh.StateCompleted:
-		vals, err := m.form.Values()
-		if err != nil {
-			m.form.err = err.Error()
-			return cmd
-		}
-		return m.startRun(m.form.rb, vals)
-	case huh.StateAborted:
-		if m.opts.Runbook != nil && len(m.opts.Items) == 0 {
-			return tea.Quit
-		}
-		m.screen = screenPicker
-		m.form = nil
+// formBack says what esc on a form's first input does: back to the picker,
+// or quit when drbook was opened on one runbook.
+func (m *Model) formBack() string {
+	if m.opts.Runbook != nil && len(m.opts.Items) == 0 {
+		return "quit"
 	}
-	return cmd
+	return "back to the runbooks"
 }
 
 func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 	k := m.c.Keys
 	if m.screen != screenRun {
 		if key.Matches(km, k.Interrupt) {
+			m.interrupted = true
 			return tea.Quit
 		}
 		switch m.screen {
@@ -319,7 +322,7 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 			}
 			return m.picker.Update(km)
 		case screenForm:
-			return m.formUpdate(km)
+			return m.form.Update(km)
 		}
 		return nil
 	}
@@ -515,6 +518,9 @@ func Run(ctx context.Context, opts Options, progOpts ...tea.ProgramOption) (Resu
 		if m.running {
 			m.drainResult()
 		}
+	}
+	if m.interrupted && !m.result.Started {
+		return m.Result(), ErrInterrupted
 	}
 	return m.Result(), nil
 }

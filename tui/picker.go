@@ -39,13 +39,48 @@ type Picker struct {
 	height  int
 	hint    string
 	canBack bool
+	// noInventory: drbook was started without -i; runbooks that run on
+	// nodes cannot be opened, and the picker says how to give one.
+	noInventory bool
 }
+
+// noInventoryHint says how to give an inventory.
+const noInventoryHint = "No inventory: to run on nodes, quit (q) and start drbook -i inventory.yaml"
 
 // NewPicker returns a picker over items; title says where they come from.
 func NewPicker(c *Common, title string, items []PickerItem) *Picker {
 	h := help.New()
 	h.Styles = c.Styles.Help
 	return &Picker{c: c, title: title, items: items, help: h}
+}
+
+// WithBack makes esc go back to the list of unfinished runs.
+func (p *Picker) WithBack(b bool) *Picker {
+	p.canBack = b
+	return p
+}
+
+// WithInventory tells the picker which inventory node inputs choose from
+// (nil: none was given).
+func (p *Picker) WithInventory(inv *runbooks.Inventory) *Picker {
+	p.noInventory = inv == nil
+	return p
+}
+
+// needsNodes reports whether rb chooses or runs on nodes, so that it needs
+// an inventory.
+func needsNodes(rb *runbooks.Runbook) bool {
+	for _, in := range rb.Inputs {
+		if in.Type == runbooks.InputNode || in.Type == runbooks.InputNodes {
+			return true
+		}
+	}
+	for _, st := range rb.Steps {
+		if len(st.On) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // SetSize implements Component.
@@ -94,6 +129,10 @@ func (p *Picker) Update(msg tea.Msg) tea.Cmd {
 			p.hint = "this runbook has problems: fix them (drbook lint " + it.Path + ")"
 			return nil
 		}
+		if p.noInventory && needsNodes(it.Runbook) {
+			p.hint = it.Runbook.Name + " runs on nodes and needs an inventory: quit (q) and start drbook -i inventory.yaml (nodes and how to reach them)"
+			return nil
+		}
 		return func() tea.Msg { return pickMsg{item: it} }
 	}
 	return nil
@@ -117,13 +156,22 @@ func (p *Picker) View() string {
 	if len(p.items) == 0 {
 		lines = append(lines, "No runbooks found. Pass --dir with runbook files.")
 	}
+	if p.noInventory {
+		for _, l := range strings.Split(wrapText(noInventoryHint, w), "\n") {
+			lines = append(lines, st.Hint.Render(fit(l, w)))
+		}
+	}
 	nameW := 8
 	for _, it := range p.items {
 		nameW = max(nameW, len(itemName(it)))
 	}
 	nameW = min(nameW, 28)
 	detailH := 8
-	listH := max(3, p.height-len(lines)-detailH-3)
+	hintH := 0
+	if p.hint != "" {
+		hintH = strings.Count(wrapText(p.hint, w), "\n") + 1
+	}
+	listH := max(3, p.height-len(lines)-detailH-3-hintH)
 	start := 0
 	if len(p.items) > listH {
 		start = min(max(0, p.cursor-listH/2), len(p.items)-listH)
@@ -131,7 +179,7 @@ func (p *Picker) View() string {
 	for i := start; i < min(len(p.items), start+listH); i++ {
 		it := p.items[i]
 		cur := "  "
-		name := fmt.Sprintf("%-*s", nameW, fit(itemName(it), nameW))
+		name := fmt.Sprintf("%-*s", nameW, fit(clean(itemName(it)), nameW))
 		if i == p.cursor {
 			cur = st.Accent.Render("›") + " "
 			name = st.Bold.Render(name)
@@ -139,7 +187,7 @@ func (p *Picker) View() string {
 		var right, mid string
 		if it.Runnable() {
 			rb := it.Runbook
-			mid = rb.Title
+			mid = clean(rb.Title)
 			right = plural(len(rb.Steps), "step", "steps")
 			if d := rb.DangerCount(); d > 0 {
 				right += " · " + st.Danger.Render(plural(d, "danger", "danger"))
@@ -154,7 +202,9 @@ func (p *Picker) View() string {
 		lines = append(lines, p.detail(p.items[p.cursor], detailH)...)
 	}
 	if p.hint != "" {
-		lines = append(lines, st.Hint.Render(fit(p.hint, w)))
+		for _, l := range strings.Split(wrapText(p.hint, w), "\n") {
+			lines = append(lines, st.Hint.Render(fit(l, w)))
+		}
 	}
 	body := strings.Join(lines, "\n")
 	gap := p.height - strings.Count(body, "\n") - 2

@@ -15,6 +15,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 // maxLineWidth caps a stored output line; longer lines are cut once, when
@@ -304,21 +305,11 @@ func orOperator(t string) string {
 	return t
 }
 
-// clean makes a line safe for the terminal: no escape sequences or control
-// characters from the remote side, and a bounded width.
+// clean makes a line safe for the terminal (termsafe.Cell: escape
+// sequences and controls from the remote side shown visibly, never
+// interpreted) and bounds its width.
 func clean(s string) string {
-	s = ansi.Strip(s)
-	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		s = strings.Map(func(r rune) rune {
-			switch {
-			case r == '\t':
-				return ' '
-			case r < 0x20 || r == 0x7f:
-				return -1
-			}
-			return r
-		}, s)
-	}
+	s = termsafe.Cell(s)
 	if len(s) > maxLineWidth {
 		s = ansi.Truncate(s, maxLineWidth, "…")
 	}

@@ -13,6 +13,8 @@
 //
 //	verb                                   JSON on success
 //	serve --data D --node-id N --api A --raft R   (daemon; logs JSON to stderr)
+//	  HTTPS API limits: --api-header-timeout 5s, --api-body-timeout 10s,
+//	  --api-max-unauthenticated 32 (see package nodeagent: 401/413/408/503)
 //	cluster create                          {"changed","message","node_id","cluster_id","ca_fingerprint","ca_cert_file","api_key"?}
 //	                                        api_key appears once, when created
 //	cluster join --peer API_ADDR            {"changed","message","node_id","cluster_id","suffrage"}

@@ -19,7 +19,11 @@ func newServeCmd(o *opts) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "run the agent daemon (SIGTERM shuts it down gracefully)",
-		Args:  exactArgs(0),
+		Example: `  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374
+  # an API exposed to untrusted networks: shorter read timeouts, fewer anonymous requests at once
+  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374 \
+    --api-header-timeout 3s --api-body-timeout 5s --api-max-unauthenticated 8`,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
@@ -29,6 +33,9 @@ func newServeCmd(o *opts) *cobra.Command {
 			var h slog.Handler = slog.NewJSONHandler(o.stderr, hopts)
 			if logFormat == "text" {
 				h = slog.NewTextHandler(o.stderr, hopts)
+			}
+			if cfg.APIHeaderTimeout <= 0 || cfg.APIBodyTimeout <= 0 || cfg.MaxUnauthenticated <= 0 {
+				return usageError{msg: "--api-header-timeout, --api-body-timeout and --api-max-unauthenticated must be positive"}
 			}
 			cfg.Logger = slog.New(h)
 			cfg.DataDir = o.data
@@ -67,6 +74,9 @@ func newServeCmd(o *opts) *cobra.Command {
 	f.DurationVar(&cfg.LeaderLeaseTimeout, "lease-timeout", 250*time.Millisecond, "raft leader lease timeout")
 	f.Uint64Var(&cfg.SnapshotThreshold, "snapshot-threshold", 8192, "log entries between raft snapshots")
 	f.Uint64Var(&cfg.PromoteLag, "promote-lag", 64, "largest lag (entries) at which a non-voter is promoted")
+	f.DurationVar(&cfg.APIHeaderTimeout, "api-header-timeout", nodeagent.DefaultAPIHeaderTimeout, "longest a client may take to send a request's headers to the HTTPS API")
+	f.DurationVar(&cfg.APIBodyTimeout, "api-body-timeout", nodeagent.DefaultAPIBodyTimeout, "longest a client may take to send a request body to the HTTPS API (then 408)")
+	f.IntVar(&cfg.MaxUnauthenticated, "api-max-unauthenticated", nodeagent.DefaultMaxUnauthenticated, "HTTPS API requests without credentials served at once (join, health, metrics); more get 503 with Retry-After")
 	f.StringVar(&cfg.RaftLogLevel, "raft-log-level", "warn", "raft (hclog) log level: trace, debug, info, warn, error")
 	f.StringVar(&logLevel, "log-level", "info", "agent log level: debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "json", "log format: json or text")

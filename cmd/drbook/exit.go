@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 
+	"github.com/spf13/cobra"
+
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
@@ -24,13 +26,14 @@ const (
 const exitCodesHelp = `Exit codes:
   0    success
   1    the run failed (a step failed), lint found problems, or an unexpected error
-  2    usage error (bad flags or arguments)
+  2    usage error (bad flags or arguments), or the TUI without a terminal
   3    invalid runbook, inventory or answers (lint errors)
   4    the run needs an operator decision (headless), or was aborted
   5    the record failed verification (replay --verify)
   6    the run is locked by another runner
   7    a node's SSH host key is unknown or changed: nothing was run
-  130  interrupted (Ctrl-C / SIGTERM): resume it with drbook resume RUN_ID`
+  130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a
+       headless run prints): resume it with drbook resume RUN_ID`
 
 // errLintProblems: lint found problems (exit 1, as linters do).
 var errLintProblems = errors.New("lint problems")
@@ -38,9 +41,36 @@ var errLintProblems = errors.New("lint problems")
 // errSilent wraps errors already reported to the user.
 var errSilent = errors.New("reported")
 
+// errInterruptedNoRun: Ctrl-C (or a signal) closed the TUI before any run
+// started; nothing was recorded. It exits 130 like any interruption.
+var errInterruptedNoRun = errors.New("interrupted before any run started: nothing was recorded")
+
+// errNoTerminal: the TUI needs a terminal (exit 2).
+var errNoTerminal = errors.New("the terminal UI needs a terminal on standard input and output; run headless instead: drbook run RUNBOOK -i INVENTORY --answers FILE --headless [--yes]")
+
+// errStdoutClosed is the cause of a headless run's interruption when its
+// standard output was closed (drbook run ... | head).
+var errStdoutClosed = errors.New("standard output closed")
+
 type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
+
+// markUsageErrors makes the argument checks of every command (wrong number
+// of arguments, unknown subcommand) usage errors, exit 2.
+func markUsageErrors(c *cobra.Command) {
+	if args := c.Args; args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markUsageErrors(sub)
+	}
+}
 
 // exitCode maps an error to the process exit code, in one place.
 func exitCode(err error) int {
@@ -48,7 +78,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, errNoTerminal):
 		return exitUsage
 	case errors.Is(err, errLintProblems):
 		return exitFailed
@@ -62,7 +92,7 @@ func exitCode(err error) int {
 		return exitUnverified
 	case errors.Is(err, engine.ErrNeedsDecision), errors.Is(err, engine.ErrAborted), errors.Is(err, engine.ErrRunbookChanged):
 		return exitNeedsPerson
-	case errors.Is(err, engine.ErrInterrupted):
+	case errors.Is(err, engine.ErrInterrupted), errors.Is(err, errInterruptedNoRun), errors.Is(err, errStdoutClosed):
 		return exitInterrupted
 	}
 	return exitFailed

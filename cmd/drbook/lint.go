@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func newLintCmd(a *app) *cobra.Command {
@@ -22,7 +22,16 @@ func newLintCmd(a *app) *cobra.Command {
 
 A file whose top-level kind is Inventory is checked as an inventory. With -i,
 node names in runbooks are checked against it; with --answers, the answers
-are checked against each runbook's inputs. Nothing is written anywhere.`,
+are checked against each runbook's inputs. Nothing is written anywhere.
+
+Warnings (file:line:col: warning: message; "severity": "warning" in JSON)
+point at likely mistakes, such as a quoted value put inside quotes in a
+command; they do not change the exit code. Errors exit 1.
+
+Every step has a time limit per attempt: a step without timeout: gets its
+kind's default (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm
+and input wait for a person and have none). Write timeout: none to opt out
+explicitly; only timeout accepts none.`,
 		Example: "  drbook lint runbooks/library/*.yaml\n  drbook lint recover.yaml -i prod.yaml --answers answers.yaml",
 		Args:    cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -62,9 +71,18 @@ are checked against each runbook's inputs. Nothing is written anywhere.`,
 				}
 				rb, err := loadRunbookSource(name, src, reg, inv, a.pluginDirs()...)
 				collect(err)
+				if rb != nil {
+					all = append(all, rb.Warnings...)
+				}
 				if err == nil && answers != nil {
 					_, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
 					collect(err)
+				}
+			}
+			problems := 0 // errors; warnings alone leave the exit code 0
+			for _, d := range all {
+				if !d.IsWarning() {
+					problems++
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -72,24 +90,27 @@ are checked against each runbook's inputs. Nothing is written anywhere.`,
 				if all == nil {
 					all = runbooks.Diagnostics{}
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"ok": len(all) == 0 && len(other) == 0, "problems": all, "errors": errStrings(other)}); err != nil {
+				if err := writeJSON(out, map[string]any{"ok": problems == 0 && len(other) == 0, "problems": all, "errors": errStrings(other)}); err != nil {
 					return err
 				}
 			} else {
+				// Messages quote the files' own text: shown harmless.
 				for _, d := range all {
-					fmt.Fprintln(out, d.String())
+					fmt.Fprintln(out, termsafe.Line(d.String()))
 				}
 				for _, e := range other {
-					fmt.Fprintln(out, e)
+					fmt.Fprintln(out, termsafe.Text(e.Error()))
 				}
-				if len(all) == 0 && len(other) == 0 {
-					fmt.Fprintf(out, "ok: %d file(s) valid\n", len(args))
+				if problems == 0 && len(other) == 0 {
+					fmt.Fprintf(out, "ok: %d file(s) valid", len(args))
+					if len(all) > 0 {
+						fmt.Fprintf(out, ", %d warning(s)", len(all))
+					}
+					fmt.Fprintln(out)
 				}
 			}
-			if len(all) > 0 {
-				return fmt.Errorf("%w: %d problem(s) (%w)", errSilent, len(all), errLintProblems)
+			if problems > 0 {
+				return fmt.Errorf("%w: %d problem(s) (%w)", errSilent, problems, errLintProblems)
 			}
 			if len(other) > 0 {
 				return fmt.Errorf("%w: %w", errSilent, errors.Join(other...))

@@ -6,13 +6,14 @@
 //
 //	0    success
 //	1    the run failed (a step failed), lint found problems, or an unexpected error
-//	2    usage error (bad flags or arguments)
+//	2    usage error (bad flags or arguments), or the TUI without a terminal
 //	3    invalid runbook, inventory or answers (lint errors)
 //	4    the run needs an operator decision (headless), or was aborted
 //	5    the record failed verification (replay --verify)
 //	6    the run is locked by another runner
 //	7    a node's SSH host key is unknown or changed: nothing was run
-//	130  interrupted (Ctrl-C / SIGTERM): the run can be resumed
+//	130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a
+//	     headless run prints): the run can be resumed
 package main
 
 import (
@@ -27,9 +28,18 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A closed standard output (drbook run ... | head) must not kill the
+	// process with SIGPIPE before it records the run interrupted: with
+	// SIGPIPE notified, the write fails with EPIPE and the headless run
+	// stops like on SIGTERM (see stdoutGuard). Other broken pipes (SSH
+	// sockets) already surface as write errors.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	err := newRootCmd().ExecuteContext(ctx)
 	code := exitCode(err)
-	if err != nil && !errors.Is(err, errSilent) {
+	// A listing cut short by its reader (drbook runs | head -1) is not an
+	// error to report: the reader has what it wanted.
+	quiet := errors.Is(err, errSilent) || (errors.Is(err, syscall.EPIPE) && !errors.Is(err, errStdoutClosed))
+	if err != nil && !quiet {
 		fmt.Fprintln(os.Stderr, "drbook:", err)
 	}
 	stop()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/state/termsafe"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/plugin"
 )
@@ -174,9 +174,7 @@ whose file does not match its pin is refused.`,
 			sort.SliceStable(rows, func(i, j int) bool { return rows[i].Path < rows[j].Path })
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(map[string]any{"plugins": rows}); err != nil {
+				if err := writeJSON(out, map[string]any{"plugins": rows}); err != nil {
 					return err
 				}
 			} else {
@@ -191,17 +189,17 @@ whose file does not match its pin is refused.`,
 						sha = sha[:12] + "…"
 					}
 					if r.Error != "" {
-						fmt.Fprintf(tw, "-\t-\t-\t%s\t%s\t%s\n", r.Path, sha, r.Pinned)
+						fmt.Fprintf(tw, "-\t-\t-\t%s\t%s\t%s\n", termsafe.Cell(r.Path), sha, termsafe.Cell(r.Pinned))
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Version, strings.Join(r.Kinds, ","), r.Path, sha, r.Pinned)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Cell(r.Name), termsafe.Cell(r.Version), termsafe.Cell(strings.Join(r.Kinds, ",")), termsafe.Cell(r.Path), sha, termsafe.Cell(r.Pinned))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
 				}
 				for _, r := range rows {
 					if r.Error != "" {
-						fmt.Fprintf(out, "refused: %s\n", r.Error)
+						fmt.Fprintf(out, "refused: %s\n", termsafe.Text(r.Error))
 					}
 				}
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,11 +12,27 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state/termsafe"
 )
+
+// ts makes one line of text that came from a node, a runbook or the record
+// harmless for the terminal (see package termsafe).
+func ts(s string) string { return termsafe.Line(s) }
+
+func tsList(xs []string) string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = ts(x)
+	}
+	return strings.Join(out, ", ")
+}
 
 // printer renders engine events for headless runs: readable lines, or one
 // JSON object per event with --output json. It is the headless twin of the
-// TUI: both consume the same event stream.
+// TUI: both consume the same event stream. Every string of an event (node
+// output, runbook text, errors) goes through package termsafe in text mode,
+// and through termsafe.JSON in JSON mode, so nothing a node prints reaches
+// the terminal as a control character.
 type printer struct {
 	w      io.Writer
 	json   bool
@@ -52,7 +69,7 @@ func (p *printer) observe(ev engine.Event) {
 		if e.Resumed {
 			verb = "resume"
 		}
-		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), e.RunID, e.Runbook, len(e.Steps))
+		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), ts(e.RunID), ts(e.Runbook), len(e.Steps))
 	case engine.StepPending:
 		danger := ""
 		if e.Danger {
@@ -60,17 +77,17 @@ func (p *printer) observe(ev engine.Event) {
 		}
 		on := ""
 		if len(e.Targets) > 0 {
-			on = " on " + strings.Join(e.Targets, ", ")
+			on = " on " + tsList(e.Targets)
 		}
-		fmt.Fprintf(p.w, "%s %s (%s)%s%s\n", p.paint("1", "▶"), e.StepID, e.Kind, on, danger)
+		fmt.Fprintf(p.w, "%s %s (%s)%s%s\n", p.paint("1", "▶"), ts(e.StepID), ts(e.Kind), on, danger)
 	case engine.StepStarted:
 		p.starts[e.StepID+"\x00"+e.Target] = e.Time
 	case engine.OutputLine:
 		prefix := "  │ "
 		if e.Target != "" {
-			prefix = fmt.Sprintf("  │ %s: ", e.Target)
+			prefix = fmt.Sprintf("  │ %s: ", ts(e.Target))
 		}
-		fmt.Fprintf(p.w, "%s%s\n", p.paint("2", prefix), e.Line)
+		fmt.Fprintf(p.w, "%s%s\n", p.paint("2", prefix), ts(e.Line))
 	case engine.StepFinished:
 		glyph := p.paint("32", "✓")
 		if e.Status != "succeeded" {
@@ -78,11 +95,11 @@ func (p *printer) observe(ev engine.Event) {
 		}
 		where := ""
 		if e.Target != "" {
-			where = " on " + e.Target
+			where = " on " + ts(e.Target)
 		}
-		line := fmt.Sprintf("  %s %s%s %s (%s)", glyph, e.StepID, where, e.Status, e.Duration.Round(time.Millisecond))
+		line := fmt.Sprintf("  %s %s%s %s (%s)", glyph, ts(e.StepID), where, ts(string(e.Status)), e.Duration.Round(time.Millisecond))
 		if e.Err != "" {
-			line += ": " + e.Err
+			line += ": " + ts(e.Err)
 		}
 		if len(e.Outputs) > 0 {
 			line += " " + formatOutputs(e.Outputs)
@@ -90,18 +107,18 @@ func (p *printer) observe(ev engine.Event) {
 		fmt.Fprintln(p.w, line)
 	case engine.StepDone:
 		if e.Restored {
-			fmt.Fprintf(p.w, "  %s %s already %s (from the record)\n", p.paint("32", "✓"), e.StepID, e.Status)
+			fmt.Fprintf(p.w, "  %s %s already %s (from the record)\n", p.paint("32", "✓"), ts(e.StepID), ts(string(e.Status)))
 		} else if e.Status == "skipped" {
-			fmt.Fprintf(p.w, "  - %s skipped: %s\n", e.StepID, e.Reason)
+			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(e.StepID), ts(e.Reason))
 		}
 	case engine.Notice:
-		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), e.Text)
+		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), ts(e.Text))
 	case engine.NeedsOperator:
-		fmt.Fprintf(p.w, "  ? %s\n", e.Prompt)
+		fmt.Fprintf(p.w, "  ? %s\n", ts(e.Prompt))
 	case engine.RunFinished:
-		status := p.paint("32;1", string(e.Status))
+		status := p.paint("32;1", ts(string(e.Status)))
 		if e.Status != "succeeded" {
-			status = p.paint("31;1", string(e.Status))
+			status = p.paint("31;1", ts(string(e.Status)))
 		}
 		fmt.Fprintf(p.w, "%s %s in %s (machine %s, waiting on operator %s)\n", status, e.RunID,
 			(e.Machine + e.Human).Round(time.Millisecond), e.Machine.Round(time.Millisecond), e.Human.Round(time.Millisecond))
@@ -116,7 +133,7 @@ func formatOutputs(m map[string]string) string {
 	sort.Strings(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = k + "=" + m[k]
+		parts[i] = ts(k) + "=" + ts(m[k])
 	}
 	return "[" + strings.Join(parts, " ") + "]"
 }
@@ -131,36 +148,38 @@ func (p *printer) jsonLine(ev engine.Event) {
 	if err != nil {
 		return
 	}
-	fmt.Fprintln(p.w, string(b))
+	fmt.Fprintln(p.w, string(termsafe.JSON(b)))
 }
 
 // printPlan shows a plan as text or JSON.
 func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.PlannedStep) error {
 	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"runbook": rb.Name, "sha256": rb.SHA256, "steps": plan})
+		return writeJSON(w, map[string]any{"runbook": rb.Name, "sha256": rb.SHA256, "steps": plan})
 	}
-	fmt.Fprintf(w, "plan for %s (%s), %d steps, nothing will be executed\n\n", rb.Name, rb.Title, len(plan))
+	fmt.Fprintf(w, "plan for %s (%s), %d steps, nothing will be executed\n\n", ts(rb.Name), ts(rb.Title), len(plan))
 	for i, s := range plan {
 		danger := ""
 		if s.Danger {
-			danger = "  [DANGER: typed confirmation]"
+			danger = fmt.Sprintf("  [DANGER: type %s]", ts(s.Confirm))
 		}
-		fmt.Fprintf(w, "%2d. %s  (%s)%s\n", i+1, s.ID, s.Kind, danger)
+		fmt.Fprintf(w, "%2d. %s  (%s)%s\n", i+1, ts(s.ID), ts(s.Kind), danger)
 		if s.Title != "" {
-			fmt.Fprintf(w, "    %s\n", s.Title)
+			fmt.Fprintf(w, "    %s\n", ts(s.Title))
 		}
 		if len(s.Targets) > 0 {
 			serial := ""
 			if s.Serial > 0 {
 				serial = fmt.Sprintf(" (%d at a time)", s.Serial)
 			}
-			fmt.Fprintf(w, "    on: %s%s\n", strings.Join(s.Targets, ", "), serial)
+			fmt.Fprintf(w, "    on: %s%s\n", tsList(s.Targets), serial)
 		}
 		if s.When != "" {
-			fmt.Fprintf(w, "    when: %s\n", s.When)
+			fmt.Fprintf(w, "    when: %s\n", ts(s.When))
 		}
+		if s.ConfirmReason != "" {
+			fmt.Fprintf(w, "    why %s: %s\n", ts(s.Confirm), ts(s.ConfirmReason))
+		}
+		fmt.Fprintf(w, "    time limit: %s per attempt\n", ts(s.Timeout))
 		keys := make([]string, 0, len(s.Params))
 		for k := range s.Params {
 			keys = append(keys, k)
@@ -168,11 +187,24 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 		sort.Strings(keys)
 		for _, k := range keys {
 			v, _ := json.Marshal(s.Params[k])
-			fmt.Fprintf(w, "    %s: %s\n", k, v)
+			fmt.Fprintf(w, "    %s: %s\n", ts(k), termsafe.JSON(v))
 		}
 		if s.Note != "" {
-			fmt.Fprintf(w, "    (%s)\n", s.Note)
+			fmt.Fprintf(w, "    (%s)\n", ts(s.Note))
 		}
 	}
 	return nil
+}
+
+// writeJSON writes v as indented JSON, with the characters a terminal could
+// obey escaped (termsafe.JSON): the data is unchanged.
+func writeJSON(w io.Writer, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(termsafe.JSON(buf.Bytes()))
+	return err
 }

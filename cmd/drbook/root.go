@@ -44,6 +44,14 @@ stopped, and replays and verifies the record for audits.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// Checked here (before cobra does) so that a missing required
+			// flag is a usage error, exit 2.
+			if err := cmd.ValidateRequiredFlags(); err != nil {
+				return usageError{err}
+			}
+			if err := cmd.ValidateFlagGroups(); err != nil {
+				return usageError{err}
+			}
 			if a.output != "text" && a.output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", a.output)}
 			}
@@ -63,8 +71,9 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
 	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a))
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a))
 	attachTUI(root, a)
+	markUsageErrors(root)
 	return root
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -20,7 +21,8 @@ func newRunCmd(a *app) *cobra.Command {
 		Long: `Run a runbook against the nodes of an inventory.
 
 Every step execution is checkpointed before and after it runs. Ctrl-C or
-SIGTERM marks running steps interrupted and exits with code 130; continue
+SIGTERM marks running steps interrupted and exits with code 130; so does a
+headless run whose standard output is closed (drbook run ... | head); continue
 with 'drbook resume RUN_ID'.
 
 Headless runs take inputs from --answers (values may be {env: NAME} or
@@ -59,10 +61,12 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 		return err
 	}
 	defer db.Close()
-	p := newPrinter(cmd.OutOrStdout(), a.output)
+	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
+	defer release()
+	p := newPrinter(stdout, a.output)
 	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
 	out, err := engine.Start(ctx, cfg, inputs)
-	return runResult(out, err)
+	return runResult(out, stdoutClosedErr(ctx, err))
 }
 
 // runResult turns an engine outcome into the command's error, with a hint
@@ -93,14 +97,29 @@ took effect. Both are recorded.
 
 The runbook and inventory are read again from the paths recorded with the
 run (override with --runbook / -i); if they changed, resume is refused with
-a summary of the change unless --accept-changed (recorded).`,
+a summary of the change unless --accept-changed (recorded).
+
+A wrong input found mid-run can be corrected: give the right value in the
+--answers file (inputs:) with --reason. An input that no completed step has
+used changes (recorded with your name and the reason; a secret is compared
+by hash and sealed again) and the run goes on with it. An input a completed
+step already used cannot change in this run: resume is refused (exit 2),
+naming the steps that used it, and nothing is recorded.`,
+		Example: `  drbook resume r20261129-031502-7c1a --yes
+  drbook resume r20261129-031502-7c1a --redo restore --yes
+  drbook resume r20261129-031502-7c1a --answers fixed.yaml --reason "backup path was mistyped" --yes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(skip) > 0 && strings.TrimSpace(reason) == "" {
 				return usageError{fmt.Errorf("--skip needs --reason")}
 			}
 			if wantsTUI(cmd) {
-				return runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: engine.ResumeOptions{AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason}})
+				answers, err := loadAnswers(answersPath)
+				if err != nil {
+					return err
+				}
+				return resumeError(runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: engine.ResumeOptions{
+					AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason, Answers: answers, InputReason: reason}}))
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
@@ -122,23 +141,35 @@ a summary of the change unless --accept-changed (recorded).`,
 			if err != nil {
 				return err
 			}
-			p := newPrinter(cmd.OutOrStdout(), a.output)
+			ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
+			defer release()
+			p := newPrinter(stdout, a.output)
 			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
-			out, err := engine.Resume(ctx, cfg, rec.ID, engine.ResumeOptions{AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason})
-			return runResult(out, err)
+			out, err := engine.Resume(ctx, cfg, rec.ID, engine.ResumeOptions{
+				AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason, Answers: answers, InputReason: reason})
+			return resumeError(runResult(out, stdoutClosedErr(ctx, err)))
 		},
 	}
 	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory (default: the one recorded with the run)")
 	cmd.Flags().StringVar(&runbookPath, "runbook", "", "runbook file (default: the one recorded with the run)")
-	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for input steps not yet run")
+	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file: input steps not yet run, and corrected inputs that no completed step used (needs --reason)")
 	cmd.Flags().StringSliceVar(&redo, "redo", nil, "run these interrupted steps again")
 	cmd.Flags().StringSliceVar(&skip, "skip", nil, "skip these interrupted steps (they took effect); needs --reason")
-	cmd.Flags().StringVar(&reason, "reason", "", "why the --skip steps are skipped (recorded)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the --skip steps are skipped, or why --answers changes inputs (recorded)")
 	cmd.Flags().BoolVar(&accept, "accept-changed", false, "resume even though the runbook or inventory changed (recorded)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps")
 	cmd.Flags().Bool("headless", true, "resume without the TUI (the only mode so far)")
 	tuiFlag(cmd, "resume in the terminal UI (decisions are asked there)")
 	return cmd
+}
+
+// resumeError makes a refused input change a usage error (exit 2): the
+// answers given cannot apply to this run, and nothing was recorded.
+func resumeError(err error) error {
+	if errors.Is(err, engine.ErrInputUsed) || errors.Is(err, engine.ErrReasonNeeded) {
+		return usageError{err}
+	}
+	return err
 }
 
 func newPlanCmd(a *app) *cobra.Command {
@@ -151,7 +182,7 @@ from --answers. Targets or parameters that depend on outputs of earlier steps
 are shown as templates. Nothing is executed and nothing is recorded.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
+			reg, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
 			if err != nil {
 				return err
 			}
@@ -159,7 +190,7 @@ are shown as templates. Nothing is executed and nothing is recorded.`,
 			if err != nil {
 				return err
 			}
-			plan := engine.MakePlan(rb, inv, inputs)
+			plan := engine.MakePlan(rb, inv, inputs, reg)
 			return printPlan(cmd.OutOrStdout(), a.output, rb, plan)
 		},
 	}

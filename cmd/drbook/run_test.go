@@ -303,7 +303,7 @@ func TestSIGTERMInterrupts(t *testing.T) {
 }
 
 // TestRunLocked: while a runner drives a run, a second one is refused with
-// the holder's host and pid.
+// the run's status and the holder's host and pid; so is drbook abort.
 func TestRunLocked(t *testing.T) {
 	l := newLab(t, sshtest.StartOpenSSH(t), 3)
 	cmd, id := startUntilSlow(t, l)
@@ -312,8 +312,11 @@ func TestRunLocked(t *testing.T) {
 		t.Fatalf("second runner: exit %d, want %d\n%s%s", r.code, exitLocked, r.stdout, r.stderr)
 	}
 	host, _ := os.Hostname()
-	if !strings.Contains(r.stderr, host) || !strings.Contains(r.stderr, strconv.Itoa(cmd.Process.Pid)) {
-		t.Errorf("refusal does not name host %s and pid %d:\n%s", host, cmd.Process.Pid, r.stderr)
+	if !strings.Contains(r.stderr, host) || !strings.Contains(r.stderr, strconv.Itoa(cmd.Process.Pid)) || !strings.Contains(r.stderr, "(running)") {
+		t.Errorf("refusal does not name the status, host %s and pid %d:\n%s", host, cmd.Process.Pid, r.stderr)
+	}
+	if r := drbook(t, nil, "abort", id, "--reason", "test", "--db", l.db); r.code != exitLocked || !strings.Contains(r.stderr, strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("abort of a run another runner drives: exit %d, want %d\n%s", r.code, exitLocked, r.stderr)
 	}
 }
 

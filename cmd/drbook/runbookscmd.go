@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 // runbookInfo is one line of `drbook runbooks`.
@@ -68,9 +68,7 @@ procedures have gone stale.`,
 			}
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
+				return writeJSON(out, infos)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUNBOOK\tSTEPS\tDANGER\tLAST REHEARSAL\tRESULT\tTITLE")
@@ -85,7 +83,7 @@ procedures have gone stale.`,
 				if len(i.Problems) > 0 {
 					title = "INVALID: " + i.Problems[0]
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", i.Name, i.Steps, i.Danger, last, result, title)
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", termsafe.Cell(i.Name), i.Steps, i.Danger, last, termsafe.Cell(result), termsafe.Cell(title))
 			}
 			return tw.Flush()
 		},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func newRunsCmd(a *app) *cobra.Command {
@@ -17,7 +17,18 @@ func newRunsCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "runs",
 		Short: "List recorded runs, newest first",
-		Args:  cobra.NoArgs,
+		Long: `List recorded runs, newest first.
+
+The SECRETS column (field SealedSecrets in -o json) says whether a run still
+holds sealed secrets: its secret inputs and secret outputs, sealed with a key
+of its own so that it can resume. They are shredded (the run's key deleted)
+when the run ends for good: succeeded or aborted. A running, interrupted or
+failed run can be resumed and keeps them; end a failed run you will not
+resume with 'drbook abort RUN_ID'.`,
+		Example: `  drbook runs
+  drbook runs --unfinished
+  drbook runs -o json | jq '.[] | select(.SealedSecrets) | .ID'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
@@ -39,28 +50,32 @@ func newRunsCmd(a *app) *cobra.Command {
 					ID, Runbook, Status, Mode, Host string
 					Created                         time.Time
 					Finished                        *time.Time `json:",omitempty"`
+					// SealedSecrets: the run still holds sealed secrets.
+					SealedSecrets bool
 				}
 				rows := make([]row, 0, len(runs))
 				for _, r := range runs {
-					rw := row{ID: r.ID, Runbook: r.RunbookName, Status: string(r.Status), Mode: r.Mode, Host: r.Host, Created: r.CreatedAt}
+					rw := row{ID: r.ID, Runbook: r.RunbookName, Status: string(r.Status), Mode: r.Mode, Host: r.Host, Created: r.CreatedAt, SealedSecrets: r.HoldsSecrets}
 					if !r.FinishedAt.IsZero() {
 						t := r.FinishedAt
 						rw.Finished = &t
 					}
 					rows = append(rows, rw)
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return writeJSON(out, rows)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "RUN\tRUNBOOK\tSTATUS\tMODE\tSTARTED\tDURATION")
+			fmt.Fprintln(tw, "RUN\tRUNBOOK\tSTATUS\tMODE\tSTARTED\tDURATION\tSECRETS")
 			for _, r := range runs {
 				dur := "-"
 				if !r.FinishedAt.IsZero() {
 					dur = r.FinishedAt.Sub(r.CreatedAt).Round(time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.RunbookName, r.Status, r.Mode, r.CreatedAt.Local().Format("2006-01-02 15:04:05"), dur)
+				secrets := "-"
+				if r.HoldsSecrets {
+					secrets = "sealed"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termsafe.Cell(r.ID), termsafe.Cell(r.RunbookName), termsafe.Cell(string(r.Status)), termsafe.Cell(r.Mode), r.CreatedAt.Local().Format("2006-01-02 15:04:05"), dur, secrets)
 			}
 			return tw.Flush()
 		},

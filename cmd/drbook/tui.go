@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
@@ -38,6 +40,9 @@ type interactiveRequest struct {
 // Config the headless path builds, so both produce the same record.
 func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 	ctx := cmd.Context()
+	if !isTerminal(os.Stdin) || !isTerminal(os.Stdout) {
+		return errNoTerminal
+	}
 	db, err := a.openDB(ctx)
 	if err != nil {
 		return err
@@ -78,12 +83,12 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		} else {
 			opts.PickerTitle = "shipped library"
 			if req.Dir != "" {
-				if opts.Items, err = pickerItems(req.Dir, reg, inv); err != nil {
+				if opts.Items, err = pickerItems(req.Dir, reg, inv, a.pluginDirs()); err != nil {
 					return err
 				}
 				opts.PickerTitle = req.Dir + " + shipped library"
 			}
-			opts.Items = append(opts.Items, libraryItems(reg, inv)...)
+			opts.Items = append(opts.Items, libraryItems(reg, inv, a.pluginDirs())...)
 			unfinished, err := db.ListRuns(ctx, state.RunFilter{
 				Status: []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}, Limit: 20,
 			})
@@ -108,17 +113,35 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		return engine.Resume(ctx, a.engineConfig(rb, inv, reg, db, op, observe, run.Mode), run.ID, req.ResumeOpts)
 	}
 
-	res, err := tui.Run(ctx, opts, tea.WithContext(ctx))
+	// The TUI quits on Ctrl-C wherever no run is going (picker, forms,
+	// resume list): remember whether the last key was Ctrl-C, so that quit
+	// exits 130 like every interruption, and q / Esc exit 0.
+	var lastCtrlC atomic.Bool
+	filter := func(_ tea.Model, msg tea.Msg) tea.Msg {
+		if k, ok := msg.(tea.KeyPressMsg); ok {
+			lastCtrlC.Store(k.String() == "ctrl+c")
+		}
+		return msg
+	}
+	res, err := tui.Run(ctx, opts, tea.WithContext(ctx), tea.WithFilter(filter))
 	if err != nil {
 		return err
 	}
 	if !res.Started {
+		if lastCtrlC.Load() || ctx.Err() != nil {
+			return errInterruptedNoRun
+		}
 		return nil
 	}
 	if res.Outcome.RunID != "" {
 		fmt.Fprintf(cmd.OutOrStdout(), "run %s %s\n", res.Outcome.RunID, res.Outcome.Status)
 	}
 	return runResult(res.Outcome, res.Err)
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	return term.IsTerminal(int(f.Fd())) // #nosec G115 -- a file descriptor fits in an int
 }
 
 // loadReplay reads a recorded run and verifies its chain.
@@ -136,10 +159,11 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	return rep, nil
 }
 
-// pickerItems loads every runbook file in dir; files that fail lint are
-// listed with their first problems. Inventories and answers files are left
-// out.
-func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tui.PickerItem, error) {
+// pickerItems loads every runbook file in dir as run and lint do: the
+// plugins a runbook pins and those in pluginDirs are registered in reg (the
+// registry the picked run uses) first. Files that fail lint are listed with
+// their first problems. Inventories and answers files are left out.
+func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory, pluginDirs []string) ([]tui.PickerItem, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read runbook directory: %w", err)
@@ -163,7 +187,7 @@ func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tu
 		if !strings.Contains(string(src), "kind: Runbook") {
 			continue
 		}
-		rb, err := runbooks.LoadRunbook(path, src, reg, inv)
+		rb, err := loadRunbookSource(path, src, reg, inv, pluginDirs...)
 		if err != nil {
 			items = append(items, tui.PickerItem{Path: path, Runbook: rb, Problems: firstProblems(err, 3)})
 			continue
@@ -174,12 +198,12 @@ func pickerItems(dir string, reg *steps.Registry, inv *runbooks.Inventory) ([]tu
 }
 
 // libraryItems are the runbooks shipped with drbook (library:NAME).
-func libraryItems(reg *steps.Registry, inv *runbooks.Inventory) []tui.PickerItem {
+func libraryItems(reg *steps.Registry, inv *runbooks.Inventory, pluginDirs []string) []tui.PickerItem {
 	var items []tui.PickerItem
 	for _, name := range library.Names() {
 		path := library.Prefix + name
 		src, _ := library.Source(name)
-		rb, err := runbooks.LoadRunbook(path, src, reg, inv)
+		rb, err := loadRunbookSource(path, src, reg, inv, pluginDirs...)
 		if err != nil {
 			items = append(items, tui.PickerItem{Path: path, Runbook: rb, Problems: firstProblems(err, 3)})
 			continue

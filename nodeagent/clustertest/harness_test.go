@@ -64,13 +64,15 @@ type node struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	logf *os.File
+	// extra are more `serve` flags (e.g. shorter API timeouts).
+	extra []string
 }
 
 // newNode prepares (and starts) an agent with fresh ports and data dir.
-func newNode(t testing.TB, id string) *node {
+func newNode(t testing.TB, id string, extra ...string) *node {
 	t.Helper()
 	base := t.TempDir()
-	n := &node{t: t, id: id, dir: filepath.Join(base, "data"), api: freeAddr(t), raft: freeAddr(t)}
+	n := &node{t: t, id: id, dir: filepath.Join(base, "data"), api: freeAddr(t), raft: freeAddr(t), extra: extra}
 	f, err := os.Create(filepath.Join(base, id+".log"))
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +99,8 @@ func newNode(t testing.TB, id string) *node {
 // start runs `serve` and waits until the admin socket answers.
 func (n *node) start() {
 	n.t.Helper()
-	n.cmd = exec.Command(agentBin, "serve", "--data", n.dir, "--node-id", n.id, "--api", n.api, "--raft", n.raft, "--log-level", "info")
+	args := append([]string{"serve", "--data", n.dir, "--node-id", n.id, "--api", n.api, "--raft", n.raft, "--log-level", "info"}, n.extra...)
+	n.cmd = exec.Command(agentBin, args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logf, n.logf
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -243,14 +246,16 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 type cluster struct {
 	t      testing.TB
 	nodes  []*node
-	apiKey string // the founder's API key, shown once at bootstrap
+	apiKey string   // the founder's API key, shown once at bootstrap
+	extra  []string // more `serve` flags for every node
 }
 
-// newCluster bootstraps node1 and joins size-1 more nodes.
-func newCluster(t testing.TB, size int) *cluster {
+// newCluster bootstraps node1 and joins size-1 more nodes; extra are more
+// `serve` flags for every node.
+func newCluster(t testing.TB, size int, extra ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
-	n1 := newNode(t, "node1")
+	c := &cluster{t: t, extra: extra}
+	n1 := newNode(t, "node1", extra...)
 	var br nodeagent.BootstrapResult
 	n1.mustJSON(&br, "cluster", "create")
 	if !br.Changed || br.APIKey == "" || br.ClusterID == "" {
@@ -283,7 +288,7 @@ func token(t testing.TB, n *node, ttl string) string {
 // add starts a fresh node and joins it through via.
 func (c *cluster) add(id string, via *node) *node {
 	c.t.Helper()
-	n := newNode(c.t, id)
+	n := newNode(c.t, id, c.extra...)
 	tf := token(c.t, via, "")
 	var jr nodeagent.JoinResult
 	n.mustJSON(&jr, "cluster", "join", "--peer", via.api, "--token-file", tf)

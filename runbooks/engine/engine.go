@@ -33,8 +33,10 @@ type Store interface {
 	Events(ctx context.Context, runID string) ([]state.Event, error)
 	GetRun(ctx context.Context, id string) (state.Run, error)
 	Lock(ctx context.Context, runID string) (func() error, error)
-	Seal(plain string) (string, error)
-	Unseal(s string) (string, error)
+	// Seal and Unseal protect a secret of run runID with the run's data key,
+	// which the store shreds when the run ends for good.
+	Seal(ctx context.Context, runID, plain string) (string, error)
+	Unseal(ctx context.Context, runID, s string) (string, error)
 }
 
 var _ Store = (*state.DB)(nil)
@@ -108,6 +110,9 @@ type priorStep struct {
 	byTarget map[string]*state.Exec
 	skipped  bool
 	reason   string
+	// guard: skipped because its when: was false (only the guard read
+	// inputs).
+	guard bool
 }
 
 func newRun(cfg Config) (*run, error) {
@@ -210,6 +215,12 @@ func (r *run) newScope(inputs map[string]runbooks.Value) *runbooks.RunScope {
 }
 
 func (r *run) recordAnswer(ctx context.Context, name string, v runbooks.Value) error {
+	return r.recordAnswerAs(ctx, name, v, state.Answer{})
+}
+
+// recordAnswerAs records an input's value; meta carries the who and why of a
+// change made on resume.
+func (r *run) recordAnswerAs(ctx context.Context, name string, v runbooks.Value, meta state.Answer) error {
 	b, err := json.Marshal(v.V)
 	if err != nil {
 		return fmt.Errorf("encode input %s: %w", name, err)
@@ -219,12 +230,13 @@ func (r *run) recordAnswer(ctx context.Context, name string, v runbooks.Value) e
 		if s, ok := v.V.(string); ok {
 			r.mask.add(s)
 		}
-		if val, err = r.cfg.Store.Seal(val); err != nil {
+		if val, err = r.cfg.Store.Seal(ctx, r.id, val); err != nil {
 			return fmt.Errorf("seal input %s: %w", name, err)
 		}
 	}
 	r.scope.Inputs[name] = v
-	return r.record(ctx, state.EvAnswer, "", "", 0, state.Answer{Name: name, Value: val, Secret: v.Secret})
+	meta.Name, meta.Value, meta.Secret = name, val, v.Secret
+	return r.record(ctx, state.EvAnswer, "", "", 0, meta)
 }
 
 // walk runs every step from the first one not yet done.
@@ -239,7 +251,10 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 		inv = r.cfg.Inventory.File
 	}
 	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
-	runErr := r.preflight(ctx)
+	runErr := r.precheck()
+	if runErr == nil {
+		runErr = r.preflight(ctx)
+	}
 	for i := range r.cfg.Runbook.Steps {
 		if runErr != nil {
 			break

@@ -3,6 +3,7 @@ package engine
 import (
 	"time"
 
+	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 )
 
@@ -27,7 +28,9 @@ type StepPending struct {
 	StepID, Title, Kind string
 	Targets             []string
 	Danger              bool
-	Time                time.Time
+	// Timeout limits each attempt on each target (runbooks.NoLimit: none).
+	Timeout runbooks.Duration
+	Time    time.Time
 }
 
 // StepStarted is one step execution (step × target × attempt) starting.
@@ -38,12 +41,17 @@ type StepStarted struct {
 	Time           time.Time
 }
 
-// OutputLine is one line of a step execution's output, secrets masked.
+// OutputLine is one line of a step execution's output, secrets masked,
+// without its line end. Line holds the node's bytes as they are (escape
+// sequences, invalid UTF-8): renderers make them harmless (package termsafe).
 type OutputLine struct {
 	StepID, Target string
 	Stderr         bool
 	Line           string
-	Time           time.Time
+	// Raw repeats Line's bytes when they are not valid UTF-8, which JSON
+	// cannot carry in a string (it is base64 in JSON); nil otherwise.
+	Raw  []byte `json:",omitempty"`
+	Time time.Time
 }
 
 // StepFinished is one step execution ending.

@@ -81,3 +81,20 @@ func secretLineMasker(names []string) func(string) string {
 		return js.ReplaceAllString(s, `${1}"`+Mask+`"`)
 	}
 }
+
+// maskTail masks s and also a secret's beginning (at least minSecretLen
+// bytes) at the very end of s: for a line cut short, whose secret may have
+// been cut in the middle.
+func (m *masker) maskTail(s string) string {
+	s = m.mask(s)
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, sec := range m.secrets {
+		for k := len(sec) - 1; k >= minSecretLen; k-- {
+			if strings.HasSuffix(s, sec[:k]) {
+				return s[:len(s)-k] + Mask
+			}
+		}
+	}
+	return s
+}

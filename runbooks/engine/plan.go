@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/drbook/drbook/runbooks"
@@ -17,11 +18,20 @@ type PlannedStep struct {
 	Params map[string]any
 	When   string
 	Serial int
-	Note   string
+	// Confirm is the word the operator of a danger step types (its
+	// confirm.word rendered from the inputs, else the target's name, or the
+	// step id for several targets); ConfirmReason says why.
+	Confirm       string `json:",omitempty"`
+	ConfirmReason string `json:",omitempty"`
+	// Timeout limits each attempt on each target: the step's timeout:, else
+	// its kind's default ("none" for no limit).
+	Timeout string
+	Note    string
 }
 
-// MakePlan resolves what it can of every step from inputs and inventory.
-func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]runbooks.Value) []PlannedStep {
+// MakePlan resolves what it can of every step from inputs and inventory;
+// cat (may be nil) gives each kind's default time limit.
+func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]runbooks.Value, cat runbooks.KindCatalog) []PlannedStep {
 	sc := &runbooks.RunScope{RunID: "(plan)", Runbook: rb.Name, Mode: "plan", Inputs: inputs, Steps: map[string]*runbooks.StepValues{}, Inventory: inv}
 	var out []PlannedStep
 	for i := range rb.Steps {
@@ -34,6 +44,14 @@ func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]r
 				p.Targets = []string(s.On)
 				p.Note = "targets resolved at run time"
 			}
+		}
+		var info runbooks.KindInfo
+		if cat != nil {
+			info, _ = cat.Kind(s.Run)
+		}
+		p.Timeout = StepTimeout(s, info).String()
+		if s.Danger {
+			p.Confirm, p.ConfirmReason = planConfirm(s, p.Targets, sc)
 		}
 		p.Params = map[string]any{}
 		for k, v := range s.With.Values {
@@ -76,4 +94,22 @@ func planValue(v any, sc runbooks.Scope) any {
 		return l
 	}
 	return v
+}
+
+// planConfirm renders a danger step's confirmation word and reason as far
+// as the inputs allow; what depends on earlier steps stays a template.
+func planConfirm(s *runbooks.Step, targets []string, sc runbooks.Scope) (word, reason string) {
+	if s.Confirm == nil {
+		if len(targets) == 1 && !strings.Contains(targets[0], "{{") {
+			return targets[0], ""
+		}
+		return s.ID, ""
+	}
+	str := func(v any) string {
+		if x, ok := v.(string); ok {
+			return x
+		}
+		return fmt.Sprint(v)
+	}
+	return str(planValue(s.Confirm.Word, sc)), str(planValue(s.Confirm.Reason, sc))
 }

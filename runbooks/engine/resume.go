@@ -23,6 +23,12 @@ type ResumeOptions struct {
 	// Skip skips these interrupted steps, with SkipReason recorded.
 	Skip       []string
 	SkipReason string
+	// Answers, when set, may change inputs: an input whose answer differs
+	// from the recorded value changes if no completed step used it (recorded
+	// with who and InputReason, which is then required), and the resume is
+	// refused with ErrInputUsed naming the steps that used it otherwise.
+	Answers     *runbooks.Answers
+	InputReason string
 }
 
 // Resume continues a recorded run. cfg.Runbook and cfg.Inventory are the
@@ -39,8 +45,9 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{}, err
 	}
 	r.id = rec.ID
-	if rec.Status == state.StatusSucceeded {
-		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s succeeded at %s", ErrRunFinished, rec.ID, rec.FinishedAt.Format(time.RFC3339))
+	if rec.Status.EndsRun() {
+		// Its secrets were shredded when it ended: nothing could resume it.
+		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s %s at %s", ErrRunFinished, rec.ID, rec.Status, rec.FinishedAt.Format(time.RFC3339))
 	}
 	changed := rec.RunbookSHA256 != cfg.Runbook.SHA256
 	if cfg.Inventory != nil && rec.InventorySHA256 != "" && rec.InventorySHA256 != cfg.Inventory.SHA256 {
@@ -59,15 +66,24 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{RunID: r.id}, err
 	}
 	r.opts = opts
-	inputs, err := r.replayRecord(events)
+	inputs, err := r.replayRecord(ctx, events)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
+	}
+	// Inputs the answers change are checked before anything is recorded:
+	// a refused change leaves the run as it was.
+	changes, err := r.inputChanges(inputs, opts)
+	if err != nil {
+		return Outcome{RunID: r.id, Status: rec.Status}, err
 	}
 	r.scope = r.newScope(inputs)
 	host, _ := os.Hostname()
 	if err := r.record(ctx, state.EvRunResumed, "", "", 0, state.RunResumed{
 		Host: host, PID: os.Getpid(), User: Operator(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
 	}); err != nil {
+		return Outcome{RunID: r.id}, err
+	}
+	if err := r.applyInputChanges(ctx, changes, opts.InputReason); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
 	return r.walk(ctx, true)
@@ -130,7 +146,7 @@ func stepFingerprint(rb *runbooks.Runbook, s *runbooks.Step) string {
 }
 
 // replayRecord rebuilds inputs and per-step history from recorded events.
-func (r *run) replayRecord(events []state.Event) (map[string]runbooks.Value, error) {
+func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[string]runbooks.Value, error) {
 	inputs := map[string]runbooks.Value{}
 	execs := map[string]map[string]*state.Exec{} // step → target → last exec
 	for _, ev := range events {
@@ -142,7 +158,7 @@ func (r *run) replayRecord(events []state.Event) (map[string]runbooks.Value, err
 			}
 			raw := a.Value
 			if a.Secret {
-				plain, err := r.cfg.Store.Unseal(raw)
+				plain, err := r.cfg.Store.Unseal(ctx, r.id, raw)
 				if err != nil {
 					return nil, fmt.Errorf("unseal input %s: %w", a.Name, err)
 				}
@@ -193,6 +209,7 @@ func (r *run) replayRecord(events []state.Event) (map[string]runbooks.Value, err
 			case state.DecisionSkip:
 				if ev.Attempt == 0 {
 					p.skipped, p.reason = true, d.Reason
+					p.guard = d.By == "engine" && ev.Target == "" && strings.HasPrefix(d.Reason, "guard ")
 				} else if ex := execs[ev.StepID][ev.Target]; ex != nil {
 					ex.Status = state.StatusSkipped
 				}
@@ -217,11 +234,11 @@ func (r *run) priorFor(stepID string) *priorStep {
 	return p
 }
 
-func (r *run) restoreOutputs(ex *state.Exec) (map[string]runbooks.Value, error) {
+func (r *run) restoreOutputs(ctx context.Context, ex *state.Exec) (map[string]runbooks.Value, error) {
 	outs := map[string]runbooks.Value{}
 	for k, v := range ex.Outputs {
 		if slices.Contains(ex.SecretOutputs, k) {
-			plain, err := r.cfg.Store.Unseal(v)
+			plain, err := r.cfg.Store.Unseal(ctx, r.id, v)
 			if err != nil {
 				return nil, fmt.Errorf("unseal output %s.%s: %w", ex.StepID, k, err)
 			}

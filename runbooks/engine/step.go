@@ -3,13 +3,12 @@ package engine
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
@@ -17,7 +16,8 @@ import (
 	"github.com/drbook/drbook/steps/transport"
 )
 
-// maxLogBytes bounds the output recorded per step execution.
+// maxLogBytes bounds the output recorded per step execution, and so the
+// bytes kept of any one line.
 const maxLogBytes = 4 << 20
 
 // doStep settles one step: restore it from the record, skip it by its guard,
@@ -38,11 +38,11 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		return nil
 	}
 	if s.When != "" && prior == nil {
-		text, _, err := runbooks.RenderString(s.When, r.scope)
+		ok, err := runbooks.EvalGuard(s.When, r.scope)
 		if err != nil {
 			return fmt.Errorf("step %s: when: %w", s.ID, err)
 		}
-		if !runbooks.Truthy(text) {
+		if !ok {
 			reason := "guard when: is false"
 			if err := r.record(ctx, state.EvStepDecision, s.ID, "", 0, state.StepDecision{Decision: state.DecisionSkip, Reason: reason, By: "engine"}); err != nil {
 				return err
@@ -67,7 +67,7 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 	for _, t := range targets {
 		if prior != nil {
 			if ex := prior.byTarget[t]; ex != nil && (ex.Status == state.StatusSucceeded || ex.Status == state.StatusSkipped) {
-				outs, err := r.restoreOutputs(ex)
+				outs, err := r.restoreOutputs(ctx, ex)
 				if err != nil {
 					return err
 				}
@@ -77,7 +77,7 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 		pending = append(pending, t)
 	}
-	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Time: time.Now()})
+	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()})
 	if len(pending) == 0 {
 		r.settle(s, vals, targets)
 		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
@@ -143,10 +143,14 @@ func (r *run) settle(s *runbooks.Step, vals *runbooks.StepValues, targets []stri
 	r.scope.Steps[s.ID] = vals
 }
 
-// confirmDanger asks the operator to type the target's name before a
-// destructive step; a wrong name asks again, a refusal stops the run.
+// confirmDanger asks the operator to type the step's word (confirmWord)
+// before a destructive step; a wrong word asks again, a refusal stops the run.
 func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Kind, targets []string) error {
-	req := steps.ConfirmRequest{StepID: s.ID, Title: s.Title, Message: s.Description, Danger: true, Targets: nonEmpty(targets), Expect: joinTargets(targets)}
+	word, reason, err := r.confirmWord(s, targets)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s.ID, err)
+	}
+	req := steps.ConfirmRequest{StepID: s.ID, Title: s.Title, Message: s.Description, Danger: true, Targets: nonEmpty(targets), Expect: word, Reason: reason}
 	for _, t := range targets {
 		x, err := r.execFor(s, t, 0)
 		if err != nil {
@@ -154,9 +158,12 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		}
 		req.Summaries = append(req.Summaries, r.mask.mask(kind.Summary(x)))
 	}
-	prompt := fmt.Sprintf("DANGER: %s on %s — type %q to go ahead", s.ID, req.Expect, req.Expect)
+	prompt := fmt.Sprintf("DANGER: %s on %s (confirmation word %q)", s.ID, orLocal(joinTargets(targets)), req.Expect)
+	if reason != "" {
+		prompt += ": " + reason
+	}
 	var resp steps.ConfirmResponse
-	err := r.waitOperator(ctx, state.WaitConfirm, s.ID, prompt, func() (string, string, error) {
+	err = r.waitOperator(ctx, state.WaitConfirm, s.ID, prompt, func() (string, string, error) {
 		var err error
 		resp, err = r.cfg.Operator.Confirm(ctx, req)
 		return resp.Typed, resp.By, err
@@ -325,9 +332,10 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	x.Stdout, x.Stderr = lw.stream(false), lw.stream(true)
 
 	runCtx := ctx
-	var cancel context.CancelFunc
-	if s.Timeout > 0 {
-		runCtx, cancel = context.WithTimeout(ctx, s.Timeout.D())
+	limit := StepTimeout(s, kind.Info())
+	if !limit.None() {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, limit.D())
 		defer cancel()
 	}
 	var res steps.Result
@@ -364,8 +372,8 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	default:
 		status = state.StatusFailed
 		errText = err.Error()
-		if runCtx.Err() == context.DeadlineExceeded {
-			errText = fmt.Sprintf("timed out after %s: %v", s.Timeout, err)
+		if errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+			errText = timeoutText(limit, err)
 		}
 	}
 	// Secret outputs: mask from now on, seal in the record.
@@ -381,7 +389,8 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		outs[k] = runbooks.Value{V: v, Secret: sec}
 		if sec {
 			r.mask.add(v)
-			sealed, serr := r.cfg.Store.Seal(v)
+			// Not cancelled with the run: the end checkpoint must land (see record).
+			sealed, serr := r.cfg.Store.Seal(context.WithoutCancel(ctx), r.id, v)
 			if serr != nil {
 				return nil, false, fmt.Errorf("seal output %s: %w", k, serr)
 			}
@@ -398,13 +407,15 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 			secretList = append(secretList, k)
 		}
 	}
-	logText := lw.text()
-	sum := sha256.Sum256([]byte(logText))
 	errText = r.mask.mask(errText)
-	if rerr := r.record(ctx, state.EvStepFinished, s.ID, target, attempt, state.StepFinished{
+	fin := state.StepFinished{
 		Status: status, ExitCode: res.ExitCode, Error: errText, Outputs: recOuts, SecretOutputs: secretList,
-		Log: logText, LogSHA256: hex.EncodeToString(sum[:]), DurationMS: dur.Milliseconds(),
-	}); rerr != nil {
+		DurationMS: dur.Milliseconds(),
+	}
+	logBytes, cut := lw.bytes()
+	fin.SetLog(logBytes)
+	fin.LogCutBytes = cut
+	if rerr := r.record(ctx, state.EvStepFinished, s.ID, target, attempt, fin); rerr != nil {
 		return nil, false, rerr
 	}
 	r.emit(StepFinished{StepID: s.ID, Target: target, Attempt: attempt, Status: status, ExitCode: res.ExitCode, Err: errText, Duration: dur, Outputs: shownOuts, Time: time.Now()})
@@ -423,6 +434,33 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		return nil, false, fmt.Errorf("%w during step %s on %s", ErrInterrupted, s.ID, orLocal(target))
 	}
 	return outs, status == state.StatusSucceeded, nil
+}
+
+// DefaultStepTimeout limits one attempt of a step whose kind declares no
+// default and that sets no timeout: (agent.* and plugin kinds).
+const DefaultStepTimeout = runbooks.Duration(10 * time.Minute)
+
+// StepTimeout is the time limit of one attempt of s: its timeout:, else its
+// kind's default, else DefaultStepTimeout. runbooks.NoLimit means none
+// (written `timeout: none`, or the default of the operator kinds).
+func StepTimeout(s *runbooks.Step, info runbooks.KindInfo) runbooks.Duration {
+	switch {
+	case s.Timeout.None() || s.Timeout > 0:
+		return s.Timeout
+	case info.DefaultTimeout.None() || info.DefaultTimeout > 0:
+		return info.DefaultTimeout
+	}
+	return DefaultStepTimeout
+}
+
+// timeoutText says that an attempt ran out of time; a polling kind's
+// PollTimeoutError adds what it last saw.
+func timeoutText(limit runbooks.Duration, err error) string {
+	var pe *steps.PollTimeoutError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("timed out after %s: %s", limit, pe.Detail)
+	}
+	return fmt.Sprintf("timed out after %s: %v", limit, err)
 }
 
 func orLocal(t string) string {
@@ -481,15 +519,25 @@ func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) 
 }
 
 // logWriter splits a step execution's output into masked lines, emits them
-// live and keeps them for the record.
+// live and keeps them, byte for byte, for the record (see
+// state.StepFinished.LogBytes for the log's format). Memory is bounded: a
+// line being received keeps at most maxLogBytes bytes per stream, and the
+// log at most maxLogBytes; what does not fit is counted, not kept.
 type logWriter struct {
 	r              *run
 	stepID, target string
 	lineMask       func(string) string
 	mu             sync.Mutex
-	partial        [2]bytes.Buffer
-	log            strings.Builder
-	truncated      bool
+	partial        [2]lineBuf
+	log            bytes.Buffer
+	cut            int64 // bytes of output that did not fit in the log
+}
+
+// lineBuf is a line being received: its first maxLogBytes bytes and the
+// number of bytes beyond them.
+type lineBuf struct {
+	buf  []byte
+	over int64
 }
 
 func newLogWriter(r *run, stepID, target string, lineMask func(string) string) *logWriter {
@@ -511,52 +559,106 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 	if w.stderr {
 		i = 1
 	}
-	buf := &lw.partial[i]
-	buf.Write(p)
-	for {
-		line, err := buf.ReadString('\n')
-		if err != nil {
-			// Incomplete line: keep it for the next write.
-			rest := []byte(line)
-			buf.Reset()
-			buf.Write(rest)
-			break
+	lb := &lw.partial[i]
+	n := len(p)
+	for len(p) > 0 {
+		j := bytes.IndexByte(p, '\n')
+		chunk := p
+		if j >= 0 {
+			chunk = p[:j]
 		}
-		lw.line(strings.TrimRight(line, "\r\n"), w.stderr)
+		if room := maxLogBytes - len(lb.buf); room > 0 {
+			k := min(room, len(chunk))
+			lb.buf = append(lb.buf, chunk[:k]...)
+			lb.over += int64(len(chunk) - k)
+		} else {
+			lb.over += int64(len(chunk))
+		}
+		if j < 0 {
+			break // incomplete line: kept for the next write
+		}
+		lw.line(lb, w.stderr, true)
+		p = p[j+1:]
 	}
-	return len(p), nil
+	return n, nil
 }
 
-func (lw *logWriter) line(s string, stderr bool) {
-	s = lw.r.mask.mask(lw.lineMask(s))
-	if lw.log.Len()+len(s) < maxLogBytes {
-		if stderr {
-			lw.log.WriteString("! ")
-		}
-		lw.log.WriteString(s)
-		lw.log.WriteByte('\n')
-	} else if !lw.truncated {
-		lw.truncated = true
-		lw.log.WriteString("[output truncated]\n")
+// line records and emits the complete (or, at the end, unterminated) line
+// in lb, then empties lb.
+func (lw *logWriter) line(lb *lineBuf, stderr, terminated bool) {
+	raw := string(lb.buf)
+	over := lb.over
+	lb.buf, lb.over = lb.buf[:0], 0
+	if cap(lb.buf) > 64<<10 {
+		lb.buf = nil // do not keep a huge buffer for the next lines
 	}
-	lw.r.emit(OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: s, Time: time.Now()})
+	s := lw.r.mask.mask(lw.lineMask(raw))
+	if over > 0 {
+		// The line was cut: a secret may start in the kept part.
+		s = lw.r.mask.maskTail(s)
+	}
+	// A last line left unterminated on one stream is followed by a newline
+	// when the other stream's last line comes after it.
+	if n := lw.log.Len(); n > 0 && lw.log.Bytes()[n-1] != '\n' && lw.cut == 0 {
+		lw.log.WriteByte('\n')
+	}
+	entry := s
+	if stderr {
+		entry = "! " + s
+	}
+	if terminated {
+		entry += "\n"
+	}
+	room := max(0, maxLogBytes-lw.log.Len())
+	switch {
+	case lw.cut > 0:
+		lw.cut += int64(len(entry)) + over
+	case len(entry) <= room && over == 0:
+		lw.log.WriteString(entry)
+	default:
+		// Keep the first bytes of the line that fit (all of them when only
+		// the line's own cap was reached); count the rest.
+		k := min(room, len(entry))
+		if over > 0 && terminated && k == len(entry) {
+			k-- // the kept part of a cut line ends without its newline
+		}
+		lw.log.WriteString(entry[:k])
+		lw.cut += int64(len(entry)-k) + over
+	}
+	line := strings.TrimRight(s, "\r")
+	if over > 0 {
+		line += fmt.Sprintf(" [line cut: %d bytes not shown]", over)
+	}
+	ol := OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: line, Time: time.Now()}
+	if !utf8.ValidString(line) {
+		ol.Raw = []byte(line)
+	}
+	lw.r.emit(ol)
 }
 
 func (lw *logWriter) flush() {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	for i := range lw.partial {
-		if lw.partial[i].Len() > 0 {
-			lw.line(lw.partial[i].String(), i == 1)
-			lw.partial[i].Reset()
+		if lb := &lw.partial[i]; len(lb.buf) > 0 || lb.over > 0 {
+			lw.line(lb, i == 1, false)
 		}
 	}
 }
 
-func (lw *logWriter) text() string {
+// bytes returns the log as recorded, with its truncation marker, and the
+// number of bytes cut.
+func (lw *logWriter) bytes() ([]byte, int64) {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	return lw.log.String()
+	out := bytes.Clone(lw.log.Bytes())
+	if lw.cut > 0 {
+		if len(out) > 0 && out[len(out)-1] != '\n' {
+			out = append(out, '\n')
+		}
+		out = fmt.Appendf(out, "[output truncated: %d bytes not recorded]\n", lw.cut)
+	}
+	return out, lw.cut
 }
 
 // dialNode gives kinds access to other inventory nodes over the run's pool.

@@ -21,7 +21,7 @@ import (
 const Mask = "••••••"
 
 // sealedRE matches a sealed value anywhere in a text.
-const sealedRE = `sealed:v1:[A-Za-z0-9+/=]*`
+const sealedRE = `sealed:v[0-9]+:[A-Za-z0-9+/=]*`
 
 // maskString replaces every sealed value in s (the whole of s, or a part of
 // a longer text) with Mask.
@@ -213,6 +213,9 @@ func summary(ev state.Event) string {
 			v := maskString(p.Value)
 			if p.Secret {
 				v = Mask
+			}
+			if p.Changed {
+				return fmt.Sprintf("%s = %s (changed on resume by %s: %s)", p.Name, v, p.By, maskString(p.Reason))
 			}
 			return fmt.Sprintf("%s = %s", p.Name, v)
 		}

@@ -55,7 +55,7 @@ func record(t *testing.T) recorded {
 	}
 	var sealed []string
 	seal := func() string {
-		s, err := db.Seal(secretPlain)
+		s, err := db.Seal(ctx, run.ID, secretPlain)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,11 +1,13 @@
 package export
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"time"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 // Document is the JSON export of a run.
@@ -122,10 +124,19 @@ func NewDocument(run state.Run, events []state.Event, execs []state.Exec, rep *s
 // JSON writes a run as one indented JSON document (see Document): run,
 // steps with timings, events, time split and verification result (null
 // when rep is nil). Sealed values are masked, so event data of secrets
-// differs from what was hashed; verify the database, not the export.
+// differs from what was hashed; verify the database, not the export. A
+// step.finished event's log is exact: "log", or "log_raw" (base64) when the
+// log is not valid UTF-8, hashes to its "log_sha256". The document is
+// written with termsafe.JSON, so it is safe to print on a terminal and
+// decodes to the same data.
 func JSON(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, rep *state.VerifyReport) error {
-	enc := json.NewEncoder(w)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	return enc.Encode(NewDocument(run, events, execs, rep))
+	if err := enc.Encode(NewDocument(run, events, execs, rep)); err != nil {
+		return err
+	}
+	_, err := w.Write(termsafe.JSON(buf.Bytes()))
+	return err
 }

@@ -6,13 +6,15 @@ import (
 	"strings"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 // Markdown writes an audit report of a run: a header table, the steps table
 // (step, target, attempt, status, start, duration, exit), the operator
 // decisions and waits, the human versus machine time, the verification
 // result, and finally every note (EvNote) verbatim, in order. Sealed values
-// are shown as Mask.
+// are shown as Mask. Every string from the record is made harmless for a
+// terminal (package termsafe), so the report can be read with cat.
 func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, rep *state.VerifyReport) error {
 	ew := &errWriter{w: w}
 	title := run.RunbookTitle
@@ -90,6 +92,10 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 				v = Mask
 			}
 			kind, detail = "answer", p.Name+" = "+v
+			if p.Changed {
+				kind, by = "answer changed on resume", p.By
+				detail += " — " + maskString(p.Reason)
+			}
 		default:
 			continue
 		}
@@ -123,7 +129,7 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 	if ns := notes(events); len(ns) > 0 {
 		ew.printf("\n## Notes\n")
 		for _, note := range ns {
-			ew.printf("\n%s\n", strings.TrimRight(maskString(note.Text), "\n"))
+			ew.printf("\n%s\n", termsafe.Text(strings.TrimRight(maskString(note.Text), "\n")))
 			for _, k := range sortedKeys(note.Data) {
 				v := maskString(note.Data[k])
 				if strings.Contains(v, "\n") || len(v) > 200 {
@@ -143,7 +149,7 @@ func mdCell(s string) string {
 	s = strings.ReplaceAll(s, "\\", "\\\\")
 	s = strings.ReplaceAll(s, "|", "\\|")
 	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.ReplaceAll(s, "\n", "<br>")
+	return termsafe.Cell(strings.ReplaceAll(s, "\n", "<br>"))
 }
 
 // mdCode renders s as inline code ("-" when empty).
@@ -153,5 +159,5 @@ func mdCode(s string) string {
 	}
 	s = strings.ReplaceAll(s, "|", "\\|")
 	s = strings.ReplaceAll(s, "\n", " ")
-	return "`" + strings.ReplaceAll(s, "`", "'") + "`"
+	return "`" + termsafe.Cell(strings.ReplaceAll(s, "`", "'")) + "`"
 }

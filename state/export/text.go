@@ -8,28 +8,31 @@ import (
 	"time"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 // Text writes a plain-text replay of a run: header, the event timeline with
 // offsets from the first event, the step executions, the time split and the
-// verification result (rep may be nil when not verified).
+// verification result (rep may be nil when not verified). Every string from
+// the record is made harmless for a terminal (package termsafe): one line
+// each, controls shown visibly.
 func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, rep *state.VerifyReport) error {
 	ew := &errWriter{w: w}
-	ew.printf("Run %s: %s", run.ID, run.RunbookName)
+	ew.printf("Run %s: %s", tc(run.ID), tc(run.RunbookName))
 	if run.RunbookTitle != "" {
-		ew.printf(" (%s)", run.RunbookTitle)
+		ew.printf(" (%s)", tc(run.RunbookTitle))
 	}
 	ew.printf("\n")
 	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  runbook\t%s\tsha256 %s\n", run.RunbookPath, short(run.RunbookSHA256))
+	fmt.Fprintf(tw, "  runbook\t%s\tsha256 %s\n", tc(run.RunbookPath), tc(short(run.RunbookSHA256)))
 	if run.InventoryPath != "" || run.InventorySHA256 != "" {
-		fmt.Fprintf(tw, "  inventory\t%s\tsha256 %s\n", run.InventoryPath, short(run.InventorySHA256))
+		fmt.Fprintf(tw, "  inventory\t%s\tsha256 %s\n", tc(run.InventoryPath), tc(short(run.InventorySHA256)))
 	}
-	fmt.Fprintf(tw, "  mode\t%s\tstatus %s\n", run.Mode, run.Status)
+	fmt.Fprintf(tw, "  mode\t%s\tstatus %s\n", tc(run.Mode), tc(string(run.Status)))
 	fmt.Fprintf(tw, "  created\t%s\tfinished %s\n", fmtTime(run.CreatedAt), fmtTime(run.FinishedAt))
-	fmt.Fprintf(tw, "  runner\t%s@%s\tpid %d\n", run.User, run.Host, run.PID)
+	fmt.Fprintf(tw, "  runner\t%s@%s\tpid %d\n", tc(run.User), tc(run.Host), run.PID)
 	for _, k := range sortedKeys(run.Labels) {
-		fmt.Fprintf(tw, "  label\t%s\t%s\n", k, maskString(run.Labels[k]))
+		fmt.Fprintf(tw, "  label\t%s\t%s\n", tc(k), oneLine(maskString(run.Labels[k])))
 	}
 	tw.Flush()
 
@@ -41,7 +44,7 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 	}
 	for _, ev := range events {
 		off := ev.Time.Sub(start)
-		fmt.Fprintf(tw, "  %d\t+%s\t%s\t%s\t%s\n", ev.Seq, fmtOffset(off), ev.Type, where(ev), oneLine(summary(ev)))
+		fmt.Fprintf(tw, "  %d\t+%s\t%s\t%s\t%s\n", ev.Seq, fmtOffset(off), tc(string(ev.Type)), tc(where(ev)), oneLine(summary(ev)))
 	}
 	tw.Flush()
 
@@ -49,19 +52,19 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  STEP\tTARGET\tATTEMPT\tSTATUS\tSTART\tDURATION\tEXIT\n")
 	for _, x := range execs {
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%d\n", x.StepID, dash(x.Target), x.Attempt, x.Status, fmtTime(x.StartedAt), fmtDur(execDuration(x)), x.ExitCode)
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\t%s\t%d\n", tc(x.StepID), tc(dash(x.Target)), x.Attempt, tc(string(x.Status)), fmtTime(x.StartedAt), fmtDur(execDuration(x)), x.ExitCode)
 	}
 	tw.Flush()
 	for _, x := range execs {
 		outs := maskedOutputs(x)
 		for _, k := range sortedKeys(outs) {
-			ew.printf("  output %s@%s: %s = %s\n", x.StepID, dash(x.Target), k, oneLine(outs[k]))
+			ew.printf("  output %s@%s: %s = %s\n", tc(x.StepID), tc(dash(x.Target)), tc(k), oneLine(outs[k]))
 		}
 	}
 
 	t := runTiming(events, execs)
 	ew.printf("\nTime: machine %s, human %s, wall %s (%s)\n", fmtMS(t.MachineMS), fmtMS(t.HumanMS), fmtMS(t.WallMS), t.Source)
-	ew.printf("Verification: %s\n", verifyLine(rep))
+	ew.printf("Verification: %s\n", tc(verifyLine(rep)))
 	return ew.err
 }
 
@@ -74,10 +77,14 @@ func fmtOffset(d time.Duration) string {
 	return fmt.Sprintf("%d:%02d:%02d.%03d", ms/3600000, ms/60000%60, ms/1000%60, ms%1000)
 }
 
+// oneLine shows s on one line, harmless for a terminal: newlines as ⏎,
+// tabs as spaces, other controls visibly (termsafe.Cell).
 func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	return strings.ReplaceAll(s, "\n", "⏎")
+	return termsafe.Cell(strings.ReplaceAll(s, "\r\n", "\n"))
 }
+
+// tc is termsafe.Cell: a field of the record as one harmless table cell.
+func tc(s string) string { return termsafe.Cell(s) }
 
 func dash(s string) string {
 	if s == "" {

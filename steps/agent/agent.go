@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -435,17 +436,38 @@ func (scaleOut) Run(ctx context.Context, x *steps.Exec) (steps.Result, error) {
 		return res, err
 	}
 	deadline := time.Now().Add(timeout)
-	for {
+	last, lastState := "no status read yet", ""
+	for poll := 1; ; poll++ {
 		var st map[string]any
-		if _, err := call(ctx, x, x.Transport, x.Target, []string{"status"}, nil, &st); err == nil && isVoter(st, x.Target.Name) {
-			fmt.Fprintf(x.Stdout, "%s promoted to voter\n", x.Target.Name)
+		quiet := *x
+		quiet.Stdout = io.Discard
+		_, err := call(ctx, &quiet, x.Transport, x.Target, []string{"status"}, nil, &st)
+		switch {
+		case err == nil && isVoter(st, x.Target.Name):
+			fmt.Fprintf(x.Stdout, "%s promoted to voter (poll %d)\n", x.Target.Name, poll)
 			return steps.Result{Outputs: map[string]string{"suffrage": "voter", "changed": scalar(join["changed"])}}, nil
+		case ctx.Err() != nil:
+			// The step's limit cut this poll short: report the last one.
+		default:
+			state := "suffrage " + orDefault(suffrage(st, x.Target.Name), "(not a member)")
+			if err != nil {
+				state = fmt.Sprintf("status failed: %v", err)
+			}
+			if state != lastState {
+				// Written when it changes only: the log stays bounded.
+				fmt.Fprintf(x.Stdout, "poll %d: %s\n", poll, state)
+				lastState = state
+			}
+			last = fmt.Sprintf("poll %d: %s", poll, state)
 		}
 		if time.Now().After(deadline) {
-			return steps.Result{ExitCode: 1}, fmt.Errorf("%w: %s not promoted to voter within %s", steps.ErrTimeout, x.Target.Name, timeout)
+			return steps.Result{ExitCode: 1}, fmt.Errorf("%w: %s not promoted to voter within %s (last %s)", steps.ErrTimeout, x.Target.Name, timeout, last)
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return steps.Result{ExitCode: -1}, &steps.PollTimeoutError{Detail: fmt.Sprintf("%s not promoted to voter (last %s)", x.Target.Name, last), Cause: ctx.Err()}
+			}
 			return steps.Result{ExitCode: -1}, ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
@@ -457,6 +479,20 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// suffrage is node's suffrage in a status reply ("" when not listed).
+func suffrage(st map[string]any, node string) string {
+	self, _ := st["node_id"].(string)
+	members, _ := st["members"].([]any)
+	for _, m := range members {
+		mm, _ := m.(map[string]any)
+		if id, _ := mm["id"].(string); id == self || id == node {
+			s, _ := mm["suffrage"].(string)
+			return s
+		}
+	}
+	return ""
 }
 
 // isVoter reports whether status lists node (by the agent's node id, which

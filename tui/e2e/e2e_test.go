@@ -147,6 +147,8 @@ func TestTUIEndToEnd(t *testing.T) {
 	tm.keys("Enter")
 	screens = append(screens, tm.waitFor("Label"))
 	tm.keys("Enter") // default "drill"
+	screens = append(screens, tm.waitFor("press s to start the run"))
+	tm.keys("s")
 
 	screens = append(screens, tm.waitFor("Type node2 to go ahead"))
 	tm.text("node3")

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state"
+)
+
+func newAbortCmd(a *app) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "abort RUN_ID",
+		Short: "End a run that will not be resumed, and shred its secrets",
+		Long: `End a failed or interrupted run for good: the run is recorded aborted, with
+who ended it and why, and the secrets it holds (its sealed secret inputs and
+outputs) are shredded: its key is deleted, so neither the database nor the
+key file can open them again. An aborted run cannot be resumed.
+
+A run another runner is driving is refused (exit 6).`,
+		Example: `  drbook abort r20261129-101500-3f2a --reason "recovered by hand, see INC-42"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return usageError{errors.New("--reason is required: say why the run ends without finishing")}
+			}
+			ctx := cmd.Context()
+			db, err := a.openDB(ctx)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			run, err := db.GetRun(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if run.Status.EndsRun() {
+				return fmt.Errorf("%w: %s is %s", engine.ErrRunFinished, run.ID, run.Status)
+			}
+			release, err := db.Lock(ctx, run.ID)
+			if err != nil {
+				return err
+			}
+			defer release()
+			by := engine.Operator()
+			note, err := state.NewEvent(run.ID, state.EvNote, state.Note{Text: "run ended by " + by + ": " + reason, Data: map[string]string{"by": by, "reason": reason}})
+			if err != nil {
+				return err
+			}
+			if _, err := db.Append(ctx, note); err != nil {
+				return err
+			}
+			fin, err := state.NewEvent(run.ID, state.EvRunFinished, state.RunFinished{Status: state.StatusAborted, Error: "ended by " + by + ": " + reason})
+			if err != nil {
+				return err
+			}
+			if _, err := db.Append(ctx, fin); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "run %s aborted (was %s); its secrets are shredded\n", run.ID, run.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the run ends (recorded; required)")
+	return cmd
+}
