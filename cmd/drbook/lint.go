@@ -24,6 +24,10 @@ A file whose top-level kind is Inventory is checked as an inventory. With -i,
 node names in runbooks are checked against it; with --answers, the answers
 are checked against each runbook's inputs. Nothing is written anywhere.
 
+Every file is read up to 4 MiB, whatever it is (/dev/stdin included); a
+file that is not UTF-8, nests deeper than 64 levels or expands aliases past
+100000 nodes is refused at file:line:col before it is parsed further.
+
 Warnings (file:line:col: warning: message; "severity": "warning" in JSON)
 point at likely mistakes, such as a quoted value put inside quotes in a
 command; they do not change the exit code. Errors exit 1.
