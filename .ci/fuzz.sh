@@ -8,6 +8,11 @@ cd "$(dirname "$0")/.."
 
 FUZZTIME=${FUZZTIME:-10s}
 
+# Every process below (go, the fuzz coordinator, each fuzz worker) gets at most
+# FUZZ_MEM_KB of address space (default 4 GiB): an input that blows memory up
+# fails its target instead of exhausting the machine.
+ulimit -v "${FUZZ_MEM_KB:-4194304}"
+
 # package  target (one per line; keep in sync with FAULTS.md)
 targets="
 ./runbooks FuzzLoadRunbook

@@ -35,6 +35,7 @@ packages=(
 	./steps/plugin/...
 	./cmd/drbook-plugin-file-sync
 	./cmd/drbook-plugin-http-wait
+	./internal/...
 )
 # Rule excluded everywhere:
 #   G104 (unchecked error): it flags every deferred Close/Remove on cleanup

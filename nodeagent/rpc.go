@@ -110,11 +110,19 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, req, out an
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	lr := &io.LimitedReader{R: resp.Body, N: maxResponse + 1}
+	if err := json.NewDecoder(lr).Decode(out); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("decode response: %s %s answered more than %d bytes", method, url, maxResponse)
+		}
 		return fmt.Errorf("decode response: %w", err)
 	}
 	return nil
 }
+
+// maxResponse bounds an answer read from another node: a peer, even a
+// broken or hostile one, cannot make this node read without end.
+const maxResponse = 64 << 20
 
 // internalCall calls verb on the node whose API listens on apiAddr, over
 // mutual TLS with this node's certificate.

@@ -4,29 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"unicode"
 )
-
-// ReadFile reads a file for loading, refusing files too large to be a runbook.
-func ReadFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if st.Size() > maxYAMLBytes {
-		return nil, fmt.Errorf("read %s: %d bytes is more than the %d a runbook may have", path, st.Size(), maxYAMLBytes)
-	}
-	b, err := os.ReadFile(path) // #nosec G304 -- reads the runbook, inventory or answers file the operator named
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
-}
 
 func digest(b []byte) string {
 	s := sha256.Sum256(b)
@@ -338,7 +321,13 @@ func (v *validator) step(i int, s *Step) {
 	// Templates in strings.
 	v.guard(i, s, hasTarget)
 	v.templ(i, s, s.Title, s.At("title"), hasTarget, "title")
-	v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	if n := s.raw["check"]; n != nil && n.kind == kindScalar && n.value == s.Check {
+		for _, c := range n.chunks() {
+			v.command(i, s, c.text, c.pos, hasTarget, "check")
+		}
+	} else {
+		v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	}
 	if s.With.node != nil {
 		pk := paramKinds{cmd: map[string]bool{}, shown: map[string]bool{}}
 		for _, p := range info.CommandParams {
@@ -362,17 +351,21 @@ func (v *validator) walkParams(i int, s *Step, n *ynode, hasTarget bool, what st
 	case kindScalar:
 		if n.stype == scalarString {
 			name := strings.TrimPrefix(what, "with.")
-			switch {
-			case pk.cmd[name]:
-				v.command(i, s, n.value, n.pos, hasTarget, what)
-			case pk.shown[name]:
-				for _, r := range v.templ(i, s, n.value, n.pos, hasTarget, what) {
-					if v.refIsSecret(r) {
-						v.d.warn(n.pos, "step %q: %s: secret %s is shown to the operator (masked, so it says nothing; or in clear on a screen others see); leave it out", s.ID, what, r)
+			// A block scalar is checked piece by piece, so a problem is
+			// reported at its own line.
+			for _, c := range n.chunks() {
+				switch {
+				case pk.cmd[name]:
+					v.command(i, s, c.text, c.pos, hasTarget, what)
+				case pk.shown[name]:
+					for _, r := range v.templ(i, s, c.text, c.pos, hasTarget, what) {
+						if v.refIsSecret(r) {
+							v.d.warn(c.pos, "step %q: %s: secret %s is shown to the operator (masked, so it says nothing; or in clear on a screen others see); leave it out", s.ID, what, r)
+						}
 					}
+				default:
+					v.templ(i, s, c.text, c.pos, hasTarget, what)
 				}
-			default:
-				v.templ(i, s, n.value, n.pos, hasTarget, what)
 			}
 		}
 	case kindMap:

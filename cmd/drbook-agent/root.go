@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/nodeagent"
 )
 
@@ -101,12 +102,21 @@ func sentinels() []error {
 		nodeagent.ErrNotFound, nodeagent.ErrUnavailable, nodeagent.ErrNoClusterState, nodeagent.ErrExists, nodeagent.ErrUsage}
 }
 
+// Caps on files the operator names: a secret or token is a line; a keys
+// manifest lists every key (about 120 bytes each) and is sent whole to the
+// agent, whose API takes at most 64 MiB.
+const (
+	maxSecretFileBytes   = 64 << 10
+	maxManifestFileBytes = 64 << 20
+)
+
 // readSecret reads a secret from a file (trailing newline trimmed) or an
 // environment variable; never from a flag value.
 func readSecret(file, env, what string) ([]byte, error) {
 	if file != "" {
-		// #nosec G304 -- a file the local operator named on the command line (--key-file/--token-file)
-		b, err := os.ReadFile(file)
+		// A file the local operator named on the command line
+		// (--key-file/--token-file), read with a cap whatever it is.
+		b, err := capread.ReadFile(file, maxSecretFileBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %s file: %w", what, err)
 		}
