@@ -19,6 +19,14 @@ import (
 // harmless for the terminal (see package termsafe).
 func ts(s string) string { return termsafe.Line(s) }
 
+// tsBlock shows runbook text that may span lines (a confirm message, a
+// notice): each line harmless, continuation lines indented by indent, a
+// trailing newline dropped.
+func tsBlock(s, indent string) string {
+	lines := strings.Split(strings.TrimRight(termsafe.Text(s), "\n"), "\n")
+	return strings.Join(lines, "\n"+indent)
+}
+
 func tsList(xs []string) string {
 	out := make([]string, len(xs))
 	for i, x := range xs {
@@ -112,9 +120,9 @@ func (p *printer) observe(ev engine.Event) {
 			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(e.StepID), ts(e.Reason))
 		}
 	case engine.Notice:
-		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), ts(e.Text))
+		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), tsBlock(e.Text, "    "))
 	case engine.NeedsOperator:
-		fmt.Fprintf(p.w, "  ? %s\n", ts(e.Prompt))
+		fmt.Fprintf(p.w, "  ? %s\n", tsBlock(e.Prompt, "    "))
 	case engine.RunFinished:
 		status := p.paint("32;1", ts(string(e.Status)))
 		if e.Status != "succeeded" {
