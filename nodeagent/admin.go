@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -204,7 +206,10 @@ func NewAdminClient(dataDir string) *AdminClient {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", sock)
 			if err != nil {
-				return nil, fmt.Errorf("%w: agent not running (admin socket %s): %w", ErrUnavailable, sock, err)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, &notRunningError{sock: sock, err: err}
 			}
 			return c, nil
 		},
@@ -213,9 +218,51 @@ func NewAdminClient(dataDir string) *AdminClient {
 
 // Call runs verb with req and decodes the answer into out. Errors carry the
 // agent's sentinel (errors.Is works) and map to exit codes with ExitCode.
+//
+// Three failures of the call itself have their own sentinels: no agent on
+// the socket (ErrAgentNotRunning, exit 6), ctx's deadline passing first
+// (ErrTimeout, exit 7, "timed out after D"), and everything the agent
+// answers keeps the agent's own error.
 func (c *AdminClient) Call(ctx context.Context, verb string, req, out any) error {
 	if req == nil {
 		req = struct{}{}
 	}
-	return doJSON(ctx, c.http, http.MethodPost, "http://agent/v1/"+verb, req, out)
+	var budget time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		budget = max(time.Until(dl), 0)
+	}
+	err := doJSON(ctx, c.http, http.MethodPost, "http://agent/v1/"+verb, req, out)
+	if err == nil {
+		return nil
+	}
+	var nr *notRunningError
+	if errors.As(err, &nr) {
+		return nr
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w after %s waiting for the agent to answer %s (the agent may still finish it; check with status)",
+			ErrTimeout, budget.Round(time.Millisecond), verb)
+	}
+	return err
 }
+
+// notRunningError is a failed connection to the admin socket.
+type notRunningError struct {
+	sock string
+	err  error
+}
+
+func (e *notRunningError) Error() string {
+	reason := e.err.Error()
+	switch {
+	case errors.Is(e.err, syscall.ECONNREFUSED):
+		reason = "connection refused"
+	case errors.Is(e.err, fs.ErrNotExist):
+		reason = "no such file"
+	case errors.Is(e.err, fs.ErrPermission):
+		reason = "permission denied (run as the agent's user)"
+	}
+	return fmt.Sprintf("%s (admin socket %s: %s)", ErrAgentNotRunning, e.sock, reason)
+}
+
+func (e *notRunningError) Unwrap() []error { return []error{ErrAgentNotRunning, e.err} }

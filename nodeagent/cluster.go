@@ -291,6 +291,9 @@ func (a *Agent) Join(ctx context.Context, peer, tok string) (JoinResult, error) 
 			conn := tls.Client(raw, pki.PinnedClientConfig(p.CAFingerprint))
 			if err := conn.HandshakeContext(ctx); err != nil {
 				raw.Close()
+				if errors.Is(err, pki.ErrFingerprintMismatch) {
+					return nil, fmt.Errorf("%w: peer %s is not the cluster the token was made for (wrong --peer, or a token of another cluster): %w", ErrCAMismatch, addr, err)
+				}
 				return nil, fmt.Errorf("%w: peer %s is not the cluster pinned by the token: %w", ErrTokenInvalid, addr, err)
 			}
 			return conn, nil
@@ -358,7 +361,7 @@ func retryUnavailable(ctx context.Context, d time.Duration, fn func() error) err
 	deadline := time.Now().Add(d)
 	for {
 		err := fn()
-		if err == nil || !errors.Is(err, ErrUnavailable) || IsRule(err) || time.Now().After(deadline) {
+		if err == nil || !errors.Is(err, ErrUnavailable) || IsRule(err) || errors.Is(err, ErrCAMismatch) || time.Now().After(deadline) {
 			return err
 		}
 		select {

@@ -68,9 +68,17 @@
 //	3  refused by a safety rule (the message names the rule: reset-non-member,
 //	   bootstrap-clean-node, restore-fresh-cluster, remove-one-at-a-time,
 //	   remove-keeps-quorum, join-token-valid, join-token-single-use,
-//	   restore-verified-backup, force-new-quorum-lost, join-unique-node-id)
+//	   restore-verified-backup, force-new-quorum-lost, join-unique-node-id,
+//	   remove-keeps-a-voter)
 //	4  not found (key, backup, file)
-//	5  unavailable (agent not running, no cluster, no leader, quorum lost, timeout)
+//	5  unavailable: no leader (quorum lost or an election running), no
+//	   cluster state, a peer unreachable; the message says which
+//	6  agent not running: nothing answers on DATA/admin.sock ("agent not
+//	   running (admin socket PATH: connection refused|no such file)")
+//	7  timed out: --timeout passed before the agent answered ("timed out
+//	   after D"); the agent may still finish the request
+//	8  CA fingerprint does not match the token: the join peer is not the
+//	   cluster the token was made for
 package main
 
 import (
