@@ -27,8 +27,8 @@ type opts struct {
 
 func newRoot(o *opts) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "drbook-agent",
-		Short:         "drbook's clustered node agent (raft key store with DR operations)",
+		Use:   "drbook-agent",
+		Short: "drbook's clustered node agent (raft key store with DR operations)",
 		Long: `drbook's clustered node agent (raft key store with DR operations).
 
 ` + "`drbook-agent serve`" + ` runs the daemon; every other command talks to the local
