@@ -44,7 +44,7 @@ func newServeCmd(o *opts) *cobra.Command {
 				// Lab clusters only: an SSH endpoint on loopback so drbook
 				// reaches this node as it reaches real ones.
 				srv, err := labssh.Listen(ctx, labssh.Config{Addr: lab.addr, HostKeyFile: lab.hostKey,
-					AuthorizedKeysFile: lab.authorizedKeys, Env: os.Environ(), Logger: cfg.Logger.With("component", "labssh")})
+					AuthorizedKeysFile: lab.authorizedKeys, Env: os.Environ(), Logger: cfg.Logger})
 				if err != nil {
 					return fmt.Errorf("lab ssh: %w", err)
 				}
