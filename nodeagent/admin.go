@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -124,7 +125,15 @@ func (a *Agent) adminVerbs() map[string]adminVerb {
 		"keys_verify": adminFn(func(ctx context.Context, r VerifyArgs) (VerifyResult, error) {
 			return a.VerifyManifest(ctx, r.Manifest, r.Stale)
 		}),
-		"backup_create": adminFn(func(ctx context.Context, r BackupArgs) (BackupResult, error) { return a.BackupCreate(ctx, r) }),
+		"backup_create": adminFn(func(ctx context.Context, r BackupArgs) (BackupResult, error) {
+			res, err := a.BackupCreate(ctx, r)
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.metrics.backups.WithLabelValues(result).Inc()
+			return res, err
+		}),
 		"backup_list": adminFn(func(ctx context.Context, _ struct{}) ([]BackupEntry, error) {
 			return a.BackupList(ctx)
 		}),
@@ -175,8 +184,14 @@ func (a *Agent) startAdmin() error {
 	// Profiling is served only on the 0600 admin socket.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	endpoint := func(r *http.Request) string {
+		if verb := strings.TrimPrefix(r.URL.Path, "/v1/"); verbs[verb] != nil {
+			return "admin " + verb
+		}
+		return "admin other"
+	}
 	// No write timeout: joins, backups and restores answer when done.
-	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, mux), ReadHeaderTimeout: 10 * time.Second}
+	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, a.metrics.instrument(endpoint, mux)), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("admin socket", "err", err)

@@ -53,6 +53,9 @@ type Config struct {
 	MaxUnauthenticated int
 	// Logger receives structured logs.
 	Logger *slog.Logger
+	// Build names the running build in drbook_agent_build_info (default
+	// DefaultBuildInfo).
+	Build BuildInfo
 }
 
 func (c *Config) setDefaults() {
@@ -86,6 +89,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Build == (BuildInfo{}) {
+		c.Build = DefaultBuildInfo()
+	}
 }
 
 // Agent is one drbook node: raft, FSM, admin socket and HTTPS API.
@@ -109,10 +115,17 @@ type Agent struct {
 	store     *raftboltdb.BoltStore
 	clientTLS *tls.Config
 	apiTLS    *tls.Config
-	apiSrv    *http.Server
-	httpc     *http.Client
-	stopWatch chan struct{}
-	watchDone chan struct{}
+	// serveTLS is what the API answers a TLS client with: apiTLS (with
+	// ALPN) once the node has cluster credentials, before that a
+	// self-signed certificate so /healthz and /metrics can say "not in a
+	// cluster".
+	serveTLS    *tls.Config
+	provisional *tls.Config
+	apiSrv      *http.Server
+	metrics     *metrics
+	httpc       *http.Client
+	stopWatch   chan struct{}
+	watchDone   chan struct{}
 
 	ready     atomic.Bool // leader and caught up with its term (barrier done)
 	promoting atomic.Bool
@@ -152,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.fsm = NewFSM(a)
 	a.batcher = newBatcher(a)
 	a.verbs = a.internalVerbs()
+	a.metrics = newMetrics(a)
 	n, err := loadNodeFile(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -167,10 +181,13 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			if err := a.startRaft(ctx, false); err != nil {
 				return nil, err
 			}
-			if err := a.startAPI(); err != nil {
-				return nil, err
-			}
 		}
+	}
+	// The API listens from the start: /healthz and /metrics answer before
+	// the node is in a cluster (saying so).
+	if err := a.startAPI(); err != nil {
+		_ = a.stopRaft()
+		return nil, err
 	}
 	return a, nil
 }
@@ -195,10 +212,12 @@ func (a *Agent) adoptNode(n *nodeFile) error {
 	}
 	api := server.Clone()
 	api.ClientAuth = tls.VerifyClientCertIfGiven
+	serve := api.Clone()
+	serve.NextProtos = []string{"h2", "http/1.1"}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.node, a.cmk = n, cmk
-	a.clientTLS, a.apiTLS = client, api
+	a.clientTLS, a.apiTLS, a.serveTLS = client, api, serve
 	a.httpc = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
@@ -429,6 +448,27 @@ func (a *Agent) refuseRevoked(cs tls.ConnectionState) error {
 	return nil
 }
 
+// provisionalTLS is the API's TLS config before the node has cluster
+// credentials: a throwaway self-signed certificate (no client
+// certificates asked for). Only /healthz and /metrics have anything to say
+// then.
+func provisionalTLS(nodeID, apiAddr string) (*tls.Config, error) {
+	now := time.Now()
+	ca, err := pki.NewCA("unjoined-"+randHex(4), now)
+	if err != nil {
+		return nil, fmt.Errorf("provisional API certificate: %w", err)
+	}
+	certPEM, keyPEM, err := ca.Issue(nodeID, certHosts(apiAddr), now)
+	if err != nil {
+		return nil, fmt.Errorf("provisional API certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("provisional API certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
+}
+
 // startAPI serves the HTTPS API on cfg.APIAddr.
 func (a *Agent) startAPI() error {
 	a.mu.Lock()
@@ -440,9 +480,27 @@ func (a *Agent) startAPI() error {
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
 	}
+	if a.serveTLS == nil {
+		p, err := provisionalTLS(a.cfg.NodeID, a.cfg.APIAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		a.provisional = p
+	}
+	// Each connection gets the node's TLS config as it is at the
+	// handshake: the provisional one until the node has credentials.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		a.mu.RLock()
+		defer a.mu.RUnlock()
+		if a.serveTLS != nil {
+			return a.serveTLS, nil
+		}
+		return a.provisional, nil
+	}}
 	// Bodies get their own read deadline (bodyDeadline, readBody): a
 	// server-wide ReadTimeout would also cancel handlers that run longer.
-	srv := &http.Server{Handler: bodyDeadline(a.cfg.APIBodyTimeout, a.apiHandler()), TLSConfig: a.apiTLS,
+	srv := &http.Server{Handler: bodyDeadline(a.cfg.APIBodyTimeout, a.apiHandler()), TLSConfig: tlsCfg,
 		ReadHeaderTimeout: a.cfg.APIHeaderTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
 		MaxHeaderBytes: apiMaxHeaderBytes, ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
 	a.apiSrv = srv

@@ -25,10 +25,7 @@ func (a *Agent) apiHandler() http.Handler {
 		}
 		writeJSON(w, h, nil)
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		a.writeMetrics(w)
-	})
+	mux.Handle("GET /metrics", a.metrics.handler())
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		var req joinRequest
 		if err := decodeBody(w, r, JoinMaxBody, &req); err != nil {
@@ -85,7 +82,7 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, nil, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
-	return a.guard(mux)
+	return a.metrics.instrument(a.apiEndpoint(mux), a.guard(mux))
 }
 
 // decodeBody reads r's body (at most limit bytes) and decodes its JSON into

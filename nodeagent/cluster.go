@@ -767,11 +767,17 @@ func (a *Agent) probeHealth(ctx context.Context, servers []raft.Server) map[stri
 	return out
 }
 
-// healthInfo is the answer of /healthz and the internal health verb.
+// healthInfo is the answer of /healthz (503 unless raft runs) and the
+// internal health verb.
 type healthInfo struct {
 	OK    bool   `json:"ok"`
 	Raft  bool   `json:"raft"`
 	State string `json:"state"`
+	// InCluster is false before the node joins or bootstraps a cluster
+	// and after it was removed; Error then says so.
+	InCluster bool   `json:"in_cluster"`
+	Leader    string `json:"leader,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // markRemoved runs on a node told it was removed: it stops raft and records
