@@ -56,6 +56,10 @@ type Config struct {
 	// Build names the running build in drbook_agent_build_info (default
 	// DefaultBuildInfo).
 	Build BuildInfo
+	// MetricsAddr, if set, is a plain-HTTP address serving only /healthz
+	// and /metrics (for a scraper without the cluster's CA; bind it to
+	// loopback or a monitoring network).
+	MetricsAddr string
 }
 
 func (c *Config) setDefaults() {
@@ -123,6 +127,7 @@ type Agent struct {
 	provisional *tls.Config
 	apiSrv      *http.Server
 	metrics     *metrics
+	metricsSrv  *http.Server
 	httpc       *http.Client
 	stopWatch   chan struct{}
 	watchDone   chan struct{}
@@ -189,7 +194,44 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		_ = a.stopRaft()
 		return nil, err
 	}
+	if err := a.startMetricsListener(); err != nil {
+		a.stopAPI(ctx)
+		_ = a.stopRaft()
+		return nil, err
+	}
 	return a, nil
+}
+
+// startMetricsListener serves /healthz and /metrics over plain HTTP on
+// cfg.MetricsAddr, if set.
+func (a *Agent) startMetricsListener() error {
+	if a.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen metrics %s: %w", a.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.serveHealth)
+	mux.Handle("GET /metrics", a.metrics.handler())
+	endpoint := func(r *http.Request) string {
+		if _, p := mux.Handler(r); p != "" {
+			return "metrics-listener " + p
+		}
+		return "metrics-listener other"
+	}
+	srv := &http.Server{Handler: a.metrics.instrument(endpoint, mux), ReadHeaderTimeout: a.cfg.APIHeaderTimeout,
+		ReadTimeout: a.cfg.APIBodyTimeout, WriteTimeout: time.Minute, IdleTimeout: apiIdleTimeout, MaxHeaderBytes: apiMaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
+	a.metricsSrv = srv
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics listener", "err", err)
+		}
+	}()
+	a.log.Info("metrics listening (plain HTTP: /healthz, /metrics)", "addr", ln.Addr().String())
+	return nil
 }
 
 // adoptNode installs node state: opens the CMK and builds TLS configs.
@@ -543,6 +585,9 @@ func (a *Agent) Close() error {
 	defer cancel()
 	if a.adminSrv != nil {
 		_ = a.adminSrv.Shutdown(ctx)
+	}
+	if a.metricsSrv != nil {
+		_ = a.metricsSrv.Shutdown(ctx)
 	}
 	a.stopAPI(ctx)
 	a.batcher.close()

@@ -99,10 +99,31 @@ func TestCLIErrorsPointTheRightWay(t *testing.T) {
 // TestHealthAndMetricsBeforeJoin: an agent that is in no cluster answers
 // /healthz with 503 and "not in a cluster", and serves /metrics (build
 // info, drbook_cluster_member 0, no raft figures); after it joins, both
-// report the cluster, over the cluster's CA.
+// report the cluster, over the cluster's CA. The plain-HTTP
+// --metrics-listen address answers the same throughout.
 func TestHealthAndMetricsBeforeJoin(t *testing.T) {
 	c := newCluster(t, 1)
-	fresh := newNode(t, "fresh")
+	plainAddr := freeAddr(t)
+	fresh := newNode(t, "fresh", "--metrics-listen", plainAddr)
+	plain := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + plainAddr + path)
+		if err != nil {
+			t.Fatalf("GET plain %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := plain("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not in a cluster") {
+		t.Fatalf("plain healthz before join: %d %s", code, body)
+	}
+	if code, text := plain("/metrics"); code != http.StatusOK || !strings.Contains(text, "drbook_cluster_member 0\n") {
+		t.Fatalf("plain metrics before join: %d\n%s", code, text)
+	}
+	if code, _ := plain("/v1/keys"); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+		t.Fatalf("the plain listener serves more than health and metrics: %d", code)
+	}
 	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402 -- the agent has only a provisional self-signed certificate before it joins
 	defer insecure.CloseIdleConnections()
@@ -147,6 +168,13 @@ func TestHealthAndMetricsBeforeJoin(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(text, "drbook_cluster_member 1\n") || !strings.Contains(text, "drbook_raft_term ") ||
 		!strings.Contains(text, "drbook_raft_voters 2\n") {
 		t.Fatalf("metrics after join: %d\n%s", code, text)
+	}
+	if code, body := plain("/healthz"); code != http.StatusOK || !strings.Contains(body, `"in_cluster":true`) {
+		t.Fatalf("plain healthz after join: %d %s", code, body)
+	}
+	if code, text := plain("/metrics"); code != http.StatusOK || !strings.Contains(text, "drbook_cluster_member 1\n") ||
+		!strings.Contains(text, `drbook_agent_requests_total{code="200",endpoint="metrics-listener GET /metrics"} 1`) {
+		t.Fatalf("plain metrics after join: %d\n%s", code, text)
 	}
 }
 
