@@ -12,7 +12,8 @@
 // # Verbs and their JSON
 //
 //	verb                                   JSON on success
-//	serve --data D --node-id N --api A --raft R   (daemon; logs JSON to stderr)
+//	serve --data D --node-id N --api A --raft R   (daemon; logs JSON to stderr, one key once per line)
+//	  --metrics-listen ADDR: also /healthz and /metrics over plain HTTP (docs/monitoring.md)
 //	  HTTPS API limits: --api-header-timeout 5s, --api-body-timeout 10s,
 //	  --api-max-unauthenticated 32 (see package nodeagent: 401/413/408/503)
 //	cluster create                          {"changed","message","node_id","cluster_id","ca_fingerprint","ca_cert_file","api_key"?}
