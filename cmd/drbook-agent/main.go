@@ -30,7 +30,7 @@
 //	                                         "members":[{"id","address","api_address","suffrage":"voter|nonvoter","healthy","leader"}],
 //	                                         "voters","healthy","keys","applied_index","commit_index","term",
 //	                                         "last_backup":{"id","time","age_seconds","node"}|null,
-//	                                         "membership_change":{"op","node_id","started"}|null,"raft_address","api_address"}
+//	                                         "membership_change":{"op","node_id","started","term"}|null,"raft_address","api_address"}
 //	keys create [--id ID] [--name N] [--type T] [--group G]   [{"id","created"}]
 //	keys get ID [--material]                {"id","name","type","group","created","sha256","material"?(base64)}
 //	keys list                               [{"id","name","type","group","created"}]
