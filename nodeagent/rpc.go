@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -91,6 +92,10 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, req, out an
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(hr)
 	if err != nil {
+		var ue *neturl.Error
+		if errors.Is(err, ErrCAMismatch) && errors.As(err, &ue) {
+			return &notSentError{ue.Err} // the peer is the wrong cluster: retrying cannot help
+		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			return &notSentError{fmt.Errorf("%w: %w", ErrUnavailable, err)}
@@ -156,7 +161,7 @@ func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id strin
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait.Round(100*time.Millisecond))}
+			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s (quorum lost, or an election is running)", ErrUnavailable, wait.Round(100*time.Millisecond))}
 		}
 		select {
 		case <-ctx.Done():
