@@ -30,7 +30,7 @@ var envSchema = map[string]any{
 // Info implements Kind.
 func (Shell) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
-		Name:        "shell",
+		Name: "shell",
 		Description: "Run a shell command on each target node. Default timeout 10m (timeout: none to opt out). " +
 			"With detach:, start a long-running process (a daemon) in its own session, output to a log file, and return once it is started and ready.",
 		Params: map[string]any{
