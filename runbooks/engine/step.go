@@ -411,7 +411,7 @@ func (r *run) forEachUnits(s *runbooks.Step, info runbooks.KindInfo) ([]string, 
 		case r.cfg.Inventory != nil && r.cfg.Inventory.Node(it) != nil:
 			node = it
 		case info.Targets == runbooks.TargetsRequired:
-			return nil, fmt.Errorf("item %q is not a node and the step has no on:; %s runs on a node: add on:", it, s.Run)
+			return nil, fmt.Errorf("item %q is not a node and the step has no on:; %s runs on a node, so add on: naming one", it, s.Run)
 		}
 		units[it] = node
 	}
