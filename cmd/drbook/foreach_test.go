@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
@@ -186,4 +189,64 @@ steps:
 		}
 	}
 	_ = os.Remove(filepath.Join(l.dir, "bad.yaml"))
+}
+
+// TestDetachServiceRunbook starts a service from a runbook over real
+// OpenSSH with shell detach: the step returns once the service is ready,
+// far inside its timeout; the service outlives the run; a later step reads
+// its pid; the test stops it by that pid.
+func TestDetachServiceRunbook(t *testing.T) {
+	l := newLab(t, sshtest.StartOpenSSH(t), 1)
+	rb := l.write(t, "service.yaml", `apiVersion: drbook/v1
+kind: Runbook
+name: e2e-service
+steps:
+  - id: start
+    run: shell
+    on: node1
+    timeout: 1m
+    with:
+      command: 'echo service up on {{ target.name }}; sleep 1; touch "$NODE_DIR/svc.ready"; exec sleep 300'
+      detach: {log: '{{ target.env.NODE_DIR }}/svc.log', ready: 'test -f "$NODE_DIR/svc.ready"', interval: 100ms}
+    outputs: [pid]
+  - id: after
+    run: shell
+    on: node1
+    with: {command: 'kill -0 {{ steps.start.outputs.pid }} && echo still running {{ steps.start.outputs.pid }}'}
+`)
+	if lint := drbook(t, nil, "lint", rb, "-i", l.inv); lint.code != 0 {
+		t.Fatalf("lint: exit %d\n%s%s", lint.code, lint.stdout, lint.stderr)
+	}
+	t0 := time.Now()
+	r := drbook(t, nil, "run", rb, "-i", l.inv, "--headless", "--yes", "--db", l.db)
+	took := time.Since(t0)
+	if r.code != 0 {
+		t.Fatalf("run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var pid int
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if _, v, ok := strings.Cut(line, "still running "); ok {
+			pid, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if pid <= 0 {
+		t.Fatalf("no pid in the run's output:\n%s", r.stdout)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
+	if took > 30*time.Second {
+		t.Errorf("the run took %s: the detached step waited for the service", took)
+	}
+	if syscall.Kill(pid, 0) != nil {
+		t.Fatalf("service %d did not outlive the run", pid)
+	}
+	b, _ := os.ReadFile(filepath.Join(l.srv.Dir, "node1", "svc.log"))
+	if !strings.Contains(string(b), "service up on node1") {
+		t.Errorf("svc.log = %q, want the service's output", b)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	}
+	if syscall.Kill(pid, 0) == nil {
+		t.Errorf("service %d still running after TERM to its process group", pid)
+	}
 }
