@@ -605,6 +605,7 @@ func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, wh
 	for _, r := range refs {
 		v.ref(i, s, r, p, hasTarget)
 	}
+	v.groupFields(s, t, p)
 	if _, err := t.Type(v.typeOf); err != nil {
 		v.d.add(p, "step %q: %s: %v", s.ID, what, err)
 	}
@@ -718,6 +719,14 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 	case "item":
 		if s.ForEach == "" {
 			at("`item` is only defined in a step with for_each:")
+			return
+		}
+		if g := v.forEachGroup(s); g != nil && len(r.Path) >= 2 && !r.Dynamic {
+			for _, m := range g.Nodes {
+				if n := v.inv.Node(m); n != nil && !NodeHasField(n, strings.Join(r.Path[1:], ".")) {
+					at("%s: node %q of group %q (the for_each items) has no field or var %q", r, m, g.Name, strings.Join(r.Path[1:], "."))
+				}
+			}
 		}
 	case "groups":
 		if len(r.Path) < 2 {
@@ -857,5 +866,47 @@ func (v *validator) until(i int, s *Step, hasTarget bool) {
 	}
 	if s.Retries == 0 && s.Timeout.None() {
 		v.d.add(p, "step %q: until: with timeout: none and no retries: would retry forever; set retries: or a timeout:", s.ID)
+	}
+}
+
+// forEachGroup is the inventory group a for_each: iterates over when lint
+// can tell (a group name, or exactly {{ groups.<name> }}), else nil.
+func (v *validator) forEachGroup(s *Step) *Group {
+	if v.inv == nil {
+		return nil
+	}
+	src := strings.TrimSpace(s.ForEach)
+	if !strings.Contains(src, "{{") {
+		return v.inv.Group(src)
+	}
+	t, err := ParseTemplate(src)
+	if err != nil || len(t.parts) != 1 || t.parts[0].expr == nil {
+		return nil
+	}
+	p, ok := t.parts[0].expr.(pathExpr)
+	if !ok || len(p.segs) != 2 || p.segs[0].name != "groups" || p.segs[1].index != nil {
+		return nil
+	}
+	return v.inv.Group(p.segs[1].name)
+}
+
+// groupFields checks, with an inventory, that every member of a group that
+// map or format reads has the fields they name.
+func (v *validator) groupFields(s *Step, t *Template, p Pos) {
+	if v.inv == nil {
+		return
+	}
+	for _, u := range t.GroupFieldUses() {
+		g := v.inv.Group(u.Group)
+		if g == nil {
+			continue // reported as an unknown group
+		}
+		for _, f := range u.Fields {
+			for _, m := range g.Nodes {
+				if n := v.inv.Node(m); n != nil && !NodeHasField(n, f) {
+					v.d.add(p, "step %q: groups.%s | %s: node %q has no field or var %q", s.ID, g.Name, u.Filter, m, f)
+				}
+			}
+		}
 	}
 }

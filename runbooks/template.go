@@ -543,6 +543,80 @@ func (e filterExpr) eval(sc Scope) (Value, error) {
 	return Value{}, fmt.Errorf("%w: unknown filter %q", ErrTemplate, e.name)
 }
 
+// GroupFieldUse is a map or format filter applied to a group with a
+// literal argument: lint checks every member has the fields it reads.
+type GroupFieldUse struct {
+	Group  string
+	Filter string
+	Fields []string
+}
+
+// GroupFieldUses returns the map("field") and format("…{field}…") filters
+// the template applies directly to groups.<name>.
+func (t *Template) GroupFieldUses() []GroupFieldUse {
+	var out []GroupFieldUse
+	var walk func(e expr)
+	walk = func(e expr) {
+		switch x := e.(type) {
+		case filterExpr:
+			walk(x.x)
+			for _, a := range x.args {
+				walk(a)
+			}
+			p, isPath := x.x.(pathExpr)
+			lit, isLit := litArg(x.args)
+			if (x.name != "map" && x.name != "format") || !isPath || !isLit || len(p.segs) != 2 || p.segs[0].name != "groups" || p.segs[1].index != nil {
+				return
+			}
+			u := GroupFieldUse{Group: p.segs[1].name, Filter: x.name}
+			if x.name == "map" {
+				u.Fields = []string{lit}
+			} else {
+				for rest := lit; ; {
+					i := strings.IndexByte(rest, '{')
+					j := strings.IndexByte(rest, '}')
+					if i < 0 || j < i {
+						break
+					}
+					u.Fields = append(u.Fields, rest[i+1:j])
+					rest = rest[j+1:]
+				}
+			}
+			out = append(out, u)
+		case binaryExpr:
+			walk(x.l)
+			walk(x.r)
+		case unaryExpr:
+			walk(x.x)
+		}
+	}
+	for _, p := range t.parts {
+		if p.expr != nil {
+			walk(p.expr)
+		}
+	}
+	return out
+}
+
+func litArg(args []expr) (string, bool) {
+	if len(args) != 1 {
+		return "", false
+	}
+	l, ok := args[0].(litExpr)
+	if !ok {
+		return "", false
+	}
+	s, ok := l.v.(string)
+	return s, ok
+}
+
+// NodeHasField reports whether a template can read field (name, host, a
+// var, vars.<var>, …) of node n, as map and format do.
+func NodeHasField(n *Node, field string) bool {
+	_, err := nodeValue(n, strings.Split(strings.TrimSpace(field), "."))
+	return err == nil
+}
+
 // nodeField is map's work: field (name, host, port, a var, vars.<var>, …)
 // of the node called name, as text.
 func nodeField(sc Scope, name, field string) (string, error) {

@@ -168,6 +168,10 @@ steps:
     on: node1
     until: outputs.ok == "yes"
     with: {command: 'echo {{ (inputs.seed == "x") | map("host") }}'}
+  - id: typo
+    run: shell
+    for_each: all
+    with: {command: 'echo {{ item.apii }} {{ groups.all | format("{name}=http://{apii}") | join(",") }}'}
 `
 	rb := l.write(t, "bad.yaml", src)
 	r := drbook(t, nil, "lint", rb, "-i", l.inv)
@@ -183,6 +187,8 @@ steps:
 		`unknown group "al"`,
 		`step "badmap": until: the step has no output "ok"`,
 		`step "badmap": with.command: template: wrong type: map takes node names`,
+		`step "typo": item.apii: node "node2" of group "all" (the for_each items) has no field or var "apii"`,
+		`step "typo": groups.all | format: node "node1" has no field or var "apii"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("lint output lacks %q:\n%s", want, out)

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +85,7 @@ steps:
 	for _, e := range execs {
 		keys = append(keys, e.Target)
 	}
+	slices.Sort(keys) // items run in parallel
 	if strings.Join(keys, ",") != "node2,node3" {
 		t.Errorf("recorded executions %v, want one per item", keys)
 	}
