@@ -110,6 +110,8 @@ func TestForEachKilledAfterThreeItemsResumesTheRest(t *testing.T) {
 	for _, want := range []string{
 		"start node4 at 127.0.0.1:7004 with " + wantInitial,
 		"start node5 at 127.0.0.1:7005",
+		"announce (shell) for each of node2, node3 on node1",
+		"add (shell) for each of node1, node2, node3, node4, node5\n",
 		"announce node2 (127.0.0.1:7002) on node1",
 		"announce node3 (127.0.0.1:7003) on node1",
 		"node4 said node4-id; node3 joined as node3@node1",

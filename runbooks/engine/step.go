@@ -95,7 +95,11 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 		pending = append(pending, t)
 	}
-	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()})
+	pend := StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()}
+	if s.ForEach != "" {
+		pend.Items, pend.Nodes = true, r.itemNodes(s.ID, targets)
+	}
+	r.emit(pend)
 	if len(pending) == 0 {
 		r.settle(s, vals, targets)
 		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
@@ -338,6 +342,20 @@ func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.K
 			delay = maxUntilDelay
 		}
 	}
+}
+
+// itemNodes lists, in order and once each, the nodes a for_each step's
+// items run on.
+func (r *run) itemNodes(stepID string, items []string) []string {
+	r.unitsMu.Lock()
+	defer r.unitsMu.Unlock()
+	var out []string
+	for _, it := range items {
+		if n := r.units[stepID][it]; n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // maxUntilDelay caps the backoff between attempts of a step with until:.
