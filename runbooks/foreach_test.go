@@ -2,6 +2,7 @@ package runbooks_test
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -98,4 +99,36 @@ func TestForEachItems(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tt.forEach, err, tt.want)
 		}
 	}
+}
+
+// FuzzTemplateFilters evaluates arbitrary templates, the group filters
+// among them, against a scope with an inventory and an item: no input may
+// panic, and an error is always an ErrTemplate.
+func FuzzTemplateFilters(f *testing.F) {
+	for _, seed := range []string{
+		`{{ groups.all | format("{name}=http://{api}") | join(",") }}`,
+		`{{ groups.all | map("vars.api") | quote }}`,
+		`{{ item.api }} {{ inputs.joiners | map("name") | length }}`,
+		`{{ groups.all | format("{") }}`, `{{ item | map("") }}`, `{{ groups }}`,
+	} {
+		f.Add(seed)
+	}
+	src, err := os.ReadFile("../testdata/inventories/three.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	inv, err := runbooks.ParseInventory("three.yaml", src)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sc := (&runbooks.RunScope{
+		Inputs:    map[string]runbooks.Value{"joiners": {V: []string{"node2", "node3"}}, "seed": {V: "node1"}},
+		Steps:     map[string]*runbooks.StepValues{},
+		Inventory: inv,
+	}).WithItem(runbooks.Value{V: "node2"})
+	f.Fuzz(func(t *testing.T, tpl string) {
+		if _, _, err := runbooks.RenderString(tpl, sc); err != nil && !errors.Is(err, runbooks.ErrTemplate) {
+			t.Fatalf("%q: error %v is not an ErrTemplate", tpl, err)
+		}
+	})
 }
