@@ -42,8 +42,10 @@ steps:
     run: shell
     for_each: "{{ inputs.joiners }}"
     on: "{{ inputs.seed }}"
+    serial: 1
     with:
-      command: 'echo x >> "$NODE_DIR/announce-{{ item }}.count"; echo "announce {{ item }} ({{ item.api }}) on {{ target.name }}"; echo member={{ item }}@{{ target.name }}'
+      command: 'echo x >> "$NODE_DIR/announce-{{ item }}.count"; touch "$NODE_DIR/announced-{{ item }}"; echo "announce {{ item }} ({{ item.api }}) on {{ target.name }}"; echo member={{ item }}@{{ target.name }}'
+    check: 'test -f "$NODE_DIR/announced-{{ item }}" && echo member={{ item }}@{{ target.name }}'
     outputs: [member]
   - id: health
     title: Wait for health
@@ -134,6 +136,42 @@ func TestForEachKilledAfterThreeItemsResumesTheRest(t *testing.T) {
 		t.Fatalf("replay --verify: exit %d\n%s%s", rep.code, rep.stdout, rep.stderr)
 	} else if !strings.Contains(rep.stdout, "node5") {
 		t.Errorf("replay does not show the item node5:\n%s", rep.stdout)
+	}
+}
+
+// TestForEachItemInterruptedDecidedByCheck kills the runner right after an
+// item's start checkpoint (its command not run yet) on a step whose items
+// run on the seed: resume runs the item's check: on the seed with that
+// item, sees it did not take effect, and runs that item once; the item
+// already done is not run again.
+func TestForEachItemInterruptedDecidedByCheck(t *testing.T) {
+	l := newLab(t, sshtest.StartOpenSSH(t), 5)
+	rb := l.write(t, "foreach.yaml", foreachRunbook)
+	ans := l.write(t, "answers.yaml", "inputs:\n  seed: node1\n  joiners: [node2, node3]\n")
+	r := drbook(t, []string{envFaultCrash + "=step.started:announce:after:node3"}, "run", rb, "-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", l.db)
+	if r.code != -1 {
+		t.Fatalf("runner exit %d, want killed (-1)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	id := onlyRunID(t, l.db)
+	res := drbook(t, nil, "resume", id, "--yes", "--db", l.db)
+	if res.code != 0 {
+		t.Fatalf("resume: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "check did not pass") {
+		t.Errorf("resume did not decide the interrupted item by its check:\n%s", res.stdout)
+	}
+	for item, want := range map[string]int{"node2": 1, "node3": 1} {
+		if got := l.counter(t, "node1", "announce-"+item); got != want {
+			t.Errorf("announce %s ran %d times on node1, want %d", item, got, want)
+		}
+	}
+	for i := range 5 {
+		if got := l.counter(t, "node"+string(rune('1'+i)), "add"); got != 1 {
+			t.Errorf("add ran %d times on node%d, want 1", got, i+1)
+		}
+	}
+	if !strings.Contains(res.stdout, "node3 joined as node3@node1") {
+		t.Errorf("the re-run item's output did not reach the later step:\n%s", res.stdout)
 	}
 }
 
