@@ -181,3 +181,31 @@ func (r *recorder) failures() string {
 	}
 	return b.String()
 }
+
+// TestForEachNoItems: an empty list runs nothing; the step is skipped and a
+// later step sees it so.
+func TestForEachNoItems(t *testing.T) {
+	f := newFixture(t, 1)
+	src := header + `inputs:
+  who: {type: nodes, prompt: who, optional: true}
+steps:
+  - id: each
+    run: shell
+    for_each: "{{ inputs.who }}"
+    with: {command: 'echo x >> "$NODE_DIR/ran"'}
+  - id: after
+    run: shell
+    on: node1
+    with: {command: 'echo each was {{ steps.each.status }}'}
+`
+	out, err := engine.Start(context.Background(), f.config(t, src, nil), map[string]runbooks.Value{"who": {V: []string{}}})
+	if err != nil || out.Status != state.StatusSucceeded {
+		t.Fatalf("run: %v %s\n%s", err, out.Status, f.rec.lines())
+	}
+	if f.count(t, "node1", "ran") != 0 {
+		t.Error("an item ran")
+	}
+	if !strings.Contains(f.rec.lines(), "after/node1: each was skipped") {
+		t.Errorf("the later step did not see the step skipped:\n%s", f.rec.lines())
+	}
+}

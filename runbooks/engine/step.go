@@ -61,10 +61,13 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 			return fmt.Errorf("step %s: %w", s.ID, err)
 		}
 		if len(targets) == 0 {
+			// Nothing to run: the step is skipped, and the record says why.
 			reason := "for_each: no items"
-			r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()})
-			r.settle(s, &runbooks.StepValues{Targets: map[string]map[string]runbooks.Value{}}, nil)
-			r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Reason: reason, Time: time.Now()})
+			if err := r.record(ctx, state.EvStepDecision, s.ID, "", 0, state.StepDecision{Decision: state.DecisionSkip, Reason: reason, By: "engine"}); err != nil {
+				return err
+			}
+			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
+			r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: reason, Time: time.Now()})
 			return nil
 		}
 	} else if info.Targets != runbooks.TargetsNone && len(s.On) > 0 {
