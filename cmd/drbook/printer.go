@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -84,7 +85,13 @@ func (p *printer) observe(ev engine.Event) {
 			danger = p.paint("31;1", " [DANGER]")
 		}
 		on := ""
-		if len(e.Targets) > 0 {
+		switch {
+		case e.Items && len(e.Targets) > 0:
+			on = " for each of " + tsList(e.Targets)
+			if len(e.Nodes) > 0 && !slices.Equal(e.Nodes, e.Targets) {
+				on += " on " + tsList(e.Nodes)
+			}
+		case len(e.Targets) > 0:
 			on = " on " + tsList(e.Targets)
 		}
 		fmt.Fprintf(p.w, "%s %s (%s)%s%s\n", p.paint("1", "▶"), ts(e.StepID), ts(e.Kind), on, danger)
