@@ -420,14 +420,43 @@ func TestDeployGuide(t *testing.T) {
 		}
 		return out, nil
 	}
-	// Bootstrap the first node; it may take a moment for the socket to answer.
+	// Before the bootstrap the API already serves /healthz and /metrics,
+	// with a throwaway self-signed certificate (no CA exists yet): the
+	// agent is up and says it is in no cluster.
+	insecure := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}}} // #nosec G402 -- the pre-bootstrap certificate is self-signed by design
+	var early []byte
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := insecure.Get("https://" + apiAddr + "/metrics")
+		if err == nil {
+			early, err = io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				break
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		select {
+		case <-exited:
+			t.Fatalf("agent exited during start: %v", exitErr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics not served within 60 s of the start: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	checkMetrics(t, early, false)
+
+	// Bootstrap the first node.
 	var created struct {
 		ClusterID     string `json:"cluster_id"`
 		CAFingerprint string `json:"ca_fingerprint"`
 		CACertFile    string `json:"ca_cert_file"`
 		APIKey        string `json:"api_key"`
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	deadline = time.Now().Add(60 * time.Second)
 	for {
 		out, err := cli("cluster", "create")
 		if err == nil {
@@ -540,12 +569,13 @@ func TestDeployGuide(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", code, body)
 	}
-	checkMetrics(t, body)
+	checkMetrics(t, body, true)
 }
 
 // checkMetrics parses the exposition with Prometheus's own text parser and
-// checks the series monitoring relies on.
-func checkMetrics(t *testing.T, body []byte) {
+// checks the series monitoring relies on, before the node is in a cluster
+// (inCluster false) or after the guide's bootstrap, key and backup.
+func checkMetrics(t *testing.T, body []byte, inCluster bool) {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
@@ -575,16 +605,24 @@ func checkMetrics(t *testing.T, body []byte) {
 		}
 		return 0, false
 	}
-	checks := []struct {
+	type check struct {
 		name   string
 		labels map[string]string
 		ok     func(float64) bool
 		what   string
-	}{
-		{"drbook_raft_state", map[string]string{"state": "leader"}, func(v float64) bool { return v == 1 }, "1 (a one-node cluster leads)"},
-		{"drbook_raft_term", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
-		{"drbook_raft_commit_index", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
-		{"drbook_keys", nil, func(v float64) bool { return v == 1 }, "1 (the key the guide created)"},
+	}
+	checks := []check{
+		{"drbook_cluster_member", nil, func(v float64) bool { return v == 0 }, "0 (not in a cluster yet)"},
+		{"drbook_raft_state", map[string]string{"state": "none"}, func(v float64) bool { return v == 1 }, "1 (not in a cluster yet)"},
+	}
+	if inCluster {
+		checks = []check{
+			{"drbook_cluster_member", nil, func(v float64) bool { return v == 1 }, "1"},
+			{"drbook_raft_state", map[string]string{"state": "leader"}, func(v float64) bool { return v == 1 }, "1 (a one-node cluster leads)"},
+			{"drbook_raft_term", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
+			{"drbook_raft_commit_index", nil, func(v float64) bool { return v >= 1 }, ">= 1"},
+			{"drbook_keys", nil, func(v float64) bool { return v == 1 }, "1 (the key the guide created)"},
+		}
 	}
 	for _, c := range checks {
 		v, ok := value(c.name, c.labels)
@@ -592,36 +630,28 @@ func checkMetrics(t *testing.T, body []byte) {
 			t.Errorf("%s%v = %v (present %v), want %s", c.name, c.labels, v, ok, c.what)
 		}
 	}
-	// The backup that just ran: its age (this branch) or its time (the
-	// metrics rework replaces the age gauge, whose -1 meant "none").
-	age, okAge := value("drbook_last_backup_age_seconds", nil)
-	ts, okTS := value("drbook_last_backup_timestamp_seconds", nil)
-	switch {
-	case okTS:
-		if d := time.Since(time.Unix(int64(ts), 0)); d < -time.Minute || d > 5*time.Minute {
-			t.Errorf("drbook_last_backup_timestamp_seconds = %v (%v ago), want the backup that just ran", ts, d)
+	// The backup that just ran (absent before: no sentinel value).
+	if ts, ok := value("drbook_last_backup_timestamp_seconds", nil); !inCluster {
+		if ok {
+			t.Errorf("drbook_last_backup_timestamp_seconds = %v before any backup, want it absent", ts)
 		}
-	case okAge:
-		if age < 0 || age > 300 {
-			t.Errorf("drbook_last_backup_age_seconds = %v, want 0..300 (a backup just ran)", age)
-		}
-	default:
-		t.Error("/metrics shows no last backup (drbook_last_backup_timestamp_seconds or drbook_last_backup_age_seconds)")
+	} else if !ok {
+		t.Error("/metrics has no drbook_last_backup_timestamp_seconds after a backup")
+	} else if d := time.Since(time.Unix(int64(ts), 0)); d < -time.Minute || d > 5*time.Minute {
+		t.Errorf("drbook_last_backup_timestamp_seconds = %v (%v ago), want the backup that just ran", ts, d)
 	}
-	// Build info: once the agent exports it (the metrics rework), it must
-	// name the commit this binary was stamped with.
-	if f, ok := fams["drbook_agent_build_info"]; ok {
-		found := false
-		for _, m := range f.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "commit" && lp.GetValue() == agentCommit {
-					found = true
-				}
-			}
-		}
-		if !found {
-			t.Errorf("drbook_agent_build_info does not name commit %s (stamped by the build): %v", agentCommit, f.GetMetric())
-		}
+	// Build info names the commit and version this binary was stamped with
+	// (the same values as `drbook-agent version`).
+	bi, ok := fams["drbook_agent_build_info"]
+	if !ok || len(bi.GetMetric()) != 1 {
+		t.Fatalf("/metrics: want one drbook_agent_build_info series, got %v", bi.GetMetric())
+	}
+	labels := map[string]string{}
+	for _, lp := range bi.GetMetric()[0].GetLabel() {
+		labels[lp.GetName()] = lp.GetValue()
+	}
+	if labels["commit"] != agentCommit || labels["version"] != "v0.0.0-deploytest" || !strings.HasPrefix(labels["goversion"], "go1.") {
+		t.Errorf("drbook_agent_build_info%v, want commit %s, version v0.0.0-deploytest", labels, agentCommit)
 	}
 	// No sentinel values: an alert on a threshold must never see -1.
 	for name, f := range fams {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -122,7 +125,15 @@ func (a *Agent) adminVerbs() map[string]adminVerb {
 		"keys_verify": adminFn(func(ctx context.Context, r VerifyArgs) (VerifyResult, error) {
 			return a.VerifyManifest(ctx, r.Manifest, r.Stale)
 		}),
-		"backup_create": adminFn(func(ctx context.Context, r BackupArgs) (BackupResult, error) { return a.BackupCreate(ctx, r) }),
+		"backup_create": adminFn(func(ctx context.Context, r BackupArgs) (BackupResult, error) {
+			res, err := a.BackupCreate(ctx, r)
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.metrics.backups.WithLabelValues(result).Inc()
+			return res, err
+		}),
 		"backup_list": adminFn(func(ctx context.Context, _ struct{}) ([]BackupEntry, error) {
 			return a.BackupList(ctx)
 		}),
@@ -173,8 +184,14 @@ func (a *Agent) startAdmin() error {
 	// Profiling is served only on the 0600 admin socket.
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	endpoint := func(r *http.Request) string {
+		if verb := strings.TrimPrefix(r.URL.Path, "/v1/"); verbs[verb] != nil {
+			return "admin " + verb
+		}
+		return "admin other"
+	}
 	// No write timeout: joins, backups and restores answer when done.
-	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, mux), ReadHeaderTimeout: 10 * time.Second}
+	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, a.metrics.instrument(endpoint, mux)), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("admin socket", "err", err)
@@ -204,7 +221,10 @@ func NewAdminClient(dataDir string) *AdminClient {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "unix", sock)
 			if err != nil {
-				return nil, fmt.Errorf("%w: agent not running (admin socket %s): %w", ErrUnavailable, sock, err)
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				return nil, &notRunningError{sock: sock, err: err}
 			}
 			return c, nil
 		},
@@ -213,9 +233,51 @@ func NewAdminClient(dataDir string) *AdminClient {
 
 // Call runs verb with req and decodes the answer into out. Errors carry the
 // agent's sentinel (errors.Is works) and map to exit codes with ExitCode.
+//
+// Three failures of the call itself have their own sentinels: no agent on
+// the socket (ErrAgentNotRunning, exit 6), ctx's deadline passing first
+// (ErrTimeout, exit 7, "timed out after D"), and everything the agent
+// answers keeps the agent's own error.
 func (c *AdminClient) Call(ctx context.Context, verb string, req, out any) error {
 	if req == nil {
 		req = struct{}{}
 	}
-	return doJSON(ctx, c.http, http.MethodPost, "http://agent/v1/"+verb, req, out)
+	var budget time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		budget = max(time.Until(dl), 0)
+	}
+	err := doJSON(ctx, c.http, http.MethodPost, "http://agent/v1/"+verb, req, out)
+	if err == nil {
+		return nil
+	}
+	var nr *notRunningError
+	if errors.As(err, &nr) {
+		return nr
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w after %s waiting for the agent to answer %s (the agent may still finish it; check with status)",
+			ErrTimeout, budget.Round(time.Millisecond), verb)
+	}
+	return err
 }
+
+// notRunningError is a failed connection to the admin socket.
+type notRunningError struct {
+	sock string
+	err  error
+}
+
+func (e *notRunningError) Error() string {
+	reason := e.err.Error()
+	switch {
+	case errors.Is(e.err, syscall.ECONNREFUSED):
+		reason = "connection refused"
+	case errors.Is(e.err, fs.ErrNotExist):
+		reason = "no such file"
+	case errors.Is(e.err, fs.ErrPermission):
+		reason = "permission denied (run as the agent's user)"
+	}
+	return fmt.Sprintf("%s (admin socket %s: %s)", ErrAgentNotRunning, e.sock, reason)
+}
+
+func (e *notRunningError) Unwrap() []error { return []error{ErrAgentNotRunning, e.err} }

@@ -53,6 +53,13 @@ type Config struct {
 	MaxUnauthenticated int
 	// Logger receives structured logs.
 	Logger *slog.Logger
+	// Build names the running build in drbook_agent_build_info (default
+	// DefaultBuildInfo).
+	Build BuildInfo
+	// MetricsAddr, if set, is a plain-HTTP address serving only /healthz
+	// and /metrics (for a scraper without the cluster's CA; bind it to
+	// loopback or a monitoring network).
+	MetricsAddr string
 }
 
 func (c *Config) setDefaults() {
@@ -86,6 +93,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Build == (BuildInfo{}) {
+		c.Build = DefaultBuildInfo()
+	}
 }
 
 // Agent is one drbook node: raft, FSM, admin socket and HTTPS API.
@@ -109,10 +119,18 @@ type Agent struct {
 	store     *raftboltdb.BoltStore
 	clientTLS *tls.Config
 	apiTLS    *tls.Config
-	apiSrv    *http.Server
-	httpc     *http.Client
-	stopWatch chan struct{}
-	watchDone chan struct{}
+	// serveTLS is what the API answers a TLS client with: apiTLS (with
+	// ALPN) once the node has cluster credentials, before that a
+	// self-signed certificate so /healthz and /metrics can say "not in a
+	// cluster".
+	serveTLS    *tls.Config
+	provisional *tls.Config
+	apiSrv      *http.Server
+	metrics     *metrics
+	metricsSrv  *http.Server
+	httpc       *http.Client
+	stopWatch   chan struct{}
+	watchDone   chan struct{}
 
 	ready     atomic.Bool // leader and caught up with its term (barrier done)
 	promoting atomic.Bool
@@ -152,6 +170,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	a.fsm = NewFSM(a)
 	a.batcher = newBatcher(a)
 	a.verbs = a.internalVerbs()
+	a.metrics = newMetrics(a)
 	n, err := loadNodeFile(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -167,12 +186,52 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 			if err := a.startRaft(ctx, false); err != nil {
 				return nil, err
 			}
-			if err := a.startAPI(); err != nil {
-				return nil, err
-			}
 		}
 	}
+	// The API listens from the start: /healthz and /metrics answer before
+	// the node is in a cluster (saying so).
+	if err := a.startAPI(); err != nil {
+		_ = a.stopRaft()
+		return nil, err
+	}
+	if err := a.startMetricsListener(); err != nil {
+		a.stopAPI(ctx)
+		_ = a.stopRaft()
+		return nil, err
+	}
 	return a, nil
+}
+
+// startMetricsListener serves /healthz and /metrics over plain HTTP on
+// cfg.MetricsAddr, if set.
+func (a *Agent) startMetricsListener() error {
+	if a.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("listen metrics %s: %w", a.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", a.serveHealth)
+	mux.Handle("GET /metrics", a.metrics.handler())
+	endpoint := func(r *http.Request) string {
+		if _, p := mux.Handler(r); p != "" {
+			return "metrics-listener " + p
+		}
+		return "metrics-listener other"
+	}
+	srv := &http.Server{Handler: a.metrics.instrument(endpoint, mux), ReadHeaderTimeout: a.cfg.APIHeaderTimeout,
+		ReadTimeout: a.cfg.APIBodyTimeout, WriteTimeout: time.Minute, IdleTimeout: apiIdleTimeout, MaxHeaderBytes: apiMaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
+	a.metricsSrv = srv
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("metrics listener", "err", err)
+		}
+	}()
+	a.log.Info("metrics listening (plain HTTP: /healthz, /metrics)", "addr", ln.Addr().String())
+	return nil
 }
 
 // adoptNode installs node state: opens the CMK and builds TLS configs.
@@ -195,10 +254,12 @@ func (a *Agent) adoptNode(n *nodeFile) error {
 	}
 	api := server.Clone()
 	api.ClientAuth = tls.VerifyClientCertIfGiven
+	serve := api.Clone()
+	serve.NextProtos = []string{"h2", "http/1.1"}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.node, a.cmk = n, cmk
-	a.clientTLS, a.apiTLS = client, api
+	a.clientTLS, a.apiTLS, a.serveTLS = client, api, serve
 	a.httpc = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
@@ -429,6 +490,27 @@ func (a *Agent) refuseRevoked(cs tls.ConnectionState) error {
 	return nil
 }
 
+// provisionalTLS is the API's TLS config before the node has cluster
+// credentials: a throwaway self-signed certificate (no client
+// certificates asked for). Only /healthz and /metrics have anything to say
+// then.
+func provisionalTLS(nodeID, apiAddr string) (*tls.Config, error) {
+	now := time.Now()
+	ca, err := pki.NewCA("unjoined-"+randHex(4), now)
+	if err != nil {
+		return nil, fmt.Errorf("provisional API certificate: %w", err)
+	}
+	certPEM, keyPEM, err := ca.Issue(nodeID, certHosts(apiAddr), now)
+	if err != nil {
+		return nil, fmt.Errorf("provisional API certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(append(certPEM, ca.CertPEM...), keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("provisional API certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
+}
+
 // startAPI serves the HTTPS API on cfg.APIAddr.
 func (a *Agent) startAPI() error {
 	a.mu.Lock()
@@ -440,9 +522,27 @@ func (a *Agent) startAPI() error {
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", a.cfg.APIAddr, err)
 	}
+	if a.serveTLS == nil {
+		p, err := provisionalTLS(a.cfg.NodeID, a.cfg.APIAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		a.provisional = p
+	}
+	// Each connection gets the node's TLS config as it is at the
+	// handshake: the provisional one until the node has credentials.
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		a.mu.RLock()
+		defer a.mu.RUnlock()
+		if a.serveTLS != nil {
+			return a.serveTLS, nil
+		}
+		return a.provisional, nil
+	}}
 	// Bodies get their own read deadline (bodyDeadline, readBody): a
 	// server-wide ReadTimeout would also cancel handlers that run longer.
-	srv := &http.Server{Handler: bodyDeadline(a.cfg.APIBodyTimeout, a.apiHandler()), TLSConfig: a.apiTLS,
+	srv := &http.Server{Handler: bodyDeadline(a.cfg.APIBodyTimeout, a.apiHandler()), TLSConfig: tlsCfg,
 		ReadHeaderTimeout: a.cfg.APIHeaderTimeout, WriteTimeout: apiWriteTimeout, IdleTimeout: apiIdleTimeout,
 		MaxHeaderBytes: apiMaxHeaderBytes, ErrorLog: slog.NewLogLogger(a.cfg.Logger.Handler(), slog.LevelDebug)}
 	a.apiSrv = srv
@@ -485,6 +585,9 @@ func (a *Agent) Close() error {
 	defer cancel()
 	if a.adminSrv != nil {
 		_ = a.adminSrv.Shutdown(ctx)
+	}
+	if a.metricsSrv != nil {
+		_ = a.metricsSrv.Shutdown(ctx)
 	}
 	a.stopAPI(ctx)
 	a.batcher.close()

@@ -15,20 +15,8 @@ import (
 // handleInternal), and every body is read with its endpoint's limit.
 func (a *Agent) apiHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		h := a.health()
-		if !h.Raft {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(h)
-			return
-		}
-		writeJSON(w, h, nil)
-	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		a.writeMetrics(w)
-	})
+	mux.HandleFunc("GET /healthz", a.serveHealth)
+	mux.Handle("GET /metrics", a.metrics.handler())
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		var req joinRequest
 		if err := decodeBody(w, r, JoinMaxBody, &req); err != nil {
@@ -85,7 +73,20 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, nil, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
-	return a.guard(mux)
+	return a.metrics.instrument(a.apiEndpoint(mux), a.guard(mux))
+}
+
+// serveHealth answers /healthz: 200 while raft runs, else 503 with the
+// reason (e.g. "not in a cluster").
+func (a *Agent) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	h := a.health()
+	if !h.Raft {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(h)
+		return
+	}
+	writeJSON(w, h, nil)
 }
 
 // decodeBody reads r's body (at most limit bytes) and decodes its JSON into

@@ -72,11 +72,10 @@ func TestAPIRefusesBeforeReading(t *testing.T) {
 			}
 		})
 	}
-	var m strings.Builder
-	a.writeMetrics(&m)
+	m := scrapeMetrics(t, a)
 	for _, want := range []string{`drbook_api_refused_total{reason="unauthenticated"} 4`, `drbook_api_refused_total{reason="too_large"} 4`, `drbook_api_refused_total{reason="busy"} 0`} {
-		if !strings.Contains(m.String(), want+"\n") {
-			t.Errorf("metrics lack %q:\n%s", want, m.String())
+		if !strings.Contains(m, want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, m)
 		}
 	}
 }
@@ -107,10 +106,8 @@ func TestAPIUnauthenticatedBound(t *testing.T) {
 	if w := get("Bearer " + apiKey); w.Code != http.StatusOK {
 		t.Fatalf("authenticated request under a full bound: %d %s", w.Code, w.Body.Bytes())
 	}
-	var m strings.Builder
-	a.writeMetrics(&m)
-	if !strings.Contains(m.String(), `drbook_api_refused_total{reason="busy"} 1`+"\n") {
-		t.Errorf("busy refusal not counted:\n%s", m.String())
+	if m := scrapeMetrics(t, a); !strings.Contains(m, `drbook_api_refused_total{reason="busy"} 1`+"\n") {
+		t.Errorf("busy refusal not counted:\n%s", m)
 	}
 	for range cap(a.unauth) {
 		<-a.unauth

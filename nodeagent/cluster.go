@@ -291,6 +291,9 @@ func (a *Agent) Join(ctx context.Context, peer, tok string) (JoinResult, error) 
 			conn := tls.Client(raw, pki.PinnedClientConfig(p.CAFingerprint))
 			if err := conn.HandshakeContext(ctx); err != nil {
 				raw.Close()
+				if errors.Is(err, pki.ErrFingerprintMismatch) {
+					return nil, fmt.Errorf("%w: peer %s is not the cluster the token was made for (wrong --peer, or a token of another cluster): %w", ErrCAMismatch, addr, err)
+				}
 				return nil, fmt.Errorf("%w: peer %s is not the cluster pinned by the token: %w", ErrTokenInvalid, addr, err)
 			}
 			return conn, nil
@@ -358,7 +361,7 @@ func retryUnavailable(ctx context.Context, d time.Duration, fn func() error) err
 	deadline := time.Now().Add(d)
 	for {
 		err := fn()
-		if err == nil || !errors.Is(err, ErrUnavailable) || IsRule(err) || time.Now().After(deadline) {
+		if err == nil || !errors.Is(err, ErrUnavailable) || IsRule(err) || errors.Is(err, ErrCAMismatch) || time.Now().After(deadline) {
 			return err
 		}
 		select {
@@ -498,7 +501,7 @@ func (a *Agent) joinAddLeader(ctx context.Context, peerID string, req joinAddReq
 	if err := r.AddNonvoter(raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr), 0, 10*time.Second).Error(); err != nil {
 		return struct{}{}, fmt.Errorf("%w: add non-voter: %w", ErrUnavailable, err)
 	}
-	a.log.InfoContext(ctx, "added non-voter", "node", req.NodeID, "raft_addr", req.RaftAddr)
+	a.log.InfoContext(ctx, "added non-voter", "member", req.NodeID, "raft_addr", req.RaftAddr)
 	return struct{}{}, nil
 }
 
@@ -546,10 +549,10 @@ func (a *Agent) maybeSelfMaintain(r *raft.Raft) {
 				continue
 			}
 			if err := r.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err != nil {
-				a.log.Warn("promote non-voter", "node", s.ID, "err", err)
+				a.log.Warn("promote non-voter", "member", s.ID, "err", err)
 				continue
 			}
-			a.log.Info("promoted non-voter to voter", "node", s.ID, "applied", ai.AppliedIndex, "commit", commit)
+			a.log.Info("promoted non-voter to voter", "member", s.ID, "applied", ai.AppliedIndex, "commit", commit)
 		}
 	}()
 }
@@ -582,15 +585,18 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 	}
 	defer a.changeMu.Unlock()
 	r := a.getRaft()
-	meta := a.fsm.Meta()
-	if c := meta.Change; c != nil && c.NodeID != req.NodeID {
-		return res, fmt.Errorf("%w: %s of %s since %s", ErrMembershipChange, c.Op, c.NodeID, c.Started.Format(time.RFC3339))
-	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return res, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	servers := f.Configuration().Servers
+	if err := a.clearStaleChange(ctx, r, servers); err != nil {
+		return res, err
+	}
+	meta := a.fsm.Meta()
+	if c := meta.Change; c != nil && c.NodeID != req.NodeID {
+		return res, fmt.Errorf("%w: %s of %s since %s", ErrMembershipChange, c.Op, c.NodeID, c.Started.Format(time.RFC3339))
+	}
 	idx := slices.IndexFunc(servers, func(s raft.Server) bool { return string(s.ID) == req.NodeID })
 	if idx < 0 {
 		if meta.Change != nil || hasNode(meta, req.NodeID) {
@@ -606,7 +612,10 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 			return res, fmt.Errorf("%w: node %s is joining (non-voter)", ErrMembershipChange, s.ID)
 		}
 	}
-	if req.NodeID == a.cfg.NodeID && countVoters(servers) > 1 {
+	if servers[idx].Suffrage == raft.Voter && countVoters(servers) == 1 {
+		return res, fmt.Errorf("%w: %s is the only voter (reset the node instead, or join another node first)", ErrLastVoter, req.NodeID)
+	}
+	if req.NodeID == a.cfg.NodeID {
 		// Removing the leader: hand leadership over, then let the new
 		// leader run the removal (and tell this node).
 		if err := r.LeadershipTransfer().Error(); err != nil {
@@ -634,32 +643,78 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 			return res, fmt.Errorf("%w: %d of %d remaining voters healthy, need %d", ErrQuorumLoss, healthy, remaining, remaining/2+1)
 		}
 	}
-	if _, err := a.applyJSON(ctx, opChangeBegin, MembershipChange{Op: "remove", NodeID: req.NodeID, Started: time.Now()}); err != nil {
+	end, err := a.beginChange(ctx, r, MembershipChange{Op: "remove", NodeID: req.NodeID, Started: time.Now()})
+	if err != nil {
 		return res, err
 	}
+	// Every way out of here ends the change: the marker never outlives
+	// the removal that set it.
+	defer end()
 	if err := r.RemoveServer(raft.ServerID(req.NodeID), 0, 10*time.Second).Error(); err != nil {
 		return res, fmt.Errorf("%w: remove server: %w", ErrUnavailable, err)
 	}
-	a.log.InfoContext(ctx, "removed node", "node", req.NodeID)
-	if req.NodeID != a.cfg.NodeID {
-		if n, ok := meta.Nodes[req.NodeID]; ok {
-			nctx, cancel := context.WithTimeout(ctx, removalNoticeTimeout)
-			if err := a.internalCall(nctx, n.APIAddr, "removed", struct{}{}, nil); err != nil {
-				a.log.WarnContext(ctx, "could not tell removed node", "node", req.NodeID, "err", err)
-			}
-			cancel()
+	a.log.InfoContext(ctx, "removed node", "member", req.NodeID)
+	if n, ok := meta.Nodes[req.NodeID]; ok {
+		nctx, cancel := context.WithTimeout(ctx, removalNoticeTimeout)
+		if err := a.internalCall(nctx, n.APIAddr, "removed", struct{}{}, nil); err != nil {
+			a.log.WarnContext(ctx, "could not tell removed node", "member", req.NodeID, "err", err)
 		}
-		if _, err := a.applyJSON(ctx, opNodeDelete, req.NodeID); err != nil {
-			return res, err
-		}
-		if _, err := a.applyJSON(ctx, opChangeEnd, struct{}{}); err != nil {
-			return res, err
-		}
+		cancel()
+	}
+	if _, err := a.applyJSON(ctx, opNodeDelete, req.NodeID); err != nil {
+		return res, err
 	}
 	res.Changed = true
 	res.Voters = countVoters(servers) - 1
 	res.Message = "node removed from the cluster"
 	return res, nil
+}
+
+// beginChange records c as the membership change in progress (through
+// raft) and returns the function that ends it. The caller must call end
+// on every path (defer it): a marker left behind would refuse every later
+// removal by remove-one-at-a-time.
+func (a *Agent) beginChange(ctx context.Context, r *raft.Raft, c MembershipChange) (end func(), err error) {
+	c.Term = r.CurrentTerm()
+	if _, err := a.applyJSON(ctx, opChangeBegin, c); err != nil {
+		return nil, err
+	}
+	return func() {
+		// The request's context may be cancelled already: the marker
+		// still has to go.
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := a.applyJSON(ectx, opChangeEnd, struct{}{}); err != nil {
+			// Leadership was lost: the next leader sees a marker of an
+			// earlier term and clears it (clearStaleChange).
+			a.log.WarnContext(ctx, "end membership change", "op", c.Op, "member", c.NodeID, "err", err)
+		}
+	}, nil
+}
+
+// clearStaleChange ends a membership change that no removal is running:
+// it is called by the ready leader holding changeMu, so no change runs on
+// this leader, and an earlier leader can no longer commit one (the new
+// leader's barrier settled its entries). Such a marker was left by a
+// leader that died or lost leadership mid-change, or whose end failed. If
+// the removal had gone through, its metadata is finished too.
+func (a *Agent) clearStaleChange(ctx context.Context, r *raft.Raft, servers []raft.Server) error {
+	c := a.fsm.Meta().Change
+	if c == nil {
+		return nil
+	}
+	gone := !slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == c.NodeID })
+	if gone && c.Op == "remove" {
+		if _, err := a.applyJSON(ctx, opNodeDelete, c.NodeID); err != nil {
+			return err
+		}
+	}
+	if _, err := a.applyJSON(ctx, opChangeEnd, struct{}{}); err != nil {
+		return err
+	}
+	a.log.InfoContext(ctx, "cleared a stale membership change", "op", c.Op, "member", c.NodeID,
+		"change_term", c.Term, "term", r.CurrentTerm())
+	return nil
 }
 
 // removalNoticeTimeout bounds how long a removal waits for the removed
@@ -712,11 +767,17 @@ func (a *Agent) probeHealth(ctx context.Context, servers []raft.Server) map[stri
 	return out
 }
 
-// healthInfo is the answer of /healthz and the internal health verb.
+// healthInfo is the answer of /healthz (503 unless raft runs) and the
+// internal health verb.
 type healthInfo struct {
 	OK    bool   `json:"ok"`
 	Raft  bool   `json:"raft"`
 	State string `json:"state"`
+	// InCluster is false before the node joins or bootstraps a cluster
+	// and after it was removed; Error then says so.
+	InCluster bool   `json:"in_cluster"`
+	Leader    string `json:"leader,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // markRemoved runs on a node told it was removed: it stops raft and records

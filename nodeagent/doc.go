@@ -22,7 +22,13 @@
 //	GET    /v1/keys/{id}       -> {"id","name","type","group","created","sha256","material"(base64)}; 404 if absent
 //	DELETE /v1/keys/{id}       -> {"id","changed":true}; 404 if absent
 //	GET    /v1/keys[?count]    -> list without material, or {"keys":N}; add ?stale for a local read
-//	GET    /healthz, /metrics  (no auth; Prometheus text)
+//	GET    /healthz, /metrics  (no auth; JSON health, 503 unless raft runs; Prometheus text)
+//
+// The API listens from the start, before the node is in a cluster: then it
+// presents a throwaway self-signed certificate, /healthz answers 503 "not in
+// a cluster" and /metrics has no raft figures. --metrics-listen serves the
+// same two paths over plain HTTP. Metrics and example alerts:
+// docs/monitoring.md.
 //
 // Errors are {"error","sentinel"?,"exit_code","not_applied"?}; not_applied
 // is true when the request certainly had no effect and may be retried.

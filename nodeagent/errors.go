@@ -38,14 +38,31 @@ var (
 	// ErrNodeIDInUse refuses a join whose node id is already a member with
 	// another address.
 	ErrNodeIDInUse = errors.New("refused by rule join-unique-node-id: node id already a member of the cluster; remove it first")
+	// ErrLastVoter refuses the removal of a cluster's only voter, even with
+	// --force: raft cannot run without one (reset the node instead, or
+	// add another voter first).
+	ErrLastVoter = errors.New("refused by rule remove-keeps-a-voter: a cluster cannot remove its last voter, even with --force")
 )
 
 // Non-rule errors with their own exit codes.
 var (
 	// ErrNotFound reports a missing key, backup, node or token (exit 4).
 	ErrNotFound = errors.New("not found")
-	// ErrUnavailable reports no leader, lost quorum or a timeout (exit 5).
-	ErrUnavailable = errors.New("unavailable: no leader, quorum lost or timed out")
+	// ErrUnavailable reports that the cluster could not do the request now
+	// (exit 5): no leader (quorum lost or an election running), a peer
+	// that could not be reached, raft refusing the entry. The wrapped
+	// message says which.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrAgentNotRunning reports that no agent answers on the admin socket
+	// (exit 6): the socket file is missing or refuses connections.
+	ErrAgentNotRunning = errors.New("agent not running")
+	// ErrTimeout reports that the command's --timeout passed before the
+	// agent answered (exit 7).
+	ErrTimeout = errors.New("timed out")
+	// ErrCAMismatch reports a peer whose certificate does not chain to the
+	// CA fingerprint pinned in the join token (exit 8): the token belongs to
+	// another cluster, or --peer names the wrong host.
+	ErrCAMismatch = errors.New("CA fingerprint does not match the token")
 	// ErrNoClusterState reports an operation that needs a cluster on a node
 	// without one (exit 5).
 	ErrNoClusterState = errors.New("unavailable: node has no cluster state (run cluster create or cluster join)")
@@ -70,18 +87,29 @@ const (
 	ExitRefused     = 3
 	ExitNotFound    = 4
 	ExitUnavailable = 5
+	// ExitNotRunning: no agent answers on the admin socket.
+	ExitNotRunning = 6
+	// ExitTimeout: the command's --timeout passed.
+	ExitTimeout = 7
+	// ExitCAMismatch: the peer is not the cluster the join token pins.
+	ExitCAMismatch = 8
 )
+
+// legacyUnavailable is the message ErrUnavailable had before the agent
+// told timeouts and stopped agents apart; older agents still send it.
+const legacyUnavailable = "unavailable: no leader, quorum lost or timed out"
 
 // ruleErrors lists every safety-rule sentinel, in wire order.
 func ruleErrors() []error {
 	return []error{ErrResetMember, ErrHasClusterState, ErrRestoreTarget, ErrMembershipChange,
 		ErrQuorumLoss, ErrTokenExpired, ErrTokenUsed, ErrTokenInvalid, ErrBackupRejected,
-		ErrQuorumPresent, ErrNodeIDInUse}
+		ErrQuorumPresent, ErrNodeIDInUse, ErrLastVoter}
 }
 
 // otherErrors lists the non-rule sentinels carried over the wire.
 func otherErrors() []error {
-	return []error{ErrNotFound, ErrUnavailable, ErrNoClusterState, ErrExists, ErrUsage, ErrUnauthenticated, ErrTooLarge}
+	return []error{ErrNotFound, ErrUnavailable, ErrNoClusterState, ErrExists, ErrUsage, ErrUnauthenticated, ErrTooLarge,
+		ErrAgentNotRunning, ErrTimeout, ErrCAMismatch}
 }
 
 // sentinelOf returns the sentinel that err wraps, or nil.
@@ -97,6 +125,9 @@ func sentinelOf(err error) error {
 // sentinelByMessage returns the sentinel whose message is msg, or nil; the
 // admin and internal APIs carry sentinels by message.
 func sentinelByMessage(msg string) error {
+	if msg == legacyUnavailable {
+		return ErrUnavailable
+	}
 	for _, s := range append(ruleErrors(), otherErrors()...) {
 		if s.Error() == msg {
 			return s
@@ -120,6 +151,12 @@ func ExitCode(err error) int {
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.Is(err, ErrCAMismatch):
+		return ExitCAMismatch
+	case errors.Is(err, ErrAgentNotRunning):
+		return ExitNotRunning
+	case errors.Is(err, ErrTimeout):
+		return ExitTimeout
 	case IsRule(err):
 		return ExitRefused
 	case errors.Is(err, ErrUsage), errors.Is(err, ErrTooLarge):

@@ -41,6 +41,9 @@ type MembershipChange struct {
 	Op      string    `json:"op"`
 	NodeID  string    `json:"node_id"`
 	Started time.Time `json:"started"`
+	// Term is the raft term of the leader that began the change (a marker
+	// no removal runs is cleared by the next removal on the leader).
+	Term uint64 `json:"term,omitempty"`
 }
 
 // ClusterMeta is the replicated cluster metadata. Secrets appear only hashed

@@ -391,7 +391,7 @@ func (b *batcher) submit(ctx context.Context, keys []*Key) ([]bool, error) {
 	select {
 	case b.ch <- it:
 	case <-b.quit:
-		return nil, ErrUnavailable
+		return nil, fmt.Errorf("%w: agent shutting down", ErrUnavailable)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}

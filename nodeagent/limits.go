@@ -199,6 +199,12 @@ func (a *Agent) authenticate(r *http.Request) authKind {
 // request is answered 503 with Retry-After at once, never queued.
 func (a *Agent) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/") {
+			// "OPTIONS *" and other non-path targets: ServeMux would answer
+			// a bare 400; answer it as every other refusal, in JSON.
+			writeJSON(w, nil, &statusError{http.StatusBadRequest, fmt.Errorf("request target %q is not a path", r.RequestURI)})
+			return
+		}
 		kind := a.authenticate(r)
 		if kind == authNone {
 			select {

@@ -31,10 +31,26 @@ func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any
 	default:
 		sl = slog.LevelError
 	}
+	// hclog hands over the logger's implied arguments (With) followed by
+	// the call's: a key may come twice. Keep one attribute per key (the
+	// last value, as a JSON reader would) so every line has unique keys.
+	// Keys the slog handler writes itself (raft logs a duration as
+	// "time") get the component's name in front.
 	attrs := make([]slog.Attr, 0, len(args)/2+1)
 	attrs = append(attrs, slog.String("component", name))
+	at := map[string]int{"component": 0}
 	for i := 0; i+1 < len(args); i += 2 {
-		attrs = append(attrs, slog.Any(fmt.Sprint(args[i]), args[i+1]))
+		key := fmt.Sprint(args[i])
+		switch key {
+		case slog.TimeKey, slog.LevelKey, slog.MessageKey, slog.SourceKey, "component":
+			key = name + "_" + key
+		}
+		if j, ok := at[key]; ok {
+			attrs[j] = slog.Any(key, args[i+1])
+			continue
+		}
+		at[key] = len(attrs)
+		attrs = append(attrs, slog.Any(key, args[i+1]))
 	}
 	s.log.LogAttrs(context.Background(), sl, msg, attrs...)
 }

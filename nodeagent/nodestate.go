@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/nodeagent/seal"
 )
 
@@ -67,10 +68,14 @@ func derSHA256(der []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// maxNodeFileBytes bounds DATA/node.json.
+const maxNodeFileBytes = 1 << 20
+
 // loadNodeFile reads DATA/node.json; it returns (nil, nil) if absent.
 func loadNodeFile(dir string) (*nodeFile, error) {
-	// #nosec G304 -- the agent's own state file inside its data directory
-	b, err := os.ReadFile(filepath.Join(dir, nodeFileName))
+	// The agent's own state file: a few hundred bytes; the cap keeps a
+	// device or FIFO put in its place from being read without end.
+	b, err := capread.ReadFile(filepath.Join(dir, nodeFileName), maxNodeFileBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -91,6 +92,10 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, req, out an
 	hr.Header.Set("Content-Type", "application/json")
 	resp, err := c.Do(hr)
 	if err != nil {
+		var ue *neturl.Error
+		if errors.Is(err, ErrCAMismatch) && errors.As(err, &ue) {
+			return &notSentError{ue.Err} // the peer is the wrong cluster: retrying cannot help
+		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
 			return &notSentError{fmt.Errorf("%w: %w", ErrUnavailable, err)}
@@ -110,11 +115,19 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, req, out an
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	lr := &io.LimitedReader{R: resp.Body, N: maxResponse + 1}
+	if err := json.NewDecoder(lr).Decode(out); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("decode response: %s %s answered more than %d bytes", method, url, maxResponse)
+		}
 		return fmt.Errorf("decode response: %w", err)
 	}
 	return nil
 }
+
+// maxResponse bounds an answer read from another node: a peer, even a
+// broken or hostile one, cannot make this node read without end.
+const maxResponse = 64 << 20
 
 // internalCall calls verb on the node whose API listens on apiAddr, over
 // mutual TLS with this node's certificate.
@@ -148,7 +161,7 @@ func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id strin
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s", ErrUnavailable, wait.Round(100*time.Millisecond))}
+			return "", "", false, &notSentError{fmt.Errorf("%w: no leader elected within %s (quorum lost, or an election is running)", ErrUnavailable, wait.Round(100*time.Millisecond))}
 		}
 		select {
 		case <-ctx.Done():

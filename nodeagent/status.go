@@ -3,7 +3,6 @@ package nodeagent
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -131,48 +130,20 @@ func (a *Agent) Status(ctx context.Context) (Status, error) {
 
 func (a *Agent) health() healthInfo {
 	r := a.getRaft()
-	return healthInfo{OK: true, Raft: r != nil, State: raftStateName(r)}
-}
-
-// writeMetrics writes Prometheus text-format metrics.
-func (a *Agent) writeMetrics(w io.Writer) {
-	r := a.getRaft()
-	state := raftStateName(r)
-	fmt.Fprintln(w, "# HELP drbook_raft_state Raft state of this node (1 for the current state).")
-	fmt.Fprintln(w, "# TYPE drbook_raft_state gauge")
-	for _, s := range []string{"leader", "follower", "candidate", "shutdown", "none"} {
-		v := 0
-		if s == state {
-			v = 1
-		}
-		fmt.Fprintf(w, "drbook_raft_state{state=%q} %d\n", s, v)
+	h := healthInfo{OK: r != nil, Raft: r != nil, State: raftStateName(r)}
+	n := a.nodeState()
+	h.InCluster = n != nil && !n.Removed
+	switch {
+	case n == nil:
+		h.Error = "not in a cluster (run cluster create or cluster join)"
+	case n.Removed:
+		h.Error = "not in a cluster: this node was removed from cluster " + n.ClusterID
+	case r == nil:
+		h.Error = "raft is not running"
 	}
-	var applied, commit, term uint64
 	if r != nil {
-		applied, commit, term = r.AppliedIndex(), r.CommitIndex(), r.CurrentTerm()
+		_, lid := r.LeaderWithID()
+		h.Leader = string(lid)
 	}
-	fmt.Fprintln(w, "# HELP drbook_raft_applied_index Last log index applied to the FSM.")
-	fmt.Fprintln(w, "# TYPE drbook_raft_applied_index gauge")
-	fmt.Fprintf(w, "drbook_raft_applied_index %d\n", applied)
-	fmt.Fprintln(w, "# HELP drbook_raft_commit_index Last committed log index.")
-	fmt.Fprintln(w, "# TYPE drbook_raft_commit_index gauge")
-	fmt.Fprintf(w, "drbook_raft_commit_index %d\n", commit)
-	fmt.Fprintln(w, "# HELP drbook_raft_term Current raft term.")
-	fmt.Fprintln(w, "# TYPE drbook_raft_term gauge")
-	fmt.Fprintf(w, "drbook_raft_term %d\n", term)
-	fmt.Fprintln(w, "# HELP drbook_keys Number of keys in the store.")
-	fmt.Fprintln(w, "# TYPE drbook_keys gauge")
-	fmt.Fprintf(w, "drbook_keys %d\n", a.fsm.KeyCount())
-	fmt.Fprintln(w, "# HELP drbook_last_backup_age_seconds Age of the last recorded backup (-1 if none).")
-	fmt.Fprintln(w, "# TYPE drbook_last_backup_age_seconds gauge")
-	age := -1.0
-	if b := a.fsm.Meta().LastBackup; b != nil {
-		age = time.Since(b.Time).Seconds()
-	}
-	fmt.Fprintf(w, "drbook_last_backup_age_seconds %g\n", age)
-	fmt.Fprintln(w, "# HELP drbook_api_refused_total HTTPS API requests refused before their body was used, by reason.")
-	fmt.Fprintln(w, "# TYPE drbook_api_refused_total counter")
-	for i, name := range refusedNames {
-		fmt.Fprintf(w, "drbook_api_refused_total{reason=%q} %d\n", name, a.refused[i].Load())
-	}
+	return h
 }

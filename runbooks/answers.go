@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/drbook/drbook/internal/capread"
 )
 
 // Answers are values given ahead of a run (an answers file, or a form): for
@@ -177,7 +179,7 @@ func deref(raw any) (any, error) {
 		}
 		return v, nil
 	case fileRef:
-		b, err := os.ReadFile(string(r))
+		b, err := capread.ReadFile(string(r), maxSecretFileBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read answer file: %w", err)
 		}

@@ -80,30 +80,60 @@ func (ds Diagnostics) sorted() Diagnostics {
 	return ds
 }
 
+// maxDiagnostics bounds the problems kept for one file: a hostile file can
+// hold tens of thousands, and nobody reads past the first few hundred.
+const maxDiagnostics = 1000
+
 // diags collects diagnostics for one file.
 type diags struct {
-	file string
-	list Diagnostics
+	file    string
+	list    Diagnostics
+	dropped int // problems found after maxDiagnostics
+	// droppedErrors counts the errors among them (not warnings).
+	droppedErrors int
 }
 
 func (d *diags) add(p Pos, format string, args ...any) {
+	if len(d.list) >= maxDiagnostics {
+		d.dropped++
+		d.droppedErrors++
+		return
+	}
 	d.list = append(d.list, Diagnostic{File: d.file, Pos: p, Message: fmt.Sprintf(format, args...)})
 }
 
 // warn records a warning: reported by lint, never a reason to refuse.
 func (d *diags) warn(p Pos, format string, args ...any) {
+	if len(d.list) >= maxDiagnostics {
+		d.dropped++
+		return
+	}
 	d.list = append(d.list, Diagnostic{File: d.file, Pos: p, Message: fmt.Sprintf(format, args...), Severity: SeverityWarning})
 }
 
 // err returns nil when there is no error (warnings alone are not one), or
-// every diagnostic, warnings included, sorted, as an error.
+// every diagnostic, warnings included, sorted, as an error. Problems past
+// maxDiagnostics are counted in a last entry.
 func (d *diags) err() error {
+	failed := d.droppedErrors > 0
 	for _, x := range d.list {
 		if !x.IsWarning() {
-			return d.list.sorted()
+			failed = true
+			break
 		}
 	}
-	return nil
+	if !failed {
+		return nil
+	}
+	out := d.list.sorted()
+	if d.dropped > 0 {
+		var last Pos
+		if len(out) > 0 {
+			last = out[len(out)-1].Pos
+		}
+		out = append(out[:len(out):len(out)], Diagnostic{File: d.file, Pos: last, Message: fmt.Sprintf("%d more problem(s) not shown (only the first %d are kept)", d.dropped, maxDiagnostics)})
+	}
+	return out
 }
 
 // warnings returns the warnings, sorted.

@@ -2,6 +2,7 @@ package runbooks_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -21,6 +22,38 @@ func seedFiles(f *testing.F, globs ...string) {
 			}
 			f.Add(b)
 		}
+	}
+}
+
+// attackSeeds are the attack classes every YAML fuzz target starts from:
+// alias bombs, nesting bombs in each form the bounds know, a BOM, invalid
+// UTF-8, control characters and a second document. head is put in front of
+// each so the seeds reach the decoder of the target's kind.
+func attackSeeds(f *testing.F, head string) {
+	f.Helper()
+	bomb := "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+	for i := 1; i <= 8; i++ {
+		bomb += fmt.Sprintf("a%d: &a%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 9), ", "))
+	}
+	for _, s := range []string{
+		bomb,
+		"x: &d " + strings.Repeat("[", 60) + strings.Repeat("]", 60) + "\ny: " + strings.Repeat("[", 10) + "*d" + strings.Repeat("]", 10) + "\n",
+		strings.Repeat("[", 4000),
+		"x: " + strings.Repeat("{a: ", 200) + "b\n",
+		strings.Repeat("- ", 200) + "x\n",
+		"x: " + strings.Repeat("!t ", 200) + "y\n",
+		"x: " + strings.Repeat("&a ", 200) + "y\n",
+		strings.Repeat("? ", 200) + "x\n",
+		strings.Repeat("]", 2000),
+		"\xef\xbb\xbfx: 1\n",
+		"x: \"caf\xe9\"\n",
+		"x: \"\x1b]0;title\x07\"\n",
+		"x: 1\n---\ny: 2\n",
+		"x: 1\n...\ny: 2\n",
+		"x: |\n  a {{ b\n  }} c\n",
+	} {
+		f.Add([]byte(s))
+		f.Add([]byte(head + s))
 	}
 }
 
@@ -51,6 +84,7 @@ func checkDiagnostics(t *testing.T, file string, err error) {
 func FuzzParseInventory(f *testing.F) {
 	seedFiles(f, "../testdata/inventories/*.yaml")
 	f.Add([]byte("apiVersion: drbook/v1\nkind: Inventory\nname: x\nnodes:\n  - {name: a, host: 127.0.0.1}\ngroups: {g: [a, b]}\n"))
+	attackSeeds(f, "apiVersion: drbook/v1\nkind: Inventory\nname: x\nnodes:\n  - name: a\n    host: 127.0.0.1\n    vars:\n      v: 1\nvars:\n")
 	f.Fuzz(func(t *testing.T, src []byte) {
 		inv, err := runbooks.ParseInventory("inv.yaml", src)
 		checkDiagnostics(t, "inv.yaml", err)
@@ -80,6 +114,7 @@ func FuzzParseAnswers(f *testing.F) {
 	seedFiles(f, "../testdata/answers/*.yaml")
 	f.Add([]byte("inputs:\n  seed: node1\n  joiners: [node2, node3]\n  key: {env: FUZZ_KEY}\nsteps:\n  ticket: INC-1\n"))
 	f.Add([]byte("inputs: {count: 3, dry: true, wait: 2m}\n"))
+	attackSeeds(f, "inputs:\n  seed: node1\n")
 	f.Fuzz(func(t *testing.T, src []byte) {
 		a, err := runbooks.ParseAnswers("answers.yaml", src)
 		checkDiagnostics(t, "answers.yaml", err)

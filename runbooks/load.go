@@ -4,29 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"unicode"
 )
-
-// ReadFile reads a file for loading, refusing files too large to be a runbook.
-func ReadFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if st.Size() > maxYAMLBytes {
-		return nil, fmt.Errorf("read %s: %d bytes is more than the %d a runbook may have", path, st.Size(), maxYAMLBytes)
-	}
-	b, err := os.ReadFile(path) // #nosec G304 -- reads the runbook, inventory or answers file the operator named
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return b, nil
-}
 
 func digest(b []byte) string {
 	s := sha256.Sum256(b)
@@ -280,7 +263,7 @@ func (v *validator) step(i int, s *Step) {
 		}
 		switch info.Targets {
 		case TargetsRequired:
-			if len(s.On) == 0 {
+			if len(s.On) == 0 && s.ForEach == "" {
 				v.d.add(s.Pos, "step %q: %s runs on nodes: add `on:` with a node, group or input", s.ID, s.Run)
 			}
 		case TargetsNone:
@@ -312,7 +295,9 @@ func (v *validator) step(i int, s *Step) {
 		v.polled(s)
 	}
 	v.confirm(i, s)
-	hasTarget := len(s.On) > 0
+	hasTarget := len(s.On) > 0 || (s.ForEach != "" && (!ok || info.Targets != TargetsNone))
+	v.forEach(i, s)
+	v.until(i, s, hasTarget)
 	// Targets.
 	for _, on := range s.On {
 		t, err := ParseTemplate(on)
@@ -338,7 +323,13 @@ func (v *validator) step(i int, s *Step) {
 	// Templates in strings.
 	v.guard(i, s, hasTarget)
 	v.templ(i, s, s.Title, s.At("title"), hasTarget, "title")
-	v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	if n := s.raw["check"]; n != nil && n.kind == kindScalar && n.value == s.Check {
+		for _, c := range n.chunks() {
+			v.command(i, s, c.text, c.pos, hasTarget, "check")
+		}
+	} else {
+		v.command(i, s, s.Check, s.At("check"), hasTarget, "check")
+	}
 	if s.With.node != nil {
 		pk := paramKinds{cmd: map[string]bool{}, shown: map[string]bool{}}
 		for _, p := range info.CommandParams {
@@ -362,17 +353,21 @@ func (v *validator) walkParams(i int, s *Step, n *ynode, hasTarget bool, what st
 	case kindScalar:
 		if n.stype == scalarString {
 			name := strings.TrimPrefix(what, "with.")
-			switch {
-			case pk.cmd[name]:
-				v.command(i, s, n.value, n.pos, hasTarget, what)
-			case pk.shown[name]:
-				for _, r := range v.templ(i, s, n.value, n.pos, hasTarget, what) {
-					if v.refIsSecret(r) {
-						v.d.warn(n.pos, "step %q: %s: secret %s is shown to the operator (masked, so it says nothing; or in clear on a screen others see); leave it out", s.ID, what, r)
+			// A block scalar is checked piece by piece, so a problem is
+			// reported at its own line.
+			for _, c := range n.chunks() {
+				switch {
+				case pk.cmd[name]:
+					v.command(i, s, c.text, c.pos, hasTarget, what)
+				case pk.shown[name]:
+					for _, r := range v.templ(i, s, c.text, c.pos, hasTarget, what) {
+						if v.refIsSecret(r) {
+							v.d.warn(c.pos, "step %q: %s: secret %s is shown to the operator (masked, so it says nothing; or in clear on a screen others see); leave it out", s.ID, what, r)
+						}
 					}
+				default:
+					v.templ(i, s, c.text, c.pos, hasTarget, what)
 				}
-			default:
-				v.templ(i, s, n.value, n.pos, hasTarget, what)
 			}
 		}
 	case kindMap:
@@ -398,8 +393,8 @@ func (v *validator) guard(i int, s *Step, hasTarget bool) {
 	}
 	if t != nil {
 		for _, r := range t.Refs() {
-			if len(r.Path) > 0 && r.Path[0] == "target" {
-				v.d.add(p, "step %q: when: is evaluated once for the step, before its targets, so it cannot use target", s.ID)
+			if len(r.Path) > 0 && (r.Path[0] == "target" || r.Path[0] == "item") {
+				v.d.add(p, "step %q: when: is evaluated once for the step, before its targets, so it cannot use %s", s.ID, r.Path[0])
 				continue
 			}
 			v.ref(i, s, r, p, hasTarget)
@@ -429,8 +424,8 @@ func (v *validator) confirm(i int, s *Step) {
 				v.d.add(p, "step %q: confirm.word %q is not one word (no spaces: the operator types it exactly)", s.ID, c.Word)
 			}
 			for _, r := range t.Refs() {
-				if r.Path[0] == "target" {
-					v.d.add(p, "step %q: confirm.word: the word is the same for every target, so it cannot use target; name what is destroyed, e.g. {{ inputs.failed }}", s.ID)
+				if r.Path[0] == "target" || r.Path[0] == "item" {
+					v.d.add(p, "step %q: confirm.word: the word is the same for every target, so it cannot use %s; name what is destroyed, e.g. {{ inputs.failed }}", s.ID, r.Path[0])
 					continue
 				}
 				v.ref(i, s, r, p, false)
@@ -447,8 +442,8 @@ func (v *validator) confirm(i int, s *Step) {
 	}
 	rp := c.At("reason")
 	for _, r := range v.templ(i, s, c.Reason, rp, true, "confirm.reason") {
-		if r.Path[0] == "target" {
-			v.d.add(rp, "step %q: confirm.reason is shown once for all targets, so it cannot use target", s.ID)
+		if r.Path[0] == "target" || r.Path[0] == "item" {
+			v.d.add(rp, "step %q: confirm.reason is shown once for all targets, so it cannot use %s", s.ID, r.Path[0])
 		}
 		if v.refIsSecret(r) {
 			v.d.warn(rp, "step %q: confirm.reason: secret %s is shown to the operator in the danger box; leave it out", s.ID, r)
@@ -529,7 +524,17 @@ func (v *validator) typeOf(r Ref) Type {
 		if slices.Contains(r.Path, "outputs") || slices.Contains(r.Rest, "outputs") {
 			return TypeText
 		}
-	case "nodes", "target":
+	case "groups":
+		switch {
+		case r.Dynamic || len(r.Path) > 2:
+			return TypeString
+		case len(r.Path) == 2:
+			return TypeList
+		}
+		return TypeUnknown
+	case "outputs":
+		return TypeText
+	case "nodes", "target", "item":
 		fields := r.Path[1:]
 		if r.Path[0] == "nodes" {
 			if r.Dynamic && len(r.Path) == 1 {
@@ -593,6 +598,7 @@ func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, wh
 	for _, r := range refs {
 		v.ref(i, s, r, p, hasTarget)
 	}
+	v.groupFields(s, t, p)
 	if _, err := t.Type(v.typeOf); err != nil {
 		v.d.add(p, "step %q: %s: %v", s.ID, what, err)
 	}
@@ -677,13 +683,13 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			if !v.hasOutput(&v.rb.Steps[j], rest[1]) {
 				at("step %q has no output %q%s", id, rest[1], suggestName(rest[1], v.outputNames(&v.rb.Steps[j])))
 			}
-		case rest[0] == "targets" && len(rest) >= 4 && rest[2] == "outputs":
+		case (rest[0] == "targets" || rest[0] == "items") && len(rest) >= 4 && rest[2] == "outputs":
 			if !v.hasOutput(&v.rb.Steps[j], rest[3]) {
 				at("step %q has no output %q", id, rest[3])
 			}
-		case rest[0] == "targets" && r.Dynamic:
+		case (rest[0] == "targets" || rest[0] == "items") && r.Dynamic:
 		default:
-			at("unknown reference %s (use steps.%s.outputs.<name>, steps.%s.status or steps.%s.targets.<node>.outputs.<name>)", r, id, id, id)
+			at("unknown reference %s (use steps.%s.outputs.<name>, steps.%s.status, steps.%s.targets.<node>.outputs.<name> or steps.%s.items.<item>.outputs.<name>)", r, id, id, id, id)
 		}
 	case "nodes":
 		if len(r.Path) < 2 || v.inv == nil {
@@ -703,6 +709,28 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 		if !hasTarget {
 			at("`target` is only defined in steps that run on nodes (add `on:`)")
 		}
+	case "item":
+		if s.ForEach == "" {
+			at("`item` is only defined in a step with for_each:")
+			return
+		}
+		if g := v.forEachGroup(s); g != nil && len(r.Path) >= 2 && !r.Dynamic {
+			for _, m := range g.Nodes {
+				if n := v.inv.Node(m); n != nil && !NodeHasField(n, strings.Join(r.Path[1:], ".")) {
+					at("%s: node %q of group %q (the for_each items) has no field or var %q", r, m, g.Name, strings.Join(r.Path[1:], "."))
+				}
+			}
+		}
+	case "groups":
+		if len(r.Path) < 2 {
+			at("`groups` needs a name: groups.<name>")
+			return
+		}
+		if v.inv != nil && v.inv.Group(r.Path[1]) == nil {
+			at("unknown group %q%s", r.Path[1], suggestName(r.Path[1], groupNames(v.inv)))
+		}
+	case "outputs":
+		at("outputs.%s: a step's own outputs are only read in its until: (elsewhere use steps.<id>.outputs.<name>)", strings.Join(r.Path[1:], "."))
 	case "run":
 		if len(r.Path) >= 2 && r.Path[1] != "id" && r.Path[1] != "runbook" && r.Path[1] != "mode" {
 			at("unknown reference %s (run.id, run.runbook, run.mode)", r)
@@ -752,4 +780,126 @@ func stepIDs(rb *Runbook) []string {
 		out = append(out, s.ID)
 	}
 	return out
+}
+
+func groupNames(inv *Inventory) []string {
+	var out []string
+	for _, g := range inv.Groups {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
+// forEach checks for_each: a group name, or a template whose value is a
+// list, that reads no secret (items are recorded and shown).
+func (v *validator) forEach(i int, s *Step) {
+	if !s.Has("for_each") {
+		return
+	}
+	p := s.At("for_each")
+	src := strings.TrimSpace(s.ForEach)
+	if src == "" {
+		v.d.add(p, "step %q: for_each: is empty: name a group or write a list such as \"{{ inputs.joiners }}\"", s.ID)
+		return
+	}
+	if !strings.Contains(src, "{{") {
+		if v.inv != nil && v.inv.Group(src) == nil {
+			v.d.add(p, "step %q: for_each: unknown group %q%s (or write a list template such as \"{{ inputs.joiners }}\")", s.ID, src, suggestName(src, groupNames(v.inv)))
+		}
+		return
+	}
+	t, err := ParseTemplate(src)
+	if err != nil {
+		v.d.add(p, "step %q: for_each: %v", s.ID, err)
+		return
+	}
+	for _, r := range t.Refs() {
+		if len(r.Path) > 0 && (r.Path[0] == "item" || r.Path[0] == "target") {
+			v.d.add(p, "step %q: for_each: gives the items, so it cannot use %s", s.ID, r.Path[0])
+			continue
+		}
+		v.ref(i, s, r, p, false)
+		if v.refIsSecret(r) {
+			v.d.add(p, "step %q: for_each: secret %s would name executions in the record and on screen; iterate over something that is not secret", s.ID, r)
+		}
+	}
+	ty, err := t.Type(v.typeOf)
+	switch {
+	case err != nil:
+		v.d.add(p, "step %q: for_each: %v", s.ID, err)
+	case ty != TypeList && ty != TypeUnknown:
+		v.d.add(p, "step %q: for_each: must be a list (a nodes input, groups.<name>, x | map(...)), but %s is %s", s.ID, src, ty.a())
+	}
+}
+
+// until checks until: a boolean guard over the step's own outputs, and a
+// bound on how long it may retry.
+func (v *validator) until(i int, s *Step, hasTarget bool) {
+	if !s.Has("until") {
+		return
+	}
+	p := s.At("until")
+	t, err := CheckGuard(s.Until, v.typeOf)
+	if err != nil {
+		v.d.add(p, "step %q: until: %v", s.ID, err)
+	}
+	if t != nil {
+		names := v.outputNames(s)
+		for _, r := range t.Refs() {
+			if len(r.Path) > 0 && r.Path[0] == "outputs" {
+				if len(r.Path) < 2 {
+					v.d.add(p, "step %q: until: outputs needs a name: outputs.<name>", s.ID)
+				} else if !slices.Contains(names, r.Path[1]) {
+					v.d.add(p, "step %q: until: the step has no output %q%s (declare it under outputs:)", s.ID, r.Path[1], suggestName(r.Path[1], names))
+				}
+				continue
+			}
+			v.ref(i, s, r, p, hasTarget)
+		}
+	}
+	if s.Retries == 0 && s.Timeout.None() {
+		v.d.add(p, "step %q: until: with timeout: none and no retries: would retry forever; set retries: or a timeout:", s.ID)
+	}
+}
+
+// forEachGroup is the inventory group a for_each: iterates over when lint
+// can tell (a group name, or exactly {{ groups.<name> }}), else nil.
+func (v *validator) forEachGroup(s *Step) *Group {
+	if v.inv == nil {
+		return nil
+	}
+	src := strings.TrimSpace(s.ForEach)
+	if !strings.Contains(src, "{{") {
+		return v.inv.Group(src)
+	}
+	t, err := ParseTemplate(src)
+	if err != nil || len(t.parts) != 1 || t.parts[0].expr == nil {
+		return nil
+	}
+	p, ok := t.parts[0].expr.(pathExpr)
+	if !ok || len(p.segs) != 2 || p.segs[0].name != "groups" || p.segs[1].index != nil {
+		return nil
+	}
+	return v.inv.Group(p.segs[1].name)
+}
+
+// groupFields checks, with an inventory, that every member of a group that
+// map or format reads has the fields they name.
+func (v *validator) groupFields(s *Step, t *Template, p Pos) {
+	if v.inv == nil {
+		return
+	}
+	for _, u := range t.GroupFieldUses() {
+		g := v.inv.Group(u.Group)
+		if g == nil {
+			continue // reported as an unknown group
+		}
+		for _, f := range u.Fields {
+			for _, m := range g.Nodes {
+				if n := v.inv.Node(m); n != nil && !NodeHasField(n, f) {
+					v.d.add(p, "step %q: groups.%s | %s: node %q has no field or var %q", s.ID, g.Name, u.Filter, m, f)
+				}
+			}
+		}
+	}
 }

@@ -92,10 +92,12 @@ type Step struct {
 	When        string        `yaml:"when" doc:"Guard: one expression whose value is true or false, bare (inputs.drill) or in {{ }}; the step runs only if it is true. Text, or a value that is not a boolean, is an error. Guards that read only inputs are checked before the first step runs."`
 	Danger      bool          `yaml:"danger" doc:"Destructive: the operator must type a word to go ahead (the target's name unless confirm: says otherwise; headless: --yes)."`
 	Confirm     *Confirmation `yaml:"confirm" doc:"For danger steps: what the operator types and why (default: the target's name)."`
-	Serial      int           `yaml:"serial" doc:"Run at most this many targets at once (0: all in parallel)."`
+	ForEach     string        `yaml:"for_each" doc:"Run the step once per item of a list: a template whose value is a list ({{ inputs.joiners }}, {{ groups.etcd }}) or a group name. Each item is its own execution, checkpoint and resume unit; templates read it as item (item.name, item.<var> when it names a node). on: is rendered per item and must give one node (default: the item itself)."`
+	Serial      int           `yaml:"serial" doc:"Run at most this many targets (or for_each items) at once (0: all in parallel)."`
 	Timeout     Duration      `yaml:"timeout" none:"true" doc:"Time limit of one attempt on one target. Default when omitted: the kind's (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm and input wait for a person: none). Write none to opt out of any limit."`
 	Retries     int           `yaml:"retries" doc:"Extra attempts after a failure, with backoff."`
 	RetryDelay  Duration      `yaml:"retry_delay" doc:"Delay before the first retry; doubles each time (default 1s)."`
+	Until       string        `yaml:"until" doc:"Retry until this guard over the step's own outputs holds (outputs.<name>, typed like when:): an attempt whose outputs do not satisfy it fails and is retried with retry_delay backoff, up to retries: extra attempts, or while the step's timeout has not run out since the first attempt when retries is 0."`
 	OnFailure   string        `yaml:"on_failure" enum:"stop,continue,ask" doc:"What a failure does: stop the run, continue, or ask the operator."`
 	Check       string        `yaml:"check" doc:"Shell command run on the target when resuming an interrupted step: exit 0 means the step already took effect."`
 	Outputs     []Output      `yaml:"outputs" doc:"Values the step produces, captured from stdout as key=value lines or a JSON object."`

@@ -8,7 +8,7 @@ import (
 
 // StaticRoots are the template roots whose values are known before the first
 // step runs: a template that reads only these can be checked up front.
-var StaticRoots = []string{"inputs", "nodes", "run"}
+var StaticRoots = []string{"inputs", "nodes", "groups", "run"}
 
 // ReadsOnly reports whether every path the template reads starts with one of
 // roots (index expressions included).

@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +28,24 @@ type RunScope struct {
 	Inventory *Inventory
 	// Target is the node the step is running on, if any.
 	Target *Node
+	// Item is the for_each item of the execution, if any (see WithItem).
+	Item *Value
+	// Own are the step's own outputs, read by its until: as outputs.<name>.
+	Own map[string]Value
+}
+
+// WithItem returns a copy of the scope whose `item` is v.
+func (s *RunScope) WithItem(v Value) *RunScope {
+	c := *s
+	c.Item = &v
+	return &c
+}
+
+// WithOwn returns a copy of the scope whose `outputs` are outs (until:).
+func (s *RunScope) WithOwn(outs map[string]Value) *RunScope {
+	c := *s
+	c.Own = outs
+	return &c
 }
 
 // WithTarget returns a copy of the scope whose `target` is n.
@@ -74,9 +93,9 @@ func (s *RunScope) Lookup(path []string) (Value, error) {
 				return missing("step %q produced no output %q", path[1], path[3])
 			}
 			return v, nil
-		case "targets":
+		case "targets", "items":
 			if len(path) < 5 || path[4] != "outputs" || len(path) < 6 {
-				return missing("use steps.%s.targets.<node>.outputs.<name>", path[1])
+				return missing("use steps.%s.%s.<%s>.outputs.<name>", path[1], path[2], map[bool]string{true: "item", false: "node"}[path[2] == "items"])
 			}
 			outs, ok := st.Targets[path[3]]
 			if !ok {
@@ -106,6 +125,48 @@ func (s *RunScope) Lookup(path []string) (Value, error) {
 			return missing("this step has no target node")
 		}
 		return nodeValue(s.Target, path[1:])
+	case "item":
+		if s.Item == nil {
+			return missing("item is only defined in a step with for_each:")
+		}
+		if len(path) == 1 {
+			return *s.Item, nil
+		}
+		name, _ := formatText(s.Item.V)
+		var n *Node
+		if s.Inventory != nil {
+			n = s.Inventory.Node(name)
+		}
+		if n == nil {
+			return missing("item %s is not a node: it has no field %q", itemShown(*s.Item), path[1])
+		}
+		v, err := nodeValue(n, path[1:])
+		v.Secret = v.Secret || s.Item.Secret
+		return v, err
+	case "groups":
+		if s.Inventory == nil {
+			return missing("no inventory")
+		}
+		if len(path) < 2 {
+			return missing("groups needs a name")
+		}
+		g := s.Inventory.Group(path[1])
+		if g == nil {
+			return missing("no group %q", path[1])
+		}
+		return index(Value{V: []string(slices.Clone(g.Nodes))}, path[2:], "groups."+path[1])
+	case "outputs":
+		if s.Own == nil {
+			return missing("outputs.<name> is only defined in until:")
+		}
+		if len(path) < 2 {
+			return missing("outputs needs a name")
+		}
+		v, ok := s.Own[path[1]]
+		if !ok {
+			return missing("the step produced no output %q", path[1])
+		}
+		return v, nil
 	case "run":
 		if len(path) < 2 {
 			return missing("run needs a field")
@@ -294,4 +355,63 @@ func RenderParams(p Params, sc Scope) (map[string]any, []string, error) {
 		out[k] = r
 	}
 	return out, secrets, nil
+}
+
+func itemShown(v Value) string {
+	if v.Secret {
+		return "(secret)"
+	}
+	t, _ := formatText(v.V)
+	return strconv.Quote(t)
+}
+
+// ForEachItems renders a step's for_each: into its items: a template whose
+// value is a list, or a group name (a group's nodes). Items are text, unique
+// and non-empty; a value derived from a secret is refused, since each item
+// names an execution in the record and on screen.
+func ForEachItems(forEach string, sc *RunScope) ([]string, error) {
+	src := strings.TrimSpace(forEach)
+	if !strings.Contains(src, "{{") {
+		if sc.Inventory == nil || sc.Inventory.Group(src) == nil {
+			return nil, fmt.Errorf("%w: for_each: %q is not a group (write a list template such as {{ inputs.joiners }})", ErrTemplate, src)
+		}
+		return slices.Clone(sc.Inventory.Group(src).Nodes), nil
+	}
+	t, err := ParseTemplate(src)
+	if err != nil {
+		return nil, fmt.Errorf("for_each: %w", err)
+	}
+	v, err := t.Eval(sc)
+	if err != nil {
+		return nil, fmt.Errorf("for_each: %w", err)
+	}
+	if v.Secret {
+		return nil, fmt.Errorf("%w: for_each: the items derive from a secret; items are recorded and shown, so they may not", ErrType)
+	}
+	var items []string
+	switch x := v.V.(type) {
+	case []string:
+		items = slices.Clone(x)
+	case []any:
+		for _, e := range x {
+			s, err := formatText(e)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, s)
+		}
+	default:
+		return nil, fmt.Errorf("%w: for_each: needs a list, got %s", ErrType, runtimeType(v.V))
+	}
+	seen := map[string]bool{}
+	for _, it := range items {
+		if strings.TrimSpace(it) == "" {
+			return nil, fmt.Errorf("%w: for_each: an item is empty", ErrTemplate)
+		}
+		if seen[it] {
+			return nil, fmt.Errorf("%w: for_each: item %q appears twice (each item is one execution)", ErrTemplate, it)
+		}
+		seen[it] = true
+	}
+	return items, nil
 }

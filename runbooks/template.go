@@ -21,7 +21,10 @@ import (
 //	{{ nodes[inputs.seed].api }}            index with another expression
 //	{{ target.name }}                       the node the step is running on
 //	{{ run.id }}
-//	{{ inputs.backup | quote }}             filters: quote, join(sep), default(v), length, json, lower, upper
+//	{{ inputs.backup | quote }}             filters: quote, join(sep), default(v), length, json, lower, upper,
+//	                                        map(field), format("{name}={peer_url}") over node names
+//	{{ groups.etcd | format("{name}={peer_url}") | join(",") }}
+//	{{ item.name }}                         the for_each item (a node: its fields and vars)
 //	{{ inputs.mode == "full" and not inputs.dry_run }}
 //
 // A reference to something that does not exist is an error, never an empty
@@ -432,7 +435,7 @@ func (e filterExpr) refs(out *[]Ref) {
 	}
 }
 
-var filterArity = map[string]int{"quote": 0, "join": 1, "default": 1, "length": 0, "json": 0, "lower": 0, "upper": 0}
+var filterArity = map[string]int{"quote": 0, "join": 1, "default": 1, "length": 0, "json": 0, "lower": 0, "upper": 0, "map": 1, "format": 1}
 
 func (e filterExpr) eval(sc Scope) (Value, error) {
 	v, err := e.x.eval(sc)
@@ -489,6 +492,42 @@ func (e filterExpr) eval(sc Scope) (Value, error) {
 		}
 		s, err := formatText(v.V)
 		return Value{V: int64(len(s))}, err
+	case "map", "format":
+		arg, _ := formatText(args[0].V)
+		one := func(name string) (string, error) {
+			if e.name == "map" {
+				return nodeField(sc, name, arg)
+			}
+			return formatNode(sc, name, arg)
+		}
+		secret := v.Secret || args[0].Secret
+		var list []string
+		switch x := v.V.(type) {
+		case []string:
+			list = x
+		case []any:
+			for _, el := range x {
+				s, err := formatText(el)
+				if err != nil {
+					return Value{}, err
+				}
+				list = append(list, s)
+			}
+		default:
+			name, err := formatText(v.V)
+			if err != nil {
+				return Value{}, err
+			}
+			out, err := one(name)
+			return Value{V: out, Secret: secret}, err
+		}
+		out := make([]string, len(list))
+		for i, name := range list {
+			if out[i], err = one(name); err != nil {
+				return Value{}, err
+			}
+		}
+		return Value{V: out, Secret: secret}, nil
 	case "json":
 		b, err := json.Marshal(v.V)
 		return Value{V: string(b), Secret: v.Secret}, err
@@ -502,6 +541,120 @@ func (e filterExpr) eval(sc Scope) (Value, error) {
 		return Value{V: s, Secret: v.Secret}, err
 	}
 	return Value{}, fmt.Errorf("%w: unknown filter %q", ErrTemplate, e.name)
+}
+
+// GroupFieldUse is a map or format filter applied to a group with a
+// literal argument: lint checks every member has the fields it reads.
+type GroupFieldUse struct {
+	Group  string
+	Filter string
+	Fields []string
+}
+
+// GroupFieldUses returns the map("field") and format("…{field}…") filters
+// the template applies directly to groups.<name>.
+func (t *Template) GroupFieldUses() []GroupFieldUse {
+	var out []GroupFieldUse
+	var walk func(e expr)
+	walk = func(e expr) {
+		switch x := e.(type) {
+		case filterExpr:
+			walk(x.x)
+			for _, a := range x.args {
+				walk(a)
+			}
+			p, isPath := x.x.(pathExpr)
+			lit, isLit := litArg(x.args)
+			if (x.name != "map" && x.name != "format") || !isPath || !isLit || len(p.segs) != 2 || p.segs[0].name != "groups" || p.segs[1].index != nil {
+				return
+			}
+			u := GroupFieldUse{Group: p.segs[1].name, Filter: x.name}
+			if x.name == "map" {
+				u.Fields = []string{lit}
+			} else {
+				for rest := lit; ; {
+					i := strings.IndexByte(rest, '{')
+					j := strings.IndexByte(rest, '}')
+					if i < 0 || j < i {
+						break
+					}
+					u.Fields = append(u.Fields, rest[i+1:j])
+					rest = rest[j+1:]
+				}
+			}
+			out = append(out, u)
+		case binaryExpr:
+			walk(x.l)
+			walk(x.r)
+		case unaryExpr:
+			walk(x.x)
+		}
+	}
+	for _, p := range t.parts {
+		if p.expr != nil {
+			walk(p.expr)
+		}
+	}
+	return out
+}
+
+func litArg(args []expr) (string, bool) {
+	if len(args) != 1 {
+		return "", false
+	}
+	l, ok := args[0].(litExpr)
+	if !ok {
+		return "", false
+	}
+	s, ok := l.v.(string)
+	return s, ok
+}
+
+// NodeHasField reports whether a template can read field (name, host, a
+// var, vars.<var>, …) of node n, as map and format do.
+func NodeHasField(n *Node, field string) bool {
+	_, err := nodeValue(n, strings.Split(strings.TrimSpace(field), "."))
+	return err == nil
+}
+
+// nodeField is map's work: field (name, host, port, a var, vars.<var>, …)
+// of the node called name, as text.
+func nodeField(sc Scope, name, field string) (string, error) {
+	field = strings.TrimSpace(field)
+	if field == "" {
+		return "", fmt.Errorf("%w: map needs a node field such as \"host\" or \"vars.peer_url\"", ErrTemplate)
+	}
+	path := append([]string{"nodes", name}, strings.Split(field, ".")...)
+	v, err := sc.Lookup(path)
+	if err != nil {
+		return "", err
+	}
+	return formatText(v.V)
+}
+
+// formatNode is format's work: pattern with each {field} replaced by that
+// field of the node called name ({name}, {host}, {peer_url}, {vars.x}).
+func formatNode(sc Scope, name, pattern string) (string, error) {
+	var b strings.Builder
+	rest := pattern
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String(), nil
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("%w: format: unclosed { in %q", ErrTemplate, pattern)
+		}
+		b.WriteString(rest[:i])
+		s, err := nodeField(sc, name, rest[i+1:i+j])
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s)
+		rest = rest[i+j+1:]
+	}
 }
 
 // ShellQuote quotes s as one word for a POSIX shell: inside single quotes,

@@ -104,6 +104,7 @@ func FuzzLoadRunbook(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	attackSeeds(f, "apiVersion: drbook/v1\nkind: Runbook\nname: x\nsteps:\n  - id: a\n    run: shell\n    on: node1\n    with:\n      command: echo\n      env:\n")
 	reg := steps.NewRegistry()
 	f.Fuzz(func(t *testing.T, src []byte) {
 		rb, err := runbooks.LoadRunbook("fuzz.yaml", src, reg, nil)

@@ -17,7 +17,7 @@ import (
 //	        node names and fields; run.*; filters quote, join, json, lower, upper
 //	text    a step output or a node var: text that may hold a number, so it
 //	        compares with strings, numbers and booleans ("true" == true)
-//	list    a nodes input
+//	list    a nodes input, groups.<name>, map(...) and format(...) of a list
 //
 // and/or/not take booleans; == and != take two values of the same type (or
 // text and anything but a list); <, <=, >, >= take numbers or text.
@@ -277,6 +277,19 @@ func typeOfExpr(e expr, typeOf RefTyper) (Type, error) {
 		switch x.name {
 		case "length":
 			return TypeInt, nil
+		case "map", "format":
+			if len(args) == 1 && args[0] != TypeString && args[0] != TypeUnknown && args[0] != TypeText {
+				return TypeUnknown, fmt.Errorf("%w: %s takes a string argument (a node field or a pattern), got %s", ErrType, x.name, args[0].a())
+			}
+			switch t {
+			case TypeList:
+				return TypeList, nil
+			case TypeString, TypeText:
+				return TypeString, nil
+			case TypeUnknown:
+				return TypeUnknown, nil
+			}
+			return TypeUnknown, fmt.Errorf("%w: %s takes node names (a list such as groups.<name> or a nodes input, or one node), got %s", ErrType, x.name, t.a())
 		case "default":
 			if t == TypeUnknown {
 				return args[0], nil

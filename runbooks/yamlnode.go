@@ -3,9 +3,12 @@ package runbooks
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
+	"sync"
 
 	"github.com/goccy/go-yaml/ast"
+	yamllexer "github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 	"github.com/goccy/go-yaml/token"
 )
@@ -58,6 +61,13 @@ type ynode struct {
 	vals   []*ynode // mapping values, parallel to keys
 	items  []*ynode // list items
 	quoted bool     // scalar was quoted (always a string)
+	// size counts the node and everything under it with aliases expanded,
+	// and height its depth the same way: what a walk of it would visit.
+	size, height int
+	// block locates a block scalar's (| or >) text in the source, so a
+	// problem inside it can be reported at its own line (see posAt).
+	block *blockText
+	index map[string]int // key → position in keys, for large mappings
 }
 
 // get returns the value for a mapping key, or nil.
@@ -65,10 +75,8 @@ func (n *ynode) get(key string) *ynode {
 	if n == nil || n.kind != kindMap {
 		return nil
 	}
-	for i, k := range n.keys {
-		if k.value == key {
-			return n.vals[i]
-		}
+	if i, ok := n.keyIndex(key); ok {
+		return n.vals[i]
 	}
 	return nil
 }
@@ -83,21 +91,37 @@ func (n *ynode) describe() string {
 	return n.kind.String()
 }
 
-// maxYAMLDepth bounds nesting so hostile input cannot exhaust the stack.
-const maxYAMLDepth = 64
+// Large documents (over largeYAML bytes) are parsed one at a time, with the
+// garbage collector working harder meanwhile: the YAML library allocates
+// about 100 bytes per input byte, mostly garbage, and with the default
+// pacing a 4 MiB document peaks near 150 MB; at largeYAMLGCPercent it stays
+// near 110 MB, and concurrent loads (a directory of runbooks) cannot add up.
+var largeParse sync.Mutex
 
-// maxYAMLBytes bounds the size of a document drbook will parse.
-const maxYAMLBytes = 4 << 20
+const (
+	largeYAML          = 1 << 20
+	largeYAMLGCPercent = 25
+)
 
 // parseYAML parses one YAML document into a ynode tree. A syntax error is
-// returned as a Diagnostic with the position the parser reports.
+// returned as a Diagnostic with the position the parser reports. Every bound
+// in bounds.go is checked before the work it protects.
 func parseYAML(file string, src []byte) (*ynode, error) {
 	d := &diags{file: file}
-	if len(src) > maxYAMLBytes {
-		d.add(Pos{}, "file is larger than %d bytes", maxYAMLBytes)
+	body, ok := prescan(d, src)
+	if !ok {
 		return nil, d.err()
 	}
-	f, err := parser.ParseBytes(src, 0)
+	if len(body) > largeYAML {
+		largeParse.Lock()
+		defer largeParse.Unlock()
+		defer debug.SetGCPercent(debug.SetGCPercent(largeYAMLGCPercent))
+	}
+	tokens := yamllexer.Tokenize(string(body))
+	if !checkTokens(d, tokens) {
+		return nil, d.err()
+	}
+	f, err := parser.Parse(tokens, 0)
 	if err != nil {
 		var ye interface {
 			GetToken() *token.Token
@@ -125,7 +149,7 @@ func parseYAML(file string, src []byte) (*ynode, error) {
 		d.add(posOf(docs[1].Body), "only one YAML document per file is allowed")
 		return nil, d.err()
 	}
-	c := converter{d: d, anchors: map[string]*ynode{}}
+	c := converter{d: d, anchors: map[string]*ynode{}, src: body}
 	root := c.convert(docs[0].Body, 0)
 	if err := d.err(); err != nil {
 		return nil, err
@@ -151,36 +175,74 @@ func posOf(n ast.Node) Pos {
 type converter struct {
 	d       *diags
 	anchors map[string]*ynode
+	src     []byte // the parsed bytes (BOM removed), for block scalar positions
+	lines   []int  // byte offset of each line's start, built on first use
+	total   int    // nodes created plus nodes reached through aliases
+	refused bool   // the node budget was exceeded (reported once)
+}
+
+// saturate keeps node counts from overflowing; anything this large is far
+// over maxYAMLNodes anyway.
+func saturate(n int) int { return min(n, 1<<40) }
+
+// sized sets n's expanded size and height from its children.
+func sized(n *ynode) *ynode {
+	size, height := 1, 0
+	for _, k := range n.keys {
+		size = saturate(size + k.size)
+	}
+	for _, v := range n.vals {
+		size = saturate(size + v.size)
+		height = max(height, v.height)
+	}
+	for _, it := range n.items {
+		size = saturate(size + it.size)
+		height = max(height, it.height)
+	}
+	n.size, n.height = size, height+1
+	return n
 }
 
 func (c *converter) convert(n ast.Node, depth int) *ynode {
 	if depth > maxYAMLDepth {
 		c.d.add(posOf(n), "nesting deeper than %d levels", maxYAMLDepth)
-		return &ynode{kind: kindNull, pos: posOf(n)}
+		return &ynode{kind: kindNull, pos: posOf(n), size: 1, height: 1}
 	}
+	out := c.convertNode(n, depth)
+	if _, alias := n.(*ast.AliasNode); !alias {
+		c.total = saturate(c.total + 1)
+		if c.total > maxYAMLNodes && !c.refused {
+			c.refused = true
+			c.d.add(posOf(n), "more than %d YAML nodes; a document this large is refused", maxYAMLNodes)
+		}
+	}
+	return out
+}
+
+func (c *converter) convertNode(n ast.Node, depth int) *ynode {
 	switch v := n.(type) {
 	case nil:
-		return &ynode{kind: kindNull}
+		return &ynode{kind: kindNull, size: 1, height: 1}
 	case *ast.DocumentNode:
 		return c.convert(v.Body, depth+1)
 	case *ast.NullNode:
-		return &ynode{kind: kindNull, pos: posOf(v)}
+		return &ynode{kind: kindNull, pos: posOf(v), size: 1, height: 1}
 	case *ast.StringNode:
 		t := v.GetToken()
 		quoted := t != nil && (t.Type == token.SingleQuoteType || t.Type == token.DoubleQuoteType)
-		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarString, value: v.Value, quoted: quoted}
+		return sized(&ynode{kind: kindScalar, pos: posOf(v), stype: scalarString, value: v.Value, quoted: quoted})
 	case *ast.LiteralNode:
 		val := ""
 		if v.Value != nil {
 			val = v.Value.Value
 		}
-		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarString, value: val, quoted: true}
+		return sized(&ynode{kind: kindScalar, pos: posOf(v), stype: scalarString, value: val, quoted: true, block: c.blockText(v)})
 	case *ast.IntegerNode:
-		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarInt, value: v.GetToken().Value}
+		return sized(&ynode{kind: kindScalar, pos: posOf(v), stype: scalarInt, value: v.GetToken().Value})
 	case *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
-		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarFloat, value: v.GetToken().Value}
+		return sized(&ynode{kind: kindScalar, pos: posOf(v), stype: scalarFloat, value: v.GetToken().Value})
 	case *ast.BoolNode:
-		return &ynode{kind: kindScalar, pos: posOf(v), stype: scalarBool, value: fmt.Sprint(v.Value)}
+		return sized(&ynode{kind: kindScalar, pos: posOf(v), stype: scalarBool, value: fmt.Sprint(v.Value)})
 	case *ast.TagNode:
 		return c.convert(v.Value, depth+1)
 	case *ast.AnchorNode:
@@ -197,9 +259,21 @@ func (c *converter) convert(n ast.Node, depth int) *ynode {
 		target, ok := c.anchors[name]
 		if !ok {
 			c.d.add(posOf(v), "unknown alias *%s", name)
-			return &ynode{kind: kindNull, pos: posOf(v)}
+			return &ynode{kind: kindNull, pos: posOf(v), size: 1, height: 1}
 		}
-		return target
+		// The alias is shared, not copied; what it costs is what every
+		// later walk of the tree pays for it.
+		c.total = saturate(c.total + target.size)
+		switch {
+		case c.total > maxYAMLNodes && !c.refused:
+			c.refused = true
+			c.d.add(posOf(v), "alias *%s expands to %d nodes, taking the document past %d nodes (an alias bomb?); write the values out or use fewer aliases", name, target.size, maxYAMLNodes)
+		case depth+target.height > maxYAMLDepth:
+			c.d.add(posOf(v), "alias *%s nests deeper than %d levels", name, maxYAMLDepth)
+		default:
+			return target
+		}
+		return &ynode{kind: kindNull, pos: posOf(v), size: 1, height: 1}
 	case *ast.MappingNode:
 		out := &ynode{kind: kindMap, pos: posOf(v)}
 		if len(v.Values) > 0 {
@@ -208,22 +282,22 @@ func (c *converter) convert(n ast.Node, depth int) *ynode {
 		for _, mv := range v.Values {
 			c.addPair(out, mv, depth)
 		}
-		return out
+		return sized(out)
 	case *ast.MappingValueNode:
 		out := &ynode{kind: kindMap, pos: posOf(v.Key)}
 		c.addPair(out, v, depth)
-		return out
+		return sized(out)
 	case *ast.SequenceNode:
 		out := &ynode{kind: kindSeq, pos: posOf(v)}
 		for _, item := range v.Values {
 			out.items = append(out.items, c.convert(item, depth+1))
 		}
-		return out
+		return sized(out)
 	case *ast.MappingKeyNode:
 		return c.convert(v.Value, depth+1)
 	default:
 		c.d.add(posOf(n), "unsupported YAML construct (%s)", n.Type())
-		return &ynode{kind: kindNull, pos: posOf(n)}
+		return &ynode{kind: kindNull, pos: posOf(n), size: 1, height: 1}
 	}
 }
 
@@ -237,11 +311,9 @@ func (c *converter) addPair(m *ynode, mv *ast.MappingValueNode, depth int) {
 		c.d.add(key.pos, "a mapping key must be a plain name, not a %s", key.describe())
 		return
 	}
-	for _, k := range m.keys {
-		if k.value == key.value {
-			c.d.add(key.pos, "duplicate key %q (first at line %d)", key.value, k.pos.Line)
-			return
-		}
+	if j, dup := m.keyIndex(key.value); dup {
+		c.d.add(key.pos, "duplicate key %q (first at line %d)", key.value, m.keys[j].pos.Line)
+		return
 	}
 	val := c.convert(mv.Value, depth+1)
 	if val.pos.IsZero() {
@@ -249,4 +321,28 @@ func (c *converter) addPair(m *ynode, mv *ast.MappingValueNode, depth int) {
 	}
 	m.keys = append(m.keys, key)
 	m.vals = append(m.vals, val)
+	if m.index != nil {
+		m.index[key.value] = len(m.keys) - 1
+	}
+}
+
+// keyIndex finds a key of a mapping. Large mappings get an index so a
+// hostile mapping with many keys costs linear time, not quadratic.
+func (n *ynode) keyIndex(key string) (int, bool) {
+	if n.index == nil && len(n.keys) >= 16 {
+		n.index = make(map[string]int, len(n.keys))
+		for i, k := range n.keys {
+			n.index[k.value] = i
+		}
+	}
+	if n.index != nil {
+		i, ok := n.index[key]
+		return i, ok
+	}
+	for i, k := range n.keys {
+		if k.value == key {
+			return i, true
+		}
+	}
+	return 0, false
 }

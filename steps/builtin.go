@@ -30,20 +30,34 @@ var envSchema = map[string]any{
 // Info implements Kind.
 func (Shell) Info() runbooks.KindInfo {
 	return runbooks.KindInfo{
-		Name:        "shell",
-		Description: "Run a shell command on each target node. Default timeout 10m (timeout: none to opt out).",
+		Name: "shell",
+		Description: "Run a shell command on each target node. Default timeout 10m (timeout: none to opt out). " +
+			"With detach:, start a long-running process (a daemon) in its own session, output to a log file, and return once it is started and ready.",
 		Params: map[string]any{
 			"type": "object",
 			"properties": map[string]any{
 				"command": map[string]any{"type": "string", "description": "POSIX shell command line."},
 				"env":     envSchema,
+				"detach": map[string]any{
+					"type": "object",
+					"description": "Start command as a background service that outlives the step: in a new session (setsid), stdin from /dev/null, " +
+						"stdout and stderr appended to log. The step prints pid=<process group id> (declare outputs: [pid] to use it; kill -TERM -PID stops it and its children) " +
+						"and, with ready, polls that command until it exits 0; it fails if the process exits first (showing the log's last lines) or if the timeout runs out (the process is then stopped).",
+					"properties": map[string]any{
+						"log":      map[string]any{"type": "string", "description": "File on the node the process's output is appended to."},
+						"ready":    map[string]any{"type": "string", "description": "Readiness command polled until it exits 0 (e.g. curl -fsS http://127.0.0.1:2379/health)."},
+						"interval": map[string]any{"type": "string", "description": "Time between readiness polls (default 500ms)."},
+					},
+					"required":             []any{"log"},
+					"additionalProperties": false,
+				},
 			},
 			"required":             []any{"command"},
 			"additionalProperties": false,
 		},
 		DeclaredOutputs: true,
 		Targets:         runbooks.TargetsRequired,
-		CommandParams:   []string{"command"},
+		CommandParams:   []string{"command", "detach.log", "detach.ready"},
 		DefaultTimeout:  runbooks.Duration(ShellDefaultTimeout),
 	}
 }
@@ -64,7 +78,97 @@ func (Shell) Run(ctx context.Context, x *Exec) (Result, error) {
 	if err != nil {
 		return Result{ExitCode: -1}, err
 	}
+	if d, ok := x.Params["detach"]; ok && d != nil {
+		dm, ok := d.(map[string]any)
+		if !ok {
+			return Result{ExitCode: -1}, fmt.Errorf("%w: detach must be a mapping", ErrBadParams)
+		}
+		return runDetached(ctx, x, line, env, dm)
+	}
 	return RunCommand(ctx, x, line, env)
+}
+
+// detachTail is how many lines of a detached process's log a failure shows.
+const detachTail = 20
+
+// runDetached starts line as a service: setsid puts it in a session of its
+// own (so neither the SSH session's end nor a cancelled step signals it),
+// stdin is /dev/null and its output goes to the log file, so nothing holds
+// the session open and the launch returns at once. It then polls the ready
+// command until it exits 0, while checking that the process still lives.
+func runDetached(ctx context.Context, x *Exec, line string, env map[string]string, d map[string]any) (Result, error) {
+	logPath, err := paramString(d, "log")
+	if err != nil || logPath == "" {
+		return Result{ExitCode: -1}, fmt.Errorf("%w: detach needs log: a file for the process's output", ErrBadParams)
+	}
+	ready, err := paramString(d, "ready")
+	if err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	interval, err := paramDuration(d, "interval", 500*time.Millisecond)
+	if err != nil {
+		return Result{ExitCode: -1}, err
+	}
+	q := runbooks.ShellQuote(logPath)
+	launch := fmt.Sprintf(": >>%s || exit 1\nsetsid sh -c %s >>%s 2>&1 </dev/null &\necho pid=$!", q, runbooks.ShellQuote(line), q)
+	step := *x.Step
+	if !slices.ContainsFunc(step.Outputs, func(o runbooks.Output) bool { return o.Name == "pid" }) {
+		step.Outputs = append(slices.Clone(step.Outputs), runbooks.Output{Name: "pid"})
+	}
+	started := *x
+	started.Step = &step
+	res, err := RunCommand(ctx, &started, launch, env)
+	if err != nil {
+		return res, err
+	}
+	pid := strings.TrimSpace(res.Outputs["pid"])
+	if _, perr := strconv.Atoi(pid); perr != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("detach: the launch printed no process id (%q)", pid)
+	}
+	if !slices.ContainsFunc(x.Step.Outputs, func(o runbooks.Output) bool { return o.Name == "pid" }) {
+		delete(res.Outputs, "pid")
+	}
+	if ready == "" {
+		res.Message = "started pid " + pid
+		return res, nil
+	}
+	full := map[string]string{}
+	maps.Copy(full, x.Target.Env)
+	maps.Copy(full, env)
+	probe := fmt.Sprintf("kill -0 %s 2>/dev/null || exit 99\n%s", pid, ready)
+	notReady := func(n int, last string) (Result, error) {
+		// A process that never became ready is stopped (TERM to its
+		// process group), so a retry or a redo does not start a second one.
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, _ = x.Transport.Run(stopCtx, transport.Command{Line: "kill -TERM -" + pid + " 2>/dev/null", Env: full})
+		return Result{ExitCode: -1, Outputs: res.Outputs}, &PollTimeoutError{
+			Detail: fmt.Sprintf("pid %s started but was not ready after %d readiness check(s), so it was stopped (last: %s)", pid, n, tailText(last, 5, 2048)), Cause: ctx.Err()}
+	}
+	for n := 1; ; n++ {
+		var out bytes.Buffer
+		code, err := x.Transport.Run(ctx, transport.Command{Line: probe, Env: full, Stdout: &out, Stderr: &out})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return notReady(n, out.String())
+		case err != nil:
+			return Result{ExitCode: -1, Outputs: res.Outputs}, err
+		case code == 0:
+			fmt.Fprintf(x.Stdout, "started pid %s; ready after %d check(s)\n", pid, n)
+			res.Message = "started pid " + pid + ", ready"
+			return res, nil
+		case code == 99:
+			var tail bytes.Buffer
+			_, _ = x.Transport.Run(ctx, transport.Command{Line: fmt.Sprintf("tail -n %d %s", detachTail, runbooks.ShellQuote(logPath)), Env: full, Stdout: &tail, Stderr: &tail})
+			fmt.Fprint(x.Stdout, tail.String())
+			return Result{ExitCode: 1, Outputs: res.Outputs}, fmt.Errorf("%w: detach: process %s exited before it was ready (last lines of %s above)", ErrExitStatus, pid, logPath)
+		}
+		select {
+		case <-ctx.Done():
+			return notReady(n, out.String())
+		case <-time.After(interval):
+		}
+	}
 }
 
 // RunCommand runs a command line on x's target through its transport with

@@ -31,6 +31,9 @@ type Exec struct {
 	Params map[string]any
 	// Target is the node the step runs on; nil for targetless kinds.
 	Target *runbooks.Node
+	// Key names the execution in the record: the target's name, or the
+	// item of a for_each step (empty for a targetless step).
+	Key string
 	// Transport runs commands on Target; nil for targetless kinds.
 	Transport transport.Transport
 	// Stdout and Stderr are the live output streams (masked, recorded).

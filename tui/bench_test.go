@@ -43,7 +43,7 @@ func bigRun(b *testing.B, w, h int) *RunView {
 	for i := range 10000 {
 		v.Handle(engine.OutputLine{StepID: last, Target: "node1", Line: fmt.Sprintf("line %05d of a long-running restore: copied %d chunks of the snapshot to the new leader", i, i*7), Stderr: i%100 == 0, Time: at(i)})
 	}
-	v.sync()
+
 	_ = v.View()
 	return v
 }
@@ -59,7 +59,7 @@ func BenchmarkRunScreenRender(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				v.Handle(engine.OutputLine{StepID: "step-499", Target: "node1", Line: fmt.Sprintf("more output %d", i)})
-				v.sync()
+
 				_ = v.View()
 			}
 		})

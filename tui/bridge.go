@@ -17,14 +17,22 @@ type EventMsg struct{ Event engine.Event }
 // order.
 type batchMsg []tea.Msg
 
+// bridgeMaxBytes bounds the output lines buffered while the program is
+// behind: beyond it, older lines of a step that the screen would not keep
+// anyway are dropped and counted (the record has every line).
+const bridgeMaxBytes = 8 << 20
+
 // Bridge carries messages from the engine's goroutines into the program
-// without ever blocking them: Send appends to an unbounded buffer and wakes
-// the receiving command, which delivers everything buffered as one batch and
-// is re-armed after each receive (the glow/soft-serve stream pattern).
+// without ever blocking them: Send appends to a buffer and wakes the
+// receiving command, which delivers everything buffered as one batch and is
+// re-armed after each receive (the glow/soft-serve stream pattern). Output
+// lines in the buffer are bounded (bridgeMaxBytes); every other message is
+// kept.
 type Bridge struct {
-	mu      sync.Mutex
-	pending []tea.Msg
-	notify  chan struct{}
+	mu       sync.Mutex
+	pending  []tea.Msg
+	outBytes int
+	notify   chan struct{}
 }
 
 // NewBridge returns an empty bridge.
@@ -36,6 +44,12 @@ func NewBridge() *Bridge {
 func (b *Bridge) Send(msg tea.Msg) {
 	b.mu.Lock()
 	b.pending = append(b.pending, msg)
+	if n := outSize(msg); n > 0 {
+		b.outBytes += n
+		if b.outBytes > bridgeMaxBytes {
+			b.compact()
+		}
+	}
 	b.mu.Unlock()
 	select {
 	case b.notify <- struct{}{}:
@@ -43,8 +57,66 @@ func (b *Bridge) Send(msg tea.Msg) {
 	}
 }
 
-// Observe is an engine.Config.Observer.
-func (b *Bridge) Observe(ev engine.Event) { b.Send(EventMsg{Event: ev}) }
+// Observe is an engine.Config.Observer. An output line longer than the
+// screen keeps is cut here (the record has it whole).
+func (b *Bridge) Observe(ev engine.Event) {
+	if l, ok := ev.(engine.OutputLine); ok && len(l.Line) > maxLineBytes {
+		l.Line = capBytes(l.Line, maxLineBytes)
+		ev = l
+	}
+	b.Send(EventMsg{Event: ev})
+}
+
+// outSize is the buffered size of an output line message, 0 for others.
+func outSize(msg tea.Msg) int {
+	if e, ok := msg.(EventMsg); ok {
+		if l, ok := e.Event.(engine.OutputLine); ok {
+			return len(l.Line) + len(l.StepID) + len(l.Target) + 96
+		}
+	}
+	return 0
+}
+
+// compact keeps, of each step's buffered output lines, the newest that the
+// screen keeps (liveRingLines, liveRingBytes); the older are replaced by one
+// outputSkipped per step, where the first of them was. Called with mu held.
+func (b *Bridge) compact() {
+	kept := map[string]int{}
+	keptBytes := map[string]int{}
+	drop := make([]bool, len(b.pending))
+	dropped := map[string]int{}
+	total := 0
+	for i := len(b.pending) - 1; i >= 0; i-- {
+		n := outSize(b.pending[i])
+		if n == 0 {
+			continue
+		}
+		id := b.pending[i].(EventMsg).Event.(engine.OutputLine).StepID
+		if kept[id] < liveRingLines && keptBytes[id]+n <= liveRingBytes {
+			kept[id]++
+			keptBytes[id] += n
+			total += n
+			continue
+		}
+		drop[i] = true
+		dropped[id]++
+	}
+	out := b.pending[:0]
+	for i, msg := range b.pending {
+		if !drop[i] {
+			out = append(out, msg)
+			continue
+		}
+		id := msg.(EventMsg).Event.(engine.OutputLine).StepID
+		if n := dropped[id]; n > 0 {
+			out = append(out, outputSkipped{StepID: id, Lines: n})
+			dropped[id] = 0
+		}
+	}
+	clear(b.pending[len(out):])
+	b.pending = out
+	b.outBytes = total
+}
 
 // Wait returns a command that waits for buffered messages and delivers them
 // as one batch. Issue it again after handling each batch.
@@ -54,6 +126,7 @@ func (b *Bridge) Wait() tea.Cmd {
 		b.mu.Lock()
 		msgs := b.pending
 		b.pending = nil
+		b.outBytes = 0
 		b.mu.Unlock()
 		return batchMsg(msgs)
 	}

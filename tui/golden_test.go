@@ -109,7 +109,7 @@ func TestTUIDangerConfirmGolden(t *testing.T) {
 			}
 			got := frame(m)
 			checkFrame(t, "danger", got, sz.w, sz.h)
-			for _, want := range []string{"DANGER", `on node2: test -n "$PASS"`, "Type node2 to go ahead", `"node3" is not "node2"`} {
+			for _, want := range []string{"DANGER", "on node2:", `│ test -n "$PASS" && echo "wiped marker drill on node2"`, "Type node2 to go ahead", `"node3" is not "node2"`} {
 				if !strings.Contains(got, want) {
 					t.Errorf("danger box lacks %q:\n%s", want, got)
 				}
@@ -125,7 +125,7 @@ func TestTUIDangerConfirmGolden(t *testing.T) {
 			default:
 				t.Fatal("the right name did not answer the engine")
 			}
-			if m.prompt != nil {
+			if m.run.Prompting() {
 				t.Error("the danger box stayed open")
 			}
 		})
@@ -299,7 +299,7 @@ func TestTUIDangerManyTargetsKeepsInput(t *testing.T) {
 	d.send(batchMsg{confirmMsg{reply: make(chan steps.ConfirmResponse, 1), req: steps.ConfirmRequest{StepID: "reset", Danger: true,
 		Targets: targets, Summaries: sums, Expect: strings.Join(targets, ",")}}})
 	got := sized(t, d, 80, 24)
-	for _, want := range []string{"DANGER", "lines not shown", "> ", "enter confirm"} {
+	for _, want := range []string{"DANGER", "more lines below (pgdn)", "> ", "to go ahead", "enter confirm", "esc esc refuse"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("tall danger box lacks %q:\n%s", want, got)
 		}

@@ -38,6 +38,9 @@ type Options struct {
 	ResumeRun *state.Run
 	// Replay, when set, opens that recorded run read-only.
 	Replay *Replay
+	// Record reads the recorded output of a step for the pager (the run
+	// screen keeps only the tail of each step in memory). *state.DB is one.
+	Record Record
 
 	Inventory *runbooks.Inventory
 	Answers   *runbooks.Answers
@@ -78,14 +81,11 @@ type Model struct {
 	opts Options
 	ctx  context.Context
 
-	screen screen
-	resume *ResumeList
-	picker *Picker
-	form   *InputsForm
-	run    *RunView
-	prompt prompt
-	// waiting holds operator requests behind the open prompt.
-	waiting []tea.Msg
+	screen  screen
+	resume  *ResumeList
+	picker  *Picker
+	form    *InputsForm
+	run     *RunView
 	confirm bool // the interrupt question is showing
 
 	bridge  *Bridge
@@ -115,13 +115,13 @@ func New(ctx context.Context, opts Options) *Model {
 	case opts.Replay != nil:
 		m.screen = screenRun
 		m.run = NewRunView(c, recordedRunbook(opts.Replay.Run))
+		m.run.SetContext(RunContext{Ctx: ctx, User: opts.User, Record: replayRecord{opts.Replay}})
 		txt, ok := verifyText(*opts.Replay)
 		m.run.SetReadOnly(txt, ok)
 		for _, ev := range replayEvents(*opts.Replay) {
 			m.run.Handle(ev)
 		}
 		m.run.selectStep(0)
-		m.run.sync()
 	case opts.ResumeRun != nil:
 		m.screen = screenRun
 	case opts.Runbook != nil && len(opts.Runbook.Runbook.Inputs) == 0:
@@ -170,6 +170,7 @@ func (m *Model) launch(rb *runbooks.Runbook, fn func(ctx context.Context) (engin
 	m.result.Started = true
 	m.screen = screenRun
 	m.run = NewRunView(m.c, rb)
+	m.run.SetContext(RunContext{Ctx: m.ctx, User: m.opts.User, Answers: m.opts.Answers, Inventory: m.opts.Inventory, Record: m.opts.Record})
 	m.run.SetSize(m.c.Width, m.c.Height)
 	b := m.bridge
 	done := make(chan struct{})
@@ -200,9 +201,7 @@ func (m *Model) startResume(run state.Run) tea.Cmd {
 	cmd := m.launch(recordedRunbook(run), func(ctx context.Context) (engine.Outcome, error) {
 		return m.opts.Resume(ctx, run, m.bridge.Observe, m.op)
 	})
-	// The recovery clock counts from the run's start, not the resume.
-	m.run.started = run.CreatedAt
-	m.run.runID = run.ID
+	m.run.SetResumed(run.ID, run.CreatedAt)
 	return cmd
 }
 
@@ -217,8 +216,6 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if m.run != nil {
 			m.run.SetSize(msg.Width, msg.Height)
-			m.run.vpDirty = true
-			m.run.sync()
 		}
 		if m.form != nil {
 			m.form.SetSize(msg.Width, msg.Height)
@@ -236,9 +233,6 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		if m.running {
 			cmds = append(cmds, m.bridge.Wait())
-		}
-		if m.run != nil {
-			m.run.sync()
 		}
 		return m, tea.Batch(cmds...)
 	case pickMsg:
@@ -273,17 +267,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, m.forward(msg)
 }
 
-// forward passes other messages (huh's internal ones, cursor blinks) to the
-// active form.
+// forward passes other messages (huh's internal ones, cursor blinks, the
+// pager's) to the active screen.
 func (m *Model) forward(msg tea.Msg) tea.Cmd {
 	switch {
-	case m.screen == screenRun && m.prompt != nil:
-		cmd, done := m.prompt.Update(msg)
-		if done {
-			m.prompt = nil
-			return tea.Batch(cmd, m.nextPrompt())
-		}
-		return cmd
+	case m.screen == screenRun && m.run != nil:
+		return m.run.Update(msg)
 	case m.screen == screenForm && m.form != nil:
 		return m.form.Update(msg)
 	}
@@ -327,30 +316,32 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 		return nil
 	}
 	// Run screen.
+	if m.run == nil {
+		// Nothing started (this drbook cannot start or resume runs here).
+		if key.Matches(km, k.Quit) || key.Matches(km, k.Interrupt) {
+			return tea.Quit
+		}
+		return nil
+	}
 	if m.confirm {
 		switch {
 		case key.Matches(km, k.Yes), key.Matches(km, k.Interrupt):
-			m.confirm = false
+			m.setConfirm(false)
 			m.interrupt()
 		case key.Matches(km, k.No):
-			m.confirm = false
+			m.setConfirm(false)
 		}
 		return nil
 	}
 	if key.Matches(km, k.Interrupt) {
 		if m.running {
-			m.confirm = true
+			m.setConfirm(true)
 			return nil
 		}
 		return tea.Quit
 	}
-	if m.prompt != nil {
-		cmd, done := m.prompt.Update(km)
-		if done {
-			m.prompt = nil
-			return tea.Batch(cmd, m.nextPrompt())
-		}
-		return cmd
+	if m.run.Prompting() {
+		return m.run.Update(km)
 	}
 	if key.Matches(km, k.Quit) {
 		if m.running {
@@ -363,62 +354,31 @@ func (m *Model) handleKey(km tea.KeyPressMsg) tea.Cmd {
 	return m.run.Update(km)
 }
 
+func (m *Model) setConfirm(on bool) {
+	m.confirm = on
+	m.run.AskInterrupt(on)
+}
+
 // interrupt cancels the engine's context; the engine records the running
 // steps as interrupted and returns.
 func (m *Model) interrupt() {
 	if m.cancel != nil {
 		m.cancel()
 	}
-	if m.prompt != nil {
-		m.prompt.Cancel()
-		m.prompt = nil
-	}
-	m.waiting = nil
+	m.run.CancelPrompts()
 	m.note = "interrupting: waiting for the engine to record the interrupted steps…"
-}
-
-// nextPrompt opens the oldest operator request still waiting.
-func (m *Model) nextPrompt() tea.Cmd {
-	if len(m.waiting) == 0 {
-		return nil
-	}
-	msg := m.waiting[0]
-	m.waiting = m.waiting[1:]
-	switch msg := msg.(type) {
-	case confirmMsg:
-		if msg.req.Danger || msg.req.Expect != "" {
-			m.prompt = newDangerPrompt(m.c, msg, m.opts.User)
-			return nil
-		}
-		m.prompt = &confirmPrompt{c: m.c, req: msg.req, reply: msg.reply, user: m.opts.User}
-	case askMsg:
-		p, cmd := newAskPrompt(m.c, msg, m.opts.Answers)
-		m.prompt = p
-		return cmd
-	case decideMsg:
-		p, cmd := newDecidePrompt(m.c, msg, m.opts.User)
-		m.prompt = p
-		return cmd
-	}
-	return nil
 }
 
 func (m *Model) handleBridge(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case EventMsg:
 		m.run.Handle(msg.Event)
-	case confirmMsg, askMsg, decideMsg:
-		// Targets running in parallel may ask at once: one question at a
-		// time, in order.
-		m.waiting = append(m.waiting, msg)
-		if m.prompt == nil {
-			return m.nextPrompt()
-		}
+	case confirmMsg, askMsg, decideMsg, outputSkipped:
+		return m.run.Update(msg)
 	case runDoneMsg:
 		m.running = false
-		m.prompt = nil
-		m.waiting = nil
-		m.confirm = false
+		m.run.CancelPrompts()
+		m.setConfirm(false)
 		if m.cancel != nil {
 			m.cancel()
 		}
@@ -453,17 +413,7 @@ func (m *Model) content() string {
 		if m.run == nil {
 			return "starting…"
 		}
-		overlay := ""
-		m.run.promptKeys = nil
-		switch {
-		case m.confirm:
-			overlay = interruptView(m.c, m.c.Width, m.run.runID)
-			m.run.promptKeys = []key.Binding{m.c.Keys.Yes, m.c.Keys.No}
-		case m.prompt != nil:
-			overlay = m.prompt.View(m.c.Width)
-			m.run.promptKeys = m.prompt.Keys()
-		}
-		s = m.run.render(overlay)
+		s = m.run.View()
 		if m.note != "" {
 			lines := strings.Split(s, "\n")
 			if len(lines) >= 2 {

@@ -1,14 +1,15 @@
 package tui
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/progress"
-	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
@@ -16,11 +17,8 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/termsafe"
+	"github.com/drbook/drbook/steps"
 )
-
-// maxLineWidth caps a stored output line; longer lines are cut once, when
-// they arrive, so no frame ever measures them again.
-const maxLineWidth = 400
 
 // stepRow is one step of the run screen.
 type stepRow struct {
@@ -31,8 +29,8 @@ type stepRow struct {
 	reason          string
 	start, end      time.Time
 	targets         []*targetRow
-	// out holds the step's output lines, styled once when they arrived.
-	out []string
+	// out keeps the tail of the step's output; the record keeps it all.
+	out *outRing
 }
 
 func (s *stepRow) target(name string) *targetRow {
@@ -58,8 +56,10 @@ type targetRow struct {
 }
 
 // RunView is the run screen: header with the RTO clock and progress, the
-// step list with per-target rows, the live output of the followed step, and
-// the key help. It is fed engine events; a replay feeds it recorded ones.
+// step list with per-target rows, the live output of the followed step, the
+// operator's questions, and the key help. It is fed engine events; a replay
+// feeds it recorded ones. It never runs a step: questions are answered on the
+// channels the engine gave.
 type RunView struct {
 	c *Common
 
@@ -74,36 +74,45 @@ type RunView struct {
 	errText           string
 	waiting           string
 	notices           []string
+	note              string
 
 	steps []*stepRow
 	index map[string]int
 
 	selected int
 	follow   bool
-	// shown is the step whose output the viewport holds; -1 for none.
-	shown   int
-	vpDirty bool
-	pinned  bool // the person scrolled away from the end
-	// top is the first line of the shown step's output in the viewport.
-	// The viewport holds only the visible window, so a frame never
-	// measures the whole output again (10k lines stay cheap).
-	top int
+	// shown is the step whose output is on screen; -1 for none.
+	shown int
+	// wrap wraps long output lines (else they are cut at the edge).
+	wrap bool
+	// pinned: the person scrolled away from the end; top and topRow are then
+	// the first line (numbered over the step's whole output) and the first
+	// row of it on screen.
+	pinned      bool
+	top, topRow int
+	// outH is the height of the output area in the last frame.
+	outH int
 
-	vp   viewport.Model
+	// prompt is the question on screen; queue holds the ones behind it.
+	prompt   prompt
+	queue    []tea.Msg
+	askInt   bool // the interrupt question is on screen
+	user     string
+	answers  *runbooks.Answers
+	nodeRank map[string]int // inventory order of the nodes
+	ctx      context.Context
+	record   Record
+
 	help help.Model
 	bar  progress.Model
 
 	width, height int
-	// promptKeys, when set, replace the help line (a prompt is open).
-	promptKeys []key.Binding
 }
 
 // NewRunView returns an empty run screen; rb (may be nil) names the steps
 // before they start.
 func NewRunView(c *Common, rb *runbooks.Runbook) *RunView {
-	v := &RunView{c: c, index: map[string]int{}, follow: true, shown: -1, status: state.StatusRunning}
-	v.vp = viewport.New()
-	v.vp.MouseWheelEnabled = false
+	v := &RunView{c: c, index: map[string]int{}, follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
 	v.help = help.New()
 	v.help.Styles = c.Styles.Help
 	v.bar = progress.New(progress.WithoutPercentage(), progress.WithFillCharacters('█', '░'))
@@ -119,6 +128,40 @@ func NewRunView(c *Common, rb *runbooks.Runbook) *RunView {
 	return v
 }
 
+// RunContext is what the run screen needs to answer questions and to read
+// the record: who answers, the answers file, the inventory (for the order
+// of nodes) and the record.
+type RunContext struct {
+	Ctx       context.Context
+	User      string
+	Answers   *runbooks.Answers
+	Inventory *runbooks.Inventory
+	Record    Record
+}
+
+// SetContext gives the run screen what it needs beyond events.
+func (v *RunView) SetContext(rc RunContext) {
+	if rc.Ctx != nil {
+		v.ctx = rc.Ctx
+	}
+	v.user, v.answers, v.record = rc.User, rc.Answers, rc.Record
+	v.nodeRank = map[string]int{}
+	if rc.Inventory != nil {
+		for i, n := range rc.Inventory.Nodes {
+			v.nodeRank[n.Name] = i
+		}
+	}
+}
+
+// SetResumed says the screen shows a resumed run: the recovery clock counts
+// from the run's start, not the resume.
+func (v *RunView) SetResumed(runID string, started time.Time) {
+	v.runID, v.started = runID, started
+}
+
+// AskInterrupt shows (or hides) the question before interrupting the run.
+func (v *RunView) AskInterrupt(on bool) { v.askInt = on }
+
 func (s *stepRow) setDef(d *runbooks.Step) {
 	s.title, s.kind, s.danger = d.Title, d.Run, d.Danger
 }
@@ -127,7 +170,7 @@ func (v *RunView) addStep(id string) *stepRow {
 	if i, ok := v.index[id]; ok {
 		return v.steps[i]
 	}
-	s := &stepRow{id: id, status: state.StatusPending}
+	s := &stepRow{id: id, status: state.StatusPending, out: newRing()}
 	v.index[id] = len(v.steps)
 	v.steps = append(v.steps, s)
 	return s
@@ -152,16 +195,15 @@ func (v *RunView) SetSize(w, h int) {
 	v.width, v.height = w, h
 	v.help.SetWidth(w)
 	v.bar.SetWidth(max(10, min(40, w-30)))
-	v.vp.SetWidth(w)
 }
 
 // ShortHelp implements help.KeyMap.
 func (v *RunView) ShortHelp() []key.Binding {
 	k := v.c.Keys
 	if v.readOnly || v.done {
-		return []key.Binding{k.Up, k.Down, k.PageUp, k.PageDown, k.Quit, k.Help}
+		return []key.Binding{k.Quit, k.Steps, k.Scroll, k.Wrap, k.Pager, k.Help}
 	}
-	return []key.Binding{k.Up, k.Down, k.PageUp, k.Follow, k.Interrupt, k.Help}
+	return []key.Binding{k.Interrupt, k.Steps, k.Scroll, k.Wrap, k.Pager, k.Help}
 }
 
 // FullHelp implements help.KeyMap.
@@ -170,6 +212,7 @@ func (v *RunView) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Up, k.Down, k.Follow},
 		{k.PageUp, k.PageDown, k.Top, k.Bottom},
+		{k.Wrap, k.Pager},
 		{k.Interrupt, k.Quit, k.Help},
 	}
 }
@@ -213,23 +256,30 @@ func (v *RunView) Handle(ev engine.Event) {
 		if e.Attempt > 1 {
 			head += fmt.Sprintf(" (attempt %d)", e.Attempt)
 		}
-		if e.Summary != "" {
-			head += ": " + e.Summary
+		if sum := strings.TrimSpace(e.Summary); sum != "" {
+			first, rest, multi := strings.Cut(sum, "\n")
+			head += ": " + first
+			if multi {
+				head += fmt.Sprintf(" (+%d lines)", strings.Count(rest, "\n")+1)
+			}
 		}
-		v.appendOut(s, v.c.Styles.Command.Render(clean(head)))
+		v.appendOut(s, outLine{text: clean(head), target: e.Target, attempt: e.Attempt, kind: lineHead})
 		if v.follow {
 			v.selectStep(v.index[e.StepID])
 		}
 	case engine.OutputLine:
 		s := v.step(e.StepID)
-		line := clean(e.Line)
-		if len(s.targets) > 1 && e.Target != "" {
-			line = e.Target + "│ " + line
-		}
+		kind := lineOut
 		if e.Stderr {
-			line = v.c.Styles.Stderr.Render(line)
+			kind = lineStderr
 		}
-		v.appendOut(s, line)
+		attempt := 0
+		for _, t := range s.targets {
+			if t.name == e.Target {
+				attempt = t.attempt
+			}
+		}
+		v.appendOut(s, outLine{text: clean(capBytes(e.Line, maxLineBytes)), target: e.Target, attempt: attempt, kind: kind})
 	case engine.StepFinished:
 		s := v.step(e.StepID)
 		t := s.target(e.Target)
@@ -238,11 +288,15 @@ func (v *RunView) Handle(ev engine.Event) {
 			t.start = e.Time.Add(-e.Duration)
 		}
 		if e.Err != "" {
-			v.appendOut(s, v.c.Styles.Fail.Render(clean("✗ "+orOperator(e.Target)+": "+e.Err)))
+			v.appendOut(s, outLine{text: clean("✗ " + orOperator(e.Target) + ": " + e.Err), target: e.Target, attempt: e.Attempt, kind: lineFail})
 		}
 	case engine.StepDone:
 		s := v.step(e.StepID)
 		s.status, s.restored, s.reason, s.end = e.Status, e.Restored, e.Reason, e.Time
+		if e.Status.Terminal() && v.shown >= 0 && v.steps[v.shown] != s {
+			// Settled and not on screen: keep less of it (the record has all).
+			s.out.shrink(doneRingLines, doneRingBytes)
+		}
 		if s.start.IsZero() {
 			s.start = e.Time
 		}
@@ -261,7 +315,7 @@ func (v *RunView) Handle(ev engine.Event) {
 		text := clean(e.Text)
 		v.notices = append(v.notices, text)
 		if s := v.step(e.StepID); s != nil {
-			v.appendOut(s, v.c.Styles.Notice.Render("» "+text))
+			v.appendOut(s, outLine{text: "» " + text, target: e.Target, kind: lineNotice})
 		}
 	case engine.RunFinished:
 		v.done, v.status, v.errText, v.finished = true, e.Status, clean(e.Err), e.Time
@@ -307,20 +361,20 @@ func orOperator(t string) string {
 
 // clean makes a line safe for the terminal (termsafe.Cell: escape
 // sequences and controls from the remote side shown visibly, never
-// interpreted) and bounds its width.
+// interpreted). Lengths are bounded where lines are stored (capBytes).
 func clean(s string) string {
-	s = termsafe.Cell(s)
-	if len(s) > maxLineWidth {
-		s = ansi.Truncate(s, maxLineWidth, "…")
-	}
-	return s
+	return termsafe.Cell(s)
 }
 
-func (v *RunView) appendOut(s *stepRow, line string) {
-	s.out = append(s.out, line)
-	if v.shown >= 0 && v.steps[v.shown] == s {
-		v.vpDirty = true
-	}
+func (v *RunView) appendOut(s *stepRow, l outLine) {
+	s.out.add(l)
+}
+
+// outputSkipped counts output lines the bridge dropped while the screen was
+// behind (they are in the record).
+type outputSkipped struct {
+	StepID string
+	Lines  int
 }
 
 func (v *RunView) selectStep(i int) {
@@ -329,51 +383,53 @@ func (v *RunView) selectStep(i int) {
 	}
 	v.selected = i
 	if v.shown != i {
+		if v.shown >= 0 && v.steps[v.shown].status.Terminal() {
+			v.steps[v.shown].out.shrink(doneRingLines, doneRingBytes)
+		}
 		v.shown = i
-		v.vpDirty = true
 		v.pinned = false
 	}
 }
 
-// sync refreshes the viewport after events: only when the shown step's
-// output changed, and only with the visible window of it.
-func (v *RunView) sync() {
-	if v.shown < 0 && len(v.steps) > 0 {
-		v.selectStep(0)
-	}
-	if !v.vpDirty || v.shown < 0 {
-		return
-	}
-	v.vpDirty = false
-	out := v.steps[v.shown].out
-	h := max(1, v.vp.Height())
-	if !v.pinned {
-		v.top = max(0, len(out)-h)
-	}
-	v.top = max(0, min(v.top, len(out)-h))
-	win := make([]string, 0, h)
-	win = append(win, out[v.top:min(len(out), v.top+h)]...)
-	v.vp.SetContentLines(win)
-}
-
-// scroll moves the output window by n lines (negative: up).
-func (v *RunView) scroll(n int) {
-	if v.shown < 0 {
-		return
-	}
-	total := len(v.steps[v.shown].out)
-	h := max(1, v.vp.Height())
-	v.top = max(0, min(v.top+n, total-h))
-	v.pinned = v.top < total-h
-	v.vpDirty = true
-}
-
-// Update implements Component: keys for the step list and the output.
+// Update implements Component: the operator's questions, keys for the step
+// list and the output, and the pager's messages.
 func (v *RunView) Update(msg tea.Msg) tea.Cmd {
+	switch msg := msg.(type) {
+	case confirmMsg, askMsg, decideMsg:
+		// Targets running in parallel may ask at once: one question at a
+		// time, in order.
+		v.queue = append(v.queue, msg)
+		if v.prompt == nil {
+			return v.nextPrompt()
+		}
+		return nil
+	case outputSkipped:
+		if s := v.step(msg.StepID); s != nil {
+			s.out.skip(msg.Lines)
+		}
+		return nil
+	case pagerReadyMsg:
+		return v.runPager(msg)
+	case pagerDoneMsg:
+		v.note = ""
+		if msg.err != nil {
+			v.note = "pager: " + clean(msg.err.Error())
+		}
+		return nil
+	}
+	if v.prompt != nil {
+		cmd, done := v.prompt.Update(msg)
+		if done {
+			v.prompt = nil
+			return tea.Batch(cmd, v.nextPrompt())
+		}
+		return cmd
+	}
 	km, ok := msg.(tea.KeyPressMsg)
 	if !ok {
 		return nil
 	}
+	v.note = ""
 	k := v.c.Keys
 	switch {
 	case key.Matches(km, k.Up):
@@ -389,22 +445,238 @@ func (v *RunView) Update(msg tea.Msg) tea.Cmd {
 				v.selectStep(i)
 			}
 			v.pinned = false
-			v.vpDirty = true
 		}
 	case key.Matches(km, k.PageUp):
-		v.scroll(-max(1, v.vp.Height()-1))
+		v.scroll(-max(1, v.outH-1))
 	case key.Matches(km, k.PageDown):
-		v.scroll(max(1, v.vp.Height()-1))
+		v.scroll(max(1, v.outH-1))
 	case key.Matches(km, k.Top):
-		v.scroll(-1 << 30)
+		v.scrollTop()
 	case key.Matches(km, k.Bottom):
 		v.pinned = false
-		v.vpDirty = true
+	case key.Matches(km, k.Wrap):
+		v.wrap = !v.wrap
+		v.topRow = 0
+	case key.Matches(km, k.Pager):
+		return v.openPager(v.shown)
 	case key.Matches(km, k.Help):
 		v.help.ShowAll = !v.help.ShowAll
 	}
-	v.sync()
 	return nil
+}
+
+// Prompting reports whether a question is on screen.
+func (v *RunView) Prompting() bool { return v.prompt != nil }
+
+// CancelPrompts drops every question (the run's context ended).
+func (v *RunView) CancelPrompts() {
+	if v.prompt != nil {
+		v.prompt.Cancel()
+	}
+	v.prompt, v.queue = nil, nil
+}
+
+// nextPrompt opens the oldest question still waiting.
+func (v *RunView) nextPrompt() tea.Cmd {
+	if len(v.queue) == 0 {
+		return nil
+	}
+	msg := v.queue[0]
+	v.queue = v.queue[1:]
+	switch msg := msg.(type) {
+	case confirmMsg:
+		if msg.req.Danger || msg.req.Expect != "" {
+			v.prompt = newDangerPrompt(v.c, msg, v.user)
+			return nil
+		}
+		v.prompt = newConfirmPrompt(v.c, msg, v.user)
+	case askMsg:
+		p, cmd := newAskPrompt(v.c, msg, v.answers)
+		v.prompt = p
+		return cmd
+	case decideMsg:
+		if i, ok := v.index[msg.req.StepID]; ok {
+			v.selectStep(i)
+		}
+		v.prompt = newDecidePrompt(v.c, msg, v.user, v.failedOutput(msg.req), func() tea.Cmd { return v.openPager(v.index[msg.req.StepID]) })
+	}
+	return nil
+}
+
+// failedOutput returns, for each target of a failed step (inventory
+// order), its last attempt's error and output lines kept on screen.
+func (v *RunView) failedOutput(req steps.DecideRequest) []failedTarget {
+	s := v.step(req.StepID)
+	if s == nil {
+		return nil
+	}
+	var names []string
+	for _, t := range strings.Split(req.Target, ",") {
+		if t = strings.TrimSpace(t); t != "" || req.Target == "" {
+			names = append(names, t)
+		}
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return v.rank(a) - v.rank(b) })
+	out := make([]failedTarget, 0, len(names))
+	for _, n := range names {
+		ft := failedTarget{name: orOperator(n)}
+		attempt := 0
+		for _, t := range s.targets {
+			if t.name == n {
+				ft.exit, ft.err, attempt = t.exit, t.err, t.attempt
+			}
+		}
+		ft.lines = s.out.lines(func(l outLine) bool {
+			return l.target == n && (attempt == 0 || l.attempt == attempt) && (l.kind == lineOut || l.kind == lineStderr)
+		})
+		if len(ft.lines) > failLines {
+			ft.cut = len(ft.lines) - failLines
+			ft.lines = ft.lines[ft.cut:]
+		}
+		out = append(out, ft)
+	}
+	return out
+}
+
+// failLines is how many of a failed target's last lines the failure prompt
+// shows (the pager shows all).
+const failLines = 200
+
+// rank is a node's place in the inventory (unknown nodes last).
+func (v *RunView) rank(name string) int {
+	if r, ok := v.nodeRank[name]; ok {
+		return r
+	}
+	return len(v.nodeRank)
+}
+
+// lineRows renders one output line of step s as styled rows of width w.
+func (v *RunView) lineRows(s *stepRow, l outLine, w int) []string {
+	st := v.c.Styles
+	prefix, cont := "", ""
+	if (l.kind == lineOut || l.kind == lineStderr) && len(s.targets) > 1 && l.target != "" {
+		prefix = l.target + "│ "
+		cont = strings.Repeat(" ", ansi.StringWidth(l.target)) + "│ "
+	}
+	rows := wrapRows(l.text, w-ansi.StringWidth(prefix), v.wrap)
+	style := st.Plain
+	switch l.kind {
+	case lineStderr:
+		style = st.Stderr
+	case lineHead:
+		style = st.Command
+	case lineFail:
+		style = st.Fail
+	case lineNotice:
+		style = st.Notice
+	}
+	for i, r := range rows {
+		p := cont
+		if i == 0 {
+			p = prefix
+		}
+		rows[i] = p + style.Render(r)
+	}
+	return rows
+}
+
+// outputWindow returns the h rows of the shown step's output on screen:
+// the end when following, else from top/topRow.
+func (v *RunView) outputWindow(h int) []string {
+	if v.shown < 0 || h <= 0 {
+		return nil
+	}
+	s := v.steps[v.shown]
+	r := s.out
+	w := max(1, v.width)
+	if r.n == 0 {
+		return nil
+	}
+	var rows []string
+	if v.pinned {
+		v.top = max(v.top, r.first())
+		if v.top >= r.total {
+			v.pinned = false
+		}
+	}
+	if v.pinned {
+		for i := v.top; i < r.total && len(rows) < h+v.topRow; i++ {
+			rows = append(rows, v.lineRows(s, r.at(i), w)...)
+		}
+		if len(rows)-v.topRow < h {
+			// The rest fits: show the end (and follow it again).
+			v.pinned = false
+			rows = nil
+		} else {
+			rows = rows[v.topRow:][:h]
+		}
+	}
+	if !v.pinned {
+		v.top, v.topRow = r.total, 0
+		for i := r.total - 1; i >= r.first() && len(rows) < h; i-- {
+			rows = append(v.lineRows(s, r.at(i), w), rows...)
+			v.top = i
+		}
+		if len(rows) > h {
+			v.topRow = len(rows) - h
+			rows = rows[v.topRow:]
+		}
+	}
+	if v.top == r.first() && v.topRow == 0 && r.first() > 0 && len(rows) > 0 {
+		rows[0] = v.c.Styles.Hint.Render(fit(fmt.Sprintf("↑ %d earlier lines are not kept on screen: %s opens the whole output", r.first(), v.c.Keys.Pager.Help().Key), w))
+	}
+	return rows
+}
+
+// scroll moves the output window by n rows (negative: up).
+func (v *RunView) scroll(n int) {
+	if v.shown < 0 {
+		return
+	}
+	s := v.steps[v.shown]
+	r := s.out
+	if r.n == 0 {
+		return
+	}
+	h := max(1, v.outH)
+	if !v.pinned {
+		v.outputWindow(h) // sets top and topRow to the end's window
+	}
+	w := max(1, v.width)
+	rowsOf := func(i int) int { return len(v.lineRows(s, r.at(i), w)) }
+	line, row := max(v.top, r.first()), v.topRow
+	for n < 0 {
+		if row > 0 {
+			d := min(row, -n)
+			row -= d
+			n += d
+			continue
+		}
+		if line <= r.first() {
+			break
+		}
+		line--
+		row = rowsOf(line)
+	}
+	for n > 0 && line < r.total {
+		rc := rowsOf(line)
+		if row+n < rc {
+			row += n
+			break
+		}
+		n -= rc - row
+		line, row = line+1, 0
+	}
+	v.top, v.topRow, v.pinned = line, row, true
+	v.outputWindow(h) // unpins when the end is in view
+}
+
+func (v *RunView) scrollTop() {
+	if v.shown < 0 {
+		return
+	}
+	v.top, v.topRow, v.pinned = v.steps[v.shown].out.first(), 0, true
+	v.outputWindow(max(1, v.outH))
 }
 
 // current is the running step, else the last started one.
@@ -598,9 +870,13 @@ func (v *RunView) stepDur(s *stepRow) time.Duration {
 	return d
 }
 
-func (v *RunView) stepList(h int) []string {
+// stepList renders h rows of the step list around the selected step, and
+// says how many rows are above and below it. A target row never shows
+// without its step: when the window starts inside a fanned-out step, the
+// step's row takes the first line.
+func (v *RunView) stepList(h int) (out []string, above, below int) {
 	if h <= 0 {
-		return nil
+		return nil, 0, 0
 	}
 	st := v.c.Styles
 	rows := v.rows()
@@ -616,13 +892,18 @@ func (v *RunView) stepList(h int) []string {
 		start = min(max(0, sel-h/3), len(rows)-h)
 	}
 	end := min(len(rows), start+h)
+	shown := append([]listRow{}, rows[start:end]...)
+	if shown[0].target != nil {
+		shown[0] = listRow{step: shown[0].step}
+	}
+	above, below = start, len(rows)-end
 	idW := 4
-	for _, r := range rows[start:end] {
+	for _, r := range shown {
 		idW = max(idW, ansi.StringWidth(v.steps[r.step].id))
 	}
 	idW = min(idW, 18)
-	out := make([]string, 0, h)
-	for _, r := range rows[start:end] {
+	out = make([]string, 0, h)
+	for _, r := range shown {
 		s := v.steps[r.step]
 		var line string
 		if r.target != nil {
@@ -667,14 +948,17 @@ func (v *RunView) stepList(h int) []string {
 		}
 		out = append(out, line)
 	}
-	return out
+	return out, above, below
 }
 
-// layout returns the heights of the step list and the output area.
-func (v *RunView) layout(overlayH int) (listH, bodyH int) {
+// layout returns the heights of the step list and the area below it (the
+// output, or the question when want > 0).
+func (v *RunView) layout(want int) (listH, bodyH int) {
 	helpH := 1
 	if v.help.ShowAll {
-		helpH = 3
+		for _, col := range v.FullHelp() {
+			helpH = max(helpH, len(col))
+		}
 	}
 	body := v.height - 3 - 1 - 1 - 1 - helpH // header, rule, rule, status, help
 	rows := len(v.steps)
@@ -684,51 +968,56 @@ func (v *RunView) layout(overlayH int) (listH, bodyH int) {
 		}
 	}
 	share := body * 2 / 5
-	if overlayH > 0 {
+	if want > 0 {
 		// The question gets the room it needs; the list keeps at least the
 		// current step.
-		listH = min(rows, max(1, min(share, body-overlayH)))
+		listH = min(rows, max(1, min(share, body-want)))
 		return listH, max(1, body-listH)
 	}
 	listH = min(rows, max(3, share))
 	return listH, max(1, body-listH)
 }
 
-// View implements Component: the whole run screen.
-func (v *RunView) View() string { return v.render("") }
-
-// render draws the run screen; a non-empty overlay replaces the output area.
-// It sizes the viewport to the room left and refreshes its window when that
-// changed (Update and View run on the same goroutine in bubbletea).
-func (v *RunView) render(overlay string) string {
+// View implements Component: the whole run screen, with the question on
+// screen (if any) in place of the output.
+func (v *RunView) View() string {
 	st := v.c.Styles
 	if v.width <= 0 || v.height <= 0 {
 		return ""
 	}
-	overlayH := 0
-	if overlay != "" {
-		overlayH = strings.Count(overlay, "\n") + 1
+	var over overlay
+	var keys []key.Binding
+	switch {
+	case v.askInt:
+		over = &interruptOverlay{c: v.c, runID: v.runID}
+	case v.prompt != nil:
+		over = v.prompt
 	}
-	listH, bodyH := v.layout(overlayH)
+	want := 0
+	if over != nil {
+		want = over.Want(v.width)
+		keys = over.Keys()
+	}
+	listH, bodyH := v.layout(want)
 	lines := v.header()
-	lines = append(lines, v.rule(""))
-	lines = append(lines, v.stepList(listH)...)
-	if overlay != "" {
+	list, above, below := v.stepList(listH)
+	var more []string
+	if above > 0 {
+		more = append(more, fmt.Sprintf("↑ %d more above", above))
+	}
+	if below > 0 {
+		more = append(more, fmt.Sprintf("↓ %d more below", below))
+	}
+	moreLabel := ""
+	if len(more) > 0 {
+		moreLabel = st.Subtle.Render(strings.Join(more, " · "))
+	}
+	lines = append(lines, v.rule(moreLabel))
+	lines = append(lines, list...)
+	var body []string
+	if over != nil {
 		lines = append(lines, v.rule(""))
-		box := strings.Split(overlay, "\n")
-		if len(box) > bodyH && bodyH >= 4 {
-			// Keep the question's head and its input at the bottom.
-			cut := len(box) - bodyH + 1
-			head := box[:2]
-			tail := box[2+cut:]
-			box = append(append(append([]string{}, head...), v.c.Styles.Hint.Render(fmt.Sprintf("  … %d lines not shown: enlarge the terminal to see them", cut))), tail...)
-		}
-		for len(box) < bodyH {
-			box = append(box, "")
-		}
-		for _, l := range box[:bodyH] {
-			lines = append(lines, fit(l, v.width))
-		}
+		body = strings.Split(over.View(v.width, bodyH), "\n")
 	} else {
 		label := "output"
 		if v.shown >= 0 {
@@ -737,21 +1026,26 @@ func (v *RunView) render(overlay string) string {
 			if v.follow && !v.readOnly {
 				label += " · following"
 			}
-			if v.pinned {
-				label += fmt.Sprintf(" · line %d of %d", v.top+1, len(s.out))
+			if !v.wrap {
+				label += " · lines cut (" + v.c.Keys.Wrap.Help().Key + " wraps)"
 			}
 		}
-		lines = append(lines, v.rule(st.Subtle.Render(label)))
-		if v.vp.Height() != bodyH {
-			v.vp.SetHeight(bodyH)
-			v.vpDirty = true
+		v.outH = bodyH
+		body = v.outputWindow(bodyH)
+		if v.pinned && v.shown >= 0 {
+			label += fmt.Sprintf(" · line %d of %d", v.top+1, v.steps[v.shown].out.total)
 		}
-		v.sync()
-		lines = append(lines, v.vp.View())
+		lines = append(lines, v.rule(st.Subtle.Render(label)))
+	}
+	for len(body) < bodyH {
+		body = append(body, "")
+	}
+	for _, l := range body[:bodyH] {
+		lines = append(lines, fit(l, v.width))
 	}
 	lines = append(lines, fit(v.statusLine(), v.width))
-	if v.promptKeys != nil {
-		lines = append(lines, fitLines(v.help.ShortHelpView(v.promptKeys), v.width))
+	if keys != nil {
+		lines = append(lines, fitLines(v.help.ShortHelpView(keys), v.width))
 	} else {
 		lines = append(lines, fitLines(v.help.View(v), v.width))
 	}
@@ -761,6 +1055,8 @@ func (v *RunView) render(overlay string) string {
 func (v *RunView) statusLine() string {
 	st := v.c.Styles
 	switch {
+	case v.note != "":
+		return st.Hint.Render(v.note)
 	case v.waiting != "":
 		return st.Hint.Render("waiting: ") + v.waiting
 	case v.done && v.readOnly:

@@ -21,8 +21,10 @@ const (
 // Styles is the theme, built once by DefaultStyles and shared through Common.
 type Styles struct {
 	Title, Subtle, Bold, Rule lipgloss.Style
-	Accent                    lipgloss.Style
-	Selected                  lipgloss.Style
+	// Plain is no style at all (output lines).
+	Plain    lipgloss.Style
+	Accent   lipgloss.Style
+	Selected lipgloss.Style
 
 	OK, Fail, Warn, Running, Pending, Skipped lipgloss.Style
 
@@ -45,6 +47,7 @@ func DefaultStyles() *Styles {
 	subtle := lipgloss.Color(subtleColor)
 	s := &Styles{
 		Title:    lipgloss.NewStyle().Bold(true),
+		Plain:    lipgloss.NewStyle(),
 		Subtle:   lipgloss.NewStyle().Foreground(subtle),
 		Bold:     lipgloss.NewStyle().Bold(true),
 		Rule:     lipgloss.NewStyle().Foreground(subtle),

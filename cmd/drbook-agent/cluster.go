@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/nodeagent"
 )
 
@@ -127,8 +128,8 @@ func newClusterCmd(o *opts) *cobra.Command {
 func joinToken(o *opts, file, flag string) (string, error) {
 	switch {
 	case file != "":
-		// #nosec G304 -- the token file the local operator named (--token-file)
-		b, err := os.ReadFile(file)
+		// The token file the local operator named (--token-file), capped.
+		b, err := capread.ReadFile(file, maxSecretFileBytes)
 		if err != nil {
 			return "", fmt.Errorf("read token file: %w", err)
 		}

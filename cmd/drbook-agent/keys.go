@@ -6,11 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/nodeagent"
 )
 
@@ -158,8 +158,12 @@ func newKeysCmd(o *opts) *cobra.Command {
 		Short: "compare the keys with a JSON manifest (from keys manifest --output json); exit 1 on difference",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// #nosec G304 -- the manifest file the local operator named (--manifest)
-			b, err := os.ReadFile(manifestFile)
+			// The manifest file the local operator named (--manifest), read
+			// with a cap whatever it is (a device or FIFO included).
+			b, err := capread.ReadFile(manifestFile, maxManifestFileBytes)
+			if errors.Is(err, capread.ErrTooLarge) {
+				return usageError{msg: "manifest " + err.Error()}
+			}
 			if err != nil {
 				return fmt.Errorf("%w: read manifest: %w", nodeagent.ErrNotFound, err)
 			}

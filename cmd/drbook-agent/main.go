@@ -12,7 +12,8 @@
 // # Verbs and their JSON
 //
 //	verb                                   JSON on success
-//	serve --data D --node-id N --api A --raft R   (daemon; logs JSON to stderr)
+//	serve --data D --node-id N --api A --raft R   (daemon; logs JSON to stderr, one key once per line)
+//	  --metrics-listen ADDR: also /healthz and /metrics over plain HTTP (docs/monitoring.md)
 //	  HTTPS API limits: --api-header-timeout 5s, --api-body-timeout 10s,
 //	  --api-max-unauthenticated 32 (see package nodeagent: 401/413/408/503)
 //	cluster create                          {"changed","message","node_id","cluster_id","ca_fingerprint","ca_cert_file","api_key"?}
@@ -29,7 +30,7 @@
 //	                                         "members":[{"id","address","api_address","suffrage":"voter|nonvoter","healthy","leader"}],
 //	                                         "voters","healthy","keys","applied_index","commit_index","term",
 //	                                         "last_backup":{"id","time","age_seconds","node"}|null,
-//	                                         "membership_change":{"op","node_id","started"}|null,"raft_address","api_address"}
+//	                                         "membership_change":{"op","node_id","started","term"}|null,"raft_address","api_address"}
 //	keys create [--id ID] [--name N] [--type T] [--group G]   [{"id","created"}]
 //	keys get ID [--material]                {"id","name","type","group","created","sha256","material"?(base64)}
 //	keys list                               [{"id","name","type","group","created"}]
@@ -70,9 +71,17 @@
 //	3  refused by a safety rule (the message names the rule: reset-non-member,
 //	   bootstrap-clean-node, restore-fresh-cluster, remove-one-at-a-time,
 //	   remove-keeps-quorum, join-token-valid, join-token-single-use,
-//	   restore-verified-backup, force-new-quorum-lost, join-unique-node-id)
+//	   restore-verified-backup, force-new-quorum-lost, join-unique-node-id,
+//	   remove-keeps-a-voter)
 //	4  not found (key, backup, file)
-//	5  unavailable (agent not running, no cluster, no leader, quorum lost, timeout)
+//	5  unavailable: no leader (quorum lost or an election running), no
+//	   cluster state, a peer unreachable; the message says which
+//	6  agent not running: nothing answers on DATA/admin.sock ("agent not
+//	   running (admin socket PATH: connection refused|no such file)")
+//	7  timed out: --timeout passed before the agent answered ("timed out
+//	   after D"); the agent may still finish the request
+//	8  CA fingerprint does not match the token: the join peer is not the
+//	   cluster the token was made for
 package main
 
 import (

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/nodeagent"
 )
 
@@ -27,8 +28,15 @@ type opts struct {
 
 func newRoot(o *opts) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "drbook-agent",
-		Short:         "drbook's clustered node agent (raft key store with DR operations)",
+		Use:   "drbook-agent",
+		Short: "drbook's clustered node agent (raft key store with DR operations)",
+		Long: `drbook's clustered node agent (raft key store with DR operations).
+
+` + "`drbook-agent serve`" + ` runs the daemon; every other command talks to the local
+daemon over DATA/admin.sock.`,
+		Example: `  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374
+  drbook-agent status
+  drbook-agent --output json status`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -38,6 +46,7 @@ func newRoot(o *opts) *cobra.Command {
 			return nil
 		},
 	}
+	root.SetUsageTemplate(root.UsageTemplate() + exitCodesHelp)
 	root.SetOut(o.stdout)
 	root.SetErr(o.stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{msg: err.Error()} })
@@ -48,6 +57,22 @@ func newRoot(o *opts) *cobra.Command {
 	root.AddCommand(newServeCmd(o), newClusterCmd(o), newTokenCmd(o), newKeysCmd(o), newBackupCmd(o), newRestoreCmd(o), newStatusCmd(o), newVersionCmd(o))
 	return root
 }
+
+// exitCodesHelp ends every command's --help.
+const exitCodesHelp = `
+Exit codes:
+  0  ok
+  1  error (also: keys verify found differences)
+  2  usage error
+  3  refused by a safety rule (the message names the rule)
+  4  not found (key, backup, file)
+  5  unavailable: no leader (quorum lost or an election running), no cluster
+     state, a peer unreachable; the message says which
+  6  agent not running: nothing answers on DATA/admin.sock
+  7  timed out: --timeout passed first (the agent may still finish the request)
+  8  CA fingerprint does not match the join token (wrong --peer or another
+     cluster's token)
+`
 
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
@@ -98,15 +123,25 @@ func sentinels() []error {
 	return []error{nodeagent.ErrResetMember, nodeagent.ErrHasClusterState, nodeagent.ErrRestoreTarget,
 		nodeagent.ErrMembershipChange, nodeagent.ErrQuorumLoss, nodeagent.ErrTokenExpired, nodeagent.ErrTokenUsed,
 		nodeagent.ErrTokenInvalid, nodeagent.ErrBackupRejected, nodeagent.ErrQuorumPresent, nodeagent.ErrNodeIDInUse,
+		nodeagent.ErrLastVoter, nodeagent.ErrCAMismatch, nodeagent.ErrAgentNotRunning, nodeagent.ErrTimeout,
 		nodeagent.ErrNotFound, nodeagent.ErrUnavailable, nodeagent.ErrNoClusterState, nodeagent.ErrExists, nodeagent.ErrUsage}
 }
+
+// Caps on files the operator names: a secret or token is a line; a keys
+// manifest lists every key (about 120 bytes each) and is sent whole to the
+// agent, whose API takes at most 64 MiB.
+const (
+	maxSecretFileBytes   = 64 << 10
+	maxManifestFileBytes = 64 << 20
+)
 
 // readSecret reads a secret from a file (trailing newline trimmed) or an
 // environment variable; never from a flag value.
 func readSecret(file, env, what string) ([]byte, error) {
 	if file != "" {
-		// #nosec G304 -- a file the local operator named on the command line (--key-file/--token-file)
-		b, err := os.ReadFile(file)
+		// A file the local operator named on the command line
+		// (--key-file/--token-file), read with a cap whatever it is.
+		b, err := capread.ReadFile(file, maxSecretFileBytes)
 		if err != nil {
 			return nil, fmt.Errorf("read %s file: %w", what, err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/buildinfo"
 	"github.com/drbook/drbook/nodeagent"
 	"github.com/drbook/drbook/nodeagent/labssh"
 )
@@ -22,7 +23,10 @@ func newServeCmd(o *opts) *cobra.Command {
 		Example: `  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374
   # an API exposed to untrusted networks: shorter read timeouts, fewer anonymous requests at once
   drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374 \
-    --api-header-timeout 3s --api-body-timeout 5s --api-max-unauthenticated 8`,
+    --api-header-timeout 3s --api-body-timeout 5s --api-max-unauthenticated 8
+  # Prometheus on the same host scrapes plain HTTP (see docs/monitoring.md)
+  drbook-agent serve --data /var/lib/drbook-agent --node-id node1 --api 10.0.0.1:7373 --raft 10.0.0.1:7374 \
+    --metrics-listen 127.0.0.1:9373`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var lvl slog.Level
@@ -39,12 +43,20 @@ func newServeCmd(o *opts) *cobra.Command {
 			}
 			cfg.Logger = slog.New(h)
 			cfg.DataDir = o.data
+			// drbook_agent_build_info names the same build as `version`
+			// (stamped by make build / make release).
+			bi := buildinfo.Get()
+			commit := bi.Commit
+			if commit == "" {
+				commit = "unknown"
+			}
+			cfg.Build = nodeagent.BuildInfo{Version: bi.Version, Commit: commit, GoVersion: bi.GoVersion}
 			ctx := cmd.Context()
 			if lab.addr != "" {
 				// Lab clusters only: an SSH endpoint on loopback so drbook
 				// reaches this node as it reaches real ones.
 				srv, err := labssh.Listen(ctx, labssh.Config{Addr: lab.addr, HostKeyFile: lab.hostKey,
-					AuthorizedKeysFile: lab.authorizedKeys, Env: os.Environ(), Logger: cfg.Logger.With("component", "labssh")})
+					AuthorizedKeysFile: lab.authorizedKeys, Env: os.Environ(), Logger: cfg.Logger})
 				if err != nil {
 					return fmt.Errorf("lab ssh: %w", err)
 				}
@@ -69,6 +81,7 @@ func newServeCmd(o *opts) *cobra.Command {
 	f.StringVar(&cfg.NodeID, "node-id", "", "node id (raft server id, certificate common name)")
 	f.StringVar(&cfg.APIAddr, "api", "127.0.0.1:7373", "HTTPS API address (key API, join, /healthz, /metrics)")
 	f.StringVar(&cfg.RaftAddr, "raft", "127.0.0.1:7374", "raft mutual-TLS transport address")
+	f.StringVar(&cfg.MetricsAddr, "metrics-listen", "", "also serve /healthz and /metrics over plain HTTP on this address (e.g. 127.0.0.1:9373); off by default")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 500*time.Millisecond, "raft heartbeat timeout")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", 500*time.Millisecond, "raft election timeout")
 	f.DurationVar(&cfg.LeaderLeaseTimeout, "lease-timeout", 250*time.Millisecond, "raft leader lease timeout")

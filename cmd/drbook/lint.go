@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,10 @@ func newLintCmd(a *app) *cobra.Command {
 A file whose top-level kind is Inventory is checked as an inventory. With -i,
 node names in runbooks are checked against it; with --answers, the answers
 are checked against each runbook's inputs. Nothing is written anywhere.
+
+Every file is read up to 4 MiB, whatever it is (/dev/stdin included); a
+file that is not UTF-8, nests deeper than 64 levels or expands aliases past
+100000 nodes is refused at file:line:col before it is parsed further.
 
 Warnings (file:line:col: warning: message; "severity": "warning" in JSON)
 point at likely mistakes, such as a quoted value put inside quotes in a
@@ -129,10 +135,11 @@ func errStrings(errs []error) []string {
 	return out
 }
 
-// isInventory tells inventories from runbooks by their kind line.
+// isInventory tells inventories from runbooks by their kind line (a BOM and
+// CRLF line ends allowed).
 func isInventory(src []byte) bool {
-	for _, line := range splitLines(src) {
-		if line == "kind: Inventory" {
+	for _, line := range splitLines(bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))) {
+		if strings.TrimSuffix(line, "\r") == "kind: Inventory" {
 			return true
 		}
 	}

@@ -23,6 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func main() {
@@ -40,7 +42,7 @@ func main() {
 	// error to report: the reader has what it wanted.
 	quiet := errors.Is(err, errSilent) || (errors.Is(err, syscall.EPIPE) && !errors.Is(err, errStdoutClosed))
 	if err != nil && !quiet {
-		fmt.Fprintln(os.Stderr, "drbook:", err)
+		fmt.Fprintln(os.Stderr, "drbook:", termsafe.Text(err.Error())) // errors quote file names, node answers
 	}
 	stop()
 	os.Exit(code)

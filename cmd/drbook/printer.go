@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +19,14 @@ import (
 // ts makes one line of text that came from a node, a runbook or the record
 // harmless for the terminal (see package termsafe).
 func ts(s string) string { return termsafe.Line(s) }
+
+// tsBlock shows runbook text that may span lines (a confirm message, a
+// notice): each line harmless, continuation lines indented by indent, a
+// trailing newline dropped.
+func tsBlock(s, indent string) string {
+	lines := strings.Split(strings.TrimRight(termsafe.Text(s), "\n"), "\n")
+	return strings.Join(lines, "\n"+indent)
+}
 
 func tsList(xs []string) string {
 	out := make([]string, len(xs))
@@ -76,7 +85,13 @@ func (p *printer) observe(ev engine.Event) {
 			danger = p.paint("31;1", " [DANGER]")
 		}
 		on := ""
-		if len(e.Targets) > 0 {
+		switch {
+		case e.Items && len(e.Targets) > 0:
+			on = " for each of " + tsList(e.Targets)
+			if len(e.Nodes) > 0 && !slices.Equal(e.Nodes, e.Targets) {
+				on += " on " + tsList(e.Nodes)
+			}
+		case len(e.Targets) > 0:
 			on = " on " + tsList(e.Targets)
 		}
 		fmt.Fprintf(p.w, "%s %s (%s)%s%s\n", p.paint("1", "▶"), ts(e.StepID), ts(e.Kind), on, danger)
@@ -112,9 +127,9 @@ func (p *printer) observe(ev engine.Event) {
 			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(e.StepID), ts(e.Reason))
 		}
 	case engine.Notice:
-		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), ts(e.Text))
+		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), tsBlock(e.Text, "    "))
 	case engine.NeedsOperator:
-		fmt.Fprintf(p.w, "  ? %s\n", ts(e.Prompt))
+		fmt.Fprintf(p.w, "  ? %s\n", tsBlock(e.Prompt, "    "))
 	case engine.RunFinished:
 		status := p.paint("32;1", ts(string(e.Status)))
 		if e.Status != "succeeded" {

@@ -450,8 +450,10 @@ func (r *rehearser) recoverInTUI(ctx context.Context, cfg engine.Config, inputs 
 		answers.Inputs[name] = runbooks.Answer{Value: v.V}
 	}
 	observe := cfg.Observer
+	record, _ := cfg.Store.(tui.Record) // the pager reads step output from the record
 	res, err := tui.Run(ctx, tui.Options{
 		Runbook:   &tui.PickerItem{Path: cfg.Runbook.File, Runbook: cfg.Runbook},
+		Record:    record,
 		Inventory: cfg.Inventory, Answers: answers, User: engine.Operator(),
 		Start: func(ctx context.Context, rb *runbooks.Runbook, in map[string]runbooks.Value, tuiObserve func(engine.Event), op steps.Operator) (engine.Outcome, error) {
 			formTime = time.Since(disasterAt)

@@ -11,18 +11,27 @@ import (
 
 func newSchemaCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "schema runbook|inventory",
-		Short: "Print the JSON Schema of runbooks or inventories (for editors)",
+		Use:   "schema runbook|inventory|kinds",
+		Short: "Print the JSON Schema of runbooks or inventories (for editors), or the step kind reference",
 		Long: `Print a JSON Schema (draft-07) for editor validation and completion, e.g. with
 the VS Code YAML extension:
 
   # yaml-language-server: $schema=./runbook.schema.json
 
 The runbook schema includes the parameters of every step kind this drbook
-knows. Published copies live in runbooks/schema/.`,
+knows. Published copies live in runbooks/schema/.
+
+"drbook schema kinds" prints the reference of every built-in step kind in
+Markdown (published as docs/kinds.md).`,
+		Example: `  drbook schema runbook > runbook.schema.json
+  drbook schema kinds`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"runbook", "inventory"},
+		ValidArgs: []string{"runbook", "inventory", "kinds"},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == "kinds" {
+				_, err := cmd.OutOrStdout().Write(kindsMarkdown(newRegistry()))
+				return err
+			}
 			b, err := schemaJSON(args[0])
 			if err != nil {
 				return err
@@ -41,7 +50,7 @@ func schemaJSON(which string) ([]byte, error) {
 	case "inventory":
 		s = runbooks.InventorySchema()
 	default:
-		return nil, usageError{fmt.Errorf("schema: want runbook or inventory, not %q", which)}
+		return nil, usageError{fmt.Errorf("schema: want runbook, inventory or kinds, not %q", which)}
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/drbook/drbook/runbooks"
@@ -73,4 +74,37 @@ func propertyNames(t *testing.T, raw json.RawMessage) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// TestPublishedSchemaKindsDoc keeps docs/kinds.md, the step kind reference,
+// equal to what the kind registry generates now (regenerate with
+// go test ./cmd/drbook -run Schema -update-schemas).
+func TestPublishedSchemaKindsDoc(t *testing.T) {
+	want := kindsMarkdown(newRegistry())
+	path := "../../docs/kinds.md"
+	if *updateSchemas {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/drbook -run Schema -update-schemas)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s is stale: regenerate it with go test ./cmd/drbook -run Schema -update-schemas", path)
+	}
+	// Every kind and every parameter is in it.
+	reg := newRegistry()
+	for _, n := range reg.KindNames() {
+		info, _ := reg.Kind(n)
+		if !strings.Contains(string(got), "\n## "+n+"\n") {
+			t.Errorf("%s lacks kind %s", path, n)
+		}
+		for _, r := range paramRows("", info.Params) {
+			if !strings.Contains(string(got), "| `"+r.name+"` |") {
+				t.Errorf("%s lacks parameter %s of %s", path, r.name, n)
+			}
+		}
+	}
 }

@@ -49,7 +49,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 	}
 	defer db.Close()
 	reg := newRegistry()
-	opts := tui.Options{User: engine.Operator()}
+	opts := tui.Options{User: engine.Operator(), Record: db}
 
 	switch {
 	case req.ReplayID != "":

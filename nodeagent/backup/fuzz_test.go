@@ -65,6 +65,11 @@ func FuzzReadMetaFixedCRC(f *testing.F) {
 	f.Add(uint32(1), uint32(MinKDFMemoryKiB), uint8(1), uint32(DefaultChunkSize), uint64(10), []byte(`{"node_id":"n1","payload_sha256":"`+strings.Repeat("ab", 32)+`"}`), uint16(0))
 	f.Add(uint32(0xffffffff), uint32(0xffffffff), uint8(0xff), uint32(0xffffffff), uint64(1<<63), []byte(`{`), uint16(0xffff))
 	f.Add(uint32(3), uint32(MaxKDFMemoryKiB+1), uint8(2), uint32(MaxChunkSize), uint64(MaxPayloadSize), []byte(`null`), uint16(3))
+	// Nesting bombs as metadata: refused by the JSON decoder's depth limit,
+	// in time linear in the (capped) metadata.
+	for _, bomb := range []string{strings.Repeat("[", MaxMetaSize), strings.Repeat(`{"a":`, MaxMetaSize/5), `{"node_id":` + strings.Repeat("[", MaxMetaSize-20)} {
+		f.Add(uint32(1), uint32(MinKDFMemoryKiB), uint8(1), uint32(DefaultChunkSize), uint64(10), []byte(bomb), uint16(0))
+	}
 	f.Fuzz(func(t *testing.T, tm, mem uint32, threads uint8, chunk uint32, plen uint64, meta []byte, metaLenDelta uint16) {
 		if len(meta) > MaxMetaSize+16 {
 			return

@@ -120,7 +120,7 @@ func TestCLIContract(t *testing.T) {
 		{"missing key", n2, nodeagent.ExitNotFound, []string{"keys", "get", "no-such-key"}},
 		{"delete missing key", n2, nodeagent.ExitNotFound, []string{"keys", "delete", "no-such-key"}},
 		{"missing backup", n1, nodeagent.ExitNotFound, []string{"backup", "delete", "bk-none"}},
-		{"agent not running", stopped, nodeagent.ExitUnavailable, []string{"status"}},
+		{"agent not running", stopped, nodeagent.ExitNotRunning, []string{"status"}},
 		{"restore onto a cluster with keys", n1, nodeagent.ExitRefused, []string{"restore", bfile, "--key-file", pass}},
 	}
 	var dup []nodeagent.CreateResult

@@ -50,10 +50,14 @@ func TestDaemonEndpointsAndShutdown(t *testing.T) {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
 	code, body := get("/metrics")
-	for _, want := range []string{`drbook_raft_state{state="leader"} 1`, "drbook_keys 42", "drbook_raft_applied_index ", "drbook_last_backup_age_seconds -1"} {
+	for _, want := range []string{`drbook_raft_state{state="leader"} 1`, "drbook_keys 42", "drbook_raft_applied_index ", "drbook_agent_build_info{"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Fatalf("metrics lack %q:\n%s", want, body)
 		}
+	}
+	// No backup yet: its time is absent, not a -1 sentinel.
+	if strings.Contains(body, "drbook_last_backup") || strings.Contains(body, " -1\n") {
+		t.Fatalf("metrics before the first backup:\n%s", body)
 	}
 	if code, _ := get("/v1/keys?count"); code == 200 {
 		t.Fatal("key API answered without an API key")

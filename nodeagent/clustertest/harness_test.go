@@ -81,11 +81,19 @@ func newNode(t testing.TB, id string, extra ...string) *node {
 	t.Cleanup(func() {
 		n.kill()
 		f.Close()
-		if b, _ := os.ReadFile(f.Name()); bytes.Contains(b, []byte("WARNING: DATA RACE")) {
+		b, _ := os.ReadFile(f.Name())
+		if bytes.Contains(b, []byte("WARNING: DATA RACE")) {
 			t.Errorf("agent %s reported a data race", id)
 		}
+		// Every JSON log line the agent wrote has each key once (a reader
+		// of a repeated key keeps only the last value).
+		lines, err := checkLogKeys(b)
+		if err != nil {
+			t.Errorf("agent %s log: %v", id, err)
+		} else if lines == 0 {
+			t.Errorf("agent %s wrote no JSON log line", id)
+		}
 		if t.Failed() {
-			b, _ := os.ReadFile(f.Name())
 			if len(b) > 6000 {
 				b = b[len(b)-6000:]
 			}

@@ -135,7 +135,7 @@ func TestQuorumLossForceNew(t *testing.T) {
 		t.Fatalf("refused removal changed voters: %d", st.Voters)
 	}
 	healthy.kill()
-	r := survivor.expectCode(nodeagent.ExitUnavailable, "unavailable", nil, "--timeout", "5s", "keys", "create", "--name", "lost")
+	r := survivor.expectCode(nodeagent.ExitUnavailable, "quorum lost", nil, "--timeout", "5s", "keys", "create", "--name", "lost")
 	t.Logf("write without quorum: %s", r.stderr)
 	// Without quorum: stale reads work, and a backup is still written from
 	// local state (marked inconsistent, not recorded).

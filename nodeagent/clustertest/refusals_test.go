@@ -66,12 +66,13 @@ func TestJoinRefusals(t *testing.T) {
 	os.WriteFile(wrong, []byte(strings.Join(parts, ".")), 0o600)
 	joiner.expectCode(nodeagent.ExitRefused, "join token invalid", nil, "cluster", "join", "--peer", n1.api, "--token-file", wrong)
 
-	// Foreign cluster: a token pinned to another CA is refused at TLS.
+	// Foreign cluster: a token pinned to another CA is refused at TLS,
+	// with its own message and exit code.
 	other := newNode(t, "other")
 	var br nodeagent.BootstrapResult
 	other.mustJSON(&br, "cluster", "create")
 	foreign := token(t, other, "")
-	joiner.expectCode(nodeagent.ExitRefused, "join token invalid", nil, "cluster", "join", "--peer", n1.api, "--token-file", foreign)
+	joiner.expectCode(nodeagent.ExitCAMismatch, "CA fingerprint does not match the token", nil, "cluster", "join", "--peer", n1.api, "--token-file", foreign)
 
 	// Malformed token from the environment.
 	joiner.expectCode(nodeagent.ExitRefused, "join token invalid", []string{"DRBOOK_JOIN_TOKEN=drbkjoin1.nope"}, "cluster", "join", "--peer", n1.api)

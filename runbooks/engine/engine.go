@@ -103,6 +103,11 @@ type run struct {
 	// prior holds what the record says of each step, on resume.
 	prior map[string]*priorStep
 	opts  ResumeOptions
+
+	// units maps, for each for_each step, an execution key (the item) to
+	// the node it runs on.
+	unitsMu sync.Mutex
+	units   map[string]map[string]string
 }
 
 type priorStep struct {

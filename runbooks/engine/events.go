@@ -27,7 +27,11 @@ type RunStarted struct {
 type StepPending struct {
 	StepID, Title, Kind string
 	Targets             []string
-	Danger              bool
+	// Items is true for a for_each step: Targets are its items (each one
+	// execution, named by the item), and Nodes the nodes they run on.
+	Items  bool
+	Nodes  []string
+	Danger bool
 	// Timeout limits each attempt on each target (runbooks.NoLimit: none).
 	Timeout runbooks.Duration
 	Time    time.Time

@@ -37,7 +37,16 @@ func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]r
 	for i := range rb.Steps {
 		s := &rb.Steps[i]
 		p := PlannedStep{ID: s.ID, Title: s.Title, Kind: s.Run, Danger: s.Danger, When: s.When, Serial: s.Serial}
-		if len(s.On) > 0 {
+		if s.ForEach != "" {
+			// One execution per item: the items stand where targets do.
+			if items, err := runbooks.ForEachItems(s.ForEach, sc); err == nil {
+				p.Targets = items
+				p.Note = "for_each: one execution per item"
+			} else {
+				p.Targets = []string{s.ForEach}
+				p.Note = "for_each: items known at run time"
+			}
+		} else if len(s.On) > 0 {
 			if ts, err := runbooks.ResolveTargets(s.On, sc); err == nil {
 				p.Targets = ts
 			} else {

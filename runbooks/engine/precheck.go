@@ -58,7 +58,15 @@ func (r *run) precheckStep(s *runbooks.Step) error {
 	}
 	var targets []string
 	kind, known := r.cfg.Registry.Get(s.Run)
-	if known && kind.Info().Targets != runbooks.TargetsNone && len(s.On) > 0 && onReadsOnly(s.On, roots) {
+	if s.ForEach != "" {
+		// The items, and where each runs, when the inputs fix them; the
+		// parameters are checked when each item runs.
+		if known && runbooks.TemplateReadsOnly(s.ForEach, roots...) && onReadsOnly(s.On, append([]string{"item"}, roots...)) {
+			if _, err := r.forEachUnits(s, kind.Info()); err != nil {
+				return err
+			}
+		}
+	} else if known && kind.Info().Targets != runbooks.TargetsNone && len(s.On) > 0 && onReadsOnly(s.On, roots) {
 		var err error
 		if targets, err = runbooks.ResolveTargets(s.On, r.scope); err != nil {
 			return err

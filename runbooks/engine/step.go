@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,7 +55,22 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 	}
 	targets := []string{""}
-	if info.Targets != runbooks.TargetsNone && len(s.On) > 0 {
+	if s.ForEach != "" {
+		var err error
+		if targets, err = r.forEachUnits(s, info); err != nil {
+			return fmt.Errorf("step %s: %w", s.ID, err)
+		}
+		if len(targets) == 0 {
+			// Nothing to run: the step is skipped, and the record says why.
+			reason := "for_each: no items"
+			if err := r.record(ctx, state.EvStepDecision, s.ID, "", 0, state.StepDecision{Decision: state.DecisionSkip, Reason: reason, By: "engine"}); err != nil {
+				return err
+			}
+			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
+			r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: reason, Time: time.Now()})
+			return nil
+		}
+	} else if info.Targets != runbooks.TargetsNone && len(s.On) > 0 {
 		var err error
 		if targets, err = runbooks.ResolveTargets(s.On, r.scope); err != nil {
 			return fmt.Errorf("step %s: %w", s.ID, err)
@@ -71,13 +88,21 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 				if err != nil {
 					return err
 				}
+				if ex.Status == state.StatusSucceeded && !r.untilHolds(s, t, outs) {
+					pending = append(pending, t) // recorded before until: held or was added
+					continue
+				}
 				vals.Targets[t] = outs
 				continue
 			}
 		}
 		pending = append(pending, t)
 	}
-	r.emit(StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()})
+	pend := StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()}
+	if s.ForEach != "" {
+		pend.Items, pend.Nodes = true, r.itemNodes(s.ID, targets)
+	}
+	r.emit(pend)
 	if len(pending) == 0 {
 		r.settle(s, vals, targets)
 		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
@@ -184,12 +209,27 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 }
 
 // execFor prepares one execution: the target, its template scope, and the
-// step's parameters rendered for that target.
-func (r *run) execFor(s *runbooks.Step, target string, attempt int) (*steps.Exec, error) {
-	x := &steps.Exec{RunID: r.id, Step: s, Attempt: attempt, Operator: timedOperator{r}, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope, Dial: r.dialNode}
+// step's parameters rendered for that target. key is the execution's key:
+// the target node, or for a for_each step the item (see forEachUnits).
+func (r *run) execFor(s *runbooks.Step, key string, attempt int) (*steps.Exec, error) {
+	x := &steps.Exec{RunID: r.id, Step: s, Key: key, Attempt: attempt, Operator: timedOperator{r}, Registry: r.cfg.Registry, Logger: r.log, Scope: r.scope, Dial: r.dialNode}
+	target := key
+	r.unitsMu.Lock()
+	node, isItem := r.units[s.ID][key]
+	r.unitsMu.Unlock()
+	if isItem {
+		target = node
+	}
 	if target != "" && r.cfg.Inventory != nil {
 		x.Target = r.cfg.Inventory.Node(target)
 		x.Scope = r.scope.WithTarget(x.Target)
+	}
+	if isItem {
+		x.Scope = x.Scope.WithItem(runbooks.Value{V: key})
+		target = fmt.Sprintf("item %s", key)
+		if node != "" {
+			target += " on " + node
+		}
 	}
 	params, secrets, err := runbooks.RenderParams(s.With, x.Scope)
 	if err != nil {
@@ -274,22 +314,135 @@ func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.K
 	if delay <= 0 {
 		delay = time.Second
 	}
-	for attempt := first; attempt <= first+s.Retries; attempt++ {
+	// until: without retries: keeps trying while the step's time limit,
+	// counted from the first attempt, has not run out.
+	untilLoop := s.Until != "" && s.Retries == 0
+	limit := StepTimeout(s, kind.Info())
+	start := time.Now()
+	for attempt := first; ; attempt++ {
 		outs, ok, err := r.execute(ctx, s, kind, target, attempt)
 		if err != nil || ok {
 			return outs, ok, err
 		}
-		if attempt < first+s.Retries {
-			r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("attempt %d failed; retrying in %s", attempt, delay), Time: time.Now()})
-			select {
-			case <-ctx.Done():
-				return nil, false, fmt.Errorf("%w while waiting to retry %s", ErrInterrupted, s.ID)
-			case <-time.After(delay):
+		more := attempt < first+s.Retries
+		if untilLoop {
+			more = !limit.None() && time.Since(start)+delay < limit.D()
+		}
+		if !more {
+			if s.Until != "" {
+				r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("until: %s did not hold after %d attempt(s); giving up", strings.TrimSpace(s.Until), attempt-first+1), Time: time.Now()})
 			}
-			delay *= 2
+			return nil, false, nil
+		}
+		r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("attempt %d failed; retrying in %s", attempt, delay), Time: time.Now()})
+		select {
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("%w while waiting to retry %s", ErrInterrupted, s.ID)
+		case <-time.After(delay):
+		}
+		delay *= 2
+		if s.Until != "" && delay > maxUntilDelay {
+			delay = maxUntilDelay
 		}
 	}
-	return nil, false, nil
+}
+
+// itemNodes lists, in order and once each, the nodes a for_each step's
+// items run on.
+func (r *run) itemNodes(stepID string, items []string) []string {
+	r.unitsMu.Lock()
+	defer r.unitsMu.Unlock()
+	var out []string
+	for _, it := range items {
+		if n := r.units[stepID][it]; n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// maxUntilDelay caps the backoff between attempts of a step with until:.
+const maxUntilDelay = 30 * time.Second
+
+// until evaluates a step's until: over the outputs of one execution. It
+// returns whether it holds and, when not, why (outputs shown masked).
+func (r *run) until(s *runbooks.Step, sc *runbooks.RunScope, outs map[string]runbooks.Value, shown map[string]string) (bool, string) {
+	ok, err := runbooks.EvalGuard(s.Until, sc.WithOwn(outs))
+	if err != nil {
+		return false, r.mask.mask(fmt.Sprintf("until: %v (outputs: %s)", err, showOutputs(shown)))
+	}
+	if !ok {
+		return false, r.mask.mask(fmt.Sprintf("until: %s does not hold yet (outputs: %s)", strings.TrimSpace(s.Until), showOutputs(shown)))
+	}
+	return true, ""
+}
+
+// untilHolds tells whether restored outputs of a recorded success satisfy
+// the step's until: (always true without one).
+func (r *run) untilHolds(s *runbooks.Step, key string, outs map[string]runbooks.Value) bool {
+	if s.Until == "" {
+		return true
+	}
+	x, err := r.execFor(s, key, 0)
+	if err != nil {
+		return false
+	}
+	ok, _ := r.until(s, x.Scope, outs, nil)
+	return ok
+}
+
+func showOutputs(shown map[string]string) string {
+	if len(shown) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(shown))
+	for k := range shown {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + strconv.Quote(shown[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// forEachUnits renders a for_each step's items and the node each runs on:
+// on: rendered with the item must give one node; without on:, an item that
+// names a node runs on it. Items are the executions' keys in the record.
+func (r *run) forEachUnits(s *runbooks.Step, info runbooks.KindInfo) ([]string, error) {
+	items, err := runbooks.ForEachItems(s.ForEach, r.scope)
+	if err != nil {
+		return nil, err
+	}
+	units := make(map[string]string, len(items))
+	for _, it := range items {
+		node := ""
+		switch {
+		case info.Targets == runbooks.TargetsNone:
+		case len(s.On) > 0:
+			ts, err := runbooks.ResolveTargets(s.On, r.scope.WithItem(runbooks.Value{V: it}))
+			if err != nil {
+				return nil, fmt.Errorf("item %s: %w", it, err)
+			}
+			if len(ts) != 1 {
+				return nil, fmt.Errorf("item %s: on: gives %d nodes (%s); a for_each step runs each item on one node: name one, or on: \"{{ item }}\"", it, len(ts), strings.Join(ts, ", "))
+			}
+			node = ts[0]
+		case r.cfg.Inventory != nil && r.cfg.Inventory.Node(it) != nil:
+			node = it
+		case info.Targets == runbooks.TargetsRequired:
+			return nil, fmt.Errorf("item %q is not a node and the step has no on:; %s runs on a node, so add on: naming one", it, s.Run)
+		}
+		units[it] = node
+	}
+	r.unitsMu.Lock()
+	if r.units == nil {
+		r.units = map[string]map[string]string{}
+	}
+	r.units[s.ID] = units
+	r.unitsMu.Unlock()
+	return items, nil
 }
 
 // execute is one checkpointed step execution: started is durable before the
@@ -307,9 +460,13 @@ func (r *run) execute(ctx context.Context, s *runbooks.Step, kind steps.Kind, ta
 // finished (outputs sealed where secret). It is used for step executions and
 // for resume-time check: commands alike.
 func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kind, x *steps.Exec, kindName, summary string, fn func(context.Context) (steps.Result, error)) (map[string]runbooks.Value, bool, error) {
-	target, attempt := "", x.Attempt
+	target, attempt := x.Key, x.Attempt
+	node := ""
 	if x.Target != nil {
-		target = x.Target.Name
+		node = x.Target.Name
+		if target == "" {
+			target = node
+		}
 	}
 	summary = r.mask.mask(summary)
 	if err := r.record(ctx, state.EvStepStarted, s.ID, target, attempt, state.StepStarted{Title: s.Title, Kind: kindName, Summary: summary, Danger: s.Danger}); err != nil {
@@ -340,10 +497,10 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	}
 	var res steps.Result
 	var err error
-	if info := kind.Info(); info.Targets != runbooks.TargetsNone && target != "" {
-		x.Transport, err = r.pool.Get(runCtx, target)
+	if info := kind.Info(); info.Targets != runbooks.TargetsNone && node != "" {
+		x.Transport, err = r.pool.Get(runCtx, node)
 		if err != nil {
-			err = fmt.Errorf("connect to %s: %w", target, err)
+			err = fmt.Errorf("connect to %s: %w", node, err)
 			res.ExitCode = -1
 		}
 	}
@@ -399,6 +556,14 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		} else {
 			recOuts[k] = r.mask.mask(v)
 			shownOuts[k] = recOuts[k]
+		}
+	}
+	if status == state.StatusSucceeded && s.Until != "" {
+		// until: an attempt whose outputs do not satisfy it failed; its
+		// outputs are shown and recorded, and retries decide what follows.
+		if ok, why := r.until(s, x.Scope, outs, shownOuts); !ok {
+			status, errText = state.StatusFailed, why
+			res.ExitCode = max(res.ExitCode, 1)
 		}
 	}
 	var secretList []string

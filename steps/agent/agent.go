@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
@@ -220,6 +221,15 @@ func (e *AgentError) Unwrap() error { return steps.ErrExitStatus }
 // ErrNoTarget is returned when an agent step has no target node.
 var ErrNoTarget = errors.New("agent steps need a target node")
 
+// ErrAnswerTooLarge: a node's drbook-agent printed more than maxAnswerBytes
+// (a misbehaving or hostile node); the answer is refused, not parsed.
+var ErrAnswerTooLarge = errors.New("drbook-agent answer is larger than 64 MiB")
+
+// maxAnswerBytes bounds what drbook keeps of a drbook-agent command's
+// stdout (its JSON answer; a keys verify listing every key of a large store
+// is the largest), as the agent's API bounds what it takes.
+const maxAnswerBytes = 64 << 20
+
 // commandLine builds the drbook-agent invocation for a node, every argument
 // quoted.
 func commandLine(n *runbooks.Node, args []string) string {
@@ -256,11 +266,14 @@ func call(ctx context.Context, x *steps.Exec, t transport.Transport, n *runbooks
 		}
 		full[k] = v
 	}
-	var stdout bytes.Buffer
+	stdout := capread.Buffer{Limit: maxAnswerBytes}
 	line := commandLine(n, args)
 	code, err := t.Run(ctx, transport.Command{Line: line, Env: full, Stdout: &stdout, Stderr: x.Stderr})
 	if err != nil {
 		return steps.Result{ExitCode: -1}, err
+	}
+	if stdout.Over() > 0 {
+		return steps.Result{ExitCode: code}, fmt.Errorf("drbook-agent %s on %s: %w (%d bytes more were dropped)", strings.Join(args, " "), n.Name, ErrAnswerTooLarge, stdout.Over())
 	}
 	res := steps.Result{ExitCode: code}
 	if code != 0 {
@@ -529,10 +542,13 @@ func (manifestKind) Run(ctx context.Context, x *steps.Exec) (steps.Result, error
 	env := map[string]string{}
 	maps.Copy(env, x.Target.Env)
 	maps.Copy(env, x.Target.Agent.Env)
-	var stdout bytes.Buffer
+	stdout := capread.Buffer{Limit: maxAnswerBytes}
 	code, err := x.Transport.Run(ctx, transport.Command{Line: manifestLine(x), Env: env, Stdout: &stdout, Stderr: x.Stderr})
 	if err != nil {
 		return steps.Result{ExitCode: -1}, err
+	}
+	if stdout.Over() > 0 {
+		return steps.Result{ExitCode: code}, fmt.Errorf("drbook-agent keys manifest on %s: %w (%d bytes more were dropped)", x.Target.Name, ErrAnswerTooLarge, stdout.Over())
 	}
 	var v map[string]any
 	if code != 0 || json.Unmarshal(stdout.Bytes(), &v) != nil {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/drbook/drbook/internal/capread"
 	"github.com/drbook/drbook/runbooks"
 )
 
@@ -21,6 +22,9 @@ import (
 // plugin directory: lines "SHA256  PATH" (sha256sum's format), PATH relative
 // to the lock file's directory; '#' starts a comment.
 const LockFileName = "drbook-plugins.lock"
+
+// maxLockFileBytes bounds a lock file (a line per plugin).
+const maxLockFileBytes = 1 << 20
 
 // FilePrefix is how plugin executables found in a plugin directory are named.
 const FilePrefix = "drbook-plugin-"
@@ -63,6 +67,13 @@ func FileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("hash plugin: %w", err)
 	}
 	defer f.Close()
+	// A plugin is a regular executable file: a device or FIFO would be
+	// hashed without end.
+	if st, err := f.Stat(); err != nil {
+		return "", fmt.Errorf("hash plugin %s: %w", path, err)
+	} else if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("hash plugin %s: not a regular file", path)
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hash plugin %s: %w", path, err)
@@ -98,8 +109,9 @@ type LockFile struct {
 // ReadLockFile reads a lock file; a missing file is an empty lock.
 func ReadLockFile(path string) (*LockFile, error) {
 	lf := &LockFile{Path: path, Pins: map[string]string{}}
-	// #nosec G304 -- the lock file the operator named (or beside their runbook)
-	b, err := os.ReadFile(path)
+	// A lock file is a few lines; the cap stops a device or FIFO put in its
+	// place from being read without end.
+	b, err := capread.ReadFile(path, maxLockFileBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return lf, nil
 	}

@@ -187,8 +187,40 @@ func checkManifest(m *wire.Manifest) error {
 		default:
 			return fmt.Errorf("%w: kind %s: targets %q is not required, optional or none", ErrProtocol, k.Name, k.Targets)
 		}
+		nodes := 0
+		if depth := schemaDepth(k.Params, 1, &nodes); depth > maxSchemaDepth || nodes > maxSchemaNodes {
+			return fmt.Errorf("%w: kind %s: the parameter schema nests %d levels with %d values; at most %d levels and %d values are read", ErrProtocol, k.Name, depth, nodes, maxSchemaDepth, maxSchemaNodes)
+		}
 	}
 	return nil
+}
+
+// Bounds on a plugin's parameter schema, checked when the plugin loads: the
+// schema is walked when every step of its kinds is linted.
+const (
+	maxSchemaDepth = 32
+	maxSchemaNodes = 10_000
+)
+
+// schemaDepth returns the nesting depth of a decoded JSON value and adds its
+// values to *nodes. It stops descending once either bound is passed.
+func schemaDepth(v any, depth int, nodes *int) int {
+	*nodes++
+	if depth > maxSchemaDepth || *nodes > maxSchemaNodes {
+		return depth
+	}
+	deepest := depth
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			deepest = max(deepest, schemaDepth(e, depth+1, nodes))
+		}
+	case []any:
+		for _, e := range x {
+			deepest = max(deepest, schemaDepth(e, depth+1, nodes))
+		}
+	}
+	return deepest
 }
 
 // LoadAll loads every pin, returning the plugins that loaded and every

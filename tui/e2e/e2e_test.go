@@ -281,3 +281,137 @@ func TestTUIInterruptAndResume(t *testing.T) {
 		t.Fatalf("resumed run did not exit 0:\n%s", s)
 	}
 }
+
+// TestTUIDangerFailureWrapPager drives a run at 80x24 and 120x40: the
+// danger box shows a multi-line command line by line; a step that fails
+// shows its stderr in the failure prompt, esc goes back and a choice still
+// works; w toggles wrapping; p opens the whole step output in $PAGER (a
+// script that copies the file it is given).
+func TestTUIDangerFailureWrapPager(t *testing.T) {
+	for _, sz := range []struct{ w, h int }{{80, 24}, {120, 40}} {
+		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
+			dir, db := workdir(t, "failing.yaml")
+			inv := abs(t, "../testdata/inventory.yaml")
+			pager := filepath.Join(dir, "pager.sh")
+			script := "#!/bin/sh\nn=$(ls " + dir + "/pager-*.txt 2>/dev/null | wc -l)\n" +
+				"cp \"$1\" " + dir + "/pager-$n.txt\nstat -c %a \"$1\" > " + dir + "/pager-$n.mode\necho \"$1\" > " + dir + "/pager-$n.path\n"
+			if err := os.WriteFile(pager, []byte(script), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			cmd := fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color USER=e2e-operator PAGER=%s %s --db %s run runbooks/failing.yaml -i %s; echo DRBOOK-EXIT=$?; sleep 60",
+				dir, pager, drbookBin, db, inv)
+			tm := startTmux(t, sz.w, sz.h, cmd)
+
+			box := tm.waitFor("Type scratch-m2 to go ahead")
+			for _, want := range []string{"Why scratch-m2: the marker file m2 on node2 is what this step deletes", "on node2:", "1│ d=./scratch/m2", `2│ if [ -f "$d" ]; then`, `3│   rm -f "$d" || true`, "4│ fi", "5│ echo \"removed $d on node2"} {
+				if !strings.Contains(box, want) {
+					t.Errorf("danger box lacks %q:\n%s", want, box)
+				}
+			}
+			if strings.Contains(box, "m2if") {
+				t.Errorf("the danger box joins the command's lines:\n%s", box)
+			}
+			tm.text("node2") // the target's name is not the word
+			tm.keys("Enter")
+			tm.waitFor(`"node2" is not "scratch-m2"`)
+			tm.text("scratch-m2")
+			tm.keys("Enter")
+
+			failed := tm.waitFor("Step flaky failed on node1, node3")
+			if !strings.Contains(failed, "! fatal: snapshot checksum mismatch on node3") {
+				t.Errorf("the failed target's stderr is not readable in the failure prompt:\n%s", failed)
+			}
+			tm.keys("Escape")
+			tm.waitFor("choose what happens next")
+			tm.keys("Down", "Enter") // skip: asks a reason
+			tm.waitFor("Why skip it?")
+			tm.text("not sure")
+			tm.keys("Escape") // back to the choices, not an empty box
+			back := tm.waitFor("What now?")
+			if !strings.Contains(back, "abort — stop the run here") {
+				t.Errorf("esc in the reason did not go back to the choices:\n%s", back)
+			}
+			tm.keys("p") // the failed step's whole output
+			copied := waitFile(t, filepath.Join(dir, "pager-0.txt"))
+			for _, want := range []string{"checking the snapshot on node1", "fatal: snapshot checksum mismatch on node3 (expected 9f2c, got 0000): the cause is at the end of this long line"} {
+				if !strings.Contains(copied, want) {
+					t.Errorf("the pager did not get %q:\n%s", want, copied)
+				}
+			}
+			checkPagerFile(t, dir, 0)
+			tm.waitFor("What now?")
+			tm.keys("Up", "Enter") // retry
+			done := tm.waitFor("run succeeded")
+			if !strings.Contains(done, "3/3 steps") {
+				t.Errorf("final screen:\n%s", done)
+			}
+
+			tm.keys("Up", "Up") // the noisy step: its last line is long
+			tm.waitFor("output · noisy")
+			wrapped := tm.waitFor("END-OF-LONG-LINE")
+			tm.keys("w")
+			cut := tm.waitFor("lines cut (w wraps)")
+			if strings.Contains(cut, "END-OF-LONG-LINE") {
+				t.Errorf("w did not cut the long line:\n%s", cut)
+			}
+			tm.keys("w")
+			if s := tm.waitFor("END-OF-LONG-LINE"); !strings.Contains(s, "output · noisy") {
+				t.Errorf("w again did not wrap:\n%s\nbefore:\n%s", s, wrapped)
+			}
+			tm.keys("p")
+			whole := waitFile(t, filepath.Join(dir, "pager-1.txt"))
+			for _, want := range []string{"noisy line 1\n", "noisy line 400\n", "segment-020 segment-021", "END-OF-LONG-LINE"} {
+				if !strings.Contains(whole, want) {
+					t.Errorf("the pager did not get the whole output (%q missing):\n%s", want, whole)
+				}
+			}
+			checkPagerFile(t, dir, 1)
+			for _, line := range strings.Split(tm.capture(), "\n") {
+				if n := len([]rune(line)); n > sz.w {
+					t.Errorf("line wider than the terminal (%d): %q", n, line)
+				}
+			}
+			tm.keys("q")
+			if s := tm.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=0") {
+				t.Fatalf("drbook did not exit 0:\n%s", s)
+			}
+		})
+	}
+}
+
+// waitFile waits (bounded) for path to exist and returns its content.
+func waitFile(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			time.Sleep(100 * time.Millisecond) // the script writes its files in turn
+			b, _ = os.ReadFile(path)
+			return string(b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never appeared", path)
+	return ""
+}
+
+// checkPagerFile checks that the pager's n-th file was private and is gone.
+func checkPagerFile(t *testing.T, dir string, n int) {
+	t.Helper()
+	mode := strings.TrimSpace(waitFile(t, filepath.Join(dir, fmt.Sprintf("pager-%d.mode", n))))
+	if mode != "600" {
+		t.Errorf("the pager's file had mode %s, want 600", mode)
+	}
+	path := strings.TrimSpace(waitFile(t, filepath.Join(dir, fmt.Sprintf("pager-%d.path", n))))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the pager's file %s was not removed", path)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -148,6 +148,11 @@ func Encode(v any) (*wrapperspb.BytesValue, error) {
 	return wrapperspb.Bytes(b), nil
 }
 
+// MaxManifestBytes bounds a plugin's Describe answer (its manifest with every
+// kind's parameter schema): a larger answer is refused by gRPC before it is
+// decoded.
+const MaxManifestBytes = 1 << 20
+
 // Decode reads a JSON message out of a BytesValue.
 func Decode(b *wrapperspb.BytesValue, v any) error {
 	if err := json.Unmarshal(b.GetValue(), v); err != nil {
@@ -275,7 +280,7 @@ func Describe(ctx context.Context, conn grpc.ClientConnInterface, req *DescribeR
 		return nil, err
 	}
 	out := new(wrapperspb.BytesValue)
-	if err := conn.Invoke(ctx, MethodDescribe, in, out); err != nil {
+	if err := conn.Invoke(ctx, MethodDescribe, in, out, grpc.MaxCallRecvMsgSize(MaxManifestBytes)); err != nil {
 		return nil, err
 	}
 	var m Manifest
