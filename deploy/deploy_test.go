@@ -37,6 +37,14 @@ var units = []string{"drbook-agent.service", "drbook-agent-backup.service", "drb
 var (
 	agentBin    string
 	agentCommit string
+	// agentBinNew is the same code stamped as a later version (upgrades).
+	agentBinNew string
+)
+
+// The versions the two test binaries are stamped with.
+const (
+	oldVersion = "v0.0.0-deploytest"
+	newVersion = "v0.0.1-deploytest"
 )
 
 func TestMain(m *testing.M) {
@@ -53,11 +61,20 @@ func TestMain(m *testing.M) {
 	}
 	agentCommit = strings.TrimSpace(string(out))
 	const bi = "github.com/drbook/drbook/internal/buildinfo"
-	build := exec.Command("go", "build", "-ldflags", "-X "+bi+".version=v0.0.0-deploytest -X "+bi+".commit="+agentCommit,
+	build := exec.Command("go", "build", "-ldflags", "-X "+bi+".version="+oldVersion+" -X "+bi+".commit="+agentCommit,
 		"-o", agentBin, "github.com/drbook/drbook/cmd/drbook-agent")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build drbook-agent:", err)
+		os.Exit(1)
+	}
+	// The "new release" the upgrade steps install.
+	agentBinNew = filepath.Join(dir, "new", "drbook-agent")
+	build = exec.Command("go", "build", "-ldflags", "-X "+bi+".version="+newVersion+" -X "+bi+".commit="+agentCommit,
+		"-o", agentBinNew, "github.com/drbook/drbook/cmd/drbook-agent")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build drbook-agent (new):", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -199,14 +216,22 @@ func checkFlagsInHelp(t *testing.T, argv []string) {
 func install(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	cmd := exec.Command("sh", "install-agent.sh", agentBin)
+	installInto(t, root, agentBin, oldVersion)
+	return root
+}
+
+// installInto runs install-agent.sh BIN with DRBOOK_ROOT=root and checks
+// what it leaves there.
+func installInto(t *testing.T, root, bin, version string) {
+	t.Helper()
+	cmd := exec.Command("sh", "install-agent.sh", bin)
 	cmd.Env = append(os.Environ(), "DRBOOK_ROOT="+root)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("install-agent.sh: %v\n%s", err, out)
 	}
-	if !bytes.Contains(out, []byte(agentCommit)) {
-		t.Errorf("install-agent.sh should end with the installed version (commit %s):\n%s", agentCommit, out)
+	if !bytes.Contains(out, []byte(agentCommit)) || !bytes.Contains(out, []byte("drbook-agent "+version+"\n")) {
+		t.Errorf("install-agent.sh should end with the installed version (%s, commit %s):\n%s", version, agentCommit, out)
 	}
 	for path, mode := range map[string]fs.FileMode{
 		"usr/local/bin/drbook-agent":         0o755,
@@ -230,7 +255,6 @@ func install(t *testing.T) string {
 			t.Error(err)
 		}
 	}
-	return root
 }
 
 // TestUnitsVerify runs systemd-analyze verify on the installed units (with
@@ -326,6 +350,57 @@ func execStart(t *testing.T, root string, u unit, env map[string]string, credDir
 	return argv
 }
 
+// unitProcess is the agent started as drbook-agent.service would start it.
+type unitProcess struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	err    error
+}
+
+// startUnit starts argv with the unit's UMask= and the environment file's
+// variables (and nothing else of the caller's environment).
+func startUnit(t *testing.T, svc unit, argv []string, env map[string]string, logf *os.File) *unitProcess {
+	t.Helper()
+	umask, ok := svc.get("Service", "UMask")
+	if !ok {
+		t.Fatal("the unit sets no UMask=")
+	}
+	cmd := exec.Command("/bin/sh", append([]string{"-c", `umask "$0" && exec "$@"`, umask[0]}, argv...)...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &unitProcess{cmd: cmd, exited: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	return p
+}
+
+// stop sends SIGTERM (KillSignal=) and wants a clean exit within
+// TimeoutStopSec= (30 s); a process already gone is left alone.
+func (p *unitProcess) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			t.Errorf("agent exited with %v after SIGTERM", p.err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		t.Errorf("agent did not stop within 30 s of SIGTERM (TimeoutStopSec)")
+	}
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -372,33 +447,9 @@ func TestDeployGuide(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	// UMask= of the unit applies to everything the agent creates.
-	umask, _ := svc.get("Service", "UMask")
-	agent := exec.Command("/bin/sh", append([]string{"-c", `umask "$0" && exec "$@"`, umask[0]}, argv...)...)
-	agent.Env = []string{"PATH=/usr/bin:/bin"}
-	for k, v := range env {
-		agent.Env = append(agent.Env, k+"="+v)
-	}
-	agent.Stdout, agent.Stderr = logf, logf
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var exitErr error
-	go func() { exitErr = agent.Wait(); close(exited) }()
+	agent := startUnit(t, svc, argv, env, logf)
 	t.Cleanup(func() {
-		// KillSignal=SIGTERM: the agent must stop cleanly within TimeoutStopSec.
-		_ = agent.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-			if exitErr != nil {
-				t.Errorf("agent exited with %v after SIGTERM", exitErr)
-			}
-		case <-time.After(30 * time.Second):
-			_ = agent.Process.Kill()
-			<-exited
-			t.Errorf("agent did not stop within 30 s of SIGTERM (TimeoutStopSec)")
-		}
+		agent.stop(t)
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			if len(b) > 6000 {
@@ -438,8 +489,8 @@ func TestDeployGuide(t *testing.T) {
 			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
 		select {
-		case <-exited:
-			t.Fatalf("agent exited during start: %v", exitErr)
+		case <-agent.exited:
+			t.Fatalf("agent exited during start: %v", agent.err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -447,7 +498,7 @@ func TestDeployGuide(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	checkMetrics(t, early, false)
+	checkMetrics(t, early, false, oldVersion)
 
 	// Bootstrap the first node.
 	var created struct {
@@ -466,8 +517,8 @@ func TestDeployGuide(t *testing.T) {
 			break
 		}
 		select {
-		case <-exited:
-			t.Fatalf("agent exited during start: %v", exitErr)
+		case <-agent.exited:
+			t.Fatalf("agent exited during start: %v", agent.err)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -569,13 +620,56 @@ func TestDeployGuide(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", code, body)
 	}
-	checkMetrics(t, body, true)
+	checkMetrics(t, body, true, oldVersion)
+
+	// Upgrade (section 7 of the guide) on this node: install-agent.sh with
+	// the new release while the old agent runs (it keeps agent.env and the
+	// passphrase), then a restart.
+	confBefore, err := os.ReadFile(envPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	installInto(t, root, agentBinNew, newVersion)
+	if b, _ := os.ReadFile(envPath); !bytes.Equal(b, confBefore) {
+		t.Errorf("install-agent.sh changed agent.env on upgrade:\n%s", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/drbook-agent/backup-passphrase")); !bytes.Equal(b, pass) {
+		t.Error("install-agent.sh changed the backup passphrase on upgrade")
+	}
+	agent.stop(t)
+	agent = startUnit(t, svc, argv, env, logf)
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		// After the restart: the cluster's certificate again, and a leader.
+		out, err := cli("status")
+		var st struct{ State string }
+		if err == nil && json.Unmarshal(out, &st) == nil && st.State == "leader" {
+			break
+		}
+		select {
+		case <-agent.exited:
+			t.Fatalf("upgraded agent exited during start: %v", agent.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upgraded agent not leader within 60 s: %v %s", err, out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if code, body := get("/v1/keys?count", created.APIKey); code != http.StatusOK || !bytes.Contains(body, []byte(`"keys":1`)) {
+		t.Fatalf("key API after the upgrade: %d %s", code, body)
+	}
+	code, body = get("/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics after the upgrade: %d %s", code, body)
+	}
+	checkMetrics(t, body, true, newVersion)
 }
 
 // checkMetrics parses the exposition with Prometheus's own text parser and
 // checks the series monitoring relies on, before the node is in a cluster
 // (inCluster false) or after the guide's bootstrap, key and backup.
-func checkMetrics(t *testing.T, body []byte, inCluster bool) {
+func checkMetrics(t *testing.T, body []byte, inCluster bool, version string) {
 	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
@@ -650,8 +744,8 @@ func checkMetrics(t *testing.T, body []byte, inCluster bool) {
 	for _, lp := range bi.GetMetric()[0].GetLabel() {
 		labels[lp.GetName()] = lp.GetValue()
 	}
-	if labels["commit"] != agentCommit || labels["version"] != "v0.0.0-deploytest" || !strings.HasPrefix(labels["goversion"], "go1.") {
-		t.Errorf("drbook_agent_build_info%v, want commit %s, version v0.0.0-deploytest", labels, agentCommit)
+	if labels["commit"] != agentCommit || labels["version"] != version || !strings.HasPrefix(labels["goversion"], "go1.") {
+		t.Errorf("drbook_agent_build_info%v, want commit %s, version %s", labels, agentCommit, version)
 	}
 	// No sentinel values: an alert on a threshold must never see -1.
 	for name, f := range fams {
