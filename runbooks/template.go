@@ -224,6 +224,10 @@ func formatText(v any) (string, error) {
 		return strconv.Itoa(x), nil
 	case int64:
 		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case json.Number:
+		return x.String(), nil
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case []string:
@@ -257,6 +261,11 @@ func Truthy(v any) bool {
 		return x != 0
 	case float64:
 		return x != 0
+	case uint64:
+		return x != 0
+	case json.Number:
+		r, ok := parseNumber(x.String())
+		return !ok || r.Sign() != 0
 	case []string:
 		return len(x) > 0
 	case []any:
@@ -392,28 +401,28 @@ func (e binaryExpr) eval(sc Scope) (Value, error) {
 	}
 	ls, _ := formatText(l.V)
 	rs, _ := formatText(r.V)
-	lf, lerr := strconv.ParseFloat(ls, 64)
-	rf, rerr := strconv.ParseFloat(rs, 64)
-	numeric := lerr == nil && rerr == nil
+	// Numbers compare exactly (number.go): never through float64, so two
+	// uint64 ids that differ in the last digit are not equal.
+	cmp, numeric := CompareNumbers(ls, rs)
 	var res bool
 	switch e.op {
 	case "==":
-		res = ls == rs || (numeric && lf == rf)
+		res = ls == rs || (numeric && cmp == 0)
 	case "!=":
-		res = !(ls == rs || (numeric && lf == rf))
+		res = !(ls == rs || (numeric && cmp == 0))
 	case "<", "<=", ">", ">=":
 		if !numeric {
 			return Value{}, fmt.Errorf("%w: %s needs numbers, got %q and %q", ErrTemplate, e.op, ls, rs)
 		}
 		switch e.op {
 		case "<":
-			res = lf < rf
+			res = cmp < 0
 		case "<=":
-			res = lf <= rf
+			res = cmp <= 0
 		case ">":
-			res = lf > rf
+			res = cmp > 0
 		case ">=":
-			res = lf >= rf
+			res = cmp >= 0
 		}
 	}
 	return Value{V: res, Secret: secret}, nil
@@ -712,8 +721,8 @@ func (l *lexer) parsePrimary() (expr, error) {
 	case t == "true" || t == "false":
 		return litExpr{v: t == "true"}, nil
 	case t[0] >= '0' && t[0] <= '9' || t[0] == '-':
-		n, err := strconv.ParseInt(t, 10, 64)
-		if err != nil {
+		n, ok := numberLiteral(t)
+		if !ok {
 			return nil, fmt.Errorf("bad number %q", t)
 		}
 		return litExpr{v: n}, nil

@@ -1,6 +1,7 @@
 package runbooks
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -173,7 +174,7 @@ func runtimeType(v any) string {
 	switch v.(type) {
 	case bool:
 		return "a boolean"
-	case int, int64, float64:
+	case int, int64, uint64, float64, json.Number:
 		return "a number"
 	case string:
 		return "a string"
@@ -208,7 +209,7 @@ func typeOfExpr(e expr, typeOf RefTyper) (Type, error) {
 		switch x.v.(type) {
 		case bool:
 			return TypeBool, nil
-		case int64:
+		case int64, json.Number:
 			return TypeInt, nil
 		}
 		return TypeString, nil
