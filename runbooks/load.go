@@ -582,6 +582,9 @@ func (v *validator) command(i int, s *Step, text string, p Pos, hasTarget bool, 
 
 func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, what string) []Ref {
 	if !strings.Contains(text, "{{") {
+		if err := checkStatements(text); err != nil {
+			v.d.add(p, "step %q: %s: %v", s.ID, what, err)
+		}
 		return nil
 	}
 	t, err := ParseTemplate(text)
@@ -686,7 +689,14 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			at("unknown reference %s (use steps.%s.outputs.<name>, steps.%s.status or steps.%s.targets.<node>.outputs.<name>)", r, id, id, id)
 		}
 	case "nodes":
-		if len(r.Path) < 2 || v.inv == nil {
+		if v.inv == nil {
+			return
+		}
+		if r.Dynamic && len(r.Path) == 1 {
+			v.indexedNodeRef(r, at) // nodes[inputs.x].field (lintinv.go)
+			return
+		}
+		if len(r.Path) < 2 {
 			return
 		}
 		n := v.inv.Node(r.Path[1])
@@ -694,14 +704,16 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			at("unknown node %q%s", r.Path[1], suggestName(r.Path[1], nodeNames(v.inv)))
 			return
 		}
-		if len(r.Path) >= 3 && !nodeFields[r.Path[2]] {
-			if _, ok := n.Vars[r.Path[2]]; !ok {
-				at("node %q has no field or var %q", n.Name, r.Path[2])
-			}
+		if missing, ok := nodeLacks(n, r.Path[2:]); ok {
+			at("node %q has no %s%s", n.Name, missing, suggestField(n, r.Path[2:]))
 		}
 	case "target":
 		if !hasTarget {
 			at("`target` is only defined in steps that run on nodes (add `on:`)")
+			return
+		}
+		if v.inv != nil && !r.Dynamic {
+			v.targetRef(s, r, at) // target.field on every target (lintinv.go)
 		}
 	case "run":
 		if len(r.Path) >= 2 && r.Path[1] != "id" && r.Path[1] != "runbook" && r.Path[1] != "mode" {

@@ -60,8 +60,54 @@ type tplPart struct {
 	src  string // the {{ … }} as written, for messages
 }
 
-// ParseTemplate parses s. Text without {{ is a template that renders as itself.
+// ErrStatement is wrapped when a template holds Jinja statement or comment
+// syntax ({% … %}, {# … #}): drbook templates have no statements, and such
+// text must not reach a shell as it is. It wraps ErrTemplate.
+var ErrStatement = fmt.Errorf("%w: Jinja syntax", ErrTemplate)
+
+// statementHint is what to use instead of a Jinja statement.
+const statementHint = "drbook templates have no statements ({% if %}, {% for %}, {# #}): put a condition in the step's when:, and use the filters listed in docs/runbooks.md (quote, join, default, length, json, lower, upper) inside {{ }}"
+
+// jinjaStatement finds Jinja statement ({% … %}) or comment ({# … #}) syntax
+// in s. A shell's ${#var} is not a comment opener.
+func jinjaStatement(s string) (string, bool) {
+	if i := strings.Index(s, "{%"); i >= 0 {
+		if j := strings.Index(s[i+2:], "%}"); j >= 0 {
+			return s[i : i+2+j+2], true
+		}
+	}
+	for off := 0; ; {
+		i := strings.Index(s[off:], "{#")
+		if i < 0 {
+			return "", false
+		}
+		i += off
+		if i == 0 || s[i-1] != '$' {
+			if j := strings.Index(s[i+2:], "#}"); j >= 0 {
+				return s[i : i+2+j+2], true
+			}
+		}
+		off = i + 2
+	}
+}
+
+// checkStatements refuses Jinja statement syntax in s.
+func checkStatements(s string) error {
+	if st, ok := jinjaStatement(s); ok {
+		if len(st) > 40 {
+			st = st[:37] + "..."
+		}
+		return fmt.Errorf("%w: %q: %s", ErrStatement, st, statementHint)
+	}
+	return nil
+}
+
+// ParseTemplate parses s. Text without {{ is a template that renders as
+// itself. Jinja statements ({% … %}, {# … #}) are refused (ErrStatement).
 func ParseTemplate(s string) (*Template, error) {
+	if err := checkStatements(s); err != nil {
+		return nil, err
+	}
 	t := &Template{src: s}
 	rest, off := s, 0
 	for {
@@ -157,6 +203,10 @@ type Ref struct {
 	Dynamic bool
 	// Rest holds the static segments after the index, if any.
 	Rest []string
+	// Index is the path of the first index expression when it is a plain
+	// path (nodes[inputs.failed].api: inputs, failed), so lint can check
+	// the fields after it on every node that input can choose.
+	Index []string
 }
 
 // String renders the ref as written (without index expressions).
@@ -328,6 +378,11 @@ func (e pathExpr) refs(out *[]Ref) {
 	for _, s := range e.segs {
 		if s.index != nil {
 			s.index.refs(out)
+			if p, ok := s.index.(pathExpr); ok && !r.Dynamic {
+				if ir := p.pathRef(); !ir.Dynamic {
+					r.Index = ir.Path
+				}
+			}
 			r.Dynamic = true
 			continue
 		}

@@ -101,6 +101,9 @@ func ParseGuard(s string) (*Template, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: empty guard: write a condition such as inputs.drill, or remove the when: line", ErrTemplate)
 	}
+	if err := checkStatements(s); err != nil {
+		return nil, err
+	}
 	if strings.Contains(s, "{{") || strings.Contains(s, "}}") {
 		t, err := ParseTemplate(s)
 		if err != nil {
