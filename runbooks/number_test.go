@@ -1,6 +1,7 @@
 package runbooks_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/drbook/drbook/runbooks"
@@ -83,6 +84,43 @@ func TestCompareNumbers(t *testing.T) {
 		cmp, ok := runbooks.CompareNumbers(tc.a, tc.b)
 		if ok != tc.ok || (ok && cmp != tc.cmp) {
 			t.Errorf("CompareNumbers(%q, %q) = %d, %v; want %d, %v", tc.a, tc.b, cmp, ok, tc.cmp, tc.ok)
+		}
+	}
+}
+
+// TestPartial: a plan renders what the answers fix and leaves the rest as
+// written.
+func TestPartial(t *testing.T) {
+	sc := &runbooks.RunScope{
+		Inputs: map[string]runbooks.Value{
+			"failed":  {V: "node2"},
+			"joiners": {V: []string{"node2", "node3"}},
+			"pass":    {V: "s3cret", Secret: true},
+		},
+		Steps: map[string]*runbooks.StepValues{},
+	}
+	roots := runbooks.StaticRoots
+	tests := []struct {
+		tpl     string
+		want    any
+		pending []string
+	}{
+		{"remove {{ steps.m.outputs.id }} of {{ inputs.failed }} 2>&1", "remove {{ steps.m.outputs.id }} of node2 2>&1", []string{"{{ steps.m.outputs.id }}"}},
+		{"{{inputs.joiners}}", []string{"node2", "node3"}, nil},
+		{"{{ inputs.joiners | join(\",\") }}", "node2,node3", nil},
+		{"PASS={{ inputs.pass }}", "PASS=***", nil},
+		{"{{ target.name }}", "{{ target.name }}", []string{"{{ target.name }}"}},
+		{"{{ inputs.nope }} x", "{{ inputs.nope }} x", []string{"{{ inputs.nope }}"}},
+		{"{{ steps.m.outputs.id == 10564617825209086826 }}", "{{ steps.m.outputs.id == 10564617825209086826 }}", []string{"{{ steps.m.outputs.id == 10564617825209086826 }}"}},
+	}
+	for _, tc := range tests {
+		tpl, err := runbooks.ParseTemplate(tc.tpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, pending := tpl.Partial(sc, "***", roots...)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) || fmt.Sprintf("%T", got) != fmt.Sprintf("%T", tc.want) || fmt.Sprint(pending) != fmt.Sprint(tc.pending) {
+			t.Errorf("Partial(%q) = %#v, %q; want %#v, %q", tc.tpl, got, pending, tc.want, tc.pending)
 		}
 	}
 }

@@ -118,7 +118,7 @@ func ParseGuard(s string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q is not an expression (%v): a guard is a condition such as inputs.drill or steps.check.status == \"succeeded\"", ErrTemplate, s, err)
 	}
-	return &Template{src: s, parts: []tplPart{{expr: e}}}, nil
+	return &Template{src: s, parts: []tplPart{{expr: e, src: "{{ " + s + " }}"}}}, nil
 }
 
 // CheckGuard parses a guard and checks statically that it is a boolean.
