@@ -48,13 +48,14 @@ type PlannedStep struct {
 	Note    string `json:"note,omitempty"`
 }
 
-// planRoots are what a plan knows: the answers, the inventory, the run.
-var planRoots = runbooks.StaticRoots
+// planRoots are what a plan knows: the answers and the inventory. The run
+// (run.id, run.mode) does not exist yet: {{ run.id }} stays as written.
+var planRoots = []string{"inputs", "nodes"}
 
 // MakePlan resolves what it can of every step from inputs and inventory;
 // cat (may be nil) gives each kind's default time limit.
 func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]runbooks.Value, cat runbooks.KindCatalog) []PlannedStep {
-	sc := &runbooks.RunScope{RunID: "(plan)", Runbook: rb.Name, Mode: "plan", Inputs: inputs, Steps: map[string]*runbooks.StepValues{}, Inventory: inv}
+	sc := &runbooks.RunScope{Runbook: rb.Name, Inputs: inputs, Steps: map[string]*runbooks.StepValues{}, Inventory: inv}
 	var out []PlannedStep
 	for i := range rb.Steps {
 		s := &rb.Steps[i]
@@ -110,8 +111,12 @@ func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]r
 		}
 		p.Params = map[string]any{}
 		shared := &planRender{sc: pr.sc, roots: roots} // target parts: shown per target
+		var perKeys map[string]any
+		if len(nodes) > 1 {
+			perKeys = p.PerTarget[nodes[0].Name]
+		}
 		for k, v := range s.With.Values {
-			if _, per := p.PerTarget[nodes[0].Name][k]; len(nodes) > 1 && per {
+			if _, per := perKeys[k]; per {
 				p.Params[k] = shared.value(v)
 				continue
 			}
