@@ -2,6 +2,7 @@ package runbooks_test
 
 import (
 	"fmt"
+	"math/big"
 	"testing"
 
 	"github.com/drbook/drbook/runbooks"
@@ -123,4 +124,33 @@ func TestPartial(t *testing.T) {
 			t.Errorf("Partial(%q) = %#v, %q; want %#v, %q", tc.tpl, got, pending, tc.want, tc.pending)
 		}
 	}
+}
+
+// FuzzCompareNumbers: CompareNumbers never panics, is antisymmetric, and
+// agrees with math/big on integers.
+func FuzzCompareNumbers(f *testing.F) {
+	for _, s := range [][2]string{{"10564617825209086826", "10564617825209086827"}, {"1e3", "1000"}, {"-0", "0.0"}, {"1e99999", "2"}, {"${#x}", "{% if %}"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		c1, ok1 := runbooks.CompareNumbers(a, b)
+		c2, ok2 := runbooks.CompareNumbers(b, a)
+		if ok1 != ok2 || (ok1 && c1 != -c2) {
+			t.Fatalf("CompareNumbers(%q,%q)=%d,%v but reversed %d,%v", a, b, c1, ok1, c2, ok2)
+		}
+		x, okx := new(big.Int).SetString(a, 10)
+		y, oky := new(big.Int).SetString(b, 10)
+		if okx && oky && len(a) < 100 && len(b) < 100 && (a[0] != '+' && b[0] != '+') {
+			if !ok1 || c1 != x.Cmp(y) {
+				t.Fatalf("CompareNumbers(%q,%q)=%d,%v, math/big says %d", a, b, c1, ok1, x.Cmp(y))
+			}
+		}
+		// Templates built from the text never panic, whole or partial.
+		tpl, err := runbooks.ParseTemplate("{{ " + a + " }} " + b)
+		if err == nil {
+			sc := &runbooks.RunScope{Inputs: map[string]runbooks.Value{}, Steps: map[string]*runbooks.StepValues{}}
+			_, _ = tpl.Eval(sc)
+			_, _ = tpl.Partial(sc, "*", runbooks.StaticRoots...)
+		}
+	})
 }
