@@ -204,3 +204,29 @@ func pathText(path []string) string {
 	}
 	return b.String()
 }
+
+// locate finds needle in the runbook's source at or after p (within the
+// next lines a field can span) and returns where it starts, so a Jinja
+// statement in a block scalar is reported at its own line and column. It
+// returns p when the text is not found as written (an escaped string).
+func (v *validator) locate(p Pos, needle string) Pos {
+	if needle == "" || p.Line == 0 || len(v.rb.Source) == 0 {
+		return p
+	}
+	lines := strings.Split(string(v.rb.Source), "\n")
+	for i := p.Line - 1; i < len(lines) && i < p.Line-1+maxFieldLines; i++ {
+		line := lines[i]
+		from := 0
+		if i == p.Line-1 {
+			// p.Col counts characters from 1; skip what precedes the field.
+			from = len(string([]rune(line)[:min(max(p.Col-1, 0), len([]rune(line)))]))
+		}
+		if j := strings.Index(line[from:], needle); j >= 0 {
+			return Pos{Line: i + 1, Col: len([]rune(line[:from+j])) + 1}
+		}
+	}
+	return p
+}
+
+// maxFieldLines bounds how far locate looks below a field's start.
+const maxFieldLines = 500

@@ -394,6 +394,9 @@ func (v *validator) guard(i int, s *Step, hasTarget bool) {
 	p := s.At("when")
 	t, err := CheckGuard(s.When, v.typeOf)
 	if err != nil {
+		if st, ok := jinjaStatement(s.When); ok {
+			p = v.locate(p, st)
+		}
 		v.d.add(p, "step %q: when: %v", s.ID, err)
 	}
 	if t != nil {
@@ -581,10 +584,12 @@ func (v *validator) command(i int, s *Step, text string, p Pos, hasTarget bool, 
 }
 
 func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, what string) []Ref {
+	if st, ok := jinjaStatement(text); ok {
+		// Reported where the statement is, not only where the field starts.
+		v.d.add(v.locate(p, st), "step %q: %s: %v", s.ID, what, checkStatements(text))
+		return nil
+	}
 	if !strings.Contains(text, "{{") {
-		if err := checkStatements(text); err != nil {
-			v.d.add(p, "step %q: %s: %v", s.ID, what, err)
-		}
 		return nil
 	}
 	t, err := ParseTemplate(text)
