@@ -65,8 +65,11 @@ type tplPart struct {
 // text must not reach a shell as it is. It wraps ErrTemplate.
 var ErrStatement = fmt.Errorf("%w: Jinja syntax", ErrTemplate)
 
-// statementHint is what to use instead of a Jinja statement.
-const statementHint = "drbook templates have no statements ({% if %}, {% for %}, {# #}): put a condition in the step's when:, and use the filters listed in docs/runbooks.md (quote, join, default, length, json, lower, upper) inside {{ }}"
+// statementHint is what to use instead of a Jinja statement; it lists the
+// filters the language has.
+func statementHint() string {
+	return "drbook templates have no statements ({% if %}, {% for %}, {# #}): put a condition in the step's when:, and use the filters listed in docs/runbooks.md (" + strings.Join(filterNames(), ", ") + ") inside {{ }}"
+}
 
 // jinjaStatement finds Jinja statement ({% … %}) or comment ({# … #}) syntax
 // in s. A shell's ${#var} is not a comment opener.
@@ -97,7 +100,7 @@ func checkStatements(s string) error {
 		if len(st) > 40 {
 			st = st[:37] + "..."
 		}
-		return fmt.Errorf("%w: %q: %s", ErrStatement, st, statementHint)
+		return fmt.Errorf("%w: %q: %s", ErrStatement, st, statementHint())
 	}
 	return nil
 }
