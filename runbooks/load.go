@@ -389,6 +389,9 @@ func (v *validator) guard(i int, s *Step, hasTarget bool) {
 	p := s.At("when")
 	t, err := CheckGuard(s.When, v.typeOf)
 	if err != nil {
+		if st, ok := jinjaStatement(s.When); ok {
+			p = v.locate(p, st)
+		}
 		v.d.add(p, "step %q: when: %v", s.ID, err)
 	}
 	if t != nil {
@@ -586,6 +589,11 @@ func (v *validator) command(i int, s *Step, text string, p Pos, hasTarget bool, 
 }
 
 func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, what string) []Ref {
+	if st, ok := jinjaStatement(text); ok {
+		// Reported where the statement is, not only where the field starts.
+		v.d.add(v.locate(p, st), "step %q: %s: %v", s.ID, what, checkStatements(text))
+		return nil
+	}
 	if !strings.Contains(text, "{{") {
 		return nil
 	}
@@ -692,7 +700,14 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			at("unknown reference %s (use steps.%s.outputs.<name>, steps.%s.status, steps.%s.targets.<node>.outputs.<name> or steps.%s.items.<item>.outputs.<name>)", r, id, id, id, id)
 		}
 	case "nodes":
-		if len(r.Path) < 2 || v.inv == nil {
+		if v.inv == nil {
+			return
+		}
+		if r.Dynamic && len(r.Path) == 1 {
+			v.indexedNodeRef(r, at) // nodes[inputs.x].field (lintinv.go)
+			return
+		}
+		if len(r.Path) < 2 {
 			return
 		}
 		n := v.inv.Node(r.Path[1])
@@ -700,14 +715,16 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			at("unknown node %q%s", r.Path[1], suggestName(r.Path[1], nodeNames(v.inv)))
 			return
 		}
-		if len(r.Path) >= 3 && !nodeFields[r.Path[2]] {
-			if _, ok := n.Vars[r.Path[2]]; !ok {
-				at("node %q has no field or var %q", n.Name, r.Path[2])
-			}
+		if missing, ok := nodeLacks(n, r.Path[2:]); ok {
+			at("node %q has no %s%s", n.Name, missing, suggestField(n, r.Path[2:]))
 		}
 	case "target":
 		if !hasTarget {
 			at("`target` is only defined in steps that run on nodes (add `on:`)")
+			return
+		}
+		if v.inv != nil && !r.Dynamic {
+			v.targetRef(s, r, at) // target.field on every target (lintinv.go)
 		}
 	case "item":
 		if s.ForEach == "" {

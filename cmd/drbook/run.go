@@ -178,9 +178,14 @@ func newPlanCmd(a *app) *cobra.Command {
 		Use:   "plan RUNBOOK -i INVENTORY",
 		Short: "Show the resolved steps and targets without running anything",
 		Long: `Show each step with its kind, targets and what it would run, with inputs taken
-from --answers. Targets or parameters that depend on outputs of earlier steps
-are shown as templates. Nothing is executed and nothing is recorded.`,
-		Args: cobra.ExactArgs(1),
+from --answers. Commands are rendered as text as far as the answers and the
+inventory allow; the parts that depend on outputs of earlier steps stay as
+written ({{ steps.member.outputs.id }}) and are listed as "filled in at run
+time". A guard the answers fix shows "runs" or "skipped: when is false". A
+step on several nodes shows what reads target once per node. Secrets are
+masked. Nothing is executed and nothing is recorded (docs/runbooks.md).`,
+		Example: "  drbook plan replace.yaml -i prod.yaml --answers answers.yaml\n  drbook plan replace.yaml -i prod.yaml --answers answers.yaml --output json",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
 			if err != nil {

@@ -164,8 +164,8 @@ func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[strin
 				}
 				raw = plain
 			}
-			var v any
-			if err := json.Unmarshal([]byte(raw), &v); err != nil {
+			v, err := decodeRecorded(raw)
+			if err != nil {
 				return nil, fmt.Errorf("input %s: %w", a.Name, err)
 			}
 			if list, ok := v.([]any); ok {
@@ -175,9 +175,7 @@ func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[strin
 				}
 				v = ss
 			}
-			if f, ok := v.(float64); ok && f == float64(int64(f)) {
-				v = int64(f)
-			}
+
 			if a.Secret {
 				if s, ok := v.(string); ok {
 					r.mask.add(s)
