@@ -207,6 +207,20 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 				finished_at = excluded.finished_at, end_seq = excluded.end_seq
 				WHERE execs.status NOT IN ('succeeded', 'skipped')`,
 				ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped), ts, ts, ev.Seq, ev.Seq)
+			if err != nil || len(p.Outputs) == 0 {
+				return err
+			}
+			outs, err := json.Marshal(p.Outputs)
+			if err != nil {
+				return err
+			}
+			sec, err := json.Marshal(nonNilSlice(p.SecretOutputs))
+			if err != nil {
+				return err
+			}
+			_, err = t.ExecContext(ctx, `UPDATE execs SET outputs = ?, secret_outputs = ?
+				WHERE run_id = ? AND step_id = ? AND target = ? AND attempt = ? AND status = ?`,
+				string(outs), string(sec), ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped))
 			return err
 		case DecisionInterrupted:
 			_, err := t.ExecContext(ctx, `UPDATE execs SET status = ?, finished_at = ?, end_seq = ?
@@ -363,4 +377,11 @@ func (db *DB) mustExist(ctx context.Context, runID string) error {
 		return fmt.Errorf("run %s: %w", runID, mapErr(err))
 	}
 	return nil
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -78,6 +78,11 @@ type Run struct {
 	// HoldsSecrets: the run has a data key, so values sealed for it can
 	// still be opened (with this database and its key file).
 	HoldsSecrets bool
+	// WorkDir and StepAnswers are written into the run.created event by
+	// CreateRun (with the runbook and inventory sources); they are not
+	// read back by GetRun: see Files.
+	WorkDir     string
+	StepAnswers map[string]string
 }
 
 // EventType names the kind of an event in a run's log.
@@ -139,6 +144,16 @@ type RunCreated struct {
 	Host            string `json:"host"`
 	PID             int    `json:"pid"`
 	User            string `json:"user"`
+	// Runbook and Inventory are the files the run started with, whole
+	// (absent in records made before files were kept); WorkDir is the
+	// directory it started in, against which their relative paths (and the
+	// inventory's) resolve.
+	Runbook   *RecordedFile `json:"runbook,omitempty"`
+	Inventory *RecordedFile `json:"inventory,omitempty"`
+	WorkDir   string        `json:"work_dir,omitempty"`
+	// StepAnswers are the answers file's literal answers to input steps
+	// (never {env:} or {file:} ones), for a resume without the file.
+	StepAnswers map[string]string `json:"step_answers,omitempty"`
 }
 
 // RunResumed is the payload of EvRunResumed.
@@ -148,6 +163,14 @@ type RunResumed struct {
 	User          string `json:"user"`
 	AcceptChanged bool   `json:"accept_changed"`
 	RunbookSHA256 string `json:"runbook_sha256"`
+	// InventorySHA256 is the digest of the inventory the resume uses.
+	InventorySHA256 string `json:"inventory_sha256,omitempty"`
+	// Runbook and Inventory are set when the resume goes on with a file
+	// that differs from the recorded one (--accept-changed): from then on
+	// the record holds the new file. WorkDir is the resume's directory.
+	Runbook   *RecordedFile `json:"runbook,omitempty"`
+	Inventory *RecordedFile `json:"inventory,omitempty"`
+	WorkDir   string        `json:"work_dir,omitempty"`
 }
 
 // Answer is the payload of EvAnswer. The Value of a secret is a sealed
@@ -239,6 +262,11 @@ type StepDecision struct {
 	Decision string `json:"decision"`
 	Reason   string `json:"reason"`
 	By       string `json:"by"`
+	// Outputs are the values an operator gave for a skipped execution
+	// (--set-output), sealed where named in SecretOutputs; a skip projects
+	// them onto the execution.
+	Outputs       map[string]string `json:"outputs,omitempty"`
+	SecretOutputs []string          `json:"secret_outputs,omitempty"`
 }
 
 // Operator wait kinds.
