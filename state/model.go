@@ -95,6 +95,7 @@ const (
 	EvAnswer       EventType = "answer"        // Answer
 	EvStepStarted  EventType = "step.started"  // StepStarted
 	EvStepFinished EventType = "step.finished" // StepFinished
+	EvStepOutput   EventType = "step.output"   // StepOutput
 	EvStepDecision EventType = "step.decision" // StepDecision
 	EvOperatorWait EventType = "operator.wait" // OperatorWait
 	EvRunFinished  EventType = "run.finished"  // RunFinished
@@ -216,6 +217,36 @@ type StepFinished struct {
 	// when nothing was cut; the log then ends with a marker line saying so).
 	LogCutBytes int64 `json:"log_cut_bytes,omitempty"`
 	DurationMS  int64 `json:"duration_ms"`
+}
+
+// StepOutput is the payload of EvStepOutput: output a step execution
+// produced while it ran, checkpointed every few seconds so that a runner
+// killed mid-step (SIGKILL, power loss) leaves in the record what the step
+// had printed. Chunks append to the execution's log in order: Offset is the
+// log's length in bytes before this chunk. The step.finished event that
+// ends the execution carries the whole log again, which replaces them.
+type StepOutput struct {
+	Offset int64  `json:"offset"`
+	Log    string `json:"log"`
+	// LogRaw is the exact chunk when it is not valid UTF-8 (see
+	// StepFinished.LogRaw).
+	LogRaw []byte `json:"log_raw,omitempty"`
+}
+
+// Bytes returns the chunk exactly.
+func (p StepOutput) Bytes() []byte {
+	if p.LogRaw != nil {
+		return p.LogRaw
+	}
+	return []byte(p.Log)
+}
+
+// NewStepOutput returns the payload of a chunk of log starting at offset.
+func NewStepOutput(offset int64, chunk []byte) StepOutput {
+	if utf8.Valid(chunk) {
+		return StepOutput{Offset: offset, Log: string(chunk)}
+	}
+	return StepOutput{Offset: offset, Log: strings.ToValidUTF8(string(chunk), "\uFFFD"), LogRaw: bytes.Clone(chunk)}
 }
 
 // LogBytes returns the recorded output log exactly as it was hashed into

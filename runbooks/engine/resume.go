@@ -123,8 +123,13 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	return r.walk(ctx, true)
 }
 
-// recordedFiles returns what the record says the run runs; for records
-// made before the files were kept in the chain, the run row's sources.
+// RecordedFiles returns what the record says the run runs (see
+// state.Files); for records made before the files were kept in the chain,
+// the run row's runbook source when it matches the recorded digest.
+func RecordedFiles(rec state.Run, events []state.Event) (state.RunFiles, error) {
+	return recordedFiles(rec, events)
+}
+
 func recordedFiles(rec state.Run, events []state.Event) (state.RunFiles, error) {
 	files, err := state.Files(events)
 	if err != nil {
