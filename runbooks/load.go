@@ -264,8 +264,12 @@ func (v *validator) steps() {
 
 // resumeWarnings flags steps whose declared outputs later steps read but
 // that have no check: and are not idempotent: if a run is interrupted during
-// one, a resume cannot restore its outputs by itself.
+// one, a resume cannot restore its outputs by itself. Only for a runbook
+// without errors: it is advice on a runbook that would run.
 func (v *validator) resumeWarnings() {
+	if v.d.err() != nil {
+		return
+	}
 	for i := range v.rb.Steps {
 		s := &v.rb.Steps[i]
 		used := v.usedOutputs[s.ID]

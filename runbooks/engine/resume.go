@@ -282,6 +282,10 @@ func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[strin
 				}
 			case "continue":
 				p.skipped, p.reason = true, "continued after failure"
+			case state.DecisionInterrupted:
+				if ex := execs[ev.StepID][ev.Target]; ex != nil && ex.Attempt == ev.Attempt && ex.Status == state.StatusRunning {
+					ex.Status = state.StatusInterrupted
+				}
 			}
 		}
 	}
@@ -382,10 +386,12 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 				}
 				skip := fmt.Sprintf("--skip %s --reason \"...\"", s.ID)
 				if needed := r.neededOutputs(s, kind, nil); len(needed) > 0 {
-					skip += " " + setOutputHint(s.ID, needed) + " (later steps use its outputs " + strings.Join(needed, ", ") + ")"
+					skip += " " + setOutputHint(s.ID, needed) + " (it took effect; later steps use " + strings.Join(needed, ", ") + ")"
+				} else {
+					skip += " (it took effect)"
 				}
 				return nil, fmt.Errorf("%w: step %s was interrupted on %s and has no check: to tell whether it took effect; "+
-					"look at the node (the record holds its output so far: drbook replay %s), then resume with --redo %s (run it again) or %s (it took effect)",
+					"look at the node (the record holds its output so far: drbook replay %s), then resume with --redo %s (run it again) or %s",
 					ErrNeedsDecision, s.ID, where, r.id, s.ID, skip)
 			}
 			if needed := r.neededOutputs(s, kind, nil); d.Kind == steps.DecisionSkip && len(needed) > 0 {
