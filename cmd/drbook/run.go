@@ -96,9 +96,18 @@ interrupted is decided by its check: command, by its kind's idempotency, or
 by you: --redo STEP runs it again, --skip STEP --reason "..." records that it
 took effect. Both are recorded.
 
-The runbook and inventory are read again from the paths recorded with the
-run (override with --runbook / -i); if they changed, resume is refused with
-a summary of the change unless --accept-changed (recorded).
+The runbook and inventory are those the record holds (content and SHA-256),
+so resume works from any directory without the files; plugin executables
+still come from the plugin directories. --runbook / -i override them; if
+they differ, resume is refused with a summary of the change unless
+--accept-changed (the change is shown and the new files recorded). Records
+made before drbook kept the files are read from their recorded paths.
+
+--redo and --skip name steps that are interrupted or failed (anything else
+is a usage error, exit 2). Skipping a step whose outputs later steps use
+needs them: --set-output STEP.KEY=VALUE (recorded with your name and
+--reason; a secret output is sealed). The output a step printed before it
+was cut short is in the record: drbook replay RUN shows it.
 
 A wrong input found mid-run can be corrected: give the right value in the
 --answers file (inputs:) with --reason. An input that no completed step has
@@ -108,6 +117,7 @@ step already used cannot change in this run: resume is refused (exit 2),
 naming the steps that used it, and nothing is recorded.`,
 		Example: `  drbook resume r20261129-031502-7c1a --yes
   drbook resume r20261129-031502-7c1a --redo restore --yes
+  drbook resume r20261129-031502-7c1a --skip add-member --reason "member added, id in the log" --set-output add-member.new_id=8e9e05c52164694d --yes
   drbook resume r20261129-031502-7c1a --answers fixed.yaml --reason "backup path was mistyped" --yes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
