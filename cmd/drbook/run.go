@@ -21,7 +21,7 @@ func newRunCmd(a *app) *cobra.Command {
 		Long: `Run a runbook against the nodes of an inventory.
 
 Every step execution is checkpointed before and after it runs. Ctrl-C or
-SIGTERM marks running steps interrupted and exits with code 130; so does a
+SIGTERM (or SIGHUP) marks running steps interrupted and exits with code 130; so does a
 headless run whose standard output is closed (drbook run ... | head); continue
 with 'drbook resume RUN_ID'.
 
