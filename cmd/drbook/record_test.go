@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
 
@@ -304,4 +307,64 @@ func TestSkipInterruptedWithOutputs(t *testing.T) {
 			t.Errorf("replay lacks %q:\n%s", want, rep.stdout)
 		}
 	}
+}
+
+// TestResumeOldRecord: a record made before drbook kept the files resumes
+// from the recorded paths; from elsewhere, the error names -i and --runbook,
+// and with them the run goes on.
+func TestResumeOldRecord(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "drbook.db")
+	rbSrc := "apiVersion: drbook/v1\nkind: Runbook\nname: old\nsteps:\n  - id: hello\n    run: shell\n    on: node1\n    with: {command: 'echo hello from the old record'}\n"
+	invSrc := "apiVersion: drbook/v1\nkind: Inventory\nnodes:\n  - name: node1\n    transport: local\n"
+	rbPath, invPath := filepath.Join(dir, "old.yaml"), filepath.Join(dir, "inv.yaml")
+	for p, c := range map[string]string{rbPath: rbSrc, invPath: invSrc} {
+		if err := os.WriteFile(p, []byte(c), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	st, err := state.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an old drbook recorded it: relative paths and digests, no sources.
+	run := &state.Run{RunbookName: "old", RunbookPath: "old.yaml", RunbookSHA256: sha256hex(rbSrc),
+		InventoryPath: "inv.yaml", InventorySHA256: sha256hex(invSrc), Mode: state.ModeHeadless, Status: state.StatusInterrupted}
+	if err := st.CreateRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	elsewhere := t.TempDir()
+	r := drbookIn(t, elsewhere, nil, "resume", run.ID, "--yes", "--db", db)
+	if r.code == 0 || !strings.Contains(r.stderr, "give it with -i PATH") {
+		t.Errorf("old record without -i: exit %d, want the -i hint\n%s", r.code, r.stderr)
+	}
+	r = drbookIn(t, elsewhere, nil, "resume", run.ID, "--yes", "--db", db, "-i", invPath)
+	if r.code == 0 || !strings.Contains(r.stderr, "give it with --runbook PATH") {
+		t.Errorf("old record without --runbook: exit %d, want the --runbook hint\n%s", r.code, r.stderr)
+	}
+	r = drbookIn(t, elsewhere, nil, "resume", run.ID, "--yes", "--db", db, "-i", invPath, "--runbook", rbPath)
+	if r.code != 0 || !strings.Contains(r.stdout, "hello from the old record") {
+		t.Errorf("old record with --runbook and -i: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// From the directory it started in, the recorded paths still work.
+	run2 := *run
+	run2.ID = ""
+	st, err = state.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateRun(ctx, &run2); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if r := drbookIn(t, dir, nil, "resume", run2.ID, "--yes", "--db", db); r.code != 0 {
+		t.Errorf("old record from its directory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func sha256hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

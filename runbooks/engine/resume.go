@@ -141,6 +141,9 @@ func recordedFiles(rec state.Run, events []state.Event) (state.RunFiles, error) 
 	if files.Runbook == nil && rec.RunbookSource != nil && files.RunbookSHA256 == rec.RunbookSHA256 {
 		files.Runbook = state.NewRecordedFile(rec.RunbookPath, rec.RunbookSource)
 	}
+	if files.Inventory == nil && rec.InventorySource != nil && files.InventorySHA256 == rec.InventorySHA256 {
+		files.Inventory = state.NewRecordedFile(rec.InventoryPath, rec.InventorySource)
+	}
 	return files, nil
 }
 
