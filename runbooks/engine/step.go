@@ -648,12 +648,12 @@ func (lw *logWriter) flush() {
 	}
 }
 
-// OutputCheckpointEvery is how often a running step execution's new output
+// outputCheckpointEvery is how often a running step execution's new output
 // is checkpointed (step.output), so that a runner killed mid-step leaves
 // what the step printed so far in the record.
-var OutputCheckpointEvery = 2 * time.Second
+var outputCheckpointEvery = 2 * time.Second
 
-// checkpointOutput records, every OutputCheckpointEvery while an execution
+// checkpointOutput records, every outputCheckpointEvery while an execution
 // runs, the complete lines of output it printed since the last time. The
 // returned function stops it and returns once no record is being written.
 func (r *run) checkpointOutput(ctx context.Context, stepID, target string, attempt int, lw *logWriter) func() {
@@ -661,7 +661,7 @@ func (r *run) checkpointOutput(ctx context.Context, stepID, target string, attem
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		t := time.NewTicker(OutputCheckpointEvery)
+		t := time.NewTicker(outputCheckpointEvery)
 		defer t.Stop()
 		var sent int64
 		for {
