@@ -388,7 +388,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 					return nil, fmt.Errorf("%w at the decision for %s", ErrInterrupted, s.ID)
 				}
 				skip := fmt.Sprintf("--skip %s --reason \"...\"", s.ID)
-				if needed := r.neededOutputs(s, kind, nil); len(needed) > 0 {
+				if needed := r.neededOutputs(s, nil); len(needed) > 0 {
 					skip += " " + setOutputHint(s.ID, needed) + " (it took effect; later steps use " + strings.Join(needed, ", ") + ")"
 				} else {
 					skip += " (it took effect)"
@@ -397,7 +397,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 					"look at the node (the record holds its output so far: drbook replay %s), then resume with --redo %s (run it again) or %s",
 					ErrNeedsDecision, s.ID, where, r.id, s.ID, skip)
 			}
-			if needed := r.neededOutputs(s, kind, nil); d.Kind == steps.DecisionSkip && len(needed) > 0 {
+			if needed := r.neededOutputs(s, nil); d.Kind == steps.DecisionSkip && len(needed) > 0 {
 				// Nothing recorded: a skip without the outputs later steps
 				// use would stop the run again at the first of them.
 				return nil, fmt.Errorf("%w: step %s cannot be skipped without its outputs %s, which later steps use: resume with --skip %s --reason \"...\" %s",
@@ -501,11 +501,7 @@ func (r *run) checkResumeOptions() error {
 		if s == nil {
 			continue
 		}
-		kind, ok := r.cfg.Registry.Get(s.Run)
-		if !ok {
-			continue
-		}
-		if missing := r.neededOutputs(s, kind, r.opts.SetOutputs[id]); len(missing) > 0 {
+		if missing := r.neededOutputs(s, r.opts.SetOutputs[id]); len(missing) > 0 {
 			errs = append(errs, fmt.Sprintf("--skip %s: later steps use its outputs %s: give them with %s", id, strings.Join(missing, ", "), setOutputHint(id, missing)))
 		}
 	}
@@ -580,14 +576,18 @@ func declaredOutputs(s *runbooks.Step, reg *steps.Registry) []string {
 
 // neededOutputs lists the declared outputs of s that a later step refers to
 // (steps.ID.outputs.KEY, or steps.ID.targets) and that given lacks.
-func (r *run) neededOutputs(s *runbooks.Step, kind steps.Kind, given map[string]string) []string {
-	_ = kind
+func (r *run) neededOutputs(s *runbooks.Step, given map[string]string) []string {
 	var later strings.Builder
 	after := false
 	for i := range r.cfg.Runbook.Steps {
 		o := &r.cfg.Runbook.Steps[i]
 		if after {
-			later.WriteString(stepFingerprint(r.cfg.Runbook, o))
+			// The whole step, so that any field's templates count.
+			b, err := json.Marshal(o)
+			if err != nil {
+				b = []byte(stepFingerprint(r.cfg.Runbook, o))
+			}
+			later.Write(b)
 		}
 		if o.ID == s.ID {
 			after = true
