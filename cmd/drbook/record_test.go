@@ -307,6 +307,12 @@ func TestSkipInterruptedWithOutputs(t *testing.T) {
 			t.Errorf("replay lacks %q:\n%s", want, rep.stdout)
 		}
 	}
+	md := drbook(t, nil, "replay", id, "--format", "markdown", "--db", l.db)
+	for _, want := range []string{"before it stopped:", "\nnew_id=10564617825209086826\n", "(outputs set: new_id)"} {
+		if !strings.Contains(md.stdout, want) {
+			t.Errorf("markdown export lacks %q:\n%s", want, md.stdout)
+		}
+	}
 }
 
 // TestResumeOldRecord: a record made before drbook kept the files resumes
