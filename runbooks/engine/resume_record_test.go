@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 )
@@ -173,5 +174,46 @@ func TestAcceptedChangeIsRecorded(t *testing.T) {
 	files, err := engine.RecordedFiles(run, evs)
 	if err != nil || string(files.Runbook.Bytes()) != changed {
 		t.Fatalf("recorded runbook = %q (%v)", files.Runbook.Bytes(), err)
+	}
+}
+
+// TestStepAnswersRecorded: the literal answers to non-secret input steps are
+// kept in the record (for a resume without the answers file); secret ones
+// and {env:} references are not.
+func TestStepAnswersRecorded(t *testing.T) {
+	f := newFixture(t, 1)
+	src := header + `steps:
+  - id: ticket
+    run: input
+    with: {prompt: Ticket}
+  - id: pw
+    run: input
+    with: {prompt: Password, type: secret}
+  - id: from-env
+    run: input
+    with: {prompt: Region}
+`
+	t.Setenv("DRBOOK_TEST_REGION", "eu-1")
+	answers, err := runbooks.ParseAnswers("answers.yaml", []byte("steps:\n  ticket: INC-7\n  pw: s3cret-answer\n  from-env: {env: DRBOOK_TEST_REGION}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.config(t, src, &engine.Headless{Yes: true, Answers: answers})
+	cfg.Answers = answers
+	out, err := engine.Start(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, _ := f.db.GetRun(context.Background(), out.RunID)
+	evs, _ := f.db.Events(context.Background(), out.RunID)
+	files, err := engine.RecordedFiles(run, evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files.StepAnswers) != 1 || files.StepAnswers["ticket"] != "INC-7" {
+		t.Fatalf("recorded step answers = %v, want only ticket", files.StepAnswers)
+	}
+	if wd, _ := os.Getwd(); files.WorkDir != wd || files.Runbook == nil || string(files.Runbook.Bytes()) != src || files.Inventory == nil {
+		t.Fatalf("recorded files = %+v", files)
 	}
 }
