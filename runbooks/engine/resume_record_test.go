@@ -210,6 +210,12 @@ func TestStepAnswersRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	execs, _ := f.db.Execs(context.Background(), out.RunID)
+	for _, x := range execs {
+		if x.StepID == "from-env" && x.Outputs["value"] != "eu-1" {
+			t.Errorf("input step answered {env: DRBOOK_TEST_REGION} got %q, want eu-1", x.Outputs["value"])
+		}
+	}
 	if len(files.StepAnswers) != 1 || files.StepAnswers["ticket"] != "INC-7" {
 		t.Fatalf("recorded step answers = %v, want only ticket", files.StepAnswers)
 	}
