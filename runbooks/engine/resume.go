@@ -120,6 +120,9 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err := r.applyInputChanges(ctx, changes, opts.InputReason); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
+	if err := r.fillSkippedOutputs(ctx); err != nil {
+		return Outcome{RunID: r.id}, err
+	}
 	return r.walk(ctx, true)
 }
 
@@ -351,7 +354,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 			}
 			still = append(still, t)
 		case slices.Contains(r.opts.Skip, s.ID):
-			outs, err := r.recordSkip(ctx, s, kind, t, ex.Attempt)
+			outs, _, err := r.recordSkip(ctx, s, kind, t, ex.Attempt)
 			if err != nil {
 				return nil, err
 			}
@@ -474,7 +477,7 @@ func (r *run) checkResumeOptions() error {
 				errs = append(errs, fmt.Sprintf("%s %s: the runbook has no step %q%s", o.flag, id, id, suggestStep(r.cfg.Runbook, id)))
 				continue
 			}
-			if st := r.resumableStatus(id); st == "" {
+			if st := r.resumableStatus(id); st == "" && (o.flag != "--skip" || len(r.skippedWithoutOutputs(s)) == 0) {
 				errs = append(errs, fmt.Sprintf("%s %s: step %s is %s, not interrupted or failed: only an interrupted or failed step can be redone or skipped", o.flag, id, id, r.priorStatus(id)))
 			}
 		}
@@ -618,7 +621,7 @@ func setOutputHint(id string, names []string) string {
 // recordSkip records the operator's --skip of step s on target (attempt is
 // the interrupted or failed one), with the outputs given by --set-output,
 // and returns those outputs for later steps.
-func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind, target string, attempt int) (map[string]runbooks.Value, error) {
+func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind, target string, attempt int) (map[string]runbooks.Value, state.StepDecision, error) {
 	secret := map[string]bool{}
 	for _, o := range s.Outputs {
 		secret[o.Name] = secret[o.Name] || o.Secret
@@ -644,7 +647,7 @@ func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 			r.mask.add(v)
 			sealed, err := r.cfg.Store.Seal(ctx, r.id, v)
 			if err != nil {
-				return nil, fmt.Errorf("seal output %s.%s: %w", s.ID, k, err)
+				return nil, state.StepDecision{}, fmt.Errorf("seal output %s.%s: %w", s.ID, k, err)
 			}
 			d.Outputs[k] = sealed
 			d.SecretOutputs = append(d.SecretOutputs, k)
@@ -656,7 +659,57 @@ func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 		r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("%s skipped on %s with outputs set by %s: %s", s.ID, orLocal(target), d.By, strings.Join(names, ", ")), Time: time.Now()})
 	}
 	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt, d); err != nil {
-		return nil, err
+		return nil, d, err
 	}
-	return outs, nil
+	return outs, d, nil
+}
+
+// skippedWithoutOutputs lists the targets where step s was skipped by an
+// operator without outputs that later steps use (a record made before
+// --set-output existed: the run stops at the first step that uses them).
+func (r *run) skippedWithoutOutputs(s *runbooks.Step) []string {
+	p := r.prior[s.ID]
+	if p == nil || p.skipped {
+		return nil
+	}
+	needed := r.neededOutputs(s, nil)
+	var out []string
+	for t, ex := range p.byTarget {
+		if ex.Status != state.StatusSkipped {
+			continue
+		}
+		for _, n := range needed {
+			if _, ok := ex.Outputs[n]; !ok {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fillSkippedOutputs records the outputs given with --skip for a step that
+// an earlier resume skipped without them, so that the steps using them can
+// run.
+func (r *run) fillSkippedOutputs(ctx context.Context) error {
+	for _, id := range r.opts.Skip {
+		s := r.cfg.Runbook.Step(id)
+		if s == nil || len(r.opts.SetOutputs[id]) == 0 {
+			continue
+		}
+		kind, ok := r.cfg.Registry.Get(s.Run)
+		if !ok {
+			continue
+		}
+		for _, t := range r.skippedWithoutOutputs(s) {
+			ex := r.prior[id].byTarget[t]
+			_, d, err := r.recordSkip(ctx, s, kind, t, ex.Attempt)
+			if err != nil {
+				return err
+			}
+			ex.Outputs, ex.SecretOutputs = d.Outputs, d.SecretOutputs
+		}
+	}
+	return nil
 }

@@ -223,3 +223,32 @@ func TestStepAnswersRecorded(t *testing.T) {
 		t.Fatalf("recorded files = %+v", files)
 	}
 }
+
+// TestUnwedgeOldSkip: a record where an earlier drbook skipped a step
+// without the outputs a later step uses (that step then fails on every
+// resume) is got past with --skip STEP --set-output.
+func TestUnwedgeOldSkip(t *testing.T) {
+	f := newFixture(t, 1)
+	id := interruptAt(t, f, skipSrc)
+	// As drbook did before --set-output: the skip recorded alone.
+	if _, err := f.db.Append(context.Background(), state.Event{RunID: id, Type: state.EvStepDecision, StepID: "s", Target: "node1", Attempt: 1,
+		Data: []byte(`{"decision":"skip","reason":"done by hand","by":"old"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := engine.Resume(context.Background(), f.config(t, skipSrc, nil), id, engine.ResumeOptions{})
+	execs, _ := f.db.Execs(context.Background(), id)
+	if !errors.Is(err, engine.ErrStepFailed) || len(execs) == 0 || !strings.Contains(execs[len(execs)-1].Error, "produced no output") {
+		t.Fatalf("wedged resume: %v, want the last step to fail for want of the output (%+v)", err, execs)
+	}
+	opts := engine.ResumeOptions{Skip: []string{"s"}, SkipReason: "values read from the node",
+		SetOutputs: map[string]map[string]string{"s": {"tok": "t0k", "id": "7"}}}
+	if _, err := engine.Resume(context.Background(), f.config(t, skipSrc, nil), id, opts); err != nil {
+		t.Fatalf("resume with the outputs: %v\n%s", err, f.rec.lines())
+	}
+	if got, _ := os.ReadFile(filepath.Join(f.dir, "node1", "got")); string(got) != "t0k 7\n" {
+		t.Fatalf("last step got %q", got)
+	}
+	if n := f.count(t, "node1", "n"); n != 1 {
+		t.Errorf("skipped step ran %d times, want 1", n)
+	}
+}
