@@ -157,6 +157,8 @@ type validator struct {
 	cat       KindCatalog
 	inv       *Inventory
 	stepIndex map[string]int
+	// usedOutputs: step id → its outputs that later steps read.
+	usedOutputs map[string][]string
 }
 
 func (v *validator) inputs() {
@@ -239,6 +241,39 @@ func (v *validator) steps() {
 			v.stepIndex[s.ID] = i
 		}
 		v.step(i, s)
+	}
+	v.resumeWarnings()
+}
+
+// resumeWarnings flags steps whose declared outputs later steps read but
+// that have no check: and are not idempotent: if a run is interrupted during
+// one, a resume cannot restore its outputs by itself. Only for a runbook
+// without errors: it is advice on a runbook that would run.
+func (v *validator) resumeWarnings() {
+	if v.d.err() != nil {
+		return
+	}
+	for i := range v.rb.Steps {
+		s := &v.rb.Steps[i]
+		used := v.usedOutputs[s.ID]
+		if len(used) == 0 || len(s.Outputs) == 0 || s.Check != "" {
+			continue
+		}
+		if info, ok := v.cat.Kind(s.Run); !ok || info.Idempotent {
+			continue
+		}
+		v.d.warn(s.At("outputs"), "step %q: later steps use its outputs (%s) and it has no check:; if a run is interrupted during it, "+
+			"resume cannot restore them: add a check: that exits 0 and prints them (key=value) when the step took effect, "+
+			"or they must be given by hand on resume (--skip %s --set-output %s.%s=VALUE)", s.ID, strings.Join(used, ", "), s.ID, s.ID, used[0])
+	}
+}
+
+func (v *validator) useOutput(id, name string) {
+	if v.usedOutputs == nil {
+		v.usedOutputs = map[string][]string{}
+	}
+	if !slices.Contains(v.usedOutputs[id], name) {
+		v.usedOutputs[id] = append(v.usedOutputs[id], name)
 	}
 }
 
@@ -690,10 +725,14 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 		case rest[0] == "outputs" && len(rest) >= 2:
 			if !v.hasOutput(&v.rb.Steps[j], rest[1]) {
 				at("step %q has no output %q%s", id, rest[1], suggestName(rest[1], v.outputNames(&v.rb.Steps[j])))
+			} else {
+				v.useOutput(id, rest[1])
 			}
 		case (rest[0] == "targets" || rest[0] == "items") && len(rest) >= 4 && rest[2] == "outputs":
 			if !v.hasOutput(&v.rb.Steps[j], rest[3]) {
 				at("step %q has no output %q", id, rest[3])
+			} else {
+				v.useOutput(id, rest[3])
 			}
 		case (rest[0] == "targets" || rest[0] == "items") && r.Dynamic:
 		default:
