@@ -170,6 +170,10 @@ func ResolveInputs(rb *Runbook, inv *Inventory, a *Answers, interactive bool) (m
 	return vals, ask, nil
 }
 
+// Resolve returns the answer's value, reading an {env: NAME} or
+// {file: PATH} answer now.
+func (a Answer) Resolve() (any, error) { return deref(a.Value) }
+
 func deref(raw any) (any, error) {
 	switch r := raw.(type) {
 	case envRef:

@@ -157,6 +157,8 @@ type validator struct {
 	cat       KindCatalog
 	inv       *Inventory
 	stepIndex map[string]int
+	// usedOutputs: step id → its outputs that later steps read.
+	usedOutputs map[string][]string
 }
 
 func (v *validator) inputs() {
@@ -239,6 +241,39 @@ func (v *validator) steps() {
 			v.stepIndex[s.ID] = i
 		}
 		v.step(i, s)
+	}
+	v.resumeWarnings()
+}
+
+// resumeWarnings flags steps whose declared outputs later steps read but
+// that have no check: and are not idempotent: if a run is interrupted during
+// one, a resume cannot restore its outputs by itself. Only for a runbook
+// without errors: it is advice on a runbook that would run.
+func (v *validator) resumeWarnings() {
+	if v.d.err() != nil {
+		return
+	}
+	for i := range v.rb.Steps {
+		s := &v.rb.Steps[i]
+		used := v.usedOutputs[s.ID]
+		if len(used) == 0 || len(s.Outputs) == 0 || s.Check != "" {
+			continue
+		}
+		if info, ok := v.cat.Kind(s.Run); !ok || info.Idempotent {
+			continue
+		}
+		v.d.warn(s.At("outputs"), "step %q: later steps use its outputs (%s) and it has no check:; if a run is interrupted during it, "+
+			"resume cannot restore them: add a check: that exits 0 and prints them (key=value) when the step took effect, "+
+			"or they must be given by hand on resume (--skip %s --set-output %s.%s=VALUE)", s.ID, strings.Join(used, ", "), s.ID, s.ID, used[0])
+	}
+}
+
+func (v *validator) useOutput(id, name string) {
+	if v.usedOutputs == nil {
+		v.usedOutputs = map[string][]string{}
+	}
+	if !slices.Contains(v.usedOutputs[id], name) {
+		v.usedOutputs[id] = append(v.usedOutputs[id], name)
 	}
 }
 
@@ -389,6 +424,9 @@ func (v *validator) guard(i int, s *Step, hasTarget bool) {
 	p := s.At("when")
 	t, err := CheckGuard(s.When, v.typeOf)
 	if err != nil {
+		if st, ok := jinjaStatement(s.When); ok {
+			p = v.locate(p, st)
+		}
 		v.d.add(p, "step %q: when: %v", s.ID, err)
 	}
 	if t != nil {
@@ -586,6 +624,11 @@ func (v *validator) command(i int, s *Step, text string, p Pos, hasTarget bool, 
 }
 
 func (v *validator) templ(i int, s *Step, text string, p Pos, hasTarget bool, what string) []Ref {
+	if st, ok := jinjaStatement(text); ok {
+		// Reported where the statement is, not only where the field starts.
+		v.d.add(v.locate(p, st), "step %q: %s: %v", s.ID, what, checkStatements(text))
+		return nil
+	}
 	if !strings.Contains(text, "{{") {
 		return nil
 	}
@@ -682,17 +725,28 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 		case rest[0] == "outputs" && len(rest) >= 2:
 			if !v.hasOutput(&v.rb.Steps[j], rest[1]) {
 				at("step %q has no output %q%s", id, rest[1], suggestName(rest[1], v.outputNames(&v.rb.Steps[j])))
+			} else {
+				v.useOutput(id, rest[1])
 			}
 		case (rest[0] == "targets" || rest[0] == "items") && len(rest) >= 4 && rest[2] == "outputs":
 			if !v.hasOutput(&v.rb.Steps[j], rest[3]) {
 				at("step %q has no output %q", id, rest[3])
+			} else {
+				v.useOutput(id, rest[3])
 			}
 		case (rest[0] == "targets" || rest[0] == "items") && r.Dynamic:
 		default:
 			at("unknown reference %s (use steps.%s.outputs.<name>, steps.%s.status, steps.%s.targets.<node>.outputs.<name> or steps.%s.items.<item>.outputs.<name>)", r, id, id, id, id)
 		}
 	case "nodes":
-		if len(r.Path) < 2 || v.inv == nil {
+		if v.inv == nil {
+			return
+		}
+		if r.Dynamic && len(r.Path) == 1 {
+			v.indexedNodeRef(r, at) // nodes[inputs.x].field (lintinv.go)
+			return
+		}
+		if len(r.Path) < 2 {
 			return
 		}
 		n := v.inv.Node(r.Path[1])
@@ -700,14 +754,16 @@ func (v *validator) ref(i int, s *Step, r Ref, p Pos, hasTarget bool) {
 			at("unknown node %q%s", r.Path[1], suggestName(r.Path[1], nodeNames(v.inv)))
 			return
 		}
-		if len(r.Path) >= 3 && !nodeFields[r.Path[2]] {
-			if _, ok := n.Vars[r.Path[2]]; !ok {
-				at("node %q has no field or var %q", n.Name, r.Path[2])
-			}
+		if missing, ok := nodeLacks(n, r.Path[2:]); ok {
+			at("node %q has no %s%s", n.Name, missing, suggestField(n, r.Path[2:]))
 		}
 	case "target":
 		if !hasTarget {
 			at("`target` is only defined in steps that run on nodes (add `on:`)")
+			return
+		}
+		if v.inv != nil && !r.Dynamic {
+			v.targetRef(s, r, at) // target.field on every target (lintinv.go)
 		}
 	case "item":
 		if s.ForEach == "" {

@@ -74,3 +74,49 @@ func PrecheckParams(p Params, sc Scope, roots ...string) error {
 	}
 	return walk(p.Values, "with")
 }
+
+// Partial renders as much of the template as sc resolves now, for a plan:
+// each {{ expr }} that reads only roots and evaluates is filled in (a secret
+// value as mask); the others stay as written, e.g. {{ steps.m.outputs.id }},
+// and are returned in pending. A template that is exactly one resolvable
+// expression keeps its value's type (a nodes input stays a list).
+func (t *Template) Partial(sc Scope, mask string, roots ...string) (v any, pending []string) {
+	var b strings.Builder
+	var single any
+	for _, p := range t.parts {
+		if p.expr == nil {
+			b.WriteString(p.text)
+			continue
+		}
+		if val, ok := partialExpr(p.expr, sc, roots); ok {
+			if val.Secret {
+				val.V = mask
+			}
+			s, err := formatText(val.V)
+			if err == nil {
+				single = val.V
+				b.WriteString(s)
+				continue
+			}
+		}
+		ph := "{{ " + strings.TrimSpace(p.src[2:len(p.src)-2]) + " }}"
+		pending = append(pending, ph)
+		b.WriteString(ph)
+	}
+	if len(t.parts) == 1 && t.parts[0].expr != nil && len(pending) == 0 {
+		return single, nil
+	}
+	return b.String(), pending
+}
+
+func partialExpr(e expr, sc Scope, roots []string) (Value, bool) {
+	var refs []Ref
+	e.refs(&refs)
+	for _, r := range refs {
+		if len(r.Path) == 0 || !slices.Contains(roots, r.Path[0]) {
+			return Value{}, false
+		}
+	}
+	v, err := e.eval(sc)
+	return v, err == nil
+}

@@ -63,8 +63,57 @@ type tplPart struct {
 	src  string // the {{ … }} as written, for messages
 }
 
-// ParseTemplate parses s. Text without {{ is a template that renders as itself.
+// ErrStatement is wrapped when a template holds Jinja statement or comment
+// syntax ({% … %}, {# … #}): drbook templates have no statements, and such
+// text must not reach a shell as it is. It wraps ErrTemplate.
+var ErrStatement = fmt.Errorf("%w: Jinja syntax", ErrTemplate)
+
+// statementHint is what to use instead of a Jinja statement; it lists the
+// filters the language has.
+func statementHint() string {
+	return "drbook templates have no statements ({% if %}, {% for %}, {# #}): put a condition in the step's when:, and use the filters listed in docs/runbooks.md (" + strings.Join(filterNames(), ", ") + ") inside {{ }}"
+}
+
+// jinjaStatement finds Jinja statement ({% … %}) or comment ({# … #}) syntax
+// in s. A shell's ${#var} is not a comment opener.
+func jinjaStatement(s string) (string, bool) {
+	if i := strings.Index(s, "{%"); i >= 0 {
+		if j := strings.Index(s[i+2:], "%}"); j >= 0 {
+			return s[i : i+2+j+2], true
+		}
+	}
+	for off := 0; ; {
+		i := strings.Index(s[off:], "{#")
+		if i < 0 {
+			return "", false
+		}
+		i += off
+		if i == 0 || s[i-1] != '$' {
+			if j := strings.Index(s[i+2:], "#}"); j >= 0 {
+				return s[i : i+2+j+2], true
+			}
+		}
+		off = i + 2
+	}
+}
+
+// checkStatements refuses Jinja statement syntax in s.
+func checkStatements(s string) error {
+	if st, ok := jinjaStatement(s); ok {
+		if len(st) > 40 {
+			st = st[:37] + "..."
+		}
+		return fmt.Errorf("%w: %q: %s", ErrStatement, st, statementHint())
+	}
+	return nil
+}
+
+// ParseTemplate parses s. Text without {{ is a template that renders as
+// itself. Jinja statements ({% … %}, {# … #}) are refused (ErrStatement).
 func ParseTemplate(s string) (*Template, error) {
+	if err := checkStatements(s); err != nil {
+		return nil, err
+	}
 	t := &Template{src: s}
 	rest, off := s, 0
 	for {
@@ -160,6 +209,10 @@ type Ref struct {
 	Dynamic bool
 	// Rest holds the static segments after the index, if any.
 	Rest []string
+	// Index is the path of the first index expression when it is a plain
+	// path (nodes[inputs.failed].api: inputs, failed), so lint can check
+	// the fields after it on every node that input can choose.
+	Index []string
 }
 
 // String renders the ref as written (without index expressions).
@@ -227,6 +280,10 @@ func formatText(v any) (string, error) {
 		return strconv.Itoa(x), nil
 	case int64:
 		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case json.Number:
+		return x.String(), nil
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64), nil
 	case []string:
@@ -260,6 +317,11 @@ func Truthy(v any) bool {
 		return x != 0
 	case float64:
 		return x != 0
+	case uint64:
+		return x != 0
+	case json.Number:
+		r, ok := parseNumber(x.String())
+		return !ok || r.Sign() != 0
 	case []string:
 		return len(x) > 0
 	case []any:
@@ -322,6 +384,11 @@ func (e pathExpr) refs(out *[]Ref) {
 	for _, s := range e.segs {
 		if s.index != nil {
 			s.index.refs(out)
+			if p, ok := s.index.(pathExpr); ok && !r.Dynamic {
+				if ir := p.pathRef(); !ir.Dynamic {
+					r.Index = ir.Path
+				}
+			}
 			r.Dynamic = true
 			continue
 		}
@@ -395,28 +462,28 @@ func (e binaryExpr) eval(sc Scope) (Value, error) {
 	}
 	ls, _ := formatText(l.V)
 	rs, _ := formatText(r.V)
-	lf, lerr := strconv.ParseFloat(ls, 64)
-	rf, rerr := strconv.ParseFloat(rs, 64)
-	numeric := lerr == nil && rerr == nil
+	// Numbers compare exactly (number.go): never through float64, so two
+	// uint64 ids that differ in the last digit are not equal.
+	cmp, numeric := CompareNumbers(ls, rs)
 	var res bool
 	switch e.op {
 	case "==":
-		res = ls == rs || (numeric && lf == rf)
+		res = ls == rs || (numeric && cmp == 0)
 	case "!=":
-		res = !(ls == rs || (numeric && lf == rf))
+		res = !(ls == rs || (numeric && cmp == 0))
 	case "<", "<=", ">", ">=":
 		if !numeric {
 			return Value{}, fmt.Errorf("%w: %s needs numbers, got %q and %q", ErrTemplate, e.op, ls, rs)
 		}
 		switch e.op {
 		case "<":
-			res = lf < rf
+			res = cmp < 0
 		case "<=":
-			res = lf <= rf
+			res = cmp <= 0
 		case ">":
-			res = lf > rf
+			res = cmp > 0
 		case ">=":
-			res = lf >= rf
+			res = cmp >= 0
 		}
 	}
 	return Value{V: res, Secret: secret}, nil
@@ -865,8 +932,8 @@ func (l *lexer) parsePrimary() (expr, error) {
 	case t == "true" || t == "false":
 		return litExpr{v: t == "true"}, nil
 	case t[0] >= '0' && t[0] <= '9' || t[0] == '-':
-		n, err := strconv.ParseInt(t, 10, 64)
-		if err != nil {
+		n, ok := numberLiteral(t)
+		if !ok {
 			return nil, fmt.Errorf("bad number %q", t)
 		}
 		return litExpr{v: n}, nil

@@ -262,3 +262,29 @@ func TestQuotedInQuotes(t *testing.T) {
 		}
 	}
 }
+
+// TestJinjaStatementsRefused: {% … %} and {# … #} are refused as Jinja
+// syntax; shell text that merely looks alike is not.
+func TestJinjaStatementsRefused(t *testing.T) {
+	tests := []struct {
+		text    string
+		refused bool
+	}{
+		{"{% if inputs.drill %}echo{% endif %}", true},
+		{"{%- for n in inputs.joiners -%}{{ n }}{%- endfor %}", true},
+		{"{# note #} echo", true},
+		{"echo {{ inputs.seed }} {# trailing #}", true},
+		{`n=(a b); echo ${#n[@]} '#}'`, false},
+		{"date +%s; printf '{%s}' x", false},
+		{"echo {{ inputs.seed }}", false},
+	}
+	for _, tc := range tests {
+		_, err := runbooks.ParseTemplate(tc.text)
+		if got := errors.Is(err, runbooks.ErrStatement); got != tc.refused {
+			t.Errorf("ParseTemplate(%q): refused=%v, want %v (err %v)", tc.text, got, tc.refused, err)
+		}
+	}
+	if _, err := runbooks.ParseGuard("{% if inputs.drill %}true{% endif %}"); !errors.Is(err, runbooks.ErrStatement) {
+		t.Errorf("guard with a statement: %v", err)
+	}
+}

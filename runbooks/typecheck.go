@@ -1,6 +1,7 @@
 package runbooks
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -100,6 +101,9 @@ func ParseGuard(s string) (*Template, error) {
 	if s == "" {
 		return nil, fmt.Errorf("%w: empty guard: write a condition such as inputs.drill, or remove the when: line", ErrTemplate)
 	}
+	if err := checkStatements(s); err != nil {
+		return nil, err
+	}
 	if strings.Contains(s, "{{") || strings.Contains(s, "}}") {
 		t, err := ParseTemplate(s)
 		if err != nil {
@@ -114,7 +118,7 @@ func ParseGuard(s string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q is not an expression (%v): a guard is a condition such as inputs.drill or steps.check.status == \"succeeded\"", ErrTemplate, s, err)
 	}
-	return &Template{src: s, parts: []tplPart{{expr: e}}}, nil
+	return &Template{src: s, parts: []tplPart{{expr: e, src: "{{ " + s + " }}"}}}, nil
 }
 
 // CheckGuard parses a guard and checks statically that it is a boolean.
@@ -173,7 +177,7 @@ func runtimeType(v any) string {
 	switch v.(type) {
 	case bool:
 		return "a boolean"
-	case int, int64, float64:
+	case int, int64, uint64, float64, json.Number:
 		return "a number"
 	case string:
 		return "a string"
@@ -208,7 +212,7 @@ func typeOfExpr(e expr, typeOf RefTyper) (Type, error) {
 		switch x.v.(type) {
 		case bool:
 			return TypeBool, nil
-		case int64:
+		case int64, json.Number:
 			return TypeInt, nil
 		}
 		return TypeString, nil

@@ -143,6 +143,19 @@ func verifyChain(runID string, rows []rawEvent, headSeq int64, headHash string) 
 		if got != r.Hash {
 			return bad(seq, "hash mismatch")
 		}
+		if r.Type == string(EvRunCreated) || r.Type == string(EvRunResumed) {
+			var p struct {
+				Runbook   *RecordedFile `json:"runbook"`
+				Inventory *RecordedFile `json:"inventory"`
+			}
+			if json.Unmarshal(r.Data, &p) == nil {
+				for _, e := range []error{p.Runbook.check("runbook"), p.Inventory.check("inventory")} {
+					if e != nil {
+						return bad(seq, "%v", e)
+					}
+				}
+			}
+		}
 		if r.Type == string(EvStepFinished) {
 			var p StepFinished
 			if json.Unmarshal(r.Data, &p) == nil && p.LogSHA256 != "" {

@@ -13,7 +13,7 @@ import (
 // Known reports whether t is one of the event types of this package.
 func (t EventType) Known() bool {
 	switch t {
-	case EvRunCreated, EvRunResumed, EvAnswer, EvStepStarted, EvStepFinished,
+	case EvRunCreated, EvRunResumed, EvAnswer, EvStepStarted, EvStepFinished, EvStepOutput,
 		EvStepDecision, EvOperatorWait, EvRunFinished, EvNote:
 		return true
 	}
@@ -30,6 +30,8 @@ func (t EventType) Known() bool {
 // Projections:
 //   - step.started inserts the Exec (StepID, Target, Attempt) as running (a
 //     repeated start of the same attempt restarts it);
+//   - step.output appends its chunk to a running Exec's log (when the
+//     chunk's offset is the log's length);
 //   - step.finished sets its status, exit code, error, outputs and log,
 //     creating the Exec if no start was recorded;
 //   - step.decision "skip" creates a skipped Exec if none exists, or marks an
@@ -126,13 +128,15 @@ func checkPayload(ev Event) error {
 			return fmt.Errorf("%w: secret answer %q must be sealed (DB.Seal) before it is stored", ErrInvalidEvent, a.Name)
 		}
 		return nil
-	case EvStepStarted, EvStepFinished, EvStepDecision:
+	case EvStepStarted, EvStepFinished, EvStepDecision, EvStepOutput:
 		if ev.StepID == "" {
 			return fmt.Errorf("%w: %s without a step id", ErrInvalidEvent, ev.Type)
 		}
 		switch ev.Type {
 		case EvStepStarted:
 			v = &StepStarted{}
+		case EvStepOutput:
+			v = &StepOutput{}
 		case EvStepFinished:
 			v = &StepFinished{}
 		default:
@@ -194,6 +198,17 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(p.Status), ts, ts, p.ExitCode, p.Error,
 			string(outs), string(sec), string(p.LogBytes()), ev.Seq, ev.Seq)
 		return err
+	case EvStepOutput:
+		var p StepOutput
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return err
+		}
+		// Appended only in order, and only while the execution runs: the
+		// step.finished log replaces the chunks.
+		_, err := t.ExecContext(ctx, `UPDATE execs SET log = CAST(CAST(log AS BLOB) || ? AS TEXT)
+			WHERE run_id = ? AND step_id = ? AND target = ? AND attempt = ? AND status = ? AND length(CAST(log AS BLOB)) = ?`,
+			p.Bytes(), ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning), p.Offset)
+		return err
 	case EvStepDecision:
 		var p StepDecision
 		if err := json.Unmarshal(ev.Data, &p); err != nil {
@@ -207,6 +222,20 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 				finished_at = excluded.finished_at, end_seq = excluded.end_seq
 				WHERE execs.status NOT IN ('succeeded', 'skipped')`,
 				ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped), ts, ts, ev.Seq, ev.Seq)
+			if err != nil || len(p.Outputs) == 0 {
+				return err
+			}
+			outs, err := json.Marshal(p.Outputs)
+			if err != nil {
+				return err
+			}
+			sec, err := json.Marshal(nonNilSlice(p.SecretOutputs))
+			if err != nil {
+				return err
+			}
+			_, err = t.ExecContext(ctx, `UPDATE execs SET outputs = ?, secret_outputs = ?
+				WHERE run_id = ? AND step_id = ? AND target = ? AND attempt = ? AND status = ?`,
+				string(outs), string(sec), ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusSkipped))
 			return err
 		case DecisionInterrupted:
 			_, err := t.ExecContext(ctx, `UPDATE execs SET status = ?, finished_at = ?, end_seq = ?
@@ -363,4 +392,11 @@ func (db *DB) mustExist(ctx context.Context, runID string) error {
 		return fmt.Errorf("run %s: %w", runID, mapErr(err))
 	}
 	return nil
+}
+
+func nonNilSlice(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

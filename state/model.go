@@ -78,6 +78,11 @@ type Run struct {
 	// HoldsSecrets: the run has a data key, so values sealed for it can
 	// still be opened (with this database and its key file).
 	HoldsSecrets bool
+	// WorkDir and StepAnswers are written into the run.created event by
+	// CreateRun (with the runbook and inventory sources); they are not
+	// read back by GetRun: see Files.
+	WorkDir     string
+	StepAnswers map[string]string
 }
 
 // EventType names the kind of an event in a run's log.
@@ -90,6 +95,7 @@ const (
 	EvAnswer       EventType = "answer"        // Answer
 	EvStepStarted  EventType = "step.started"  // StepStarted
 	EvStepFinished EventType = "step.finished" // StepFinished
+	EvStepOutput   EventType = "step.output"   // StepOutput
 	EvStepDecision EventType = "step.decision" // StepDecision
 	EvOperatorWait EventType = "operator.wait" // OperatorWait
 	EvRunFinished  EventType = "run.finished"  // RunFinished
@@ -139,6 +145,16 @@ type RunCreated struct {
 	Host            string `json:"host"`
 	PID             int    `json:"pid"`
 	User            string `json:"user"`
+	// Runbook and Inventory are the files the run started with, whole
+	// (absent in records made before files were kept); WorkDir is the
+	// directory it started in, against which their relative paths (and the
+	// inventory's) resolve.
+	Runbook   *RecordedFile `json:"runbook,omitempty"`
+	Inventory *RecordedFile `json:"inventory,omitempty"`
+	WorkDir   string        `json:"work_dir,omitempty"`
+	// StepAnswers are the answers file's literal answers to input steps
+	// (never {env:} or {file:} ones), for a resume without the file.
+	StepAnswers map[string]string `json:"step_answers,omitempty"`
 }
 
 // RunResumed is the payload of EvRunResumed.
@@ -148,6 +164,14 @@ type RunResumed struct {
 	User          string `json:"user"`
 	AcceptChanged bool   `json:"accept_changed"`
 	RunbookSHA256 string `json:"runbook_sha256"`
+	// InventorySHA256 is the digest of the inventory the resume uses.
+	InventorySHA256 string `json:"inventory_sha256,omitempty"`
+	// Runbook and Inventory are set when the resume goes on with a file
+	// that differs from the recorded one (--accept-changed): from then on
+	// the record holds the new file. WorkDir is the resume's directory.
+	Runbook   *RecordedFile `json:"runbook,omitempty"`
+	Inventory *RecordedFile `json:"inventory,omitempty"`
+	WorkDir   string        `json:"work_dir,omitempty"`
 }
 
 // Answer is the payload of EvAnswer. The Value of a secret is a sealed
@@ -195,6 +219,36 @@ type StepFinished struct {
 	DurationMS  int64 `json:"duration_ms"`
 }
 
+// StepOutput is the payload of EvStepOutput: output a step execution
+// produced while it ran, checkpointed every few seconds so that a runner
+// killed mid-step (SIGKILL, power loss) leaves in the record what the step
+// had printed. Chunks append to the execution's log in order: Offset is the
+// log's length in bytes before this chunk. The step.finished event that
+// ends the execution carries the whole log again, which replaces them.
+type StepOutput struct {
+	Offset int64  `json:"offset"`
+	Log    string `json:"log"`
+	// LogRaw is the exact chunk when it is not valid UTF-8 (see
+	// StepFinished.LogRaw).
+	LogRaw []byte `json:"log_raw,omitempty"`
+}
+
+// Bytes returns the chunk exactly.
+func (p StepOutput) Bytes() []byte {
+	if p.LogRaw != nil {
+		return p.LogRaw
+	}
+	return []byte(p.Log)
+}
+
+// NewStepOutput returns the payload of a chunk of log starting at offset.
+func NewStepOutput(offset int64, chunk []byte) StepOutput {
+	if utf8.Valid(chunk) {
+		return StepOutput{Offset: offset, Log: string(chunk)}
+	}
+	return StepOutput{Offset: offset, Log: strings.ToValidUTF8(string(chunk), "\uFFFD"), LogRaw: bytes.Clone(chunk)}
+}
+
 // LogBytes returns the recorded output log exactly as it was hashed into
 // LogSHA256. The log is the output of stdout and stderr, line by line in the
 // order the lines arrived, each with the very bytes the node sent (CR, NUL,
@@ -239,6 +293,11 @@ type StepDecision struct {
 	Decision string `json:"decision"`
 	Reason   string `json:"reason"`
 	By       string `json:"by"`
+	// Outputs are the values an operator gave for a skipped execution
+	// (--set-output), sealed where named in SecretOutputs; a skip projects
+	// them onto the execution.
+	Outputs       map[string]string `json:"outputs,omitempty"`
+	SecretOutputs []string          `json:"secret_outputs,omitempty"`
 }
 
 // Operator wait kinds.

@@ -74,6 +74,8 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 	payload, err := json.Marshal(RunCreated{
 		RunbookName: r.RunbookName, RunbookSHA256: r.RunbookSHA256, InventorySHA256: r.InventorySHA256,
 		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User,
+		Runbook: NewRecordedFile(r.RunbookPath, r.RunbookSource), Inventory: NewRecordedFile(r.InventoryPath, r.InventorySource),
+		WorkDir: r.WorkDir, StepAnswers: r.StepAnswers,
 	})
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)

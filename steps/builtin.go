@@ -217,8 +217,7 @@ func ParseOutputs(stdout []byte, decl []runbooks.Output) (map[string]string, []s
 	}
 	out := map[string]string{}
 	trimmed := bytes.TrimSpace(stdout)
-	var obj map[string]any
-	if len(trimmed) > 0 && trimmed[0] == '{' && json.Unmarshal(trimmed, &obj) == nil {
+	if obj, ok := jsonObject(trimmed); ok {
 		for k, v := range obj {
 			if want[k] {
 				out[k] = jsonText(v)
@@ -235,12 +234,32 @@ func ParseOutputs(stdout []byte, decl []runbooks.Output) (map[string]string, []s
 	return out, secret
 }
 
+// jsonObject decodes stdout that is exactly one JSON object. Numbers keep
+// their literal text (json.Number): an etcd member id such as
+// 10564617825209086826 does not fit a float64 and must reach the next step
+// digit for digit.
+func jsonObject(b []byte) (map[string]any, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var obj map[string]any
+	if dec.Decode(&obj) != nil {
+		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false // more than one value
+	}
+	return obj, true
+}
+
 func jsonText(v any) string {
 	switch x := v.(type) {
 	case string:
 		return x
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
+	case json.Number:
+		return x.String()
 	case nil:
 		return ""
 	}
@@ -736,25 +755,26 @@ func meets(outs map[string]string, expect map[string]any) (bool, string) {
 func compare(got, want string) bool {
 	for _, op := range []string{">=", "<=", "!=", ">", "<"} {
 		if rest, ok := strings.CutPrefix(want, op); ok {
-			g, err1 := strconv.ParseFloat(strings.TrimSpace(got), 64)
-			w, err2 := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-			if op == "!=" && (err1 != nil || err2 != nil) {
-				return got != strings.TrimSpace(rest)
+			rest = strings.TrimSpace(rest)
+			// Exact: integers of any size, never through float64.
+			c, numeric := runbooks.CompareNumbers(got, rest)
+			if op == "!=" && !numeric {
+				return got != rest
 			}
-			if err1 != nil || err2 != nil {
+			if !numeric {
 				return false
 			}
 			switch op {
 			case ">=":
-				return g >= w
+				return c >= 0
 			case "<=":
-				return g <= w
+				return c <= 0
 			case "!=":
-				return g != w
+				return c != 0
 			case ">":
-				return g > w
+				return c > 0
 			case "<":
-				return g < w
+				return c < 0
 			}
 		}
 	}

@@ -526,7 +526,6 @@ func TestFaultSQLiteLockedMidRun_ClearError_NoPartialWrite_ChainVerifies(t *test
 	l.touch(t, "node1", "effect.hold")
 	cmd, stderr := startRun(t, l, rb, nil, "effect started")
 	id := onlyRunID(t, l.db)
-	before := recordedEvents(t, l.db, id)
 
 	// Another process (sqlite3 CLI semantics: a write transaction) holds the lock.
 	holder := exec.Command("sh", "-c", "exec "+os.Args[0]+" -test.run=TestHelperHoldDBLock")
@@ -539,6 +538,9 @@ func TestFaultSQLiteLockedMidRun_ClearError_NoPartialWrite_ChainVerifies(t *test
 	if line, _ := bufio.NewReader(hout).ReadString('\n'); !strings.Contains(line, "locked") {
 		t.Fatalf("lock holder: %q", line)
 	}
+	// Read once the lock is held: until then the runner may checkpoint the
+	// step's output so far (step.output), which is no partial write.
+	before := recordedEvents(t, l.db, id)
 	l.touch(t, "node1", "effect.go")
 	t0 := time.Now()
 	_ = cmd.Wait()

@@ -28,7 +28,9 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a run started over SSH whose session drops records its
+	// running steps interrupted, with their output so far, like Ctrl-C.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	// A closed standard output (drbook run ... | head) must not kill the
 	// process with SIGPIPE before it records the run interrupted: with

@@ -166,10 +166,21 @@ func (p *printer) jsonLine(ev engine.Event) {
 	fmt.Fprintln(p.w, string(termsafe.JSON(b)))
 }
 
-// printPlan shows a plan as text or JSON.
+// printPlan shows a plan as text or JSON. In text, commands read as they
+// will run: rendered as far as the answers and the inventory allow, a
+// multi-line value line by line, what depends on earlier steps left as its
+// {{ … }}, and each guard's value when the answers fix it.
 func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.PlannedStep) error {
 	if output == "json" {
-		return writeJSON(w, map[string]any{"runbook": rb.Name, "sha256": rb.SHA256, "steps": plan})
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false) // commands keep 2>&1, not 2\u003e\u00261
+		if err := enc.Encode(map[string]any{"runbook": rb.Name, "sha256": rb.SHA256, "steps": plan}); err != nil {
+			return err
+		}
+		_, err := w.Write(termsafe.JSON(buf.Bytes()))
+		return err
 	}
 	fmt.Fprintf(w, "plan for %s (%s), %d steps, nothing will be executed\n\n", ts(rb.Name), ts(rb.Title), len(plan))
 	for i, s := range plan {
@@ -189,26 +200,108 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 			fmt.Fprintf(w, "    on: %s%s\n", tsList(s.Targets), serial)
 		}
 		if s.When != "" {
-			fmt.Fprintf(w, "    when: %s\n", ts(s.When))
+			verdict := "decided when the step is reached"
+			if s.Runs != nil && *s.Runs {
+				verdict = "runs"
+			} else if s.Runs != nil {
+				verdict = "skipped: when is false"
+			}
+			fmt.Fprintf(w, "    when: %s  → %s\n", ts(s.When), verdict)
 		}
 		if s.ConfirmReason != "" {
 			fmt.Fprintf(w, "    why %s: %s\n", ts(s.Confirm), ts(s.ConfirmReason))
 		}
 		fmt.Fprintf(w, "    time limit: %s per attempt\n", ts(s.Timeout))
-		keys := make([]string, 0, len(s.Params))
-		for k := range s.Params {
-			keys = append(keys, k)
+		for _, k := range sortedKeys(s.Params) {
+			if _, per := s.PerTarget[firstKey(s.PerTarget)][k]; !per {
+				printPlanValue(w, "    ", k, s.Params[k])
+			}
 		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			v, _ := json.Marshal(s.Params[k])
-			fmt.Fprintf(w, "    %s: %s\n", ts(k), termsafe.JSON(v))
+		if s.Check != "" {
+			printPlanValue(w, "    ", "check", s.Check)
+		}
+		for _, node := range sortedKeys(s.PerTarget) {
+			fmt.Fprintf(w, "    on %s:\n", ts(node))
+			printPlanValues(w, "      ", s.PerTarget[node])
+		}
+		if len(s.Pending) > 0 {
+			fmt.Fprintf(w, "    filled in at run time: %s\n", tsList(s.Pending))
 		}
 		if s.Note != "" {
 			fmt.Fprintf(w, "    (%s)\n", ts(s.Note))
 		}
 	}
 	return nil
+}
+
+// firstKey is the first key of m in order ("" when empty).
+func firstKey[V any](m map[string]V) string {
+	if keys := sortedKeys(m); len(keys) > 0 {
+		return keys[0]
+	}
+	return ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// printPlanValues prints parameters in key order, one per line.
+func printPlanValues(w io.Writer, indent string, m map[string]any) {
+	for _, k := range sortedKeys(m) {
+		printPlanValue(w, indent, k, m[k])
+	}
+}
+
+// printPlanValue prints one parameter as text: a string as itself (line by
+// line under its key when it has several lines), a map as nested keys, a
+// list of plain values as [a, b], anything else as JSON.
+func printPlanValue(w io.Writer, indent, key string, v any) {
+	switch x := v.(type) {
+	case string:
+		lines := strings.Split(strings.TrimRight(x, "\n"), "\n")
+		if len(lines) == 1 {
+			fmt.Fprintf(w, "%s%s: %s\n", indent, ts(key), ts(lines[0]))
+			return
+		}
+		fmt.Fprintf(w, "%s%s:\n", indent, ts(key))
+		for _, l := range lines {
+			fmt.Fprintf(w, "%s  %s\n", indent, ts(l))
+		}
+		return
+	case map[string]any:
+		fmt.Fprintf(w, "%s%s:\n", indent, ts(key))
+		printPlanValues(w, indent+"  ", x)
+		return
+	case []string:
+		fmt.Fprintf(w, "%s%s: [%s]\n", indent, ts(key), tsList(x))
+		return
+	case []any:
+		items := make([]string, 0, len(x))
+		for _, e := range x {
+			switch e.(type) {
+			case string, bool, int64, json.Number:
+				items = append(items, fmt.Sprint(e))
+			}
+		}
+		if len(items) == len(x) {
+			fmt.Fprintf(w, "%s%s: [%s]\n", indent, ts(key), tsList(items))
+			return
+		}
+	case nil:
+		fmt.Fprintf(w, "%s%s:\n", indent, ts(key))
+		return
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	fmt.Fprintf(w, "%s%s: %s\n", indent, ts(key), ts(strings.TrimSpace(buf.String())))
 }
 
 // writeJSON writes v as indented JSON, with the characters a terminal could

@@ -17,6 +17,7 @@ import (
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/agent"
+	"github.com/drbook/drbook/steps/plugin"
 	"github.com/drbook/drbook/steps/transport"
 )
 
@@ -227,4 +228,89 @@ func (a *app) loadRun(runbook, invPath, answersPath string) (*steps.Registry, *r
 		return nil, nil, nil, nil, err
 	}
 	return reg, inv, rb, answers, nil
+}
+
+// resumeFiles are the runbook, inventory and registry a resume goes on with.
+type resumeFiles struct {
+	reg   *steps.Registry
+	inv   *runbooks.Inventory
+	rb    *runbooks.Runbook
+	files state.RunFiles
+}
+
+// recordedPath resolves a path recorded relative to the run's directory.
+func recordedPath(p, workDir string) string {
+	if p == "" || filepath.IsAbs(p) || strings.HasPrefix(p, library.Prefix) || workDir == "" {
+		return p
+	}
+	return filepath.Join(workDir, p)
+}
+
+// loadRecorded reads what a resume of rec needs: the runbook and inventory
+// the record holds, or the files given by --runbook / -i instead (the engine
+// shows and records a change). Records made before drbook kept the files
+// fall back to their recorded paths, resolved against the directory the run
+// started in; the error then names --runbook and -i.
+func (a *app) loadRecorded(ctx context.Context, db *state.DB, rec state.Run, runbookPath, invPath string) (resumeFiles, error) {
+	var out resumeFiles
+	events, err := db.Events(ctx, rec.ID)
+	if err != nil {
+		return out, err
+	}
+	if out.files, err = engine.RecordedFiles(rec, events); err != nil {
+		return out, err
+	}
+	f := out.files
+	out.reg = newRegistry()
+	switch {
+	case invPath != "":
+		out.inv, err = loadInventory(invPath)
+	case f.Inventory != nil:
+		out.inv, err = runbooks.ParseInventory(recordedPath(f.Inventory.Path, f.WorkDir), f.Inventory.Bytes())
+	case rec.InventoryPath != "":
+		if out.inv, err = loadInventory(recordedPath(rec.InventoryPath, f.WorkDir)); err != nil {
+			err = fmt.Errorf("%w\nthe record of run %s does not hold its inventory (it predates drbook keeping it): give it with -i PATH", err, rec.ID)
+		}
+	}
+	if err != nil {
+		return out, err
+	}
+	switch {
+	case runbookPath != "":
+		out.rb, err = a.loadRunbook(runbookPath, out.reg, out.inv)
+	case f.Runbook != nil:
+		src := f.Runbook.Bytes()
+		out.rb, err = loadRunbookSource(recordedPath(f.Runbook.Path, f.WorkDir), src, out.reg, out.inv, a.pluginDirs()...)
+		if err != nil {
+			if pre, perr := runbooks.ParseRunbook(f.Runbook.Path, src); perr == nil && len(pre.Plugins) > 0 {
+				err = fmt.Errorf("%w\nthe record keeps the runbook with its plugin pins, not the plugin executables: "+
+					"put them in a plugin directory (--plugin-dir DIR, or %s)", err, plugin.DefaultDir())
+			}
+		}
+	default:
+		if out.rb, err = a.loadRunbook(recordedPath(rec.RunbookPath, f.WorkDir), out.reg, out.inv); err != nil {
+			err = fmt.Errorf("%w\nthe record of run %s does not hold its runbook (it predates drbook keeping it): give it with --runbook PATH", err, rec.ID)
+		}
+	}
+	return out, err
+}
+
+// withRecordedAnswers adds the answers to input steps the record holds to
+// those of the answers file given now (which win).
+func withRecordedAnswers(a *runbooks.Answers, files state.RunFiles) *runbooks.Answers {
+	if len(files.StepAnswers) == 0 {
+		return a
+	}
+	if a == nil {
+		a = &runbooks.Answers{File: "(record)", Inputs: map[string]runbooks.Answer{}, Steps: map[string]runbooks.Answer{}}
+	}
+	if a.Steps == nil {
+		a.Steps = map[string]runbooks.Answer{}
+	}
+	for id, v := range files.StepAnswers {
+		if _, ok := a.Steps[id]; !ok {
+			a.Steps[id] = runbooks.Answer{Value: v}
+		}
+	}
+	return a
 }

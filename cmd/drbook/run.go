@@ -21,7 +21,7 @@ func newRunCmd(a *app) *cobra.Command {
 		Long: `Run a runbook against the nodes of an inventory.
 
 Every step execution is checkpointed before and after it runs. Ctrl-C or
-SIGTERM marks running steps interrupted and exits with code 130; so does a
+SIGTERM (or SIGHUP) marks running steps interrupted and exits with code 130; so does a
 headless run whose standard output is closed (drbook run ... | head); continue
 with 'drbook resume RUN_ID'.
 
@@ -65,6 +65,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 	defer release()
 	p := newPrinter(stdout, a.output)
 	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
+	cfg.Answers = answers
 	out, err := engine.Start(ctx, cfg, inputs)
 	return runResult(out, stdoutClosedErr(ctx, err))
 }
@@ -84,7 +85,7 @@ func runResult(out engine.Outcome, err error) error {
 
 func newResumeCmd(a *app) *cobra.Command {
 	var invPath, runbookPath, answersPath, reason string
-	var redo, skip []string
+	var redo, skip, setOutputs []string
 	var accept, yes bool
 	cmd := &cobra.Command{
 		Use:   "resume RUN_ID",
@@ -95,9 +96,18 @@ interrupted is decided by its check: command, by its kind's idempotency, or
 by you: --redo STEP runs it again, --skip STEP --reason "..." records that it
 took effect. Both are recorded.
 
-The runbook and inventory are read again from the paths recorded with the
-run (override with --runbook / -i); if they changed, resume is refused with
-a summary of the change unless --accept-changed (recorded).
+The runbook and inventory are those the record holds (content and SHA-256),
+so resume works from any directory without the files; plugin executables
+still come from the plugin directories. --runbook / -i override them; if
+they differ, resume is refused with a summary of the change unless
+--accept-changed (the change is shown and the new files recorded). Records
+made before drbook kept the files are read from their recorded paths.
+
+--redo and --skip name steps that are interrupted or failed (anything else
+is a usage error, exit 2). Skipping a step whose outputs later steps use
+needs them: --set-output STEP.KEY=VALUE (recorded with your name and
+--reason; a secret output is sealed). The output a step printed before it
+was cut short is in the record: drbook replay RUN shows it.
 
 A wrong input found mid-run can be corrected: give the right value in the
 --answers file (inputs:) with --reason. An input that no completed step has
@@ -107,19 +117,25 @@ step already used cannot change in this run: resume is refused (exit 2),
 naming the steps that used it, and nothing is recorded.`,
 		Example: `  drbook resume r20261129-031502-7c1a --yes
   drbook resume r20261129-031502-7c1a --redo restore --yes
+  drbook resume r20261129-031502-7c1a --skip add-member --reason "member added, id in the log" --set-output add-member.new_id=8e9e05c52164694d --yes
   drbook resume r20261129-031502-7c1a --answers fixed.yaml --reason "backup path was mistyped" --yes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(skip) > 0 && strings.TrimSpace(reason) == "" {
 				return usageError{fmt.Errorf("--skip needs --reason")}
 			}
+			outs, err := parseSetOutputs(setOutputs)
+			if err != nil {
+				return usageError{err}
+			}
+			opts := engine.ResumeOptions{AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason, SetOutputs: outs}
 			if wantsTUI(cmd) {
 				answers, err := loadAnswers(answersPath)
 				if err != nil {
 					return err
 				}
-				return resumeError(runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: engine.ResumeOptions{
-					AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason, Answers: answers, InputReason: reason}}))
+				opts.Answers, opts.InputReason = answers, reason
+				return resumeError(runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: opts}))
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
@@ -131,22 +147,22 @@ naming the steps that used it, and nothing is recorded.`,
 			if err != nil {
 				return err
 			}
-			if runbookPath == "" {
-				runbookPath = rec.RunbookPath
-			}
-			if invPath == "" {
-				invPath = rec.InventoryPath
-			}
-			reg, inv, rb, answers, err := a.loadRun(runbookPath, invPath, answersPath)
+			lf, err := a.loadRecorded(ctx, db, rec, runbookPath, invPath)
 			if err != nil {
 				return err
 			}
+			reg, inv, rb := lf.reg, lf.inv, lf.rb
+			answers, err := loadAnswers(answersPath)
+			if err != nil {
+				return err
+			}
+			opts.Answers, opts.InputReason = answers, reason
+			answers = withRecordedAnswers(answers, lf.files)
 			ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 			defer release()
 			p := newPrinter(stdout, a.output)
 			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
-			out, err := engine.Resume(ctx, cfg, rec.ID, engine.ResumeOptions{
-				AcceptChanged: accept, Redo: redo, Skip: skip, SkipReason: reason, Answers: answers, InputReason: reason})
+			out, err := engine.Resume(ctx, cfg, rec.ID, opts)
 			return resumeError(runResult(out, stdoutClosedErr(ctx, err)))
 		},
 	}
@@ -155,6 +171,7 @@ naming the steps that used it, and nothing is recorded.`,
 	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file: input steps not yet run, and corrected inputs that no completed step used (needs --reason)")
 	cmd.Flags().StringSliceVar(&redo, "redo", nil, "run these interrupted steps again")
 	cmd.Flags().StringSliceVar(&skip, "skip", nil, "skip these interrupted steps (they took effect); needs --reason")
+	cmd.Flags().StringArrayVar(&setOutputs, "set-output", nil, "STEP.KEY=VALUE: an output of a step skipped with --skip, for the steps that use it (recorded with who and --reason; a secret output is sealed); repeatable")
 	cmd.Flags().StringVar(&reason, "reason", "", "why the --skip steps are skipped, or why --answers changes inputs (recorded)")
 	cmd.Flags().BoolVar(&accept, "accept-changed", false, "resume even though the runbook or inventory changed (recorded)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps")
@@ -163,10 +180,33 @@ naming the steps that used it, and nothing is recorded.`,
 	return cmd
 }
 
+// parseSetOutputs parses --set-output STEP.KEY=VALUE flags.
+func parseSetOutputs(flags []string) (map[string]map[string]string, error) {
+	if len(flags) == 0 {
+		return nil, nil
+	}
+	out := map[string]map[string]string{}
+	for _, f := range flags {
+		ref, val, ok := strings.Cut(f, "=")
+		step, key, dot := strings.Cut(ref, ".")
+		if !ok || !dot || step == "" || key == "" {
+			return nil, fmt.Errorf("--set-output %q: want STEP.KEY=VALUE", f)
+		}
+		if out[step] == nil {
+			out[step] = map[string]string{}
+		}
+		if _, dup := out[step][key]; dup {
+			return nil, fmt.Errorf("--set-output %s.%s given twice", step, key)
+		}
+		out[step][key] = val
+	}
+	return out, nil
+}
+
 // resumeError makes a refused input change a usage error (exit 2): the
 // answers given cannot apply to this run, and nothing was recorded.
 func resumeError(err error) error {
-	if errors.Is(err, engine.ErrInputUsed) || errors.Is(err, engine.ErrReasonNeeded) {
+	if errors.Is(err, engine.ErrInputUsed) || errors.Is(err, engine.ErrReasonNeeded) || errors.Is(err, engine.ErrBadResumeOption) {
 		return usageError{err}
 	}
 	return err
@@ -178,9 +218,14 @@ func newPlanCmd(a *app) *cobra.Command {
 		Use:   "plan RUNBOOK -i INVENTORY",
 		Short: "Show the resolved steps and targets without running anything",
 		Long: `Show each step with its kind, targets and what it would run, with inputs taken
-from --answers. Targets or parameters that depend on outputs of earlier steps
-are shown as templates. Nothing is executed and nothing is recorded.`,
-		Args: cobra.ExactArgs(1),
+from --answers. Commands are rendered as text as far as the answers and the
+inventory allow; the parts that depend on outputs of earlier steps stay as
+written ({{ steps.member.outputs.id }}) and are listed as "filled in at run
+time". A guard the answers fix shows "runs" or "skipped: when is false". A
+step on several nodes shows what reads target once per node. Secrets are
+masked. Nothing is executed and nothing is recorded (docs/runbooks.md).`,
+		Example: "  drbook plan replace.yaml -i prod.yaml --answers answers.yaml\n  drbook plan replace.yaml -i prod.yaml --answers answers.yaml --output json",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			reg, inv, rb, answers, err := a.loadRun(args[0], invPath, answersPath)
 			if err != nil {

@@ -102,15 +102,11 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		}
 	}
 	opts.Resume = func(ctx context.Context, run state.Run, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
-		inv, err := loadInventory(run.InventoryPath)
+		lf, err := a.loadRecorded(ctx, db, run, "", "")
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err
 		}
-		rb, err := a.loadRunbook(run.RunbookPath, reg, inv)
-		if err != nil {
-			return engine.Outcome{RunID: run.ID}, err
-		}
-		return engine.Resume(ctx, a.engineConfig(rb, inv, reg, db, op, observe, run.Mode), run.ID, req.ResumeOpts)
+		return engine.Resume(ctx, a.engineConfig(lf.rb, lf.inv, lf.reg, db, op, observe, run.Mode), run.ID, req.ResumeOpts)
 	}
 
 	// The TUI quits on Ctrl-C wherever no run is going (picker, forms,

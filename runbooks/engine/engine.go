@@ -57,6 +57,9 @@ type Config struct {
 	Mode     string // "interactive", "headless", "rehearsal"
 	Labels   map[string]string
 	Logger   *slog.Logger
+	// Answers is the answers file, if any: Start records its literal
+	// answers to non-secret input steps, so a resume needs not the file.
+	Answers *runbooks.Answers
 }
 
 // Errors that end a run.
@@ -186,7 +189,9 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		RunbookName: cfg.Runbook.Name, RunbookTitle: cfg.Runbook.Title,
 		RunbookPath: cfg.Runbook.File, RunbookSHA256: cfg.Runbook.SHA256, RunbookSource: cfg.Runbook.Source,
 		Mode: cfg.Mode, Host: host, PID: os.Getpid(), Labels: cfg.Labels,
+		StepAnswers: recordableStepAnswers(cfg.Runbook, cfg.Answers),
 	}
+	sr.WorkDir, _ = os.Getwd()
 	if cfg.Inventory != nil {
 		sr.InventoryPath, sr.InventorySHA256, sr.InventorySource = cfg.Inventory.File, cfg.Inventory.SHA256, cfg.Inventory.Source
 	}
@@ -210,6 +215,34 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		}
 	}
 	return r.walk(ctx, false)
+}
+
+// recordableStepAnswers returns the answers to input steps that may be kept
+// in clear in the record: literal values (not {env:} or {file:}) of input
+// steps whose type is not secret.
+func recordableStepAnswers(rb *runbooks.Runbook, a *runbooks.Answers) map[string]string {
+	if a == nil || len(a.Steps) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for i := range rb.Steps {
+		s := &rb.Steps[i]
+		ans, ok := a.Steps[s.ID]
+		if !ok || s.Run != "input" {
+			continue
+		}
+		if t, _ := s.With.Values["type"].(string); t == string(runbooks.InputSecret) {
+			continue
+		}
+		switch v := ans.Value.(type) {
+		case string, bool, int, int64, uint64, float64:
+			out[s.ID] = fmt.Sprint(v)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func (r *run) newScope(inputs map[string]runbooks.Value) *runbooks.RunScope {

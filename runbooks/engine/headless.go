@@ -30,7 +30,11 @@ func (h *Headless) Confirm(_ context.Context, req steps.ConfirmRequest) (steps.C
 func (h *Headless) Ask(_ context.Context, req steps.AskRequest) (string, error) {
 	if h.Answers != nil {
 		if a, ok := h.Answers.Steps[req.StepID]; ok {
-			return fmt.Sprint(a.Value), nil
+			v, err := a.Resolve() // {env: NAME} and {file: PATH} are read now
+			if err != nil {
+				return "", fmt.Errorf("input step %s: answer in %s: %w", req.StepID, h.Answers.File, err)
+			}
+			return fmt.Sprint(v), nil
 		}
 	}
 	return "", fmt.Errorf("%w: input step %s has no answer (add it under steps.%s in the answers file)", steps.ErrNoOperator, req.StepID, req.StepID)

@@ -264,3 +264,22 @@ func addInputRefs(refs map[string]bool, text string) {
 		}
 	}
 }
+
+// decodeRecorded decodes an answer kept in the record. Integers come back
+// exactly as int64 (never through float64, which loses digits past 2^53);
+// a number that is not an int64 keeps its text.
+func decodeRecorded(raw string) (any, error) {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if n, ok := v.(json.Number); ok {
+		if i, err := n.Int64(); err == nil {
+			return i, nil
+		}
+		return n.String(), nil
+	}
+	return v, nil
+}

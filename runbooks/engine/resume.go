@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -23,6 +24,11 @@ type ResumeOptions struct {
 	// Skip skips these interrupted steps, with SkipReason recorded.
 	Skip       []string
 	SkipReason string
+	// SetOutputs gives the outputs of skipped steps: step → output → value
+	// (--set-output STEP.KEY=VALUE). A step skipped with outputs that later
+	// steps use needs them all; they are recorded with the skip decision
+	// (who and SkipReason), a secret output's value sealed.
+	SetOutputs map[string]map[string]string
 	// Answers, when set, may change inputs: an input whose answer differs
 	// from the recorded value changes if no completed step used it (recorded
 	// with who and InputReason, which is then required), and the resume is
@@ -32,8 +38,9 @@ type ResumeOptions struct {
 }
 
 // Resume continues a recorded run. cfg.Runbook and cfg.Inventory are the
-// current files; a change since the run started is refused unless
-// opts.AcceptChanged (recorded).
+// files to go on with (normally loaded from the record, see state.Files); a
+// difference from the ones the record holds is refused unless
+// opts.AcceptChanged, and then recorded, new files included.
 func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (Outcome, error) {
 	r, err := newRun(cfg)
 	if err != nil {
@@ -49,12 +56,21 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		// Its secrets were shredded when it ended: nothing could resume it.
 		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s %s at %s", ErrRunFinished, rec.ID, rec.Status, rec.FinishedAt.Format(time.RFC3339))
 	}
-	changed := rec.RunbookSHA256 != cfg.Runbook.SHA256
-	if cfg.Inventory != nil && rec.InventorySHA256 != "" && rec.InventorySHA256 != cfg.Inventory.SHA256 {
-		changed = true
+	before, err := cfg.Store.Events(ctx, r.id)
+	if err != nil {
+		return Outcome{RunID: r.id}, err
 	}
+	files, err := recordedFiles(rec, before)
+	if err != nil {
+		return Outcome{RunID: r.id}, err
+	}
+	rbChanged, invChanged := files.RunbookSHA256 != cfg.Runbook.SHA256, false
+	if cfg.Inventory != nil && files.InventorySHA256 != "" && files.InventorySHA256 != cfg.Inventory.SHA256 {
+		invChanged = true
+	}
+	changed := rbChanged || invChanged
 	if changed && !opts.AcceptChanged {
-		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w\n%s\nresume with --accept-changed to go on with the new files (recorded)", ErrRunbookChanged, ChangeSummary(rec, cfg))
+		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w\n%s\nresume with --accept-changed to go on with the new files (recorded)", ErrRunbookChanged, changeSummary(files, cfg))
 	}
 	release, err := cfg.Store.Lock(ctx, r.id)
 	if err != nil {
@@ -70,6 +86,9 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err != nil {
 		return Outcome{RunID: r.id}, err
 	}
+	if err := r.checkResumeOptions(); err != nil {
+		return Outcome{RunID: r.id, Status: rec.Status}, err
+	}
 	// Inputs the answers change are checked before anything is recorded:
 	// a refused change leaves the run as it was.
 	changes, err := r.inputChanges(inputs, opts)
@@ -78,29 +97,80 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	}
 	r.scope = r.newScope(inputs)
 	host, _ := os.Hostname()
-	if err := r.record(ctx, state.EvRunResumed, "", "", 0, state.RunResumed{
+	resumed := state.RunResumed{
 		Host: host, PID: os.Getpid(), User: Operator(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
-	}); err != nil {
+	}
+	if cfg.Inventory != nil {
+		resumed.InventorySHA256 = cfg.Inventory.SHA256
+	}
+	if changed {
+		// The record holds what runs from now on.
+		resumed.WorkDir, _ = os.Getwd()
+		if rbChanged {
+			resumed.Runbook = state.NewRecordedFile(cfg.Runbook.File, cfg.Runbook.Source)
+		}
+		if invChanged {
+			resumed.Inventory = state.NewRecordedFile(cfg.Inventory.File, cfg.Inventory.Source)
+		}
+		r.emit(Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
+	}
+	if err := r.record(ctx, state.EvRunResumed, "", "", 0, resumed); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
 	if err := r.applyInputChanges(ctx, changes, opts.InputReason); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
+	if err := r.fillSkippedOutputs(ctx); err != nil {
+		return Outcome{RunID: r.id}, err
+	}
 	return r.walk(ctx, true)
 }
 
-// ChangeSummary describes how the current runbook differs from the recorded one.
+// RecordedFiles returns what the record says the run runs (see
+// state.Files); for records made before the files were kept in the chain,
+// the run row's runbook source when it matches the recorded digest.
+func RecordedFiles(rec state.Run, events []state.Event) (state.RunFiles, error) {
+	return recordedFiles(rec, events)
+}
+
+func recordedFiles(rec state.Run, events []state.Event) (state.RunFiles, error) {
+	files, err := state.Files(events)
+	if err != nil {
+		return files, err
+	}
+	if files.RunbookSHA256 == "" {
+		files.RunbookSHA256, files.InventorySHA256 = rec.RunbookSHA256, rec.InventorySHA256
+	}
+	if files.Runbook == nil && rec.RunbookSource != nil && files.RunbookSHA256 == rec.RunbookSHA256 {
+		files.Runbook = state.NewRecordedFile(rec.RunbookPath, rec.RunbookSource)
+	}
+	if files.Inventory == nil && rec.InventorySource != nil && files.InventorySHA256 == rec.InventorySHA256 {
+		files.Inventory = state.NewRecordedFile(rec.InventoryPath, rec.InventorySource)
+	}
+	return files, nil
+}
+
+// ChangeSummary describes how the current runbook and inventory differ from
+// those the run was created with.
 func ChangeSummary(rec state.Run, cfg Config) string {
+	return changeSummary(state.RunFiles{
+		Runbook:       state.NewRecordedFile(rec.RunbookPath, rec.RunbookSource),
+		RunbookSHA256: rec.RunbookSHA256, InventorySHA256: rec.InventorySHA256,
+	}, cfg)
+}
+
+func changeSummary(files state.RunFiles, cfg Config) string {
 	var b strings.Builder
-	if rec.RunbookSHA256 != cfg.Runbook.SHA256 {
-		fmt.Fprintf(&b, "runbook %s: sha256 %.12s… recorded, %.12s… now\n", cfg.Runbook.File, rec.RunbookSHA256, cfg.Runbook.SHA256)
-		old, err := runbooks.ParseRunbook(rec.RunbookPath, rec.RunbookSource)
-		if err == nil {
-			b.WriteString(StepDiff(old, cfg.Runbook))
+	if files.RunbookSHA256 != cfg.Runbook.SHA256 {
+		fmt.Fprintf(&b, "runbook %s: sha256 %.12s… recorded, %.12s… now\n", cfg.Runbook.File, files.RunbookSHA256, cfg.Runbook.SHA256)
+		if files.Runbook != nil {
+			if old, err := runbooks.ParseRunbook(files.Runbook.Path, files.Runbook.Bytes()); err == nil {
+				b.WriteString(StepDiff(old, cfg.Runbook))
+			}
 		}
 	}
-	if cfg.Inventory != nil && rec.InventorySHA256 != cfg.Inventory.SHA256 {
-		fmt.Fprintf(&b, "inventory %s: sha256 %.12s… recorded, %.12s… now\n", cfg.Inventory.File, rec.InventorySHA256, cfg.Inventory.SHA256)
+	if cfg.Inventory != nil && files.InventorySHA256 != "" && files.InventorySHA256 != cfg.Inventory.SHA256 {
+		fmt.Fprintf(&b, "inventory %s: sha256 %.12s… recorded, %.12s… now\n", cfg.Inventory.File, files.InventorySHA256, cfg.Inventory.SHA256)
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
@@ -164,8 +234,8 @@ func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[strin
 				}
 				raw = plain
 			}
-			var v any
-			if err := json.Unmarshal([]byte(raw), &v); err != nil {
+			v, err := decodeRecorded(raw)
+			if err != nil {
 				return nil, fmt.Errorf("input %s: %w", a.Name, err)
 			}
 			if list, ok := v.([]any); ok {
@@ -175,9 +245,7 @@ func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[strin
 				}
 				v = ss
 			}
-			if f, ok := v.(float64); ok && f == float64(int64(f)) {
-				v = int64(f)
-			}
+
 			if a.Secret {
 				if s, ok := v.(string); ok {
 					r.mask.add(s)
@@ -212,9 +280,16 @@ func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[strin
 					p.guard = d.By == "engine" && ev.Target == "" && strings.HasPrefix(d.Reason, "guard ")
 				} else if ex := execs[ev.StepID][ev.Target]; ex != nil {
 					ex.Status = state.StatusSkipped
+					if len(d.Outputs) > 0 {
+						ex.Outputs, ex.SecretOutputs = d.Outputs, d.SecretOutputs
+					}
 				}
 			case "continue":
 				p.skipped, p.reason = true, "continued after failure"
+			case state.DecisionInterrupted:
+				if ex := execs[ev.StepID][ev.Target]; ex != nil && ex.Attempt == ev.Attempt && ex.Status == state.StatusRunning {
+					ex.Status = state.StatusInterrupted
+				}
 			}
 		}
 	}
@@ -257,7 +332,8 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 	var still []string
 	for _, t := range pending {
 		ex := prior.byTarget[t]
-		if ex == nil || (ex.Status != state.StatusRunning && ex.Status != state.StatusInterrupted) {
+		failedSkip := ex != nil && ex.Status == state.StatusFailed && (slices.Contains(r.opts.Skip, s.ID) || slices.Contains(r.opts.Redo, s.ID))
+		if ex == nil || (ex.Status != state.StatusRunning && ex.Status != state.StatusInterrupted && !failedSkip) {
 			still = append(still, t)
 			continue
 		}
@@ -270,6 +346,19 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 			}
 		}
 		switch {
+		case slices.Contains(r.opts.Redo, s.ID):
+			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "--redo " + s.ID, By: Operator()}); err != nil {
+				return nil, err
+			}
+			still = append(still, t)
+		case slices.Contains(r.opts.Skip, s.ID):
+			outs, _, err := r.recordSkip(ctx, s, kind, t, ex.Attempt)
+			if err != nil {
+				return nil, err
+			}
+			vals.Targets[t] = outs
+		case ex.Status == state.StatusFailed:
+			still = append(still, t) // a failed execution runs again
 		case s.Check != "" && t != "":
 			done, outs, err := r.runCheck(ctx, s, kind, t, ex.Attempt)
 			if err != nil {
@@ -286,16 +375,6 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 				return nil, err
 			}
 			still = append(still, t)
-		case slices.Contains(r.opts.Redo, s.ID):
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "--redo " + s.ID, By: Operator()}); err != nil {
-				return nil, err
-			}
-			still = append(still, t)
-		case slices.Contains(r.opts.Skip, s.ID):
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionSkip, Reason: r.opts.SkipReason, By: Operator()}); err != nil {
-				return nil, err
-			}
-			vals.Targets[t] = map[string]runbooks.Value{}
 		default:
 			var d steps.Decision
 			prompt := fmt.Sprintf("step %s was interrupted on %s and has no check: — did it take effect? redo, skip or abort", s.ID, where)
@@ -309,9 +388,21 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("%w at the decision for %s", ErrInterrupted, s.ID)
 				}
+				skip := fmt.Sprintf("--skip %s --reason \"...\"", s.ID)
+				if needed := r.neededOutputs(s, nil); len(needed) > 0 {
+					skip += " " + setOutputHint(s.ID, needed) + " (it took effect; later steps use " + strings.Join(needed, ", ") + ")"
+				} else {
+					skip += " (it took effect)"
+				}
 				return nil, fmt.Errorf("%w: step %s was interrupted on %s and has no check: to tell whether it took effect; "+
-					"look at the node, then resume with --redo %s (run it again) or --skip %s --reason \"...\" (it took effect)",
-					ErrNeedsDecision, s.ID, where, s.ID, s.ID)
+					"look at the node (the record holds its output so far: drbook replay %s), then resume with --redo %s (run it again) or %s",
+					ErrNeedsDecision, s.ID, where, r.id, s.ID, skip)
+			}
+			if needed := r.neededOutputs(s, nil); d.Kind == steps.DecisionSkip && len(needed) > 0 {
+				// Nothing recorded: a skip without the outputs later steps
+				// use would stop the run again at the first of them.
+				return nil, fmt.Errorf("%w: step %s cannot be skipped without its outputs %s, which later steps use: resume with --skip %s --reason \"...\" %s",
+					ErrNeedsDecision, s.ID, strings.Join(needed, ", "), s.ID, setOutputHint(s.ID, needed))
 			}
 			rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
 			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, rec); err != nil {
@@ -357,4 +448,266 @@ func (r *run) runCheck(ctx context.Context, s *runbooks.Step, kind steps.Kind, t
 		return false, nil, err
 	}
 	return done, outs, nil
+}
+
+// ErrBadResumeOption is wrapped when --redo, --skip or --set-output names a
+// step or output they cannot apply to, or a skip lacks outputs later steps
+// use. Nothing is recorded.
+var ErrBadResumeOption = errors.New("bad resume option")
+
+// checkResumeOptions checks the operator's --redo, --skip and --set-output
+// against the runbook and the record before anything is recorded.
+func (r *run) checkResumeOptions() error {
+	var errs []string
+	seen := map[string]string{}
+	for _, o := range []struct {
+		flag string
+		ids  []string
+	}{{"--redo", r.opts.Redo}, {"--skip", r.opts.Skip}} {
+		for _, id := range o.ids {
+			if prev, ok := seen[id]; ok && prev != o.flag {
+				errs = append(errs, fmt.Sprintf("step %s is given to both --redo and --skip", id))
+				continue
+			}
+			seen[id] = o.flag
+			s := r.cfg.Runbook.Step(id)
+			if s == nil {
+				errs = append(errs, fmt.Sprintf("%s %s: the runbook has no step %q%s", o.flag, id, id, suggestStep(r.cfg.Runbook, id)))
+				continue
+			}
+			if st := r.resumableStatus(id); st == "" && (o.flag != "--skip" || len(r.skippedWithoutOutputs(s)) == 0) {
+				errs = append(errs, fmt.Sprintf("%s %s: step %s is %s, not interrupted or failed: only an interrupted or failed step can be redone or skipped", o.flag, id, id, r.priorStatus(id)))
+			}
+		}
+	}
+	for id, outs := range r.opts.SetOutputs {
+		s := r.cfg.Runbook.Step(id)
+		if s == nil {
+			errs = append(errs, fmt.Sprintf("--set-output %s.…: the runbook has no step %q%s", id, id, suggestStep(r.cfg.Runbook, id)))
+			continue
+		}
+		if !slices.Contains(r.opts.Skip, id) {
+			errs = append(errs, fmt.Sprintf("--set-output %s.…: outputs can only be given for a step skipped in the same resume (--skip %s)", id, id))
+			continue
+		}
+		declared := declaredOutputs(s, r.cfg.Registry)
+		for k := range outs {
+			if !slices.Contains(declared, k) {
+				errs = append(errs, fmt.Sprintf("--set-output %s.%s: step %s declares no output %q (it has: %s)", id, k, id, k, orNone(declared)))
+			}
+		}
+	}
+	for _, id := range r.opts.Skip {
+		s := r.cfg.Runbook.Step(id)
+		if s == nil {
+			continue
+		}
+		if missing := r.neededOutputs(s, r.opts.SetOutputs[id]); len(missing) > 0 {
+			errs = append(errs, fmt.Sprintf("--skip %s: later steps use its outputs %s: give them with %s", id, strings.Join(missing, ", "), setOutputHint(id, missing)))
+		}
+	}
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		return fmt.Errorf("%w:\n  %s", ErrBadResumeOption, strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// resumableStatus returns the status of step id's last execution on a
+// target that is interrupted (or was found running) or failed; "" if none.
+func (r *run) resumableStatus(id string) state.Status {
+	p := r.prior[id]
+	if p == nil || p.skipped {
+		return ""
+	}
+	for _, ex := range p.byTarget {
+		switch ex.Status {
+		case state.StatusRunning, state.StatusInterrupted, state.StatusFailed:
+			return ex.Status
+		}
+	}
+	return ""
+}
+
+// priorStatus says what the record holds of step id, for messages.
+func (r *run) priorStatus(id string) string {
+	p := r.prior[id]
+	switch {
+	case p == nil:
+		return "not started"
+	case p.skipped:
+		return "skipped"
+	}
+	for _, ex := range p.byTarget {
+		return string(ex.Status)
+	}
+	return "not started"
+}
+
+func suggestStep(rb *runbooks.Runbook, id string) string {
+	var ids []string
+	for i := range rb.Steps {
+		ids = append(ids, rb.Steps[i].ID)
+	}
+	return " (steps: " + strings.Join(ids, ", ") + ")"
+}
+
+func orNone(ss []string) string {
+	if len(ss) == 0 {
+		return "none"
+	}
+	return strings.Join(ss, ", ")
+}
+
+// declaredOutputs lists the outputs step s declares, its kind's included.
+func declaredOutputs(s *runbooks.Step, reg *steps.Registry) []string {
+	var out []string
+	for _, o := range s.Outputs {
+		out = append(out, o.Name)
+	}
+	if kind, ok := reg.Get(s.Run); ok {
+		for _, o := range kind.Info().Outputs {
+			if !slices.Contains(out, o.Name) {
+				out = append(out, o.Name)
+			}
+		}
+	}
+	return out
+}
+
+// neededOutputs lists the declared outputs of s that a later step refers to
+// (steps.ID.outputs.KEY, or steps.ID.targets) and that given lacks.
+func (r *run) neededOutputs(s *runbooks.Step, given map[string]string) []string {
+	var later strings.Builder
+	after := false
+	for i := range r.cfg.Runbook.Steps {
+		o := &r.cfg.Runbook.Steps[i]
+		if after {
+			// The whole step, so that any field's templates count.
+			b, err := json.Marshal(o)
+			if err != nil {
+				b = []byte(stepFingerprint(r.cfg.Runbook, o))
+			}
+			later.Write(b)
+		}
+		if o.ID == s.ID {
+			after = true
+		}
+	}
+	text := later.String()
+	all := strings.Contains(text, "steps."+s.ID+".targets")
+	var missing []string
+	for _, name := range declaredOutputs(s, r.cfg.Registry) {
+		if _, ok := given[name]; ok {
+			continue
+		}
+		if all || strings.Contains(text, "steps."+s.ID+".outputs."+name) {
+			missing = append(missing, name)
+		}
+	}
+	return missing
+}
+
+func setOutputHint(id string, names []string) string {
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("--set-output %s.%s=VALUE", id, n)
+	}
+	return strings.Join(parts, " ")
+}
+
+// recordSkip records the operator's --skip of step s on target (attempt is
+// the interrupted or failed one), with the outputs given by --set-output,
+// and returns those outputs for later steps.
+func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind, target string, attempt int) (map[string]runbooks.Value, state.StepDecision, error) {
+	secret := map[string]bool{}
+	for _, o := range s.Outputs {
+		secret[o.Name] = secret[o.Name] || o.Secret
+	}
+	for _, o := range kind.Info().Outputs {
+		secret[o.Name] = secret[o.Name] || o.Secret
+	}
+	outs := map[string]runbooks.Value{}
+	d := state.StepDecision{Decision: state.DecisionSkip, Reason: r.opts.SkipReason, By: Operator()}
+	given := r.opts.SetOutputs[s.ID]
+	names := make([]string, 0, len(given))
+	for k := range given {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		v := given[k]
+		if d.Outputs == nil {
+			d.Outputs = map[string]string{}
+		}
+		outs[k] = runbooks.Value{V: v, Secret: secret[k]}
+		if secret[k] {
+			r.mask.add(v)
+			sealed, err := r.cfg.Store.Seal(ctx, r.id, v)
+			if err != nil {
+				return nil, state.StepDecision{}, fmt.Errorf("seal output %s.%s: %w", s.ID, k, err)
+			}
+			d.Outputs[k] = sealed
+			d.SecretOutputs = append(d.SecretOutputs, k)
+			continue
+		}
+		d.Outputs[k] = v
+	}
+	if len(names) > 0 {
+		r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("%s skipped on %s with outputs set by %s: %s", s.ID, orLocal(target), d.By, strings.Join(names, ", ")), Time: time.Now()})
+	}
+	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt, d); err != nil {
+		return nil, d, err
+	}
+	return outs, d, nil
+}
+
+// skippedWithoutOutputs lists the targets where step s was skipped by an
+// operator without outputs that later steps use (a record made before
+// --set-output existed: the run stops at the first step that uses them).
+func (r *run) skippedWithoutOutputs(s *runbooks.Step) []string {
+	p := r.prior[s.ID]
+	if p == nil || p.skipped {
+		return nil
+	}
+	needed := r.neededOutputs(s, nil)
+	var out []string
+	for t, ex := range p.byTarget {
+		if ex.Status != state.StatusSkipped {
+			continue
+		}
+		for _, n := range needed {
+			if _, ok := ex.Outputs[n]; !ok {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// fillSkippedOutputs records the outputs given with --skip for a step that
+// an earlier resume skipped without them, so that the steps using them can
+// run.
+func (r *run) fillSkippedOutputs(ctx context.Context) error {
+	for _, id := range r.opts.Skip {
+		s := r.cfg.Runbook.Step(id)
+		if s == nil || len(r.opts.SetOutputs[id]) == 0 {
+			continue
+		}
+		kind, ok := r.cfg.Registry.Get(s.Run)
+		if !ok {
+			continue
+		}
+		for _, t := range r.skippedWithoutOutputs(s) {
+			ex := r.prior[id].byTarget[t]
+			_, d, err := r.recordSkip(ctx, s, kind, t, ex.Attempt)
+			if err != nil {
+				return err
+			}
+			ex.Outputs, ex.SecretOutputs = d.Outputs, d.SecretOutputs
+		}
+	}
+	return nil
 }

@@ -487,6 +487,7 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	}
 	lw := newLogWriter(r, s.ID, target, secretLineMasker(secretNames))
 	x.Stdout, x.Stderr = lw.stream(false), lw.stream(true)
+	stopProgress := r.checkpointOutput(ctx, s.ID, target, attempt, lw)
 
 	runCtx := ctx
 	limit := StepTimeout(s, kind.Info())
@@ -507,6 +508,7 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	if err == nil {
 		res, err = fn(runCtx)
 	}
+	stopProgress()
 	lw.flush()
 	dur := time.Since(t0)
 	status := state.StatusSucceeded
@@ -809,6 +811,58 @@ func (lw *logWriter) flush() {
 			lw.line(lb, i == 1, false)
 		}
 	}
+}
+
+// outputCheckpointEvery is how often a running step execution's new output
+// is checkpointed (step.output), so that a runner killed mid-step leaves
+// what the step printed so far in the record.
+var outputCheckpointEvery = 2 * time.Second
+
+// checkpointOutput records, every outputCheckpointEvery while an execution
+// runs, the complete lines of output it printed since the last time. The
+// returned function stops it and returns once no record is being written.
+func (r *run) checkpointOutput(ctx context.Context, stepID, target string, attempt int, lw *logWriter) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(outputCheckpointEvery)
+		defer t.Stop()
+		var sent int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			chunk := lw.since(sent)
+			if len(chunk) == 0 {
+				continue
+			}
+			if err := r.record(ctx, state.EvStepOutput, stepID, target, attempt, state.NewStepOutput(sent, chunk)); err != nil {
+				r.log.Warn("checkpoint output", "step", stepID, "target", target, "err", err)
+				return
+			}
+			sent += int64(len(chunk))
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// since returns the log bytes kept beyond the first off (complete lines
+// only, no truncation marker).
+func (lw *logWriter) since(off int64) []byte {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	if int64(lw.log.Len()) <= off {
+		return nil
+	}
+	return bytes.Clone(lw.log.Bytes()[off:])
 }
 
 // bytes returns the log as recorded, with its truncation marker, and the

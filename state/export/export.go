@@ -76,7 +76,7 @@ func maskedData(ev state.Event) any {
 				m["value"] = Mask
 			}
 		}
-	case state.EvStepFinished:
+	case state.EvStepFinished, state.EvStepDecision:
 		outs, _ := m["outputs"].(map[string]any)
 		secrets, _ := m["secret_outputs"].([]any)
 		for _, name := range secrets {
@@ -205,6 +205,12 @@ func summary(ev state.Event) string {
 			if p.AcceptChanged {
 				s += ", runbook change accepted (sha256 " + short(p.RunbookSHA256) + ")"
 			}
+			if p.Runbook != nil {
+				s += ", goes on with runbook " + p.Runbook.Path
+			}
+			if p.Inventory != nil {
+				s += ", goes on with inventory " + p.Inventory.Path
+			}
 			return s
 		}
 	case state.EvAnswer:
@@ -250,7 +256,20 @@ func summary(ev state.Event) string {
 			if p.By != "" {
 				s += " (by " + p.By + ")"
 			}
+			if len(p.Outputs) > 0 {
+				names := make([]string, 0, len(p.Outputs))
+				for k := range p.Outputs {
+					names = append(names, k)
+				}
+				sort.Strings(names)
+				s += ", outputs set: " + strings.Join(names, ", ")
+			}
 			return s
+		}
+	case state.EvStepOutput:
+		var p state.StepOutput
+		if ev.Decode(&p) == nil {
+			return fmt.Sprintf("output so far: %d bytes (log at %d)", len(p.Bytes()), p.Offset)
 		}
 	case state.EvOperatorWait:
 		var p state.OperatorWait

@@ -3,6 +3,7 @@ package export
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/drbook/drbook/state"
@@ -58,6 +59,22 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 		if len(errs) > 0 {
 			ew.printf("\nErrors:\n\n%s\n", strings.Join(errs, "\n"))
 		}
+		for _, x := range execs {
+			if (x.Status != state.StatusInterrupted && x.Status != state.StatusSkipped) || x.Log == "" {
+				continue
+			}
+			// What an execution cut short printed before it stopped.
+			ew.printf("\nOutput of %s on %s (attempt %d, %s) before it stopped:\n\n", mdCode(x.StepID), mdCell(dash(x.Target)), x.Attempt, mdCell(string(x.Status)))
+			fence := "```"
+			for strings.Contains(x.Log, fence) {
+				fence += "`"
+			}
+			ew.printf("%s\n", fence)
+			for _, l := range strings.Split(strings.TrimSuffix(x.Log, "\n"), "\n") {
+				ew.printf("%s\n", maskString(oneLine(l)))
+			}
+			ew.printf("%s\n", fence)
+		}
 	}
 
 	ew.printf("\n## Operator decisions\n\n")
@@ -72,6 +89,14 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 				continue
 			}
 			kind, detail, by = "decision: "+p.Decision, maskString(p.Reason), p.By
+			if len(p.Outputs) > 0 {
+				names := make([]string, 0, len(p.Outputs))
+				for k := range p.Outputs {
+					names = append(names, k)
+				}
+				sort.Strings(names)
+				detail += " (outputs set: " + strings.Join(names, ", ") + ")"
+			}
 		case state.EvOperatorWait:
 			var p state.OperatorWait
 			if ev.Decode(&p) != nil {

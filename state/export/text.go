@@ -61,6 +61,19 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 			ew.printf("  output %s@%s: %s = %s\n", tc(x.StepID), tc(dash(x.Target)), tc(k), oneLine(outs[k]))
 		}
 	}
+	for _, x := range execs {
+		if (x.Status != state.StatusInterrupted && x.Status != state.StatusSkipped) || x.Log == "" {
+			continue
+		}
+		// What an execution cut short printed before it stopped (then
+		// perhaps skipped by the operator): what tells whether it took
+		// effect.
+		lines := strings.Split(strings.TrimSuffix(x.Log, "\n"), "\n")
+		ew.printf("  output of %s %s@%s#%d (%d line(s)):\n", tc(string(x.Status)), tc(x.StepID), tc(dash(x.Target)), x.Attempt, len(lines))
+		for _, l := range lines {
+			ew.printf("    %s\n", maskString(oneLine(l)))
+		}
+	}
 
 	t := runTiming(events, execs)
 	ew.printf("\nTime: machine %s, human %s, wall %s (%s)\n", fmtMS(t.MachineMS), fmtMS(t.HumanMS), fmtMS(t.WallMS), t.Source)
