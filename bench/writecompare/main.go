@@ -222,6 +222,7 @@ func transport(conns int, tlsCfg *tls.Config) *http.Client {
 type procSet struct {
 	mu    sync.Mutex
 	procs []*exec.Cmd
+	done  []chan struct{}
 }
 
 func (p *procSet) start(ctx context.Context, logFile string, name string, args ...string) error {
@@ -232,13 +233,14 @@ func (p *procSet) start(ctx context.Context, logFile string, name string, args .
 	cmd := exec.CommandContext(ctx, name, args...) // #nosec G204 -- the binaries the user named
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
+	done := make(chan struct{})
 	p.mu.Lock()
-	p.procs = append(p.procs, cmd)
+	p.procs, p.done = append(p.procs, cmd), append(p.done, done)
 	p.mu.Unlock()
-	go func() { _ = cmd.Wait(); f.Close() }()
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(done) }()
 	return nil
 }
 
@@ -248,15 +250,14 @@ func (p *procSet) stopAll() {
 	for _, c := range p.procs {
 		_ = c.Process.Signal(syscall.SIGTERM)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for _, c := range p.procs {
-		for c.ProcessState == nil && time.Now().Before(deadline) {
-			if err := c.Process.Signal(syscall.Signal(0)); err != nil {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+	timeout := time.After(10 * time.Second)
+	for i, c := range p.procs {
+		select {
+		case <-p.done[i]:
+		case <-timeout:
+			_ = c.Process.Kill()
+			<-p.done[i]
 		}
-		_ = c.Process.Kill()
 	}
 }
 

@@ -577,7 +577,8 @@ func TestPartitionNemesis_LeaderIsolated_MinoritySplit_Flapping_Linearizable_NoA
 	rng := rand.New(rand.NewPCG(7, 16))
 	const flaps = 8
 	flapStart := time.Now()
-	for f := 0; f < flaps && time.Since(flapStart) < 30*time.Second; f++ {
+	cycles := 0
+	for ; cycles < flaps && time.Since(flapStart) < 30*time.Second; cycles++ {
 		perm := rng.Perm(size)
 		side := perm[:1+rng.IntN(2)]
 		if err := lab.isolate(side); err != nil {
@@ -589,7 +590,10 @@ func TestPartitionNemesis_LeaderIsolated_MinoritySplit_Flapping_Linearizable_NoA
 		}
 		time.Sleep(time.Duration(200+rng.IntN(700)) * time.Millisecond)
 	}
-	sc = partition(fmt.Sprintf("flapping (%d cut/heal cycles of a random minority, then one more)", flaps), []int{rng.IntN(size)}, 2*time.Second)
+	if cycles < 3 {
+		t.Errorf("only %d flapping cycles in 30 s", cycles)
+	}
+	partition(fmt.Sprintf("flapping (%d cut/heal cycles of a random minority, then one more)", cycles), []int{rng.IntN(size)}, 2*time.Second)
 	t.Logf("flapping: %s", time.Since(flapStart).Round(time.Millisecond))
 
 	time.Sleep(time.Second) // some history after the last heal
