@@ -250,11 +250,11 @@ func (p *procSet) stopAll() {
 	for _, c := range p.procs {
 		_ = c.Process.Signal(syscall.SIGTERM)
 	}
-	timeout := time.After(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for i, c := range p.procs {
 		select {
 		case <-p.done[i]:
-		case <-timeout:
+		case <-time.After(time.Until(deadline)):
 			_ = c.Process.Kill()
 			<-p.done[i]
 		}
