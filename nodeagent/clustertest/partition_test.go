@@ -373,6 +373,7 @@ type partScenario struct {
 	ackedCut  int           // writes acknowledged while cut
 	firstW    time.Duration // heal → a write through every node succeeded
 	healthy   time.Duration // heal → every node names one leader, leader sees all healthy
+	rejoined  time.Duration // heal → every node cut off names the majority's leader
 	leaderWas string
 	leaderNow string
 }
@@ -538,7 +539,33 @@ func TestPartitionNemesis_LeaderIsolated_MinoritySplit_Flapping_Linearizable_NoA
 			t.Fatal(err)
 		}
 		healAt := time.Now()
+		// Meanwhile: when does every node that was cut off name the
+		// majority's leader again (raft reached it)?
+		rejoined := make(chan time.Duration, 1)
+		go func() {
+			for time.Since(healAt) < 30*time.Second {
+				var want string
+				var st nodeagent.Status
+				if c.nodes[majority[0]].tryJSON(&st, "status") == nil {
+					want = st.Leader.ID
+				}
+				ok := want != ""
+				for _, i := range side {
+					if !ok || c.nodes[i].tryJSON(&st, "status") != nil || st.Leader.ID != want {
+						ok = false
+						break
+					}
+				}
+				if ok {
+					rejoined <- time.Since(healAt)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			rejoined <- -1
+		}()
 		sc.firstW = writeThroughAll(30 * time.Second)
+		sc.rejoined = <-rejoined
 		waitFor(t, 30*time.Second, "healthy after "+name, healthy)
 		sc.healthy = time.Since(healAt)
 		if l, err := leaderIn(all); err == nil {
@@ -605,8 +632,8 @@ func TestPartitionNemesis_LeaderIsolated_MinoritySplit_Flapping_Linearizable_NoA
 		if s.election > 0 {
 			elected = "new leader after " + s.election.Round(time.Millisecond).String()
 		}
-		t.Logf("%-66s cut %-12s leader %s→%s; held %s, %s; %d writes acked while cut; after heal: write through every node %s, healthy %s",
-			s.name, s.side, s.leaderWas, s.leaderNow, s.held.Round(time.Millisecond), elected, s.ackedCut, s.firstW.Round(time.Millisecond), s.healthy.Round(time.Millisecond))
+		t.Logf("%-66s cut %-12s leader %s→%s; held %s, %s; %d writes acked while cut; after heal: cut-off side names the leader %s, write through every node %s, healthy %s",
+			s.name, s.side, s.leaderWas, s.leaderNow, s.held.Round(time.Millisecond), elected, s.ackedCut, s.rejoined.Round(time.Millisecond), s.firstW.Round(time.Millisecond), s.healthy.Round(time.Millisecond))
 	}
 	amb := 0
 	for _, op := range load.history {
