@@ -100,7 +100,7 @@ func (a *Agent) finishBootstrap(ctx context.Context, n *nodeFile, ca *pki.CA) (B
 	if fp, err := pki.Fingerprint(n.CACertPEM); err == nil {
 		res.CAFingerprint = hex.EncodeToString(fp)
 	}
-	r := a.getRaft()
+	r := a.store.Raft()
 	if r == nil {
 		return res, ErrNoClusterState
 	}
@@ -113,7 +113,7 @@ func (a *Agent) finishBootstrap(ctx context.Context, n *nodeFile, ca *pki.CA) (B
 	if _, _, _, err := a.leaderAPIAddr(ctx, 10*time.Second); err != nil {
 		return res, err
 	}
-	if a.fsm.Meta().ClusterID != "" {
+	if a.store.State().Meta().ClusterID != "" {
 		res.Message = "cluster already bootstrapped on this node; nothing changed"
 		return res, nil
 	}
@@ -133,7 +133,7 @@ func (a *Agent) finishBootstrap(ctx context.Context, n *nodeFile, ca *pki.CA) (B
 	meta.ClusterID, meta.Founder, meta.Created = n.ClusterID, n.NodeID, now
 	meta.CACertPEM, meta.CAKeySealed, meta.CMKID = n.CACertPEM, caKeySealed, n.CMKID
 	meta.Nodes[n.NodeID] = NodeInfo{ID: n.NodeID, RaftAddr: a.cfg.RaftAddr, APIAddr: a.cfg.APIAddr, CertSHA256: certSHA256(n.CertPEM)}
-	if _, err := a.applyJSON(ctx, opInit, initCmd{Meta: meta, APIKey: rec}); err != nil {
+	if _, err := applyJSON(ctx, a.store, opInit, initCmd{Meta: meta, APIKey: rec}); err != nil {
 		return res, fmt.Errorf("store cluster metadata: %w", err)
 	}
 	res.Changed, res.APIKey = true, plain

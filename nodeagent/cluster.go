@@ -12,8 +12,6 @@ import (
 	"net"
 	"slices"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 func randHex(n int) string {
@@ -34,25 +32,6 @@ func certHosts(addrs ...string) []string {
 	return hosts
 }
 
-// selfInConfig returns this node's suffrage in the latest local
-// configuration.
-func (a *Agent) selfInConfig() (raft.ServerSuffrage, bool) {
-	r := a.getRaft()
-	if r == nil {
-		return 0, false
-	}
-	f := r.GetConfiguration()
-	if f.Error() != nil {
-		return 0, false
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == a.cfg.NodeID {
-			return s.Suffrage, true
-		}
-	}
-	return 0, false
-}
-
 // healthInfo is the answer of /healthz (503 unless raft runs) and the
 // internal health verb.
 type healthInfo struct {
@@ -70,7 +49,7 @@ type healthInfo struct {
 // changed (called from the leadership watcher).
 func (a *Agent) rememberPeers() {
 	peers := map[string]string{}
-	for id, n := range a.fsm.Meta().Nodes {
+	for id, n := range a.store.State().Meta().Nodes {
 		peers[id] = n.APIAddr
 	}
 	if len(peers) == 0 {
@@ -97,7 +76,7 @@ type membershipInfo struct {
 }
 
 func (a *Agent) membership() (membershipInfo, error) {
-	r := a.getRaft()
+	r := a.store.Raft()
 	if r == nil {
 		return membershipInfo{}, ErrNoClusterState
 	}
@@ -119,7 +98,7 @@ func (a *Agent) stillMemberPerPeers(ctx context.Context) bool {
 	if n := a.nodeState(); n != nil {
 		maps.Copy(peers, n.Peers)
 	}
-	for id, n := range a.fsm.Meta().Nodes {
+	for id, n := range a.store.State().Meta().Nodes {
 		peers[id] = n.APIAddr
 	}
 	for id, addr := range peers {
@@ -143,10 +122,10 @@ func (a *Agent) isMember(ctx context.Context) bool {
 	if n == nil || n.Removed {
 		return false
 	}
-	if a.getRaft() == nil {
+	if a.store.Raft() == nil {
 		return true
 	}
-	if _, ok := a.selfInConfig(); !ok {
+	if _, ok := a.store.SelfSuffrage(); !ok {
 		return false
 	}
 	return a.stillMemberPerPeers(ctx)

@@ -5,11 +5,8 @@ package nodeagent
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // ForceNewResult is the answer of `cluster force-new`.
@@ -26,7 +23,7 @@ func (a *Agent) ForceNew(ctx context.Context) (ForceNewResult, error) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	n := a.nodeState()
-	r := a.getRaft()
+	r := a.store.Raft()
 	if n == nil || r == nil {
 		return ForceNewResult{}, ErrNoClusterState
 	}
@@ -36,12 +33,12 @@ func (a *Agent) ForceNew(ctx context.Context) (ForceNewResult, error) {
 	}
 	servers := f.Configuration().Servers
 	if len(servers) == 1 && string(servers[0].ID) == n.NodeID {
-		return ForceNewResult{Message: "already a one-node cluster; nothing changed", Keys: a.fsm.KeyCount()}, nil
+		return ForceNewResult{Message: "already a one-node cluster; nothing changed", Keys: a.store.State().KeyCount()}, nil
 	}
 	if _, lid := r.LeaderWithID(); lid != "" {
 		return ForceNewResult{}, fmt.Errorf("%w: leader is %s", ErrQuorumPresent, lid)
 	}
-	if err := a.stopRaft(); err != nil {
+	if err := a.store.Shutdown(); err != nil {
 		return ForceNewResult{}, err
 	}
 	if err := a.recoverAlone(); err != nil {
@@ -55,34 +52,19 @@ func (a *Agent) ForceNew(ctx context.Context) (ForceNewResult, error) {
 	if _, _, _, err := a.leaderAPIAddr(ctx, 10*time.Second); err != nil {
 		return ForceNewResult{}, err
 	}
-	for id := range a.fsm.Meta().Nodes {
+	for id := range a.store.State().Meta().Nodes {
 		if id != n.NodeID {
-			_, _ = a.applyJSON(ctx, opNodeDelete, id)
+			_, _ = applyJSON(ctx, a.store, opNodeDelete, id)
 		}
 	}
-	_, _ = a.applyJSON(ctx, opChangeEnd, struct{}{})
-	a.log.InfoContext(ctx, "forced a new one-node cluster", "keys", a.fsm.KeyCount())
-	return ForceNewResult{Changed: true, Message: "now a one-node cluster with every committed key", Keys: a.fsm.KeyCount()}, nil
+	_, _ = applyJSON(ctx, a.store, opChangeEnd, struct{}{})
+	a.log.InfoContext(ctx, "forced a new one-node cluster", "keys", a.store.State().KeyCount())
+	return ForceNewResult{Changed: true, Message: "now a one-node cluster with every committed key", Keys: a.store.State().KeyCount()}, nil
 }
 
+// recoverAlone rewrites the stopped raft's configuration to this node
+// alone.
 func (a *Agent) recoverAlone() error {
-	store, snaps, err := a.openStores()
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	a.mu.RLock()
-	server, client := a.apiTLS.Clone(), a.clientTLS
-	a.mu.RUnlock()
-	server.ClientAuth = tls.RequireAndVerifyClientCert
-	trans, err := a.newTransport(server, client)
-	if err != nil {
-		return err
-	}
-	defer trans.Close()
-	cfg := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(a.cfg.NodeID), Address: raft.ServerAddress(a.cfg.RaftAddr), Suffrage: raft.Voter}}}
-	if err := raft.RecoverCluster(a.raftConfig(), NewFSM(a), store, store, snaps, trans, cfg); err != nil {
-		return fmt.Errorf("recover cluster: %w", err)
-	}
-	return nil
+	server, client := a.raftTLS()
+	return a.store.RecoverAlone(server, client)
 }

@@ -66,7 +66,7 @@ func (a *Agent) Join(ctx context.Context, peer, tok string) (JoinResult, error) 
 			return res, fmt.Errorf("%w: node %s holds state of cluster %s", ErrHasClusterState, n.NodeID, n.ClusterID)
 		}
 		res.ClusterID = n.ClusterID
-		if s, ok := a.selfInConfig(); ok && s == raft.Voter {
+		if s, ok := a.store.SelfSuffrage(); ok && s == raft.Voter {
 			res.Suffrage, res.Message = "voter", "already a member of this cluster; nothing changed"
 			return res, nil
 		}
@@ -170,7 +170,7 @@ func retryUnavailable(ctx context.Context, d time.Duration, fn func() error) err
 func (a *Agent) waitVoter(ctx context.Context, res JoinResult) (JoinResult, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if s, ok := a.selfInConfig(); ok && s == raft.Voter {
+		if s, ok := a.store.SelfSuffrage(); ok && s == raft.Voter {
 			a.rememberPeers()
 			res.Suffrage = "voter"
 			if res.Changed {
@@ -198,7 +198,7 @@ func (a *Agent) joinLeader(ctx context.Context, req joinRequest) (joinResponse, 
 	if err != nil {
 		return joinResponse{}, fmt.Errorf("%w: %w", ErrTokenInvalid, err)
 	}
-	meta := a.fsm.Meta()
+	meta := a.store.State().Meta()
 	rec, ok := meta.Tokens[p.ID]
 	if !ok {
 		return joinResponse{}, fmt.Errorf("%w: unknown token id %s", ErrTokenInvalid, p.ID)
@@ -210,7 +210,7 @@ func (a *Agent) joinLeader(ctx context.Context, req joinRequest) (joinResponse, 
 			return joinResponse{}, mapTokenErr(err)
 		}
 	}
-	r := a.getRaft()
+	r := a.store.Raft()
 	if f := r.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			if string(s.ID) == req.NodeID {
@@ -230,11 +230,11 @@ func (a *Agent) joinLeader(ctx context.Context, req joinRequest) (joinResponse, 
 	if err != nil {
 		return joinResponse{}, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if _, err := a.applyJSON(ctx, opTokenUse, tokenUseCmd{ID: p.ID, UsedBy: req.NodeID, Now: now}); err != nil {
+	if _, err := applyJSON(ctx, a.store, opTokenUse, tokenUseCmd{ID: p.ID, UsedBy: req.NodeID, Now: now}); err != nil {
 		return joinResponse{}, err
 	}
 	info := NodeInfo{ID: req.NodeID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr, CertSHA256: certSHA256(certPEM)}
-	if _, err := a.applyJSON(ctx, opNodePut, info); err != nil {
+	if _, err := applyJSON(ctx, a.store, opNodePut, info); err != nil {
 		return joinResponse{}, err
 	}
 	a.log.InfoContext(ctx, "join token accepted", "token_id", p.ID, "joiner", req.NodeID)
@@ -248,13 +248,13 @@ func (a *Agent) joinAddLeader(ctx context.Context, peerID string, req joinAddReq
 		return struct{}{}, fmt.Errorf("%w: certificate of %s cannot add %s", ErrTokenInvalid, peerID, req.NodeID)
 	}
 	info := NodeInfo{ID: req.NodeID, RaftAddr: req.RaftAddr, APIAddr: req.APIAddr}
-	if old, ok := a.fsm.Meta().Nodes[req.NodeID]; ok {
+	if old, ok := a.store.State().Meta().Nodes[req.NodeID]; ok {
 		info.CertSHA256 = old.CertSHA256
 	}
-	if _, err := a.applyJSON(ctx, opNodePut, info); err != nil {
+	if _, err := applyJSON(ctx, a.store, opNodePut, info); err != nil {
 		return struct{}{}, err
 	}
-	r := a.getRaft()
+	r := a.store.Raft()
 	if f := r.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
 			if string(s.ID) == req.NodeID && string(s.Address) == req.RaftAddr {
@@ -277,7 +277,7 @@ type appliedInfo struct {
 // maybeSelfMaintain runs on the leader's watcher tick: it promotes
 // non-voters that caught up (like etcd learners).
 func (a *Agent) maybeSelfMaintain(r *raft.Raft) {
-	if !a.ready.Load() {
+	if !a.store.Ready() {
 		return
 	}
 	f := r.GetConfiguration()
@@ -295,7 +295,7 @@ func (a *Agent) maybeSelfMaintain(r *raft.Raft) {
 	}
 	go func() {
 		defer a.promoting.Store(false)
-		meta := a.fsm.Meta()
+		meta := a.store.State().Meta()
 		for _, s := range pending {
 			n, ok := meta.Nodes[string(s.ID)]
 			if !ok {

@@ -41,7 +41,7 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 		return res, fmt.Errorf("%w: a removal is running on the leader", ErrMembershipChange)
 	}
 	defer a.changeMu.Unlock()
-	r := a.getRaft()
+	r := a.store.Raft()
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return res, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -50,15 +50,15 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 	if err := a.clearStaleChange(ctx, r, servers); err != nil {
 		return res, err
 	}
-	meta := a.fsm.Meta()
+	meta := a.store.State().Meta()
 	if c := meta.Change; c != nil && c.NodeID != req.NodeID {
 		return res, fmt.Errorf("%w: %s of %s since %s", ErrMembershipChange, c.Op, c.NodeID, c.Started.Format(time.RFC3339))
 	}
 	idx := slices.IndexFunc(servers, func(s raft.Server) bool { return string(s.ID) == req.NodeID })
 	if idx < 0 {
 		if meta.Change != nil || hasNode(meta, req.NodeID) {
-			_, _ = a.applyJSON(ctx, opNodeDelete, req.NodeID)
-			_, _ = a.applyJSON(ctx, opChangeEnd, struct{}{})
+			_, _ = applyJSON(ctx, a.store, opNodeDelete, req.NodeID)
+			_, _ = applyJSON(ctx, a.store, opChangeEnd, struct{}{})
 		}
 		res.Voters = countVoters(servers)
 		res.Message = "node is not a member; nothing changed"
@@ -118,7 +118,7 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 		}
 		cancel()
 	}
-	if _, err := a.applyJSON(ctx, opNodeDelete, req.NodeID); err != nil {
+	if _, err := applyJSON(ctx, a.store, opNodeDelete, req.NodeID); err != nil {
 		return res, err
 	}
 	res.Changed = true
@@ -133,7 +133,7 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 // removal by remove-one-at-a-time.
 func (a *Agent) beginChange(ctx context.Context, r *raft.Raft, c MembershipChange) (end func(), err error) {
 	c.Term = r.CurrentTerm()
-	if _, err := a.applyJSON(ctx, opChangeBegin, c); err != nil {
+	if _, err := applyJSON(ctx, a.store, opChangeBegin, c); err != nil {
 		return nil, err
 	}
 	return func() {
@@ -141,7 +141,7 @@ func (a *Agent) beginChange(ctx context.Context, r *raft.Raft, c MembershipChang
 		// still has to go.
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := a.applyJSON(ectx, opChangeEnd, struct{}{}); err != nil {
+		if _, err := applyJSON(ectx, a.store, opChangeEnd, struct{}{}); err != nil {
 			// Leadership was lost: the next leader sees a marker of an
 			// earlier term and clears it (clearStaleChange).
 			a.log.WarnContext(ctx, "end membership change", "op", c.Op, "member", c.NodeID, "err", err)
@@ -156,17 +156,17 @@ func (a *Agent) beginChange(ctx context.Context, r *raft.Raft, c MembershipChang
 // leader that died or lost leadership mid-change, or whose end failed. If
 // the removal had gone through, its metadata is finished too.
 func (a *Agent) clearStaleChange(ctx context.Context, r *raft.Raft, servers []raft.Server) error {
-	c := a.fsm.Meta().Change
+	c := a.store.State().Meta().Change
 	if c == nil {
 		return nil
 	}
 	gone := !slices.ContainsFunc(servers, func(s raft.Server) bool { return string(s.ID) == c.NodeID })
 	if gone && c.Op == "remove" {
-		if _, err := a.applyJSON(ctx, opNodeDelete, c.NodeID); err != nil {
+		if _, err := applyJSON(ctx, a.store, opNodeDelete, c.NodeID); err != nil {
 			return err
 		}
 	}
-	if _, err := a.applyJSON(ctx, opChangeEnd, struct{}{}); err != nil {
+	if _, err := applyJSON(ctx, a.store, opChangeEnd, struct{}{}); err != nil {
 		return err
 	}
 	a.log.InfoContext(ctx, "cleared a stale membership change", "op", c.Op, "member", c.NodeID,
@@ -192,7 +192,7 @@ func countVoters(servers []raft.Server) int {
 
 // probeHealth asks every member's /healthz (over mutual TLS) concurrently.
 func (a *Agent) probeHealth(ctx context.Context, servers []raft.Server) map[string]bool {
-	meta := a.fsm.Meta()
+	meta := a.store.State().Meta()
 	out := make(map[string]bool, len(servers))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -200,7 +200,7 @@ func (a *Agent) probeHealth(ctx context.Context, servers []raft.Server) map[stri
 		id := string(s.ID)
 		if id == a.cfg.NodeID {
 			mu.Lock()
-			out[id] = a.getRaft() != nil
+			out[id] = a.store.Raft() != nil
 			mu.Unlock()
 			continue
 		}
@@ -233,11 +233,11 @@ func (a *Agent) markRemoved(ctx context.Context) {
 	if n == nil || n.Removed {
 		return
 	}
-	if s, ok := a.selfInConfig(); ok && s == raft.Voter && a.stillMemberPerPeers(ctx) {
+	if s, ok := a.store.SelfSuffrage(); ok && s == raft.Voter && a.stillMemberPerPeers(ctx) {
 		a.log.WarnContext(ctx, "removal notice ignored: peers still list this node")
 		return
 	}
-	if err := a.stopRaft(); err != nil {
+	if err := a.store.Shutdown(); err != nil {
 		a.log.WarnContext(ctx, "stop raft after removal", "err", err)
 	}
 	cp := *n

@@ -33,7 +33,7 @@ func (a *Agent) Reset(ctx context.Context, deleteData bool) (ResetResult, error)
 	if a.isMember(ctx) {
 		return ResetResult{}, fmt.Errorf("%w: node %s is a member of cluster %s", ErrResetMember, n.NodeID, n.ClusterID)
 	}
-	if err := a.stopRaft(); err != nil {
+	if err := a.store.Shutdown(); err != nil {
 		a.log.WarnContext(ctx, "stop raft before reset", "err", err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -23,7 +23,7 @@ type TokenResult struct {
 // TokenCreate issues a join token on the leader (stored hashed).
 func (a *Agent) TokenCreate(ctx context.Context, ttl time.Duration) (TokenResult, error) {
 	return onLeader(ctx, a, "token_create", tokenCreateReq{TTL: ttl}, func(ctx context.Context) (TokenResult, error) {
-		meta := a.fsm.Meta()
+		meta := a.store.State().Meta()
 		fp, err := pki.Fingerprint(meta.CACertPEM)
 		if err != nil {
 			return TokenResult{}, err
@@ -32,7 +32,7 @@ func (a *Agent) TokenCreate(ctx context.Context, ttl time.Duration) (TokenResult
 		if err != nil {
 			return TokenResult{}, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
-		if _, err := a.applyJSON(ctx, opTokenAdd, rec); err != nil {
+		if _, err := applyJSON(ctx, a.store, opTokenAdd, rec); err != nil {
 			return TokenResult{}, err
 		}
 		return TokenResult{Token: plain, ID: rec.ID, Expires: rec.Expires}, nil
@@ -55,12 +55,12 @@ type TokenInfo struct {
 
 // TokenList lists join tokens (no secrets, no hashes).
 func (a *Agent) TokenList(ctx context.Context) ([]TokenInfo, error) {
-	if a.getRaft() == nil {
+	if a.store.Raft() == nil {
 		return nil, ErrNoClusterState
 	}
 	now := time.Now()
 	out := []TokenInfo{}
-	for _, t := range a.fsm.Meta().Tokens {
+	for _, t := range a.store.State().Meta().Tokens {
 		st := "valid"
 		switch {
 		case !t.UsedAt.IsZero():
