@@ -262,7 +262,7 @@ func (a *Agent) joinAddLeader(ctx context.Context, peerID string, req joinAddReq
 			}
 		}
 	}
-	if err := r.AddNonvoter(raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr), 0, 10*time.Second).Error(); err != nil {
+	if err := a.store.AddNonvoter(req.NodeID, req.RaftAddr); err != nil {
 		return struct{}{}, fmt.Errorf("%w: add non-voter: %w", ErrUnavailable, err)
 	}
 	a.log.InfoContext(ctx, "added non-voter", "member", req.NodeID, "raft_addr", req.RaftAddr)
@@ -312,7 +312,7 @@ func (a *Agent) maybeSelfMaintain(r *raft.Raft) {
 			if ai.AppliedIndex+a.cfg.PromoteLag < commit {
 				continue
 			}
-			if err := r.AddVoter(s.ID, s.Address, 0, 5*time.Second).Error(); err != nil {
+			if err := a.store.AddVoter(string(s.ID), string(s.Address)); err != nil {
 				a.log.Warn("promote non-voter", "member", s.ID, "err", err)
 				continue
 			}

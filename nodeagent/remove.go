@@ -75,7 +75,7 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 	if req.NodeID == a.cfg.NodeID {
 		// Removing the leader: hand leadership over, then let the new
 		// leader run the removal (and tell this node).
-		if err := r.LeadershipTransfer().Error(); err != nil {
+		if err := a.store.TransferLeadership(); err != nil {
 			return res, fmt.Errorf("%w: transfer leadership before removing the leader: %w", ErrUnavailable, err)
 		}
 		a.changeMu.Unlock()
@@ -107,7 +107,7 @@ func (a *Agent) removeLeader(ctx context.Context, req removeReq) (RemoveResult, 
 	// Every way out of here ends the change: the marker never outlives
 	// the removal that set it.
 	defer end()
-	if err := r.RemoveServer(raft.ServerID(req.NodeID), 0, 10*time.Second).Error(); err != nil {
+	if err := a.store.RemoveServer(req.NodeID); err != nil {
 		return res, fmt.Errorf("%w: remove server: %w", ErrUnavailable, err)
 	}
 	a.log.InfoContext(ctx, "removed node", "member", req.NodeID)

@@ -372,3 +372,45 @@ func applyJSON(ctx context.Context, s Store, op byte, v any) (any, error) {
 	}
 	return s.Apply(ctx, cmd)
 }
+
+// Membership primitives. They run on the leader (raft answers
+// ErrNotLeader elsewhere); callers decide what a failure means. Each
+// waits for the configuration change to commit, up to its timeout.
+
+// AddNonvoter adds id at addr as a non-voter (a joiner catching up).
+func (s *raftStore) AddNonvoter(id, addr string) error {
+	return s.change(func(r *raft.Raft) raft.IndexFuture {
+		return r.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 10*time.Second)
+	})
+}
+
+// AddVoter makes id at addr a voter (promotion of a caught-up non-voter).
+func (s *raftStore) AddVoter(id, addr string) error {
+	return s.change(func(r *raft.Raft) raft.IndexFuture {
+		return r.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 5*time.Second)
+	})
+}
+
+// RemoveServer removes id from the configuration.
+func (s *raftStore) RemoveServer(id string) error {
+	return s.change(func(r *raft.Raft) raft.IndexFuture {
+		return r.RemoveServer(raft.ServerID(id), 0, 10*time.Second)
+	})
+}
+
+// TransferLeadership hands leadership to another voter.
+func (s *raftStore) TransferLeadership() error {
+	r := s.Raft()
+	if r == nil {
+		return ErrNoClusterState
+	}
+	return r.LeadershipTransfer().Error()
+}
+
+func (s *raftStore) change(fn func(r *raft.Raft) raft.IndexFuture) error {
+	r := s.Raft()
+	if r == nil {
+		return ErrNoClusterState
+	}
+	return fn(r).Error()
+}
