@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/drbook/drbook/steps/transport/sshtest"
+)
+
+// The etcd tests run real etcd 3.4 members (Debian's etcd-server) on
+// loopback as the SSH test user, reach them over real OpenSSH, inject a
+// disaster and recover with the shipped etcd runbooks, headless.
+
+// requireEtcd fails the test in CI (env CI set) when etcd or etcdctl is
+// missing, and skips it elsewhere.
+func requireEtcd(t *testing.T) {
+	t.Helper()
+	for _, bin := range []string{"etcd", "etcdctl"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s not found: CI installs etcd-server and etcd-client (.ci/run): %v", bin, err)
+			}
+			t.Skipf("%s not installed (apt-get install etcd-server etcd-client); CI runs this test", bin)
+		}
+	}
+}
+
+// freeTCPPorts returns n distinct ports that were free on 127.0.0.1 a
+// moment ago (all listeners are held until every port is chosen).
+func freeTCPPorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+type etcdMember struct {
+	name, peerURL, clientURL, dataDir string
+}
+
+// etcdLab is a three-member etcd cluster on loopback, an inventory that
+// reaches every member over one real sshd, and a record database.
+type etcdLab struct {
+	*sshLab
+	base    string
+	token   string
+	members []etcdMember
+	cred    *syscall.Credential
+}
+
+func newEtcdLab(t *testing.T) *etcdLab {
+	t.Helper()
+	requireEtcd(t)
+	srv := sshtest.StartOpenSSH(t)
+	base, err := os.MkdirTemp(srv.Dir, "etcd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// #nosec G302 -- the members run as the SSH login user, who must create data dirs here
+	if err := os.Chmod(base, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	e := &etcdLab{sshLab: &sshLab{srv: srv, dir: t.TempDir()}, base: base, token: "drbook-" + filepath.Base(base)}
+	e.db = filepath.Join(e.dir, "state", "drbook.db")
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup(srv.User)
+		if err != nil {
+			t.Fatalf("lookup %s: %v", srv.User, err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		e.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	t.Cleanup(func() {
+		// Every etcd of this test, started here or by a runbook over SSH,
+		// has the test's unique base directory in its command line.
+		pids := sshtest.PIDsWithArg(base)
+		sshtest.KillPIDs(pids)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(sshtest.PIDsWithArg(base)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if left := sshtest.PIDsWithArg(base); len(left) > 0 {
+			t.Errorf("etcd processes left running: %v", left)
+		}
+		os.RemoveAll(base)
+	})
+	ports := freeTCPPorts(t, 6)
+	var inv strings.Builder
+	fmt.Fprintf(&inv, "apiVersion: drbook/v1\nkind: Inventory\nname: etcd-test\nssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\nnodes:\n",
+		srv.User, srv.IdentityFile, srv.KnownHostsFile)
+	for i := range 3 {
+		m := etcdMember{
+			name:      fmt.Sprintf("m%d", i+1),
+			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1]),
+			dataDir:   filepath.Join(base, fmt.Sprintf("m%d.etcd", i+1)),
+		}
+		e.members = append(e.members, m)
+		fmt.Fprintf(&inv, "  - name: %s\n    host: %s\n    port: %d\n    vars: {peer_url: %q, client_url: %q, data_dir: %q}\n",
+			m.name, srv.Host, srv.Port, m.peerURL, m.clientURL, m.dataDir)
+	}
+	inv.WriteString("groups:\n  etcd: [m1, m2, m3]\n")
+	e.inv = e.write(t, "inventory.yaml", inv.String())
+	return e
+}
+
+func (e *etcdLab) member(name string) etcdMember {
+	for _, m := range e.members {
+		if m.name == name {
+			return m
+		}
+	}
+	panic("no member " + name)
+}
+
+func (e *etcdLab) initialCluster() string {
+	var parts []string
+	for _, m := range e.members {
+		parts = append(parts, m.name+"="+m.peerURL)
+	}
+	return strings.Join(parts, ",")
+}
+
+// start starts the three members of a new cluster as the SSH login user
+// and waits (bounded) until the cluster is healthy.
+func (e *etcdLab) start(t *testing.T) {
+	t.Helper()
+	for _, m := range e.members {
+		log, err := os.OpenFile(m.dataDir+".test.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// #nosec G204 -- test: etcd with the lab's own flags
+		cmd := exec.Command("etcd", "--name", m.name, "--data-dir", m.dataDir,
+			"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+			"--initial-cluster", e.initialCluster(), "--initial-cluster-token", e.token,
+			"--initial-cluster-state", "new")
+		cmd.Stdout, cmd.Stderr = log, log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: e.cred}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start etcd %s: %v", m.name, err)
+		}
+		log.Close()
+		go cmd.Wait() //nolint:errcheck // reaped; stopped by PID in cleanup
+	}
+	e.waitHealthy(t, e.endpoints())
+}
+
+func (e *etcdLab) endpoints() string {
+	var eps []string
+	for _, m := range e.members {
+		eps = append(eps, m.clientURL)
+	}
+	return strings.Join(eps, ",")
+}
+
+func (e *etcdLab) waitHealthy(t *testing.T, endpoints string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var out []byte
+	var err error
+	for time.Now().Before(deadline) {
+		out, err = etcdctlRun(endpoints, "endpoint", "health")
+		if err == nil {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Fatalf("etcd cluster %s not healthy within 60s: %v\n%s", endpoints, err, out)
+}
+
+func etcdctlRun(endpoints string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// #nosec G204 -- test: etcdctl against the lab's own endpoints
+	cmd := exec.CommandContext(ctx, "etcdctl", append([]string{"--endpoints", endpoints, "--command-timeout=10s"}, args...)...)
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	return cmd.CombinedOutput()
+}
+
+func (e *etcdLab) etcdctl(t *testing.T, endpoints string, args ...string) string {
+	t.Helper()
+	out, err := etcdctlRun(endpoints, args...)
+	if err != nil {
+		t.Fatalf("etcdctl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// putKeys writes keys prefix000..prefix(n-1) through the whole cluster.
+func (e *etcdLab) putKeys(t *testing.T, prefix string, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		e.etcdctl(t, e.endpoints(), "put", fmt.Sprintf("%s%03d", prefix, i), fmt.Sprintf("value-%d", i))
+	}
+}
+
+// countKeys counts the keys under prefix on one member, serializable (from
+// that member's own copy of the data).
+func (e *etcdLab) countKeys(t *testing.T, member, prefix string) int {
+	t.Helper()
+	out := e.etcdctl(t, e.member(member).clientURL, "get", prefix, "--prefix", "--keys-only", "--consistency=s", "-w", "json")
+	var r struct {
+		Count int `json:"count"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("etcdctl get -w json: %v\n%s", err, out)
+	}
+	return r.Count
+}
+
+// memberList returns name → "hexid learner" of the cluster's members.
+func (e *etcdLab) memberList(t *testing.T, endpoint string) map[string]string {
+	t.Helper()
+	out := e.etcdctl(t, endpoint, "member", "list")
+	got := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Split(line, ", ")
+		if len(f) != 6 {
+			t.Fatalf("member list line %q", line)
+		}
+		got[f[2]] = f[0] + " learner=" + f[5]
+	}
+	return got
+}
+
+// kill stops a member's etcd (SIGKILL, by the PIDs whose command line has
+// its data dir) and, with wipe, deletes its data dir.
+func (e *etcdLab) kill(t *testing.T, name string, wipe bool) {
+	t.Helper()
+	m := e.member(name)
+	pids := sshtest.PIDsWithArg(m.dataDir + "\x00")
+	if len(pids) == 0 {
+		t.Fatalf("no etcd running for %s", name)
+	}
+	sshtest.KillPIDs(pids)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sshtest.PIDsWithArg(m.dataDir+"\x00")) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if wipe {
+		if err := os.RemoveAll(m.dataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *etcdLab) run(t *testing.T, runbook, answers string) result {
+	t.Helper()
+	ans := e.write(t, "answers-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".yaml", answers)
+	start := time.Now()
+	r := drbook(t, nil, "run", "library:"+runbook, "-i", e.inv, "--answers", ans, "--headless", "--yes", "--db", e.db)
+	t.Logf("%s: exit %d in %s", runbook, r.code, time.Since(start).Round(time.Millisecond))
+	return r
+}
+
+func TestEtcdRunbooksLint(t *testing.T) {
+	e := &etcdLab{sshLab: &sshLab{dir: t.TempDir()}}
+	inv := e.write(t, "inv.yaml", `apiVersion: drbook/v1
+kind: Inventory
+name: lint
+nodes:
+  - {name: m1, host: 10.0.0.1, vars: {peer_url: "http://10.0.0.1:2380", client_url: "http://10.0.0.1:2379", data_dir: /var/lib/etcd/default}}
+  - {name: m2, host: 10.0.0.2, vars: {peer_url: "http://10.0.0.2:2380", client_url: "http://10.0.0.2:2379", data_dir: /var/lib/etcd/default}}
+  - {name: m3, host: 10.0.0.3, vars: {peer_url: "http://10.0.0.3:2380", client_url: "http://10.0.0.3:2379", data_dir: /var/lib/etcd/default}}
+groups:
+  etcd: [m1, m2, m3]
+`)
+	for _, rb := range []string{"etcd-replace-member", "etcd-restore-snapshot", "etcd-quorum-loss"} {
+		r := drbook(t, nil, "lint", "library:"+rb, "-i", inv)
+		if r.code != 0 || strings.Contains(r.stdout+r.stderr, "warning") {
+			t.Errorf("lint %s: exit %d\n%s%s", rb, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+// TestEtcdReplaceFailedMember: m2 is killed and its data dir deleted; the
+// replace runbook removes it, adds it back as a learner, starts it and
+// promotes it. Every key written before the failure is on the new m2.
+func TestEtcdReplaceFailedMember(t *testing.T) {
+	e := newEtcdLab(t)
+	e.start(t)
+	e.putKeys(t, "drill/", 0, 40)
+	before := e.memberList(t, e.member("m1").clientURL)
+	e.kill(t, "m2", true)
+
+	r := e.run(t, "etcd-replace-member", "inputs:\n  failed: m2\n  healthy: m1\n")
+	if r.code != 0 {
+		t.Fatalf("replace: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	after := e.memberList(t, e.member("m1").clientURL)
+	if len(after) != 3 {
+		t.Fatalf("members after replace: %v", after)
+	}
+	for name, v := range after {
+		if !strings.HasSuffix(v, "learner=false") {
+			t.Errorf("%s is still a learner: %v", name, after)
+		}
+	}
+	if after["m2"] == before["m2"] {
+		t.Errorf("m2 kept its member id %s: it was not removed and added back", before["m2"])
+	}
+	if after["m1"] != before["m1"] || after["m3"] != before["m3"] {
+		t.Errorf("healthy members changed: before %v after %v", before, after)
+	}
+	if got := e.countKeys(t, "m2", "drill/"); got != 40 {
+		t.Errorf("new m2 holds %d keys under drill/, want 40", got)
+	}
+	e.waitHealthy(t, e.endpoints())
+}
+
+// TestEtcdReplaceRefusesUnhealthyCluster: with m3 down, replacing m2 could
+// lose the quorum: the runbook refuses at its precondition step, before any
+// danger step (m2 is still a member, still running, its data in place).
+func TestEtcdReplaceRefusesUnhealthyCluster(t *testing.T) {
+	e := newEtcdLab(t)
+	e.start(t)
+	e.putKeys(t, "drill/", 0, 5)
+	before := e.memberList(t, e.member("m1").clientURL)
+	e.kill(t, "m3", false)
+
+	r := e.run(t, "etcd-replace-member", "inputs:\n  failed: m2\n  healthy: m1\n")
+	if r.code == 0 {
+		t.Fatalf("replace with m3 down succeeded:\n%s%s", r.stdout, r.stderr)
+	}
+	out := r.stdout + r.stderr
+	want := "refusing: member at " + e.member("m3").clientURL + " is unhealthy"
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+	if after := e.memberList(t, e.member("m1").clientURL); after["m2"] != before["m2"] {
+		t.Errorf("m2 changed although the runbook refused: before %v after %v", before, after)
+	}
+	if _, err := os.Stat(filepath.Join(e.member("m2").dataDir, "member")); err != nil {
+		t.Errorf("m2's data dir was touched: %v", err)
+	}
+	if len(sshtest.PIDsWithArg(e.member("m2").dataDir+"\x00")) == 0 {
+		t.Errorf("m2's etcd was stopped although the runbook refused")
+	}
+	if got := e.countKeys(t, "m2", "drill/"); got != 5 {
+		t.Errorf("m2 holds %d keys, want 5", got)
+	}
+}
