@@ -437,3 +437,56 @@ func TestEtcdRestoreRefusesRunningMember(t *testing.T) {
 		t.Errorf("m3 holds %d keys, want 3", got)
 	}
 }
+
+// TestEtcdQuorumLoss: two of three members are killed (m3's data deleted
+// too); the cluster has no leader. The quorum-loss runbook forces a new
+// cluster on m1 and re-adds m2 and m3: every committed key is on all three.
+func TestEtcdQuorumLoss(t *testing.T) {
+	e := newEtcdLab(t)
+	e.start(t)
+	e.putKeys(t, "drill/", 0, 25)
+	e.kill(t, "m2", false)
+	e.kill(t, "m3", true)
+
+	r := e.run(t, "etcd-quorum-loss", "inputs:\n  survivor: m1\n  others: [m2, m3]\n")
+	if r.code != 0 {
+		t.Fatalf("quorum loss: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	e.waitHealthy(t, e.endpoints())
+	list := e.memberList(t, e.member("m1").clientURL)
+	if len(list) != 3 {
+		t.Fatalf("members after recovery: %v", list)
+	}
+	for name, v := range list {
+		if !strings.HasSuffix(v, "learner=false") {
+			t.Errorf("%s is still a learner: %v", name, list)
+		}
+	}
+	for _, m := range []string{"m1", "m2", "m3"} {
+		if got := e.countKeys(t, m, "drill/"); got != 25 {
+			t.Errorf("%s holds %d keys, want 25 (nothing committed may be lost)", m, got)
+		}
+	}
+	e.putKeys(t, "after/", 0, 1)
+}
+
+// TestEtcdQuorumLossRefusesHealthyCluster: with the quorum intact, forcing
+// a new cluster would throw members away: the runbook refuses first.
+func TestEtcdQuorumLossRefusesHealthyCluster(t *testing.T) {
+	e := newEtcdLab(t)
+	e.start(t)
+	e.kill(t, "m3", false)
+	r := e.run(t, "etcd-quorum-loss", "inputs:\n  survivor: m1\n  others: [m2, m3]\n")
+	if r.code == 0 {
+		t.Fatalf("quorum-loss recovery on a cluster with a quorum succeeded:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stdout+r.stderr, "sees a leader (") {
+		t.Errorf("no clear refusal:\n%s%s", r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout, "DANGER") {
+		t.Errorf("a danger step was reached:\n%s", r.stdout)
+	}
+	if got := e.memberList(t, e.member("m1").clientURL); len(got) != 3 {
+		t.Errorf("members changed: %v", got)
+	}
+}
