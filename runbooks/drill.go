@@ -20,6 +20,7 @@ type Drill struct {
 	Name        string `yaml:"name" required:"true" pattern:"^[a-z0-9][a-z0-9._-]{0,62}$" doc:"Short machine name of the drill (lowercase, digits, dot, dash, underscore)."`
 	Title       string `yaml:"title" doc:"One-line human title shown in reports."`
 	Description string `yaml:"description" doc:"What the drill proves."`
+	Unit        string `yaml:"unit" pattern:"^[a-z][a-z -]{0,30}$" doc:"What count counts, in the report (keys, rows, records; default items, keys for a lab drill)."`
 	Scenario    string `yaml:"scenario" pattern:"^[a-z0-9][a-z0-9._-]{0,62}$" doc:"Scenario name shown in the report (default: the drill's name)."`
 
 	Runbook   string        `yaml:"runbook" required:"true" doc:"The recovery runbook: library:NAME for a shipped one, or a path (relative to this file)."`
