@@ -239,7 +239,11 @@ func (c *cmdRunner) runAll(ctx context.Context, phase string, cmds []runbooks.Dr
 // count runs the count command and sets DRILL_COUNT_<as> and
 // DRILL_DIGEST_<as> for the commands after it.
 func (c *cmdRunner) count(ctx context.Context, as string, timeline func(rehearsal.StepTiming)) (drillCount, error) {
-	out, err := c.run(ctx, "count", c.r.dr.Count, timeline)
+	cmd := *c.r.dr.Count
+	if cmd.Name == "" {
+		cmd.Name = "data"
+	}
+	out, err := c.run(ctx, "count", &cmd, timeline)
 	if err != nil {
 		return drillCount{}, err
 	}
@@ -404,6 +408,7 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 		nodes = len(inv.Nodes)
 	}
 	rep = r.newReport(nodes)
+	rep.Runbook = rb.Name
 	if rep.Unit == "" {
 		rep.Unit = "items"
 	}

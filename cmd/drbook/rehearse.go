@@ -390,6 +390,7 @@ func (r *rehearser) runLab(ctx context.Context) (*rehearsal.Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	rep.Runbook = rb.Name
 
 	// The disaster.
 	rep.DisasterAt = time.Now().UTC()
