@@ -104,6 +104,17 @@ func TestDrillCounterFile(t *testing.T) {
 	if replay.code != 0 || !strings.Contains(replay.stdout, "Drill `counter-file-loss`") {
 		t.Errorf("replay lacks the drill report (exit %d)\n%s", replay.code, replay.stdout)
 	}
+	// drbook runbooks lists the rehearsed runbook though it is not shipped.
+	list := drbook(t, nil, "runbooks", "--db", db)
+	found := false
+	for _, line := range strings.Split(list.stdout, "\n") {
+		if strings.HasPrefix(line, "counter-restore (") && strings.Contains(line, "restore.yaml)") && strings.Contains(line, "succeeded") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("drbook runbooks does not show the rehearsal of counter-restore:\n%s\n%s", list.stdout, list.stderr)
+	}
 	if pids := agentProcesses(t, work); len(pids) > 0 {
 		t.Errorf("drill processes left: %v", pids)
 	}
