@@ -44,7 +44,7 @@ func freeTCPPorts(t *testing.T, n int) []int {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
-			l.Close()
+			_ = l.Close()
 		}
 	}()
 	ports := make([]int, 0, n)
@@ -108,7 +108,7 @@ func newEtcdLab(t *testing.T) *etcdLab {
 		if left := sshtest.PIDsWithArg(base); len(left) > 0 {
 			t.Errorf("etcd processes left running: %v", left)
 		}
-		os.RemoveAll(base)
+		_ = os.RemoveAll(base)
 	})
 	ports := freeTCPPorts(t, 6)
 	var inv strings.Builder
@@ -167,7 +167,7 @@ func (e *etcdLab) start(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start etcd %s: %v", m.name, err)
 		}
-		log.Close()
+		_ = log.Close()
 		go cmd.Wait() //nolint:errcheck // reaped; stopped by PID in cleanup
 	}
 	e.waitHealthy(t, e.endpoints())
@@ -540,7 +540,7 @@ func TestEtcdDrills(t *testing.T) {
 					sshtest.KillPIDs(pids)
 					t.Errorf("processes of the drill left running: %v", pids)
 				}
-				os.RemoveAll(work)
+				_ = os.RemoveAll(work)
 			})
 			db := filepath.Join(t.TempDir(), "drbook.db")
 			reports := filepath.Join(t.TempDir(), "report")
@@ -564,7 +564,7 @@ func TestEtcdDrills(t *testing.T) {
 			}
 			t.Logf("%s: RTO %v, RPO %d keys", tc.drill, rep.RTO, rep.RPOKeys)
 			var onDisk rehearsal.Report
-			b, err := os.ReadFile(filepath.Join(reports, "report.json"))
+			b, err := os.ReadFile(filepath.Join(reports, "report.json")) // #nosec G304 -- the report this test asked for
 			if err != nil {
 				t.Fatal(err)
 			}
