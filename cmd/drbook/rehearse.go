@@ -226,10 +226,17 @@ func (r *rehearser) say(format string, args ...any) {
 // before the disaster: nothing was measured).
 func runDrill(ctx context.Context, a *app, out io.Writer, dr *runbooks.Drill, o drillOpts) (*rehearsal.Report, error) {
 	r := &rehearser{a: a, out: out, dr: dr, opts: o}
+	var rep *rehearsal.Report
+	var err error
 	if dr.Lab != nil {
-		return r.runLab(ctx)
+		rep, err = r.runLab(ctx)
+	} else {
+		rep, err = r.runCommands(ctx)
 	}
-	return r.runCommands(ctx)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, engine.ErrInterrupted) {
+		err = fmt.Errorf("%w: %w", errDrillInterrupted, err)
+	}
+	return rep, err
 }
 
 // portRange is the range ports are picked from: --ports, the drill's, or
