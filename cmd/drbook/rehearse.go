@@ -302,7 +302,7 @@ func writeManifestFile(ctx context.Context, l *lab.Lab, node, file string) error
 		return err
 	}
 	if err := json.NewEncoder(f).Encode(raw); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()
@@ -609,7 +609,7 @@ func writeReport(dir string, rep *rehearsal.Report) error {
 			return err
 		}
 		if err := write(f); err != nil {
-			f.Close()
+			_ = f.Close()
 			return err
 		}
 		if err := f.Close(); err != nil {
