@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/steps/transport/sshtest"
@@ -250,5 +252,70 @@ func TestAllocPorts(t *testing.T) {
 	}
 	if _, err := allocPorts(bp, bp, 1); !errors.Is(err, errNoFreePorts) {
 		t.Errorf("a busy one-port range: %v, want errNoFreePorts", err)
+	}
+}
+
+// TestDrillInterrupted: SIGINT during the setup stops the drill, its cleanup
+// still runs, nothing of the drill is left running, and drbook exits 130.
+func TestDrillInterrupted(t *testing.T) {
+	mark := t.TempDir()
+	work := filepath.Join(t.TempDir(), "work")
+	file := filepath.Join(t.TempDir(), "drill.yaml")
+	runbook, _ := filepath.Abs("../../testdata/drills/counter/restore.yaml")
+	drill := `apiVersion: drbook/v1
+kind: Drill
+name: interrupted
+runbook: ` + runbook + `
+setup:
+  - run: touch "$MARK/setup-started"; sh -c 'sleep 60; :' "drill-$DRILL_DIR"
+count: {run: echo count=0 digest=none}
+restore_point: [true]
+disaster: [true]
+cleanup:
+  - run: touch "$MARK/cleanup-ran"
+`
+	if err := os.WriteFile(file, []byte(drill), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(drbookBin, "rehearse", "--drill", file, "--dir", work, "--db", filepath.Join(t.TempDir(), "db"))
+	cmd.Env = append(os.Environ(), "MARK="+mark, "NO_COLOR=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(mark, "setup-started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the setup never started\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("drbook did not stop after SIGINT\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(mark, "cleanup-ran")); err != nil {
+		t.Errorf("the cleanup did not run: %v\n%s", err, stderr.String())
+	}
+	if pids := agentProcesses(t, work); len(pids) > 0 {
+		t.Errorf("drill processes left: %v", pids)
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("work directory left behind: %v", err)
 	}
 }
