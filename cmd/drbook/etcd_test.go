@@ -73,7 +73,10 @@ type etcdLab struct {
 	cred    *syscall.Credential
 }
 
-func newEtcdLab(t *testing.T) *etcdLab {
+func newEtcdLab(t *testing.T) *etcdLab { return newEtcdLabN(t, 3) }
+
+// newEtcdLabN is an etcd lab of n members m1..mn.
+func newEtcdLabN(t *testing.T, n int) *etcdLab {
 	t.Helper()
 	requireEtcd(t)
 	srv := sshtest.StartOpenSSH(t)
@@ -110,11 +113,12 @@ func newEtcdLab(t *testing.T) *etcdLab {
 		}
 		_ = os.RemoveAll(base)
 	})
-	ports := freeTCPPorts(t, 6)
+	ports := freeTCPPorts(t, 2*n)
 	var inv strings.Builder
 	fmt.Fprintf(&inv, "apiVersion: drbook/v1\nkind: Inventory\nname: etcd-test\nssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\nnodes:\n",
 		srv.User, srv.IdentityFile, srv.KnownHostsFile)
-	for i := range 3 {
+	var names []string
+	for i := range n {
 		m := etcdMember{
 			name:      fmt.Sprintf("m%d", i+1),
 			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", ports[2*i]),
@@ -122,10 +126,11 @@ func newEtcdLab(t *testing.T) *etcdLab {
 			dataDir:   filepath.Join(base, fmt.Sprintf("m%d.etcd", i+1)),
 		}
 		e.members = append(e.members, m)
+		names = append(names, m.name)
 		fmt.Fprintf(&inv, "  - name: %s\n    host: %s\n    port: %d\n    vars: {peer_url: %q, client_url: %q, data_dir: %q}\n",
 			m.name, srv.Host, srv.Port, m.peerURL, m.clientURL, m.dataDir)
 	}
-	inv.WriteString("groups:\n  etcd: [m1, m2, m3]\n")
+	fmt.Fprintf(&inv, "groups:\n  etcd: [%s]\n", strings.Join(names, ", "))
 	e.inv = e.write(t, "inventory.yaml", inv.String())
 	return e
 }
@@ -147,30 +152,37 @@ func (e *etcdLab) initialCluster() string {
 	return strings.Join(parts, ",")
 }
 
-// start starts the three members of a new cluster as the SSH login user
-// and waits (bounded) until the cluster is healthy.
+// start starts the members of a new cluster as the SSH login user and
+// waits (bounded) until the cluster is healthy.
 func (e *etcdLab) start(t *testing.T) {
 	t.Helper()
 	for _, m := range e.members {
-		log, err := os.OpenFile(m.dataDir+".test.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// #nosec G204 -- test: etcd with the lab's own flags
-		cmd := exec.Command("etcd", "--name", m.name, "--data-dir", m.dataDir,
-			"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
-			"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
-			"--initial-cluster", e.initialCluster(), "--initial-cluster-token", e.token,
-			"--initial-cluster-state", "new")
-		cmd.Stdout, cmd.Stderr = log, log
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: e.cred}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start etcd %s: %v", m.name, err)
-		}
-		_ = log.Close()
-		go cmd.Wait() //nolint:errcheck // reaped; stopped by PID in cleanup
+		e.startMember(t, m)
 	}
 	e.waitHealthy(t, e.endpoints())
+}
+
+// startMember starts one member's etcd as the SSH login user (with its
+// data dir in place, the --initial-cluster flags are ignored).
+func (e *etcdLab) startMember(t *testing.T, m etcdMember) {
+	t.Helper()
+	log, err := os.OpenFile(m.dataDir+".test.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// #nosec G204 -- test: etcd with the lab's own flags
+	cmd := exec.Command("etcd", "--name", m.name, "--data-dir", m.dataDir,
+		"--listen-peer-urls", m.peerURL, "--initial-advertise-peer-urls", m.peerURL,
+		"--listen-client-urls", m.clientURL, "--advertise-client-urls", m.clientURL,
+		"--initial-cluster", e.initialCluster(), "--initial-cluster-token", e.token,
+		"--initial-cluster-state", "new")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: e.cred}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start etcd %s: %v", m.name, err)
+	}
+	_ = log.Close()
+	go cmd.Wait() //nolint:errcheck // reaped; stopped by PID in cleanup
 }
 
 func (e *etcdLab) endpoints() string {
@@ -579,5 +591,61 @@ func TestEtcdDrills(t *testing.T) {
 				t.Errorf("etcd left running after the drill: %v", pids)
 			}
 		})
+	}
+}
+
+// TestEtcdQuorumLossRefusesLaggingSurvivor: in a five-member cluster, m3
+// is killed, 10 more keys are committed by the other four, then m2, m4 and
+// m5 are killed and, once m1 has no leader, m3 is started again: m1 and m3
+// are left without a quorum, and m3 lacks committed writes. Rebuilding on
+// m3 would lose them. etcd 3.4 serves no client request on a member that
+// restarted until it has rejoined a quorum, so m3's applied index cannot be
+// read: the runbook refuses at its first check, before any danger step,
+// and nothing is changed.
+func TestEtcdQuorumLossRefusesLaggingSurvivor(t *testing.T) {
+	e := newEtcdLabN(t, 5)
+	e.start(t)
+	e.putKeys(t, "drill/", 0, 5)
+	e.kill(t, "m3", false)
+	live := strings.Join([]string{e.member("m1").clientURL, e.member("m2").clientURL, e.member("m4").clientURL, e.member("m5").clientURL}, ",")
+	for i := 5; i < 15; i++ {
+		e.etcdctl(t, live, "put", fmt.Sprintf("drill/%03d", i), "v")
+	}
+	for _, m := range []string{"m2", "m4", "m5"} {
+		e.kill(t, m, false)
+	}
+	// Wait until m1 has stepped down (no leader), so that it sends m3
+	// nothing when m3 comes back.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ := etcdctlRun(e.member("m1").clientURL, "endpoint", "status", "-w", "json")
+		if strings.Contains(string(out), "raftAppliedIndex") && !strings.Contains(string(out), `"leader":`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("m1 still has a leader after 30s:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.startMember(t, e.member("m3"))
+
+	r := e.run(t, "etcd-quorum-loss", "inputs:\n  survivor: m3\n  others: [m1, m2, m4, m5]\n")
+	if r.code == 0 {
+		t.Fatalf("rebuilding on the lagging m3 succeeded:\n%s", r.stdout)
+	}
+	out := r.stdout + r.stderr
+	if !strings.Contains(out, "refusing: the survivor m3 does not answer") {
+		t.Errorf("no clear refusal:\n%s", out)
+	}
+	if strings.Contains(r.stdout, "DANGER") {
+		t.Errorf("a danger step was reached:\n%s", r.stdout)
+	}
+	for _, m := range []string{"m1", "m3"} {
+		if len(sshtest.PIDsWithArg(e.member(m).dataDir+"\x00")) == 0 {
+			t.Errorf("%s's etcd was stopped although the runbook refused", m)
+		}
+	}
+	if got := e.countKeys(t, "m1", "drill/"); got != 15 {
+		t.Errorf("m1 holds %d keys, want 15", got)
 	}
 }
