@@ -200,7 +200,7 @@ func startRun(t *testing.T, l *sshLab, rb string, env []string, waitFor string) 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	timer := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+	timer := time.AfterFunc(3*time.Minute, func() { _ = cmd.Process.Kill() })
 	t.Cleanup(func() { timer.Stop(); _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	sc := bufio.NewScanner(stdout)
 	var out bytes.Buffer
@@ -548,6 +548,7 @@ func TestFaultSQLiteLockedMidRun_ClearError_NoPartialWrite_ChainVerifies(t *test
 	if code == 0 {
 		t.Fatalf("the run succeeded without writing its record")
 	}
+	t.Logf("the run stopped %s after the step could end (exit %d)", time.Since(t0).Round(time.Millisecond), code)
 	if !strings.Contains(stderr.String(), "locked by another process") {
 		t.Errorf("no clear error (exit %d, after %s):\n%s", code, time.Since(t0).Round(time.Millisecond), stderr)
 	}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/drbook/drbook/runbooks"
@@ -91,13 +92,16 @@ type Outcome struct {
 
 // run is the state of one walk.
 type run struct {
-	cfg     Config
-	id      string
-	scope   *runbooks.RunScope
-	mask    *masker
-	pool    *transport.Pool
-	log     *slog.Logger
-	started time.Time
+	// lockedErr is the first checkpoint error that was the database being
+	// locked by another process; later checkpoints fail at once with it.
+	lockedErr atomic.Pointer[error]
+	cfg       Config
+	id        string
+	scope     *runbooks.RunScope
+	mask      *masker
+	pool      *transport.Pool
+	log       *slog.Logger
+	started   time.Time
 
 	emitMu  sync.Mutex
 	humanMu sync.Mutex
@@ -168,9 +172,18 @@ func (r *run) record(ctx context.Context, typ state.EventType, stepID, target st
 	}
 	ev.StepID, ev.Target, ev.Attempt = stepID, target, attempt
 	ev.Time = time.Now().UTC()
+	if err := r.lockedErr.Load(); err != nil {
+		// Another process held the database past the busy timeout once:
+		// every later checkpoint of this run would wait as long again and
+		// fail the same way, so fail at once (the run stops on the first).
+		return fmt.Errorf("checkpoint %s: %w", typ, *err)
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := r.cfg.Store.Append(wctx, ev); err != nil {
+		if errors.Is(err, state.ErrLocked) {
+			r.lockedErr.CompareAndSwap(nil, &err)
+		}
 		return fmt.Errorf("checkpoint %s: %w", typ, err)
 	}
 	return nil

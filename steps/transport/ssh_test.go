@@ -290,10 +290,12 @@ func TestSSHCancel(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := startMarked(t, ctx, s, m, nil)
 		pids := sshtest.PIDsWithArg(m)
-		children := childrenOf(pids)
-		if len(children) == 0 {
-			t.Fatalf("no sleep child under %v", pids)
-		}
+		var children []int
+		// The shell is up; its sleep child may not have been forked yet.
+		waitFor(t, 5*time.Second, "the sleep child to start", func() bool {
+			children = childrenOf(pids)
+			return len(children) > 0
+		})
 		start := time.Now()
 		cancel()
 		err := <-done
