@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
@@ -15,15 +16,15 @@ import (
 
 // runbookInfo is one line of `drbook runbooks`.
 type runbookInfo struct {
-	Name          string     `json:"name"`
-	Title         string     `json:"title"`
-	Steps         int        `json:"steps"`
-	Danger        int        `json:"danger_steps"`
-	Tags          []string   `json:"tags,omitempty"`
-	Problems      []string   `json:"problems,omitempty"`
-	LastRehearsal *time.Time `json:"last_rehearsal,omitempty"`
-	LastResult    string     `json:"last_result,omitempty"`
-	LastRun       string     `json:"last_rehearsal_run,omitempty"`
+	Name          string
+	Title         string
+	Steps         int
+	Danger        int
+	Tags          []string
+	Problems      []string
+	LastRehearsal *time.Time
+	LastResult    string
+	LastRun       string
 }
 
 func newRunbooksCmd(a *app) *cobra.Command {
@@ -68,7 +69,16 @@ procedures have gone stale.`,
 			}
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				return writeJSON(out, infos)
+				doc := jsonapi.RunbookList{Header: jsonapi.NewHeader(), Runbooks: make([]jsonapi.RunbookRow, 0, len(infos))}
+				for _, i := range infos {
+					row := jsonapi.RunbookRow{Name: i.Name, Title: i.Title, Steps: i.Steps, DangerSteps: i.Danger, Tags: i.Tags,
+						Problems: i.Problems, LastResult: i.LastResult, LastRehearsalRun: i.LastRun}
+					if i.LastRehearsal != nil {
+						row.LastRehearsal = jsonapi.Time(*i.LastRehearsal)
+					}
+					doc.Runbooks = append(doc.Runbooks, row)
+				}
+				return writeJSON(out, doc)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUNBOOK\tSTEPS\tDANGER\tLAST REHEARSAL\tRESULT\tTITLE")

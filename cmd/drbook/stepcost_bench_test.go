@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drbook/drbook/steps/transport"
+	"github.com/drbook/drbook/steps/transport/sshtest"
+)
+
+// BenchmarkStepCost measures, in one run against one local OpenSSH server,
+// what a step of `true` costs in a whole headless `drbook run` with durable
+// checkpoints, next to the floor: a bare SSH session running `true` on an
+// already open connection. bench/steps.sh runs it.
+//
+// Reported metrics:
+//   - margin-ms/step: (wall time of a 51-step run − wall time of a 1-step
+//     run) / 50, median over rounds: what each further step costs.
+//   - floor-ms/session: one SSH session running `true` on an open connection.
+//   - above-floor-ms/step: margin − floor.
+//   - startup-ms: process start to the first step's start (the step.started
+//     event's time in the stream, minus the time drbook was exec'd).
+func BenchmarkStepCost(b *testing.B) {
+	srv := sshtest.StartOpenSSH(b)
+	dir := b.TempDir()
+	inv := filepath.Join(dir, "inventory.yaml")
+	must(b, os.WriteFile(inv, []byte(fmt.Sprintf("apiVersion: drbook/v1\nkind: Inventory\nname: bench\nssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\nnodes:\n  - name: node1\n    host: %s\n    port: %d\n",
+		srv.User, srv.IdentityFile, srv.KnownHostsFile, srv.Host, srv.Port)), 0o600))
+	book := func(n int) string {
+		var s strings.Builder
+		fmt.Fprintf(&s, "apiVersion: drbook/v1\nkind: Runbook\nname: bench%d\nsteps:\n", n)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&s, "  - id: s%d\n    run: shell\n    on: node1\n    with: {command: 'true'}\n", i)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("bench%d.yaml", n))
+		must(b, os.WriteFile(p, []byte(s.String()), 0o600))
+		return p
+	}
+	const many = 51
+	one, fifty := book(1), book(many)
+	db := filepath.Join(dir, "drbook.db")
+	run := func(rb string) (wall, startup time.Duration) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, drbookBin, "run", rb, "-i", inv, "--db", db, "--headless", "--yes", "-o", "json")
+		cmd.Env = append(os.Environ(), "NO_COLOR=1")
+		t0 := time.Now()
+		out, err := cmd.Output()
+		wall = time.Since(t0)
+		if err != nil {
+			b.Fatalf("drbook run %s: %v\n%s", rb, err, out)
+		}
+		for _, line := range strings.Split(strings.ToLower(string(out)), "\n") {
+			if strings.Contains(line, `"step.started"`) || strings.Contains(line, `"stepstarted"`) {
+				i := strings.Index(line, `"time":"`)
+				if i >= 0 {
+					ts := line[i+8:]
+					ts = ts[:strings.IndexByte(ts, '"')]
+					if t1, err := time.Parse(time.RFC3339Nano, strings.ToUpper(ts)); err == nil {
+						startup = t1.Sub(t0)
+					}
+				}
+				break
+			}
+		}
+		return wall, startup
+	}
+	tr, err := transport.DialSSH(context.Background(), transport.SSHConfig{Name: "floor", Host: srv.Host, Port: srv.Port, User: srv.User,
+		IdentityFile: srv.IdentityFile, KnownHostsFile: srv.KnownHostsFile})
+	must(b, err)
+	defer tr.Close()
+	floor := func() time.Duration {
+		const n = 50
+		t0 := time.Now()
+		for i := 0; i < n; i++ {
+			if _, err := tr.Run(context.Background(), transport.Command{Line: "true"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0) / n
+	}
+	run(one) // warm the page cache and the database
+	var margins, floors, startups []float64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < 3; r++ {
+			w1, st := run(one)
+			w50, _ := run(fifty)
+			margins = append(margins, ms(w50-w1)/(many-1))
+			startups = append(startups, ms(st))
+			floors = append(floors, ms(floor()))
+		}
+	}
+	b.StopTimer()
+	m, f, s := median(margins), median(floors), median(startups)
+	b.ReportMetric(m, "margin-ms/step")
+	b.ReportMetric(f, "floor-ms/session")
+	b.ReportMetric(m-f, "above-floor-ms/step")
+	b.ReportMetric(s, "startup-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func median(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func must(tb testing.TB, err error) {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
