@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 )
 
@@ -37,11 +39,12 @@ func TestRehearse(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("rehearse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			var rep rehearsal.Report
-			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			var rep jsonapi.Rehearsal
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Schema != jsonapi.Schema {
 				t.Fatalf("report JSON: %v\n%s", err, r.stdout)
 			}
-			rto := float64(rep.RTO) / 1e9
+			assertSnakeCase(t, "rehearse", r.stdout)
+			rto := float64(rep.RTOMS) / 1e3
 			if rto <= 0 || rto > tc.maxRTO {
 				t.Errorf("RTO %.3fs, want ≤ %.0fs", rto, tc.maxRTO)
 			}
@@ -64,12 +67,12 @@ func TestRehearse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != rep.RPOKeys || onDisk.RTO != rep.RTO {
+			if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != rep.RPOKeys || time.Duration(onDisk.RTO).Milliseconds() != rep.RTOMS {
 				t.Errorf("report.json disagrees: %v %+v", err, onDisk)
 			}
 			md, _ := os.ReadFile(filepath.Join(reports, "report.md"))
 			svg, _ := os.ReadFile(filepath.Join(reports, "timeline.svg"))
-			if !strings.Contains(string(md), rep.RTO.String()) || !strings.Contains(string(md), "| RPO (keys lost) | "+strconv.Itoa(rep.RPOKeys)+" |") {
+			if !strings.Contains(string(md), onDisk.RTO.String()) || !strings.Contains(string(md), "| RPO (keys lost) | "+strconv.Itoa(rep.RPOKeys)+" |") {
 				t.Errorf("report.md disagrees with the JSON:\n%s", md)
 			}
 			if !strings.Contains(string(svg), "<svg") || strings.Count(string(svg), "<rect") != len(rep.Steps) || len(rep.Steps) == 0 {
