@@ -60,7 +60,7 @@ const (
 
 // Header starts every document and every stream line.
 type Header struct {
-	// Schema is always [Schema].
+	// Schema is "drbook/v1" (jsonapi.Schema) in this version.
 	Schema string `json:"schema"`
 }
 
