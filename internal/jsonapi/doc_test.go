@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -34,9 +35,24 @@ func comments(t *testing.T, types []reflect.Type) map[string]map[string]string {
 	}
 	for dir := range dirs {
 		fset := token.NewFileSet()
-		pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+		paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
 			t.Fatal(err)
+		}
+		type pkg struct {
+			Name  string
+			Files []*ast.File
+		}
+		var pkgs []pkg
+		for _, path := range paths {
+			if strings.HasSuffix(path, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, path, nil, parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pkgs = append(pkgs, pkg{Name: f.Name.Name, Files: []*ast.File{f}})
 		}
 		for _, p := range pkgs {
 			for _, f := range p.Files {
