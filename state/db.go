@@ -34,6 +34,10 @@ type DB struct {
 	stmtRunHead    *sql.Stmt
 	stmtInsertEv   *sql.Stmt
 	stmtUpdateHead *sql.Stmt
+
+	// group defers the fsync of step.finished to the next checkpoint
+	// (groupsync.go).
+	group groupSync
 }
 
 // DefaultPath returns the default database path:
@@ -141,6 +145,7 @@ func (db *DB) Path() string { return db.path }
 // Close closes the database. A WAL that a shred could not truncate (readers
 // were busy) is truncated now.
 func (db *DB) Close() error {
+	db.group.flush(db.path + "-wal")
 	if db.walDirty.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		db.truncateWAL(ctx)
