@@ -211,3 +211,32 @@ func TestJSONContract(t *testing.T) {
 		}
 	}
 }
+
+// TestLabJSON: lab up and lab status print the contract's documents.
+func TestLabJSON(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lab")
+	t.Cleanup(func() {
+		drbook(t, nil, "lab", "down", "--dir", dir)
+		if pids := agentProcesses(t, dir); len(pids) > 0 {
+			t.Errorf("lab down left processes: %v", pids)
+		}
+	})
+	up := drbook(t, nil, "lab", "up", "--dir", dir, "--nodes", "1", "--no-cluster", "-o", "json")
+	if up.code != 0 {
+		t.Fatalf("lab up: exit %d\n%s\n%s", up.code, up.stdout, up.stderr)
+	}
+	assertSnakeCase(t, "lab up", up.stdout)
+	var doc jsonapi.LabUp
+	if err := json.Unmarshal([]byte(up.stdout), &doc); err != nil || len(doc.Nodes) != 1 || doc.Nodes[0].PID <= 0 || doc.Inventory == "" {
+		t.Fatalf("lab up: %v %+v", err, doc)
+	}
+	st := drbook(t, nil, "lab", "status", "--dir", dir, "-o", "json")
+	if st.code != 0 {
+		t.Fatalf("lab status: exit %d\n%s", st.code, st.stderr)
+	}
+	assertSnakeCase(t, "lab status", st.stdout)
+	var status jsonapi.LabStatus
+	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil || len(status.Nodes) != 1 || !status.Nodes[0].Alive {
+		t.Errorf("lab status: %v %+v", err, status)
+	}
+}
