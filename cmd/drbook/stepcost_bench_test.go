@@ -34,6 +34,9 @@ import (
 //
 // Every figure is the median over 5 rounds; each round measures the floor
 // before, between and after its two runs.
+//   - drbook-cpu-ms/step: the drbook process's CPU time (user + system)
+//     per further step, which a busy machine inflates much less than
+//     wall time.
 //   - startup-ms: process start to the first step's start (the step.started
 //     event's time in the stream, minus the time drbook was exec'd).
 func BenchmarkStepCost(b *testing.B) {
@@ -55,7 +58,7 @@ func BenchmarkStepCost(b *testing.B) {
 	const many = 51
 	one, fifty := book(1), book(many)
 	db := filepath.Join(dir, "drbook.db")
-	run := func(rb string) (wall, startup time.Duration) {
+	run := func(rb string) (wall, startup, cpu time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, drbookBin, "run", rb, "-i", inv, "--db", db, "--headless", "--yes", "-o", "json")
@@ -66,6 +69,7 @@ func BenchmarkStepCost(b *testing.B) {
 		if err != nil {
 			b.Fatalf("drbook run %s: %v\n%s", rb, err, out)
 		}
+		cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 		for _, line := range strings.Split(strings.ToLower(string(out)), "\n") {
 			if strings.Contains(line, `"step.started"`) || strings.Contains(line, `"stepstarted"`) {
 				i := strings.Index(line, `"time":"`)
@@ -79,7 +83,7 @@ func BenchmarkStepCost(b *testing.B) {
 				break
 			}
 		}
-		return wall, startup
+		return wall, startup, cpu
 	}
 	// The floor: a bare x/crypto/ssh session running `true` on one open
 	// connection (what any Go SSH client pays), and the same through
@@ -118,19 +122,19 @@ func BenchmarkStepCost(b *testing.B) {
 		}
 		return time.Since(t0) / sessions
 	}
-	run(one) // warm the page cache and the database
+	_, _, _ = run(one) // warm the page cache and the database
 	// Rounds interleave the floor with the runs, and each round's figures
 	// are compared within the round, so that a busy machine (other load
 	// comes and goes) skews both sides alike.
 	const rounds = 5
-	var margins, floors, aboves, transports, startups []float64
+	var margins, floors, aboves, transports, startups, cpus []float64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for r := 0; r < rounds; r++ {
 			f1 := floor()
-			w1, st := run(one)
+			w1, st, c1 := run(one)
 			f2 := floor()
-			w50, _ := run(fifty)
+			w50, _, c50 := run(fifty)
 			f3 := floor()
 			margin := ms(w50-w1) / (many - 1)
 			fl := median([]float64{ms(f1), ms(f2), ms(f3)})
@@ -138,6 +142,7 @@ func BenchmarkStepCost(b *testing.B) {
 			floors = append(floors, fl)
 			aboves = append(aboves, margin-fl)
 			startups = append(startups, ms(st))
+			cpus = append(cpus, ms(c50-c1)/(many-1))
 			transports = append(transports, ms(wrapped()))
 		}
 	}
@@ -147,6 +152,7 @@ func BenchmarkStepCost(b *testing.B) {
 	b.ReportMetric(median(aboves), "above-floor-ms/step")
 	b.ReportMetric(median(transports), "transport-ms/session")
 	b.ReportMetric(median(startups), "startup-ms")
+	b.ReportMetric(median(cpus), "drbook-cpu-ms/step")
 	b.ReportMetric(0, "ns/op")
 }
 
