@@ -34,6 +34,10 @@ type DB struct {
 	stmtRunHead    *sql.Stmt
 	stmtInsertEv   *sql.Stmt
 	stmtUpdateHead *sql.Stmt
+
+	// group defers the fsync of step.finished to the next checkpoint
+	// (groupsync.go).
+	group groupSync
 }
 
 // DefaultPath returns the default database path:
@@ -93,6 +97,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	q.Set("_busy_timeout", "5000")
 	q.Set("_txlock", "immediate")
 	q.Set("_foreign_keys", "on")
+	// Keep the statements of the write path prepared (the projections of
+	// step.started and step.finished run per step): a prepare costs about
+	// as much as the row it writes.
+	q.Set("_stmt_cache_size", "32")
 	// Deleted content (shredded run keys, blanked secrets) is overwritten
 	// with zeros, not left in free pages.
 	q.Set("_secure_delete", "on")
@@ -137,6 +145,7 @@ func (db *DB) Path() string { return db.path }
 // Close closes the database. A WAL that a shred could not truncate (readers
 // were busy) is truncated now.
 func (db *DB) Close() error {
+	db.group.flush(db.path + "-wal")
 	if db.walDirty.Load() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		db.truncateWAL(ctx)

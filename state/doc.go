@@ -1,6 +1,9 @@
 // Package state is drbook's checkpoint store: the durable record of every
 // runbook run, kept in one SQLite file (github.com/mattn/go-sqlite3, WAL
-// journal, synchronous=FULL, so a checkpoint is on disk when Append returns).
+// journal, synchronous=FULL, so a checkpoint is on disk when Append returns;
+// a step.finished or step.output shares the fsync of the next checkpoint,
+// at most 20 ms later and always before the next step starts: see
+// groupsync.go).
 //
 // A run is a row in the runs table plus an append-only, per-run event log.
 // Every event is linked to its predecessor by a SHA-256 hash chain, so that

@@ -70,7 +70,12 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	if err := checkPayload(ev); err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
 	}
-	err := db.tx(ctx, func(t *sql.Tx) error {
+	write := db.tx
+	gen := db.group.snapshot()
+	if deferrable(ev.Type) {
+		write = db.txDeferred
+	}
+	err := write(ctx, func(t *sql.Tx) error {
 		var head int64
 		var prev string
 		if err := t.StmtContext(ctx, db.stmtRunHead).QueryRowContext(ctx, ev.RunID).Scan(&head, &prev); err != nil {
@@ -92,6 +97,9 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
+	}
+	if !deferrable(ev.Type) {
+		db.group.synced(gen) // a FULL commit fsyncs the whole WAL
 	}
 	if ev.Type == EvRunFinished && endsRun(ev.Data) {
 		db.truncateWAL(ctx)

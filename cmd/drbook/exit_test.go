@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drbook/drbook/internal/jsonapi"
 )
 
 // localLab is a checkpoint database and an inventory of one local node, for
@@ -37,8 +39,9 @@ func (l *localLab) write(t *testing.T, name, content string) string {
 }
 
 type runRow struct {
-	ID, Status    string
-	SealedSecrets bool
+	ID            string `json:"id"`
+	Status        string `json:"status"`
+	SealedSecrets bool   `json:"sealed_secrets"`
 }
 
 func (l *localLab) runs(t *testing.T) []runRow {
@@ -47,11 +50,14 @@ func (l *localLab) runs(t *testing.T) []runRow {
 	if r.code != 0 {
 		t.Fatalf("drbook runs: %d %s", r.code, r.stderr)
 	}
-	var rows []runRow
-	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
-		t.Fatalf("runs -o json: %v\n%s", err, r.stdout)
+	var doc struct {
+		Schema string   `json:"schema"`
+		Runs   []runRow `json:"runs"`
 	}
-	return rows
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Schema != jsonapi.Schema {
+		t.Fatalf("runs -o json: %v (schema %q)\n%s", err, doc.Schema, r.stdout)
+	}
+	return doc.Runs
 }
 
 // TestExitCodeTable drives the built binary through the documented exit

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/nodeagent/lab"
 )
 
@@ -69,7 +69,11 @@ func newLabUpCmd(a *app, dir *string) *cobra.Command {
 				return err
 			}
 			if a.output == "json" {
-				return json.NewEncoder(out).Encode(map[string]any{"dir": l.Dir, "inventory": inv, "nodes": l.Nodes})
+				doc := jsonapi.LabUp{Header: jsonapi.NewHeader(), Dir: l.Dir, Inventory: inv, Nodes: make([]jsonapi.LabNode, 0, len(l.Nodes))}
+				for _, n := range l.Nodes {
+					doc.Nodes = append(doc.Nodes, jsonapi.LabNode{Name: n.Name, Dir: n.Dir, DataDir: n.DataDir, BackupDir: n.BackupDir, API: n.API, Raft: n.Raft, SSH: n.SSH, PID: n.PID, Log: n.Log})
+				}
+				return writeJSON(out, doc)
 			}
 			fmt.Fprintf(out, "lab up: %d nodes, inventory %s\n", len(l.Nodes), inv)
 			return printLabStatus(out, l)
@@ -134,7 +138,11 @@ func newLabStatusCmd(a *app, dir *string) *cobra.Command {
 				return err
 			}
 			if a.output == "json" {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(l.Status())
+				doc := jsonapi.LabStatus{Header: jsonapi.NewHeader(), Dir: l.Dir, Nodes: []jsonapi.LabNodeStatus{}}
+				for _, n := range l.Status() {
+					doc.Nodes = append(doc.Nodes, jsonapi.LabNodeStatus{Name: n.Name, PID: n.PID, Alive: n.Alive, SSH: n.SSH, API: n.API, HasData: n.HasDir})
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
 			}
 			return printLabStatus(cmd.OutOrStdout(), l)
 		},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state/termsafe"
@@ -113,10 +114,15 @@ explicitly; only timeout accepts none.`,
 			}
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				if all == nil {
-					all = runbooks.Diagnostics{}
+				doc := jsonapi.Lint{Header: jsonapi.NewHeader(), OK: problems == 0 && len(other) == 0, Problems: make([]jsonapi.Diagnostic, 0, len(all)), Errors: errStrings(other)}
+				for _, d := range all {
+					sev := "error"
+					if d.IsWarning() {
+						sev = "warning"
+					}
+					doc.Problems = append(doc.Problems, jsonapi.Diagnostic{File: d.File, Line: d.Pos.Line, Col: d.Pos.Col, Message: d.Message, Severity: sev})
 				}
-				if err := writeJSON(out, map[string]any{"ok": problems == 0 && len(other) == 0, "problems": all, "errors": errStrings(other)}); err != nil {
+				if err := writeJSON(out, doc); err != nil {
 					return err
 				}
 			} else {

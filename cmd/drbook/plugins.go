@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state/termsafe"
 	"github.com/drbook/drbook/steps"
@@ -174,7 +175,11 @@ whose file does not match its pin is refused.`,
 			sort.SliceStable(rows, func(i, j int) bool { return rows[i].Path < rows[j].Path })
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				if err := writeJSON(out, map[string]any{"plugins": rows}); err != nil {
+				doc := jsonapi.PluginList{Header: jsonapi.NewHeader(), Plugins: make([]jsonapi.PluginRow, 0, len(rows))}
+				for _, r := range rows {
+					doc.Plugins = append(doc.Plugins, jsonapi.PluginRow{Name: r.Name, Version: r.Version, Kinds: r.Kinds, Path: r.Path, SHA256: r.SHA256, PinnedBy: r.Pinned, Error: r.Error})
+				}
+				if err := writeJSON(out, doc); err != nil {
 					return err
 				}
 			} else {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state/termsafe"
@@ -154,16 +155,99 @@ func formatOutputs(m map[string]string) string {
 }
 
 func (p *printer) jsonLine(ev engine.Event) {
-	typ := fmt.Sprintf("%T", ev)
-	typ = strings.TrimPrefix(typ, "engine.")
-	b, err := json.Marshal(struct {
-		Type  string       `json:"type"`
-		Event engine.Event `json:"event"`
-	}{typ, ev})
-	if err != nil {
+	v := streamEvent(ev)
+	if v == nil {
 		return
 	}
-	fmt.Fprintln(p.w, string(termsafe.JSON(b)))
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return
+	}
+	_, _ = p.w.Write(termsafe.JSON(buf.Bytes()))
+}
+
+// streamEvent is the line of the JSON event stream for ev (package
+// jsonapi), nil for an event the stream does not carry.
+func streamEvent(ev engine.Event) any {
+	h := func(name string, t time.Time) jsonapi.EventHeader {
+		return jsonapi.EventHeader{Header: jsonapi.NewHeader(), Event: name, Time: jsonapi.Time(t)}
+	}
+	switch e := ev.(type) {
+	case engine.RunStarted:
+		name := jsonapi.EvRunCreated
+		if e.Resumed {
+			name = jsonapi.EvRunResumed
+		}
+		steps := e.Steps
+		if steps == nil {
+			steps = []string{}
+		}
+		return jsonapi.RunStartedEvent{EventHeader: h(name, e.Time), RunID: e.RunID, Runbook: e.Runbook, Title: e.Title, Inventory: e.Inventory, Steps: steps}
+	case engine.StepPending:
+		targets := e.Targets
+		if targets == nil {
+			targets = []string{}
+		}
+		return jsonapi.StepPendingEvent{EventHeader: h(jsonapi.EvStepPending, e.Time), StepID: e.StepID, Title: e.Title, Kind: e.Kind,
+			Targets: targets, Items: e.Items, Nodes: e.Nodes, Danger: e.Danger, TimeoutMS: timeoutMS(e.Timeout)}
+	case engine.StepStarted:
+		return jsonapi.StepStartedEvent{EventHeader: h(jsonapi.EvStepStarted, e.Time), StepID: e.StepID, Target: e.Target, Attempt: e.Attempt, Summary: e.Summary}
+	case engine.OutputLine:
+		stream := "stdout"
+		if e.Stderr {
+			stream = "stderr"
+		}
+		return jsonapi.StepOutputEvent{EventHeader: h(jsonapi.EvStepOutput, e.Time), StepID: e.StepID, Target: e.Target, Stream: stream, Line: e.Line, Raw: e.Raw}
+	case engine.StepFinished:
+		return jsonapi.StepFinishedEvent{EventHeader: h(jsonapi.EvStepFinished, e.Time), StepID: e.StepID, Target: e.Target, Attempt: e.Attempt,
+			Status: string(e.Status), ExitCode: e.ExitCode, Error: e.Err, DurationMS: jsonapi.MS(e.Duration), Outputs: e.Outputs}
+	case engine.StepDone:
+		return jsonapi.StepDoneEvent{EventHeader: h(jsonapi.EvStepDone, e.Time), StepID: e.StepID, Status: string(e.Status), Restored: e.Restored, Reason: e.Reason}
+	case engine.NeedsOperator:
+		return jsonapi.OperatorWaitingEvent{EventHeader: h(jsonapi.EvOperatorWaiting, e.Time), Kind: e.Kind, StepID: e.StepID, Prompt: e.Prompt}
+	case engine.WaitOver:
+		return jsonapi.OperatorWaitEvent{EventHeader: h(jsonapi.EvOperatorWait, e.Time), Kind: e.Kind, StepID: e.StepID, Response: e.Response, DurationMS: jsonapi.MS(e.Waited)}
+	case engine.Notice:
+		return jsonapi.NoteEvent{EventHeader: h(jsonapi.EvNote, e.Time), StepID: e.StepID, Target: e.Target, Text: e.Text}
+	case engine.RunFinished:
+		return jsonapi.RunFinishedEvent{EventHeader: h(jsonapi.EvRunFinished, e.Time), RunID: e.RunID, Status: string(e.Status), Error: e.Err,
+			MachineMS: jsonapi.MS(e.Machine), HumanMS: jsonapi.MS(e.Human)}
+	}
+	return nil
+}
+
+// timeoutMS is a time limit in milliseconds, nil for none.
+func timeoutMS(d runbooks.Duration) *int64 {
+	if d.None() || d == 0 {
+		return nil
+	}
+	ms := jsonapi.MS(d.D())
+	return &ms
+}
+
+// planTimeoutMS parses a plan's timeout ("30s", "none") into milliseconds.
+func planTimeoutMS(s string) *int64 {
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return nil
+	}
+	ms := jsonapi.MS(d)
+	return &ms
+}
+
+// planDoc is the JSON document of a plan.
+func planDoc(rb *runbooks.Runbook, plan []engine.PlannedStep) jsonapi.Plan {
+	doc := jsonapi.Plan{Header: jsonapi.NewHeader(), Runbook: rb.Name, SHA256: rb.SHA256, Steps: make([]jsonapi.PlanStep, 0, len(plan))}
+	for _, s := range plan {
+		doc.Steps = append(doc.Steps, jsonapi.PlanStep{
+			ID: s.ID, Title: s.Title, Kind: s.Kind, Danger: s.Danger, Targets: s.Targets, Params: s.Params, PerTarget: s.PerTarget,
+			Check: s.Check, When: s.When, Runs: s.Runs, Pending: s.Pending, Serial: s.Serial, Confirm: s.Confirm,
+			ConfirmReason: s.ConfirmReason, TimeoutMS: planTimeoutMS(s.Timeout), Note: s.Note,
+		})
+	}
+	return doc
 }
 
 // printPlan shows a plan as text or JSON. In text, commands read as they
@@ -176,7 +260,7 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 		enc := json.NewEncoder(&buf)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false) // commands keep 2>&1, not 2\u003e\u00261
-		if err := enc.Encode(map[string]any{"runbook": rb.Name, "sha256": rb.SHA256, "steps": plan}); err != nil {
+		if err := enc.Encode(planDoc(rb, plan)); err != nil {
 			return err
 		}
 		_, err := w.Write(termsafe.JSON(buf.Bytes()))
@@ -310,6 +394,7 @@ func writeJSON(w io.Writer, v any) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return err
 	}

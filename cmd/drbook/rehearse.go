@@ -19,6 +19,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/nodeagent/lab"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
@@ -172,7 +173,7 @@ not be, unhealthy, over the RTO budget, the recovery failed); 2 usage.`,
 // --output json, else a short summary.
 func printReport(out io.Writer, format, reportDir string, rep *rehearsal.Report) error {
 	if format == "json" {
-		return rep.JSON(out)
+		return writeJSON(out, rehearsalDoc(rep))
 	}
 	unit := rep.Unit
 	if unit == "" {
@@ -649,4 +650,25 @@ func (r *rehearser) recoverInTUI(ctx context.Context, cfg engine.Config, inputs 
 		return res.Outcome, formTime, fmt.Errorf("%w: the recovery was not started", engine.ErrAborted)
 	}
 	return res.Outcome, formTime, res.Err
+}
+
+// rehearsalDoc is the JSON document of a rehearsal report.
+func rehearsalDoc(r *rehearsal.Report) jsonapi.Rehearsal {
+	ms := func(d rehearsal.Duration) int64 { return jsonapi.MS(time.Duration(d)) }
+	doc := jsonapi.Rehearsal{
+		Header: jsonapi.NewHeader(), RunID: r.RunID, Runbook: r.Runbook, Scenario: r.Scenario, Drill: r.Drill, Unit: r.Unit,
+		RTOBudgetMS: ms(r.RTOBudget), Nodes: r.Nodes, Status: r.Status,
+		Started: jsonapi.Time(r.Started), KeysAtBackup: r.KeysAtBackup, KeysAfterBackup: r.KeysAfterBackup, KeysBefore: r.KeysBefore,
+		KeysAfter: r.KeysAfter, KeysLost: r.KeysLost, KeysUnexpected: r.KeysUnexpected, KeysChanged: r.KeysChanged,
+		BackupAt: jsonapi.Time(r.BackupAt), LastWriteAt: jsonapi.Time(r.LastWriteAt), DisasterAt: jsonapi.Time(r.DisasterAt),
+		RecoveredAt: jsonapi.Time(r.RecoveredAt), DisasterNodes: r.DisasterNodes, RTOMS: ms(r.RTO), RTOMachineMS: ms(r.Machine),
+		RTOHumanMS: ms(r.Human), RPOKeys: r.RPOKeys, RPOWindowMS: ms(r.RPOWindow), Steps: []jsonapi.RehearsalStep{}, Verdict: r.Verdict,
+	}
+	if doc.DisasterNodes == nil {
+		doc.DisasterNodes = []string{}
+	}
+	for _, s := range r.Steps {
+		doc.Steps = append(doc.Steps, jsonapi.RehearsalStep{StepID: s.Step, Target: s.Target, Attempt: s.Attempt, Status: s.Status, StartMS: ms(s.Start), DurationMS: ms(s.Length)})
+	}
+	return doc
 }

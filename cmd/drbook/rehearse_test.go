@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 )
 
@@ -55,11 +57,12 @@ func TestRehearse(t *testing.T) {
 			if !strings.Contains(r.stderr, "ports from 30000-30999") {
 				t.Errorf("the lab did not use --ports:\n%s", r.stderr)
 			}
-			var rep rehearsal.Report
-			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			var rep jsonapi.Rehearsal
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || rep.Schema != jsonapi.Schema {
 				t.Fatalf("report JSON: %v\n%s", err, r.stdout)
 			}
-			rto := float64(rep.RTO) / 1e9
+			assertSnakeCase(t, "rehearse", r.stdout)
+			rto := float64(rep.RTOMS) / 1e3
 			if rto <= 0 || rto > tc.maxRTO {
 				t.Errorf("RTO %.3fs, want ≤ %.0fs", rto, tc.maxRTO)
 			}
@@ -85,12 +88,14 @@ func TestRehearse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != rep.RPOKeys || onDisk.RTO != rep.RTO {
+			// report.json keeps seconds with millisecond precision; the
+			// JSON contract whole milliseconds: they agree within rounding.
+			if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != rep.RPOKeys || (time.Duration(onDisk.RTO)-time.Duration(rep.RTOMS)*time.Millisecond).Abs() > 2*time.Millisecond {
 				t.Errorf("report.json disagrees: %v %+v", err, onDisk)
 			}
 			md, _ := os.ReadFile(filepath.Join(reports, "report.md"))
 			svg, _ := os.ReadFile(filepath.Join(reports, "timeline.svg"))
-			if !strings.Contains(string(md), rep.RTO.String()) || !strings.Contains(string(md), "| RPO (keys lost) | "+strconv.Itoa(rep.RPOKeys)+" |") {
+			if !strings.Contains(string(md), onDisk.RTO.String()) || !strings.Contains(string(md), "| RPO (keys lost) | "+strconv.Itoa(rep.RPOKeys)+" |") {
 				t.Errorf("report.md disagrees with the JSON:\n%s", md)
 			}
 			if !strings.Contains(string(svg), "<svg") || strings.Count(string(svg), "<rect") != len(rep.Steps) || len(rep.Steps) == 0 {

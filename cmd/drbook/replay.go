@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/export"
 )
@@ -65,7 +66,7 @@ removed or reordered.`,
 			w := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				err = export.JSON(w, run, events, execs, rep)
+				err = writeJSON(w, jsonapi.Replay{Header: jsonapi.NewHeader(), Document: export.NewDocument(run, events, execs, rep)})
 			case "markdown":
 				err = export.Markdown(w, run, events, execs, rep)
 			default:

@@ -56,6 +56,11 @@ stopped, and replays and verifies the record for audits.
 			if a.output != "text" && a.output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", a.output)}
 			}
+			if a.output == "json" {
+				if err := checkJSONOutput(cmd); err != nil {
+					return usageError{err}
+				}
+			}
 			a.logger = slog.New(slog.DiscardHandler)
 			if a.logFile != "" {
 				f, err := os.OpenFile(a.logFile, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
@@ -74,6 +79,7 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
 	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a))
 	attachTUI(root, a)
+	markJSONCommands(root)
 	markUsageErrors(root)
 	return root
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
@@ -79,7 +80,16 @@ procedures have gone stale. Runbooks from files that were rehearsed
 			infos = append(infos, more...)
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				return writeJSON(out, infos)
+				doc := jsonapi.RunbookList{Header: jsonapi.NewHeader(), Runbooks: make([]jsonapi.RunbookRow, 0, len(infos))}
+				for _, i := range infos {
+					row := jsonapi.RunbookRow{Name: i.Name, Path: i.Path, Title: i.Title, Steps: i.Steps, DangerSteps: i.Danger, Tags: i.Tags,
+						Problems: i.Problems, LastResult: i.LastResult, LastRehearsalRun: i.LastRun}
+					if i.LastRehearsal != nil {
+						row.LastRehearsal = jsonapi.Time(*i.LastRehearsal)
+					}
+					doc.Runbooks = append(doc.Runbooks, row)
+				}
+				return writeJSON(out, doc)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUNBOOK\tSTEPS\tDANGER\tLAST REHEARSAL\tRESULT\tTITLE")

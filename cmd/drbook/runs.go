@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/termsafe"
 )
@@ -19,7 +20,7 @@ func newRunsCmd(a *app) *cobra.Command {
 		Short: "List recorded runs, newest first",
 		Long: `List recorded runs, newest first.
 
-The SECRETS column (field SealedSecrets in -o json) says whether a run still
+The SECRETS column (field sealed_secrets in -o json, see docs/json.md) says whether a run still
 holds sealed secrets: its secret inputs and secret outputs, sealed with a key
 of its own so that it can resume. They are shredded (the run's key deleted)
 when the run ends for good: succeeded or aborted. A running, interrupted or
@@ -27,7 +28,7 @@ failed run can be resumed and keeps them; end a failed run you will not
 resume with 'drbook abort RUN_ID'.`,
 		Example: `  drbook runs
   drbook runs --unfinished
-  drbook runs -o json | jq '.[] | select(.SealedSecrets) | .ID'`,
+  drbook runs -o json | jq '.runs[] | select(.sealed_secrets) | .id'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -46,23 +47,18 @@ resume with 'drbook abort RUN_ID'.`,
 			}
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
-				type row struct {
-					ID, Runbook, Status, Mode, Host string
-					Created                         time.Time
-					Finished                        *time.Time `json:",omitempty"`
-					// SealedSecrets: the run still holds sealed secrets.
-					SealedSecrets bool
-				}
-				rows := make([]row, 0, len(runs))
+				doc := jsonapi.RunList{Header: jsonapi.NewHeader(), Runs: make([]jsonapi.RunRow, 0, len(runs))}
 				for _, r := range runs {
-					rw := row{ID: r.ID, Runbook: r.RunbookName, Status: string(r.Status), Mode: r.Mode, Host: r.Host, Created: r.CreatedAt, SealedSecrets: r.HoldsSecrets}
+					rw := jsonapi.RunRow{ID: r.ID, Runbook: r.RunbookName, Status: string(r.Status), Mode: r.Mode, Host: r.Host,
+						CreatedAt: jsonapi.Time(r.CreatedAt), SealedSecrets: r.HoldsSecrets}
 					if !r.FinishedAt.IsZero() {
-						t := r.FinishedAt
-						rw.Finished = &t
+						rw.FinishedAt = jsonapi.Time(r.FinishedAt)
+						d := jsonapi.MS(r.FinishedAt.Sub(r.CreatedAt))
+						rw.DurationMS = &d
 					}
-					rows = append(rows, rw)
+					doc.Runs = append(doc.Runs, rw)
 				}
-				return writeJSON(out, rows)
+				return writeJSON(out, doc)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "RUN\tRUNBOOK\tSTATUS\tMODE\tSTARTED\tDURATION\tSECRETS")

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/buildinfo"
+	"github.com/drbook/drbook/internal/jsonapi"
 )
 
 func newVersionCmd(a *app) *cobra.Command {
@@ -14,7 +15,7 @@ func newVersionCmd(a *app) *cobra.Command {
 		Short: "Print drbook's version, commit, build date and Go version",
 		Long: `Print which build of drbook this is: its semantic version, the git commit it
 was built from, the build date (stamped by make build / make release) and the
-Go toolchain. With --output json the fields are version, commit, modified,
+Go toolchain. With --output json (docs/json.md) the fields are schema, version, commit, modified,
 commit_time, build_date, go_version, platform and source ("ldflags" when the
 build stamped them, "buildinfo" when they come from the Go toolchain's record;
 unknown values are "").`,
@@ -30,7 +31,8 @@ unknown values are "").`,
 func printVersion(w io.Writer, output string) error {
 	in := buildinfo.Get()
 	if output == "json" {
-		return writeJSON(w, in)
+		return writeJSON(w, jsonapi.Version{Header: jsonapi.NewHeader(), Version: in.Version, Commit: in.Commit, Modified: in.Modified,
+			CommitTime: in.CommitTime, BuildDate: in.BuildDate, GoVersion: in.GoVersion, Platform: in.Platform, Source: in.Source})
 	}
 	_, err := io.WriteString(w, in.Text("drbook"))
 	return err

@@ -17,11 +17,31 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// ExecWrapper is the fixed command line of every SSH exec request. The real
-// script (exports of Command.Env, then Command.Line) travels on the session's
-// stdin, so secrets never appear in the exec request nor on any process
-// command line on the node.
-const ExecWrapper = `sh -c 'script=$(cat); eval "$script"'`
+// ExecWrapper is the fixed command line of the SSH exec request of a script
+// of up to SmallScript bytes. The real script (exports of Command.Env, then
+// Command.Line) travels on the session's stdin, so secrets never appear in
+// the exec request nor on any process command line on the node. It reads the
+// script with the shell's own read, line by line: no process besides sh
+// (a $(cat) would fork and exec one more per step, the largest cost of a
+// short step after the session itself).
+const ExecWrapper = `sh -c 'script=; while IFS= read -r line; do script="$script$line
+"; done; eval "$script$line"'`
+
+// ExecWrapperLarge is the exec request of a script larger than SmallScript:
+// read reads a byte per system call and the loop copies the script once per
+// line, so a large script is read by cat instead, in linear time.
+const ExecWrapperLarge = `sh -c 'script=$(cat); eval "$script"'`
+
+// SmallScript is the largest script (in bytes) sent with ExecWrapper.
+const SmallScript = 2048
+
+// wrapperFor returns the exec request for script.
+func wrapperFor(script string) string {
+	if len(script) <= SmallScript {
+		return ExecWrapper
+	}
+	return ExecWrapperLarge
+}
 
 // Defaults for SSHConfig.
 const (
@@ -290,7 +310,7 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (int, error) {
 	sess.Stdout = out.Stdout()
 	sess.Stderr = out.Stderr()
 	sess.Stdin = strings.NewReader(script)
-	if err := sess.Start(ExecWrapper); err != nil {
+	if err := sess.Start(wrapperFor(script)); err != nil {
 		_ = sess.Close()
 		return -1, s.lost("start", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -384,7 +385,7 @@ func TestSSHExecRequestHoldsNoSecret(t *testing.T) {
 		t.Fatalf("Run = %d, %v, output %q", code, err, out.String())
 	}
 	logged := log.String()
-	if !strings.Contains(logged, "msg=exec") || !strings.Contains(logged, "command=\""+strings.ReplaceAll(transport.ExecWrapper, `"`, `\"`)+"\"") {
+	if !strings.Contains(logged, "msg=exec") || !strings.Contains(logged, "command="+strconv.Quote(transport.ExecWrapper)) {
 		t.Fatalf("exec request not logged as the fixed wrapper:\n%s", logged)
 	}
 	if strings.Contains(logged, secret) {
@@ -404,6 +405,34 @@ func TestSSHRunWithEndedContextRunsNothing(t *testing.T) {
 		}
 		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("command ran with an ended context: %v", err)
+		}
+	})
+}
+
+// TestSSHScriptFidelity runs scripts through both exec wrappers (a short
+// one read by sh's read, a long one by cat) and checks that every byte of
+// the command reaches sh as written: backslashes, leading blanks, quotes,
+// multi-line constructs, a here-document, a last line without its newline.
+func TestSSHScriptFidelity(t *testing.T) {
+	body := "x='a\\\\b  c'\n  printf '%s|' \"$x\"\nif true; then\n\tprintf 'in-if|'\nfi\ncat <<'EOF'\n  here $x \\t\nEOF\nprintf 'last'"
+	want := `a\\b  c|in-if|  here $x \t` + "\nlast"
+	long := strings.Repeat(": "+strings.Repeat("p", 70)+"\n", transport.SmallScript/72+2)
+	tests := []struct{ name, line string }{
+		{"short", body},
+		{"long", long + body},
+	}
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		for _, tc := range tests {
+			var out buffer
+			code, err := s.Run(t.Context(), transport.Command{Line: tc.line, Env: map[string]string{"V": "v"}, Stdout: &out})
+			if err != nil || code != 0 || out.String() != want {
+				t.Errorf("%s: Run = %d, %v, output %q, want %q", tc.name, code, err, out.String(), want)
+			}
+		}
+		var out buffer
+		if code, err := s.Run(t.Context(), transport.Command{Line: "exit 7", Stdout: &out}); err != nil || code != 7 {
+			t.Errorf("exit 7: %d %v", code, err)
 		}
 	})
 }

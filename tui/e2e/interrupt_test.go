@@ -48,8 +48,10 @@ func TestTUIExitCodes(t *testing.T) {
 			if err != nil {
 				t.Fatalf("drbook runs: %v", err)
 			}
-			var runs []map[string]any
-			if err := json.Unmarshal(out, &runs); err != nil || len(runs) != 0 {
+			var doc struct {
+				Runs []map[string]any `json:"runs"`
+			}
+			if err := json.Unmarshal(out, &doc); err != nil || len(doc.Runs) != 0 {
 				t.Errorf("nothing should be recorded before a run starts: %s %v", out, err)
 			}
 		})
