@@ -1,0 +1,501 @@
+// Package runlog folds the events of a run's hash-chained record into the
+// view every consumer shows: the header, each step with its executions,
+// statuses, decisions (who and why), answers, outputs and output logs.
+//
+// Fold is the one reducer of a record. Replay (text, Markdown, JSON, TUI),
+// export, runs and resume read a run through it, so a view shows only what
+// the chain holds: the runs, execs and answers tables of the database are
+// caches of the same fold (written by state.DB.Append) and never trusted
+// over it. Fold applies the same rules as the caches (see state.DB.Append),
+// so a cache that disagrees with Fold was altered.
+//
+// The package depends on package state only.
+package runlog
+
+import (
+	"sort"
+	"time"
+
+	"github.com/drbook/drbook/state"
+)
+
+// Header is what the chain says about the run as a whole.
+type Header struct {
+	RunID           string
+	RunbookName     string
+	RunbookTitle    string
+	RunbookPath     string
+	RunbookSHA256   string
+	InventoryPath   string
+	InventorySHA256 string
+	Mode            string
+	Labels          map[string]string
+	// Created is the run.created event's time; Host, PID and User who
+	// created it.
+	Created   time.Time
+	Host      string
+	PID       int
+	User      string
+	Resumes   []Resume
+	Status    state.Status
+	Finished  time.Time
+	Error     string
+	MachineMS int64
+	HumanMS   int64
+	// LastTime is the time of the last event.
+	LastTime time.Time
+}
+
+// Resume is one run.resumed event.
+type Resume struct {
+	Seq           int64
+	Time          time.Time
+	Host          string
+	PID           int
+	User          string
+	AcceptChanged bool
+}
+
+// Exec is one step execution (step × target × attempt) as the chain tells
+// it: the cached projection's fields (state.Exec) plus what its step.started
+// said (title, kind, the command summary) and its recorded duration.
+type Exec struct {
+	state.Exec
+	Title   string
+	Kind    string
+	Summary string
+	Danger  bool
+	// DurationMS is the step.finished duration (0 when unfinished).
+	DurationMS int64
+	// LogCutBytes is how much output the log could not keep.
+	LogCutBytes int64
+	// Partial is true when Log holds only the checkpointed chunks of an
+	// execution that never finished.
+	Partial bool
+}
+
+// Duration is the execution's recorded duration, or the span between its
+// start and its end when none was recorded (0 if unfinished).
+func (x Exec) Duration() time.Duration {
+	if x.DurationMS > 0 {
+		return time.Duration(x.DurationMS) * time.Millisecond
+	}
+	if x.StartedAt.IsZero() || x.FinishedAt.IsZero() {
+		return 0
+	}
+	return x.FinishedAt.Sub(x.StartedAt)
+}
+
+// Decision is one step.decision event.
+type Decision struct {
+	Seq     int64
+	Time    time.Time
+	StepID  string
+	Target  string
+	Attempt int
+	state.StepDecision
+}
+
+// Wait is one operator.wait event.
+type Wait struct {
+	Seq    int64
+	Time   time.Time
+	StepID string
+	state.OperatorWait
+}
+
+// AnswerChange is one answer event (the first for a name, or a change).
+type AnswerChange struct {
+	Seq  int64
+	Time time.Time
+	state.Answer
+}
+
+// Step is one step of the run, in the order the record first names it.
+type Step struct {
+	ID     string
+	Title  string
+	Kind   string
+	Danger bool
+	// Status is the step's settled status: skipped when the whole step
+	// was skipped (a guard, an empty for_each, a resume decision), else
+	// from its targets' last executions: failed if one failed, interrupted
+	// if one never ended, running while one runs, succeeded when all did.
+	Status state.Status
+	// Reason is why a skipped step was skipped.
+	Reason string
+	// Execs are indexes into View.Execs, in start order.
+	Execs []int
+	// Start and End bound the step's executions and decisions.
+	Start, End time.Time
+}
+
+// Duration is the step's wall time from its first start to its last end.
+func (s Step) Duration() time.Duration {
+	if s.Start.IsZero() || s.End.IsZero() || s.End.Before(s.Start) {
+		return 0
+	}
+	return s.End.Sub(s.Start)
+}
+
+// View is a run folded from its record.
+type View struct {
+	Header    Header
+	Steps     []Step
+	Execs     []Exec
+	Answers   map[string]state.Answer
+	History   []AnswerChange
+	Decisions []Decision
+	Waits     []Wait
+	// Notes are the note events' payloads (rehearsal reports).
+	Notes []state.Note
+	// Problems lists events Fold could not apply (a payload that does not
+	// decode): the view is then incomplete at those seqs.
+	Problems []Problem
+}
+
+// Problem is an event Fold could not apply.
+type Problem struct {
+	Seq    int64
+	Reason string
+}
+
+type execKey struct {
+	step, target string
+	attempt      int
+}
+
+// Step returns the step with id, or nil.
+func (v *View) Step(id string) *Step {
+	for i := range v.Steps {
+		if v.Steps[i].ID == id {
+			return &v.Steps[i]
+		}
+	}
+	return nil
+}
+
+// StateExecs returns the executions as the cache holds them (state.Exec),
+// in the cache's order.
+func (v *View) StateExecs() []state.Exec {
+	out := make([]state.Exec, len(v.Execs))
+	for i, x := range v.Execs {
+		out[i] = x.Exec
+	}
+	return out
+}
+
+// Run returns the header as a state.Run, filled from the chain alone (the
+// runbook and inventory sources from run.created or the last resume that
+// changed them); HeadSeq and HeadHash are the last event's.
+func (v *View) Run() state.Run {
+	h := v.Header
+	r := state.Run{
+		ID: h.RunID, RunbookName: h.RunbookName, RunbookTitle: h.RunbookTitle, RunbookPath: h.RunbookPath,
+		RunbookSHA256: h.RunbookSHA256, InventoryPath: h.InventoryPath, InventorySHA256: h.InventorySHA256,
+		Mode: h.Mode, Status: h.Status, CreatedAt: h.Created, UpdatedAt: h.LastTime, FinishedAt: h.Finished,
+		Host: h.Host, PID: h.PID, User: h.User, Labels: h.Labels,
+	}
+	if n := len(h.Resumes); n > 0 {
+		last := h.Resumes[n-1]
+		r.Host, r.PID, r.User = last.Host, last.PID, last.User
+	}
+	return r
+}
+
+// Fold folds a run's events (in seq order) into its view. It never fails:
+// an event whose payload does not decode is listed in View.Problems.
+func Fold(events []state.Event) View {
+	f := folder{execs: map[execKey]int{}, steps: map[string]int{}}
+	f.v.Answers = map[string]state.Answer{}
+	for _, ev := range events {
+		f.apply(ev)
+	}
+	return f.finish()
+}
+
+type folder struct {
+	v       View
+	execs   map[execKey]int
+	steps   map[string]int
+	skipped map[string]string
+	order   []int // exec indexes in cache order (start seq)
+}
+
+func (f *folder) problem(ev state.Event, err error) {
+	f.v.Problems = append(f.v.Problems, Problem{Seq: ev.Seq, Reason: string(ev.Type) + ": " + err.Error()})
+}
+
+func (f *folder) step(id string) *Step {
+	i, ok := f.steps[id]
+	if !ok {
+		i = len(f.v.Steps)
+		f.steps[id] = i
+		f.v.Steps = append(f.v.Steps, Step{ID: id})
+	}
+	return &f.v.Steps[i]
+}
+
+func (f *folder) touch(s *Step, t time.Time) {
+	if s.Start.IsZero() || t.Before(s.Start) {
+		s.Start = t
+	}
+	if t.After(s.End) {
+		s.End = t
+	}
+}
+
+func (f *folder) exec(ev state.Event) (*Exec, bool) {
+	i, ok := f.execs[execKey{ev.StepID, ev.Target, ev.Attempt}]
+	if !ok {
+		return nil, false
+	}
+	return &f.v.Execs[i], true
+}
+
+func (f *folder) newExec(ev state.Event) *Exec {
+	k := execKey{ev.StepID, ev.Target, ev.Attempt}
+	f.v.Execs = append(f.v.Execs, Exec{Exec: state.Exec{RunID: ev.RunID, StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt}})
+	f.execs[k] = len(f.v.Execs) - 1
+	return &f.v.Execs[len(f.v.Execs)-1]
+}
+
+func (f *folder) apply(ev state.Event) {
+	h := &f.v.Header
+	if ev.Time.After(h.LastTime) {
+		h.LastTime = ev.Time
+	}
+	switch ev.Type {
+	case state.EvRunCreated:
+		var p state.RunCreated
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		h.RunID, h.RunbookName, h.RunbookTitle, h.Labels = ev.RunID, p.RunbookName, p.RunbookTitle, p.Labels
+		h.RunbookSHA256, h.InventorySHA256, h.Mode = p.RunbookSHA256, p.InventorySHA256, p.Mode
+		h.Host, h.PID, h.User, h.Created, h.Status = p.Host, p.PID, p.User, ev.Time, state.StatusRunning
+		if p.Runbook != nil {
+			h.RunbookPath = p.Runbook.Path
+		}
+		if p.Inventory != nil {
+			h.InventoryPath = p.Inventory.Path
+		}
+	case state.EvRunResumed:
+		var p state.RunResumed
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		h.Resumes = append(h.Resumes, Resume{Seq: ev.Seq, Time: ev.Time, Host: p.Host, PID: p.PID, User: p.User, AcceptChanged: p.AcceptChanged})
+		h.Status, h.Finished, h.Error = state.StatusRunning, time.Time{}, ""
+		if p.RunbookSHA256 != "" {
+			h.RunbookSHA256 = p.RunbookSHA256
+		}
+		if p.InventorySHA256 != "" {
+			h.InventorySHA256 = p.InventorySHA256
+		}
+		if p.Runbook != nil {
+			h.RunbookPath = p.Runbook.Path
+		}
+		if p.Inventory != nil {
+			h.InventoryPath = p.Inventory.Path
+		}
+	case state.EvRunFinished:
+		var p state.RunFinished
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		h.Status, h.Finished, h.Error, h.MachineMS, h.HumanMS = p.Status, ev.Time, p.Error, p.MachineMS, p.HumanMS
+	case state.EvAnswer:
+		var p state.Answer
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		f.v.Answers[p.Name] = p
+		f.v.History = append(f.v.History, AnswerChange{Seq: ev.Seq, Time: ev.Time, Answer: p})
+	case state.EvStepStarted:
+		var p state.StepStarted
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		x, ok := f.exec(ev)
+		if !ok {
+			x = f.newExec(ev)
+		}
+		*x = Exec{Exec: state.Exec{RunID: ev.RunID, StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt,
+			Status: state.StatusRunning, StartedAt: ev.Time, StartSeq: ev.Seq}, Title: p.Title, Kind: p.Kind, Summary: p.Summary, Danger: p.Danger}
+		s := f.step(ev.StepID)
+		if s.Title == "" {
+			s.Title, s.Kind = p.Title, p.Kind
+		}
+		s.Danger = s.Danger || p.Danger
+		f.touch(s, ev.Time)
+	case state.EvStepOutput:
+		var p state.StepOutput
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		if x, ok := f.exec(ev); ok && x.Status == state.StatusRunning && int64(len(x.Log)) == p.Offset {
+			x.Log += string(p.Bytes())
+			x.Partial = true
+		}
+	case state.EvStepFinished:
+		var p state.StepFinished
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		x, ok := f.exec(ev)
+		if !ok {
+			x = f.newExec(ev)
+			x.StartedAt, x.StartSeq = ev.Time, ev.Seq
+		}
+		x.Status, x.FinishedAt, x.ExitCode, x.Error, x.EndSeq = p.Status, ev.Time, p.ExitCode, p.Error, ev.Seq
+		x.Outputs, x.SecretOutputs = nilIfEmpty(p.Outputs), nilIfEmptySlice(p.SecretOutputs)
+		x.Log, x.Partial, x.DurationMS, x.LogCutBytes = string(p.LogBytes()), false, p.DurationMS, p.LogCutBytes
+		f.touch(f.step(ev.StepID), ev.Time)
+	case state.EvStepDecision:
+		var p state.StepDecision
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		f.v.Decisions = append(f.v.Decisions, Decision{Seq: ev.Seq, Time: ev.Time, StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt, StepDecision: p})
+		s := f.step(ev.StepID)
+		f.touch(s, ev.Time)
+		switch p.Decision {
+		case state.DecisionSkip:
+			if ev.Attempt == 0 && ev.Target == "" {
+				if f.skipped == nil {
+					f.skipped = map[string]string{}
+				}
+				f.skipped[ev.StepID] = p.Reason
+			}
+			x, ok := f.exec(ev)
+			switch {
+			case !ok:
+				x = f.newExec(ev)
+				x.Status, x.StartedAt, x.FinishedAt, x.StartSeq, x.EndSeq = state.StatusSkipped, ev.Time, ev.Time, ev.Seq, ev.Seq
+			case x.Status != state.StatusSucceeded && x.Status != state.StatusSkipped:
+				x.Status, x.FinishedAt, x.EndSeq = state.StatusSkipped, ev.Time, ev.Seq
+			}
+			if len(p.Outputs) > 0 && x.Status == state.StatusSkipped {
+				x.Outputs, x.SecretOutputs = p.Outputs, nilIfEmptySlice(p.SecretOutputs)
+			}
+		case state.DecisionInterrupted:
+			if x, ok := f.exec(ev); ok && x.Status == state.StatusRunning {
+				x.Status, x.FinishedAt, x.EndSeq = state.StatusInterrupted, ev.Time, ev.Seq
+			}
+		}
+	case state.EvOperatorWait:
+		var p state.OperatorWait
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		f.v.Waits = append(f.v.Waits, Wait{Seq: ev.Seq, Time: ev.Time, StepID: ev.StepID, OperatorWait: p})
+	case state.EvNote:
+		var p state.Note
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		f.v.Notes = append(f.v.Notes, p)
+	}
+}
+
+func (f *folder) finish() View {
+	// The cache's order: start seq, then step, target, attempt.
+	idx := make([]int, len(f.v.Execs))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		x, y := f.v.Execs[idx[a]], f.v.Execs[idx[b]]
+		if x.StartSeq != y.StartSeq {
+			return x.StartSeq < y.StartSeq
+		}
+		if x.StepID != y.StepID {
+			return x.StepID < y.StepID
+		}
+		if x.Target != y.Target {
+			return x.Target < y.Target
+		}
+		return x.Attempt < y.Attempt
+	})
+	execs := make([]Exec, len(idx))
+	for i, j := range idx {
+		execs[i] = f.v.Execs[j]
+	}
+	f.v.Execs = execs
+	for i := range f.v.Steps {
+		f.v.Steps[i].Execs = nil
+	}
+	for i, x := range f.v.Execs {
+		s := f.step(x.StepID)
+		s.Execs = append(s.Execs, i)
+	}
+	for i := range f.v.Steps {
+		s := &f.v.Steps[i]
+		if reason, ok := f.skipped[s.ID]; ok {
+			s.Status, s.Reason = state.StatusSkipped, reason
+			continue
+		}
+		s.Status = stepStatus(f.v.Execs, s.Execs)
+	}
+	return f.v
+}
+
+// stepStatus settles a step from its targets' last executions.
+func stepStatus(execs []Exec, idx []int) state.Status {
+	last := map[string]Exec{}
+	for _, i := range idx {
+		x := execs[i]
+		if p, ok := last[x.Target]; !ok || x.Attempt >= p.Attempt {
+			last[x.Target] = x
+		}
+	}
+	if len(last) == 0 {
+		return state.StatusPending
+	}
+	st := state.StatusSucceeded
+	allSkipped := true
+	for _, x := range last {
+		if x.Status != state.StatusSkipped {
+			allSkipped = false
+		}
+		switch x.Status {
+		case state.StatusFailed, state.StatusAborted:
+			return state.StatusFailed
+		case state.StatusInterrupted:
+			st = state.StatusInterrupted
+		case state.StatusRunning:
+			if st != state.StatusInterrupted {
+				st = state.StatusRunning
+			}
+		}
+	}
+	if allSkipped {
+		return state.StatusSkipped
+	}
+	return st
+}
+
+func nilIfEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+func nilIfEmptySlice(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
