@@ -8,6 +8,7 @@ import (
 
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/export"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 func newReplayCmd(a *app) *cobra.Command {
@@ -17,7 +18,10 @@ func newReplayCmd(a *app) *cobra.Command {
 		Use:   "replay RUN_ID",
 		Short: "Show a recorded run from the checkpoint database (never contacts a node)",
 		Long: `Replay a run from its record: every step execution with its target, timings,
-exit status, outputs (secrets masked) and output log.
+exit status, the command that ran, outputs (secrets masked) and output log
+(text and markdown show up to 60 lines per execution and say what was cut;
+--format json holds every log whole). Everything shown is read from the
+run's hash-chained events alone, never from the tables that cache them.
 
 --verify recomputes the run's hash chain from its first event and fails with
 exit code 5, naming the first broken sequence number, if any event was altered,
@@ -58,10 +62,12 @@ removed or reordered.`,
 			if err != nil {
 				return errors.Join(verr, err)
 			}
-			execs, err := db.Execs(ctx, run.ID)
-			if err != nil {
-				return errors.Join(verr, err)
-			}
+			// Everything shown comes from the chain: the runs and execs
+			// tables are caches the chain does not cover.
+			view := runlog.Fold(events)
+			id := run.ID
+			run, execs := view.Run(), view.StateExecs()
+			run.ID = id
 			w := cmd.OutOrStdout()
 			switch format {
 			case "json":

@@ -33,6 +33,9 @@ type Store interface {
 	Events(ctx context.Context, runID string) ([]state.Event, error)
 	GetRun(ctx context.Context, id string) (state.Run, error)
 	Lock(ctx context.Context, runID string) (func() error, error)
+	// Verify recomputes a run's hash chain; an error wraps
+	// state.ErrChainBroken and names the first bad seq.
+	Verify(ctx context.Context, runID string) (state.VerifyReport, error)
 	// Seal and Unseal protect a secret of run runID with the run's data key,
 	// which the store shreds when the run ends for good.
 	Seal(ctx context.Context, runID, plain string) (string, error)

@@ -77,6 +77,11 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{RunID: r.id}, err
 	}
 	defer release()
+	// Resume acts on the record: a record whose chain does not verify is
+	// not acted on (checked under the lock, right before it is read).
+	if _, err := cfg.Store.Verify(ctx, r.id); err != nil {
+		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("resume of %s refused: %w", r.id, err)
+	}
 	events, err := cfg.Store.Events(ctx, r.id)
 	if err != nil {
 		return Outcome{RunID: r.id}, err

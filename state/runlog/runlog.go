@@ -42,8 +42,10 @@ type Header struct {
 	Error     string
 	MachineMS int64
 	HumanMS   int64
-	// LastTime is the time of the last event.
+	// LastTime, LastSeq and LastHash are the last event's.
 	LastTime time.Time
+	LastSeq  int64
+	LastHash string
 }
 
 // Resume is one run.resumed event.
@@ -194,7 +196,7 @@ func (v *View) Run() state.Run {
 		ID: h.RunID, RunbookName: h.RunbookName, RunbookTitle: h.RunbookTitle, RunbookPath: h.RunbookPath,
 		RunbookSHA256: h.RunbookSHA256, InventoryPath: h.InventoryPath, InventorySHA256: h.InventorySHA256,
 		Mode: h.Mode, Status: h.Status, CreatedAt: h.Created, UpdatedAt: h.LastTime, FinishedAt: h.Finished,
-		Host: h.Host, PID: h.PID, User: h.User, Labels: h.Labels,
+		Host: h.Host, PID: h.PID, User: h.User, Labels: h.Labels, HeadSeq: h.LastSeq, HeadHash: h.LastHash,
 	}
 	if n := len(h.Resumes); n > 0 {
 		last := h.Resumes[n-1]
@@ -265,6 +267,7 @@ func (f *folder) apply(ev state.Event) {
 	if ev.Time.After(h.LastTime) {
 		h.LastTime = ev.Time
 	}
+	h.LastSeq, h.LastHash = ev.Seq, ev.Hash
 	switch ev.Type {
 	case state.EvRunCreated:
 		var p state.RunCreated
