@@ -71,6 +71,9 @@ type Exec struct {
 	DurationMS int64
 	// LogCutBytes is how much output the log could not keep.
 	LogCutBytes int64
+	// Ran is true when the execution was recorded running (step.started or
+	// step.finished), false for one a skip decision alone created.
+	Ran bool
 	// Partial is true when Log holds only the checkpointed chunks of an
 	// execution that never finished.
 	Partial bool
@@ -330,7 +333,7 @@ func (f *folder) apply(ev state.Event) {
 			x = f.newExec(ev)
 		}
 		*x = Exec{Exec: state.Exec{RunID: ev.RunID, StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt,
-			Status: state.StatusRunning, StartedAt: ev.Time, StartSeq: ev.Seq}, Title: p.Title, Kind: p.Kind, Summary: p.Summary, Danger: p.Danger}
+			Status: state.StatusRunning, StartedAt: ev.Time, StartSeq: ev.Seq}, Title: p.Title, Kind: p.Kind, Summary: p.Summary, Danger: p.Danger, Ran: true}
 		s := f.step(ev.StepID)
 		if s.Title == "" {
 			s.Title, s.Kind = p.Title, p.Kind
@@ -360,7 +363,7 @@ func (f *folder) apply(ev state.Event) {
 		}
 		x.Status, x.FinishedAt, x.ExitCode, x.Error, x.EndSeq = p.Status, ev.Time, p.ExitCode, p.Error, ev.Seq
 		x.Outputs, x.SecretOutputs = nilIfEmpty(p.Outputs), nilIfEmptySlice(p.SecretOutputs)
-		x.Log, x.Partial, x.DurationMS, x.LogCutBytes = string(p.LogBytes()), false, p.DurationMS, p.LogCutBytes
+		x.Log, x.Partial, x.DurationMS, x.LogCutBytes, x.Ran = string(p.LogBytes()), false, p.DurationMS, p.LogCutBytes, true
 		f.touch(f.step(ev.StepID), ev.Time)
 	case state.EvStepDecision:
 		var p state.StepDecision
