@@ -16,6 +16,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
 	"github.com/drbook/drbook/steps"
 )
@@ -78,6 +79,10 @@ type RunView struct {
 
 	steps []*stepRow
 	index map[string]int
+	// fold folds the record's events (engine.Recorded) as they come: the
+	// statuses, times and durations of steps and targets are the fold's, so
+	// the live screen and a replay of the record show the same table.
+	fold *runlog.Folder
 
 	selected int
 	follow   bool
@@ -112,7 +117,7 @@ type RunView struct {
 // NewRunView returns an empty run screen; rb (may be nil) names the steps
 // before they start.
 func NewRunView(c *Common, rb *runbooks.Runbook) *RunView {
-	v := &RunView{c: c, index: map[string]int{}, follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
+	v := &RunView{c: c, index: map[string]int{}, fold: runlog.NewFolder(), follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
 	v.help = help.New()
 	v.help.Styles = c.Styles.Help
 	v.bar = progress.New(progress.WithoutPercentage(), progress.WithFillCharacters('█', '░'))
@@ -219,6 +224,85 @@ func (v *RunView) FullHelp() [][]key.Binding {
 
 // Handle applies one engine event.
 func (v *RunView) Handle(ev engine.Event) {
+	if r, ok := ev.(engine.Recorded); ok {
+		v.fold.Apply(r.Event)
+		if r.Event.StepID != "" {
+			v.step(r.Event.StepID)
+		}
+	}
+	v.handle(ev)
+	// Whatever the event said, a step the record knows shows what the
+	// record says.
+	if id := eventStep(ev); id != "" {
+		v.syncStep(id)
+	}
+}
+
+// eventStep is the step an event is about ("" for none).
+func eventStep(ev engine.Event) string {
+	switch e := ev.(type) {
+	case engine.Recorded:
+		return e.Event.StepID
+	case engine.StepPending:
+		return e.StepID
+	case engine.StepStarted:
+		return e.StepID
+	case engine.StepFinished:
+		return e.StepID
+	case engine.StepDone:
+		return e.StepID
+	}
+	return ""
+}
+
+// syncStep sets a step's status, times and target rows from the fold of
+// the record (runlog), when the record has the step.
+func (v *RunView) syncStep(id string) {
+	fv := v.fold.View()
+	fs := fv.Step(id)
+	if fs == nil {
+		return
+	}
+	s := v.step(id)
+	if fs.Status != state.StatusPending {
+		s.status = fs.Status
+		if fs.Status == state.StatusSkipped && fs.Reason != "" {
+			s.reason = fs.Reason
+		}
+	}
+	s.start = fs.Start
+	s.end = time.Time{}
+	if fs.Status != state.StatusRunning {
+		s.end = fs.End
+	}
+	if s.title == "" {
+		s.title, s.kind = fs.Title, fs.Kind
+	}
+	// Target rows in the order the record first started them, then the
+	// ones not started yet.
+	var known []*targetRow
+	seen := map[string]bool{}
+	for _, i := range fs.Execs {
+		x := fv.Execs[i]
+		if !x.Ran && x.Attempt == 0 {
+			continue // a whole-step skip has no target row
+		}
+		t := s.target(x.Target)
+		t.status, t.attempt, t.start, t.dur, t.exit, t.err = x.Status, x.Attempt, x.StartedAt, x.Duration(), x.ExitCode, x.Error
+		if !seen[x.Target] {
+			seen[x.Target] = true
+			known = append(known, t)
+		}
+	}
+	for _, t := range s.targets {
+		if !seen[t.name] {
+			known = append(known, t)
+		}
+	}
+	s.targets = known
+}
+
+func (v *RunView) handle(ev engine.Event) {
 	switch e := ev.(type) {
 	case engine.RunStarted:
 		v.runID, v.inventory, v.resumed = e.RunID, e.Inventory, e.Resumed

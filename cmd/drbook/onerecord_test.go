@@ -71,7 +71,7 @@ func TestReplayReadsOnlyTheChain(t *testing.T) {
 		before[i] = r.stdout
 	}
 	// The text replay shows each execution's command and its output.
-	for _, want := range []string{"$ echo hello from node1", "hello from node1", "! to stderr", "about to fail", "broken@node1#1 (failed)"} {
+	for _, want := range []string{"$ echo hello from node1", "hello from node1", "! to stderr", "about to fail", "output of failed broken@node1#1 (1 line(s)):"} {
 		if !strings.Contains(before[0], want) {
 			t.Errorf("replay text lacks %q:\n%s", want, before[0])
 		}

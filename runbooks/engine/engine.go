@@ -103,6 +103,7 @@ type run struct {
 	started time.Time
 
 	emitMu  sync.Mutex
+	recMu   sync.Mutex
 	humanMu sync.Mutex
 	human   time.Duration
 
@@ -173,9 +174,15 @@ func (r *run) record(ctx context.Context, typ state.EventType, stepID, target st
 	ev.Time = time.Now().UTC()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := r.cfg.Store.Append(wctx, ev); err != nil {
+	// Append and hand over under one lock, so observers get the events in
+	// seq order even when targets run in parallel.
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	appended, err := r.cfg.Store.Append(wctx, ev)
+	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", typ, err)
 	}
+	r.emit(Recorded{Event: appended})
 	return nil
 }
 
@@ -202,6 +209,10 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		return Outcome{}, fmt.Errorf("create run: %w", err)
 	}
 	r.id = sr.ID
+	// CreateRun wrote run.created: observers get it like every other event.
+	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
+		r.emit(Recorded{Event: evs[0]})
+	}
 	release, err := cfg.Store.Lock(ctx, r.id)
 	if err != nil {
 		return Outcome{RunID: r.id}, err

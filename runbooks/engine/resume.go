@@ -92,6 +92,10 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err != nil {
 		return Outcome{RunID: r.id}, err
 	}
+	// Observers fold the whole record, what came before the resume too.
+	for _, ev := range events {
+		r.emit(Recorded{Event: ev})
+	}
 	if err := r.checkResumeOptions(); err != nil {
 		return Outcome{RunID: r.id, Status: rec.Status}, err
 	}

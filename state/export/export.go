@@ -402,3 +402,11 @@ func boundedLog(log string) (lines []string, cut string) {
 	}
 	return lines, ""
 }
+
+// lineCount is the number of lines of a log (0 for none).
+func lineCount(log string) int {
+	if log == "" {
+		return 0
+	}
+	return strings.Count(strings.TrimSuffix(log, "\n"), "\n") + 1
+}

@@ -71,6 +71,11 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 				ew.printf("No output.\n")
 				continue
 			}
+			if x.Status == state.StatusInterrupted || x.Status == state.StatusSkipped {
+				// What an execution cut short printed: what tells whether
+				// it took effect.
+				ew.printf("Output before it stopped:\n\n")
+			}
 			fence := "```"
 			for strings.Contains(x.Log, fence) {
 				fence += "`"

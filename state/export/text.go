@@ -66,11 +66,11 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 		// The command that ran and what it printed (bounded); for an
 		// execution cut short, what it printed before it stopped: what
 		// tells whether it took effect.
-		ew.printf("\n  %s@%s#%d (%s)\n", tc(x.StepID), tc(dash(x.Target)), x.Attempt, tc(string(x.Status)))
+		lines, cut := boundedLog(x.Log)
+		ew.printf("\n  output of %s %s@%s#%d (%d line(s)):\n", tc(string(x.Status)), tc(x.StepID), tc(dash(x.Target)), x.Attempt, lineCount(x.Log))
 		if c := cmds[execKey(x)]; c != "" {
 			ew.printf("    $ %s\n", maskString(oneLine(c)))
 		}
-		lines, cut := boundedLog(x.Log)
 		for _, l := range lines {
 			ew.printf("    %s\n", l)
 		}

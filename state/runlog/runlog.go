@@ -211,12 +211,45 @@ func (v *View) Run() state.Run {
 // Fold folds a run's events (in seq order) into its view. It never fails:
 // an event whose payload does not decode is listed in View.Problems.
 func Fold(events []state.Event) View {
-	f := folder{execs: map[execKey]int{}, steps: map[string]int{}}
-	f.v.Answers = map[string]state.Answer{}
+	f := NewFolder()
 	for _, ev := range events {
-		f.apply(ev)
+		f.Apply(ev)
 	}
-	return f.finish()
+	return f.View()
+}
+
+// Folder folds events one at a time, for a view that follows a live run:
+// the engine hands each appended event to its observers, which Apply it.
+// Fold(events) is the View of a Folder that applied events in order. A
+// Folder is not safe for concurrent use.
+type Folder struct {
+	f     folder
+	view  View
+	dirty bool
+}
+
+// NewFolder returns an empty Folder.
+func NewFolder() *Folder {
+	f := &Folder{f: folder{execs: map[execKey]int{}, steps: map[string]int{}}}
+	f.f.v.Answers = map[string]state.Answer{}
+	return f
+}
+
+// Apply folds the next event of the run (events come in seq order).
+func (fo *Folder) Apply(ev state.Event) {
+	fo.f.apply(ev)
+	fo.dirty = true
+}
+
+// View returns the view of the events applied so far (recomputed only
+// after an Apply). Callers must not modify the maps it holds (outputs,
+// labels), which are the decoded payloads'.
+func (fo *Folder) View() View {
+	if fo.dirty || fo.view.Answers == nil {
+		fo.view = fo.f.snapshot()
+		fo.dirty = false
+	}
+	return fo.view
 }
 
 type folder struct {
@@ -376,7 +409,10 @@ func (f *folder) apply(ev state.Event) {
 		f.touch(s, ev.Time)
 		switch p.Decision {
 		case state.DecisionSkip:
-			if ev.Attempt == 0 && ev.Target == "" {
+			// A skip of no attempt skips the whole step: a guard, an
+			// empty for_each, or the operator skipping a failed step
+			// (Target then names the failed targets).
+			if ev.Attempt == 0 {
 				if f.skipped == nil {
 					f.skipped = map[string]string{}
 				}
@@ -415,14 +451,35 @@ func (f *folder) apply(ev state.Event) {
 	}
 }
 
-func (f *folder) finish() View {
+// snapshot returns the view so far: executions in the cache's order, step
+// statuses settled. The folder's own state is left as it was.
+func (f *folder) snapshot() View {
+	v := f.v
+	v.Execs = append([]Exec(nil), f.v.Execs...)
+	v.Steps = append([]Step(nil), f.v.Steps...)
+	v.Decisions = append([]Decision(nil), f.v.Decisions...)
+	v.History = append([]AnswerChange(nil), f.v.History...)
+	v.Waits = append([]Wait(nil), f.v.Waits...)
+	v.Notes = append([]state.Note(nil), f.v.Notes...)
+	v.Problems = append([]Problem(nil), f.v.Problems...)
+	v.Header.Resumes = append([]Resume(nil), f.v.Header.Resumes...)
+	answers := make(map[string]state.Answer, len(f.v.Answers))
+	for k, a := range f.v.Answers {
+		answers[k] = a
+	}
+	v.Answers = answers
+	settle(&v, f.skipped)
+	return v
+}
+
+func settle(v *View, skipped map[string]string) {
 	// The cache's order: start seq, then step, target, attempt.
-	idx := make([]int, len(f.v.Execs))
+	idx := make([]int, len(v.Execs))
 	for i := range idx {
 		idx[i] = i
 	}
 	sort.SliceStable(idx, func(a, b int) bool {
-		x, y := f.v.Execs[idx[a]], f.v.Execs[idx[b]]
+		x, y := v.Execs[idx[a]], v.Execs[idx[b]]
 		if x.StartSeq != y.StartSeq {
 			return x.StartSeq < y.StartSeq
 		}
@@ -436,25 +493,26 @@ func (f *folder) finish() View {
 	})
 	execs := make([]Exec, len(idx))
 	for i, j := range idx {
-		execs[i] = f.v.Execs[j]
+		execs[i] = v.Execs[j]
 	}
-	f.v.Execs = execs
-	for i := range f.v.Steps {
-		f.v.Steps[i].Execs = nil
+	v.Execs = execs
+	pos := make(map[string]int, len(v.Steps))
+	for i := range v.Steps {
+		v.Steps[i].Execs = nil
+		pos[v.Steps[i].ID] = i
 	}
-	for i, x := range f.v.Execs {
-		s := f.step(x.StepID)
+	for i, x := range v.Execs {
+		s := &v.Steps[pos[x.StepID]]
 		s.Execs = append(s.Execs, i)
 	}
-	for i := range f.v.Steps {
-		s := &f.v.Steps[i]
-		if reason, ok := f.skipped[s.ID]; ok {
+	for i := range v.Steps {
+		s := &v.Steps[i]
+		if reason, ok := skipped[s.ID]; ok {
 			s.Status, s.Reason = state.StatusSkipped, reason
 			continue
 		}
-		s.Status = stepStatus(f.v.Execs, s.Execs)
+		s.Status = stepStatus(v.Execs, s.Execs)
 	}
-	return f.v
 }
 
 // stepStatus settles a step from its targets' last executions.
