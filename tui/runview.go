@@ -117,7 +117,7 @@ type RunView struct {
 // NewRunView returns an empty run screen; rb (may be nil) names the steps
 // before they start.
 func NewRunView(c *Common, rb *runbooks.Runbook) *RunView {
-	v := &RunView{c: c, index: map[string]int{}, fold: runlog.NewFolder(), follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
+	v := &RunView{c: c, index: map[string]int{}, fold: liveFolder(), follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
 	v.help = help.New()
 	v.help.Styles = c.Styles.Help
 	v.bar = progress.New(progress.WithoutPercentage(), progress.WithFillCharacters('█', '░'))
@@ -238,6 +238,14 @@ func (v *RunView) Handle(ev engine.Event) {
 	}
 }
 
+// liveFolder folds for the run screen: no logs (the screen keeps the tail of
+// each step's output, the pager reads the record).
+func liveFolder() *runlog.Folder {
+	f := runlog.NewFolder()
+	f.DropLogs()
+	return f
+}
+
 // eventStep is the step an event is about ("" for none).
 func eventStep(ev engine.Event) string {
 	switch e := ev.(type) {
@@ -258,9 +266,8 @@ func eventStep(ev engine.Event) string {
 // syncStep sets a step's status, times and target rows from the fold of
 // the record (runlog), when the record has the step.
 func (v *RunView) syncStep(id string) {
-	fv := v.fold.View()
-	fs := fv.Step(id)
-	if fs == nil {
+	fs, execs, ok := v.fold.Step(id)
+	if !ok {
 		return
 	}
 	s := v.step(id)
@@ -282,8 +289,7 @@ func (v *RunView) syncStep(id string) {
 	// ones not started yet.
 	var known []*targetRow
 	seen := map[string]bool{}
-	for _, i := range fs.Execs {
-		x := fv.Execs[i]
+	for _, x := range execs {
 		if !x.Ran && x.Attempt == 0 {
 			continue // a whole-step skip has no target row
 		}

@@ -57,14 +57,15 @@ func sqlExec(t *testing.T, path, query string, args ...any) int64 {
 }
 
 // TestReplayReadsOnlyTheChain: forging the runs, execs and answers rows (the
-// caches the hash chain does not cover) changes nothing replay shows, in any
-// format, and --verify still reports OK for what the chain holds.
+// caches the hash chain does not cover) changes nothing replay or runs show,
+// in any format, and --verify still reports OK for what the chain holds.
 func TestReplayReadsOnlyTheChain(t *testing.T) {
 	l, id := recordedFailure(t)
-	formats := [][]string{{"--verify"}, {"--format", "markdown", "--verify"}, {"--format", "json", "--verify"}}
+	formats := [][]string{{"replay", id, "--verify"}, {"replay", id, "--format", "markdown", "--verify"},
+		{"replay", id, "--format", "json", "--verify"}, {"runs"}, {"runs", "-o", "json"}, {"runs", "--unfinished"}}
 	before := make([]string, len(formats))
 	for i, f := range formats {
-		r := drbook(t, nil, append([]string{"replay", id, "--db", l.db}, f...)...)
+		r := drbook(t, nil, append(f, "--db", l.db)...)
 		if r.code != 0 {
 			t.Fatalf("replay %v: exit %d\n%s%s", f, r.code, r.stdout, r.stderr)
 		}
@@ -89,8 +90,11 @@ func TestReplayReadsOnlyTheChain(t *testing.T) {
 			t.Fatalf("forging %s changed no row", table)
 		}
 	}
+	if !strings.Contains(before[5], id) || !strings.Contains(before[3], "failed") {
+		t.Errorf("runs does not list the failed run %s as resumable:\n%s\n%s", id, before[3], before[5])
+	}
 	for i, f := range formats {
-		r := drbook(t, nil, append([]string{"replay", id, "--db", l.db}, f...)...)
+		r := drbook(t, nil, append(f, "--db", l.db)...)
 		if r.code != 0 {
 			t.Fatalf("replay %v of forged caches: exit %d\n%s%s", f, r.code, r.stdout, r.stderr)
 		}

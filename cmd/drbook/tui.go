@@ -89,7 +89,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 				opts.PickerTitle = req.Dir + " + shipped library"
 			}
 			opts.Items = append(opts.Items, libraryItems(reg, inv, a.pluginDirs())...)
-			unfinished, err := db.ListRuns(ctx, state.RunFilter{
+			unfinished, err := chainRuns(ctx, db, state.RunFilter{
 				Status: []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}, Limit: 20,
 			})
 			if err != nil {

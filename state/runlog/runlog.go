@@ -235,6 +235,42 @@ func NewFolder() *Folder {
 	return f
 }
 
+// DropLogs makes the Folder keep no output logs (Exec.Log stays empty): for
+// a view that follows a long run and reads logs from the record when asked.
+// Call it before the first Apply.
+func (fo *Folder) DropLogs() {
+	fo.f.noLogs = true
+	fo.f.logLen = map[execKey]int64{}
+}
+
+// Step returns step id as folded so far, with its executions in start
+// order (the order of View().Execs), without building the whole View: a
+// live screen calls it on every event. ok is false when the record has no
+// such step yet.
+func (fo *Folder) Step(id string) (s Step, execs []Exec, ok bool) {
+	i, ok := fo.f.steps[id]
+	if !ok {
+		return Step{}, nil, false
+	}
+	s = fo.f.v.Steps[i]
+	idx := fo.f.byStep[id]
+	execs = make([]Exec, len(idx))
+	for j, k := range idx {
+		execs[j] = fo.f.v.Execs[k]
+	}
+	sort.SliceStable(execs, func(a, b int) bool { return execLess(execs[a], execs[b]) })
+	s.Execs = make([]int, len(execs))
+	for j := range execs {
+		s.Execs[j] = j
+	}
+	if reason, sk := fo.f.skipped[id]; sk {
+		s.Status, s.Reason = state.StatusSkipped, reason
+	} else {
+		s.Status = stepStatus(execs, s.Execs)
+	}
+	return s, execs, true
+}
+
 // Apply folds the next event of the run (events come in seq order).
 func (fo *Folder) Apply(ev state.Event) {
 	fo.f.apply(ev)
@@ -257,7 +293,12 @@ type folder struct {
 	execs   map[execKey]int
 	steps   map[string]int
 	skipped map[string]string
-	order   []int // exec indexes in cache order (start seq)
+	// byStep: indexes into v.Execs of each step's executions.
+	byStep map[string][]int
+	// noLogs: keep no output logs (only their length), for views that
+	// read logs elsewhere; a live run's logs can be large.
+	noLogs bool
+	logLen map[execKey]int64
 }
 
 func (f *folder) problem(ev state.Event, err error) {
@@ -295,7 +336,19 @@ func (f *folder) newExec(ev state.Event) *Exec {
 	k := execKey{ev.StepID, ev.Target, ev.Attempt}
 	f.v.Execs = append(f.v.Execs, Exec{Exec: state.Exec{RunID: ev.RunID, StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt}})
 	f.execs[k] = len(f.v.Execs) - 1
+	if f.byStep == nil {
+		f.byStep = map[string][]int{}
+	}
+	f.byStep[ev.StepID] = append(f.byStep[ev.StepID], len(f.v.Execs)-1)
 	return &f.v.Execs[len(f.v.Execs)-1]
+}
+
+// logLength is the length of an execution's log so far.
+func (f *folder) logLength(ev state.Event, x *Exec) int64 {
+	if f.noLogs {
+		return f.logLen[execKey{ev.StepID, ev.Target, ev.Attempt}]
+	}
+	return int64(len(x.Log))
 }
 
 func (f *folder) apply(ev state.Event) {
@@ -367,6 +420,9 @@ func (f *folder) apply(ev state.Event) {
 		}
 		*x = Exec{Exec: state.Exec{RunID: ev.RunID, StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt,
 			Status: state.StatusRunning, StartedAt: ev.Time, StartSeq: ev.Seq}, Title: p.Title, Kind: p.Kind, Summary: p.Summary, Danger: p.Danger, Ran: true}
+		if f.noLogs {
+			delete(f.logLen, execKey{ev.StepID, ev.Target, ev.Attempt})
+		}
 		s := f.step(ev.StepID)
 		if s.Title == "" {
 			s.Title, s.Kind = p.Title, p.Kind
@@ -379,8 +435,12 @@ func (f *folder) apply(ev state.Event) {
 			f.problem(ev, err)
 			return
 		}
-		if x, ok := f.exec(ev); ok && x.Status == state.StatusRunning && int64(len(x.Log)) == p.Offset {
-			x.Log += string(p.Bytes())
+		if x, ok := f.exec(ev); ok && x.Status == state.StatusRunning && f.logLength(ev, x) == p.Offset {
+			if f.noLogs {
+				f.logLen[execKey{ev.StepID, ev.Target, ev.Attempt}] += int64(len(p.Bytes()))
+			} else {
+				x.Log += string(p.Bytes())
+			}
 			x.Partial = true
 		}
 	case state.EvStepFinished:
@@ -396,7 +456,10 @@ func (f *folder) apply(ev state.Event) {
 		}
 		x.Status, x.FinishedAt, x.ExitCode, x.Error, x.EndSeq = p.Status, ev.Time, p.ExitCode, p.Error, ev.Seq
 		x.Outputs, x.SecretOutputs = nilIfEmpty(p.Outputs), nilIfEmptySlice(p.SecretOutputs)
-		x.Log, x.Partial, x.DurationMS, x.LogCutBytes, x.Ran = string(p.LogBytes()), false, p.DurationMS, p.LogCutBytes, true
+		x.Partial, x.DurationMS, x.LogCutBytes, x.Ran = false, p.DurationMS, p.LogCutBytes, true
+		if !f.noLogs {
+			x.Log = string(p.LogBytes())
+		}
 		f.touch(f.step(ev.StepID), ev.Time)
 	case state.EvStepDecision:
 		var p state.StepDecision
@@ -478,19 +541,7 @@ func settle(v *View, skipped map[string]string) {
 	for i := range idx {
 		idx[i] = i
 	}
-	sort.SliceStable(idx, func(a, b int) bool {
-		x, y := v.Execs[idx[a]], v.Execs[idx[b]]
-		if x.StartSeq != y.StartSeq {
-			return x.StartSeq < y.StartSeq
-		}
-		if x.StepID != y.StepID {
-			return x.StepID < y.StepID
-		}
-		if x.Target != y.Target {
-			return x.Target < y.Target
-		}
-		return x.Attempt < y.Attempt
-	})
+	sort.SliceStable(idx, func(a, b int) bool { return execLess(v.Execs[idx[a]], v.Execs[idx[b]]) })
 	execs := make([]Exec, len(idx))
 	for i, j := range idx {
 		execs[i] = v.Execs[j]
@@ -513,6 +564,20 @@ func settle(v *View, skipped map[string]string) {
 		}
 		s.Status = stepStatus(v.Execs, s.Execs)
 	}
+}
+
+// execLess is the cache's order: start seq, then step, target, attempt.
+func execLess(x, y Exec) bool {
+	if x.StartSeq != y.StartSeq {
+		return x.StartSeq < y.StartSeq
+	}
+	if x.StepID != y.StepID {
+		return x.StepID < y.StepID
+	}
+	if x.Target != y.Target {
+		return x.Target < y.Target
+	}
+	return x.Attempt < y.Attempt
 }
 
 // stepStatus settles a step from its targets' last executions.

@@ -134,10 +134,26 @@ func TestFoldMatchesCaches(t *testing.T) {
 				!reflect.DeepEqual(got.Labels, run.Labels) {
 				t.Errorf("fold header %+v\nrow %+v", got, run)
 			}
+			// A live folder (no logs, one step at a time) says the same.
+			live := runlog.NewFolder()
+			live.DropLogs()
+			for _, e := range events {
+				live.Apply(e)
+			}
 			for step, want := range tc.status {
 				s := v.Step(step)
 				if s == nil || s.Status != want {
 					t.Errorf("step %s: %+v, want %s", step, s, want)
+				}
+				ls, lx, ok := live.Step(step)
+				if !ok || ls.Status != want || ls.Reason != s.Reason || !ls.Start.Equal(s.Start) || !ls.End.Equal(s.End) || len(lx) != len(s.Execs) {
+					t.Errorf("live step %s: %+v %d execs, fold %+v", step, ls, len(lx), s)
+				}
+				for i, x := range lx {
+					y := v.Execs[s.Execs[i]]
+					if x.Log != "" || x.Status != y.Status || x.Duration() != y.Duration() || x.Target != y.Target {
+						t.Errorf("live exec %+v, fold %+v", x, y)
+					}
 				}
 			}
 		})
