@@ -69,6 +69,9 @@ func TestReplayReadsOnlyTheChain(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("replay %v: exit %d\n%s%s", f, r.code, r.stdout, r.stderr)
 		}
+		if strings.Contains(r.stderr, "differ") {
+			t.Errorf("%v reports differing caches before any edit:\n%s", f, r.stderr)
+		}
 		before[i] = r.stdout
 	}
 	// The text replay shows each execution's command and its output.
@@ -100,6 +103,12 @@ func TestReplayReadsOnlyTheChain(t *testing.T) {
 		}
 		if r.stdout != before[i] {
 			t.Errorf("replay %v changed when only the caches were edited:\n--- before\n%s\n--- after\n%s", f, before[i], r.stdout)
+		}
+		if strings.Contains(strings.Join(f, " "), "--verify") &&
+			(!strings.Contains(r.stderr, "differ from the hash chain") || !strings.Contains(r.stderr, `runs.host is "trusted-host"`) ||
+				!strings.Contains(r.stderr, "execs: broken@node1#1 is succeeded (exit 0), the chain says failed (exit 3)") ||
+				!strings.Contains(r.stderr, "answers: seed differs")) {
+			t.Errorf("replay %v does not report the forged caches:\n%s", f, r.stderr)
 		}
 		for _, forged := range []string{"trusted-host", "forged"} {
 			if strings.Contains(r.stdout, forged) {

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/export"
 	"github.com/drbook/drbook/state/runlog"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func newReplayCmd(a *app) *cobra.Command {
@@ -65,6 +68,9 @@ removed or reordered.`,
 			// Everything shown comes from the chain: the runs and execs
 			// tables are caches the chain does not cover.
 			view := runlog.Fold(events)
+			if verify {
+				reportCaches(ctx, cmd.ErrOrStderr(), db, run, view)
+			}
 			id := run.ID
 			run, execs := view.Run(), view.StateExecs()
 			run.ID = id
@@ -90,4 +96,29 @@ removed or reordered.`,
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
 	tuiFlag(cmd, "browse the recorded run in the terminal UI (read-only)")
 	return cmd
+}
+
+// reportCaches says on w where the database's caches of a run (runs, execs
+// and answers rows) differ from its chain. Replay never shows them: the
+// report only tells an auditor that the database was altered outside the
+// chain (or that the caches could not be read).
+func reportCaches(ctx context.Context, w io.Writer, db *state.DB, row state.Run, view runlog.View) {
+	execs, err := db.Execs(ctx, row.ID)
+	if err != nil {
+		fmt.Fprintf(w, "warning: cannot read the execs cache: %v\n", err)
+		return
+	}
+	answers, err := db.Answers(ctx, row.ID)
+	if err != nil {
+		fmt.Fprintf(w, "warning: cannot read the answers cache: %v\n", err)
+		return
+	}
+	diffs := runlog.CacheDiff(view, row, execs, answers)
+	if len(diffs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "warning: %d cached row(s) differ from the hash chain (altered outside it; replay shows the chain):\n", len(diffs))
+	for _, d := range diffs {
+		fmt.Fprintf(w, "  %s\n", termsafe.Cell(d))
+	}
 }

@@ -128,6 +128,9 @@ func TestFoldMatchesCaches(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if d := runlog.CacheDiff(v, run, execs, answers); len(d) > 0 {
+				t.Errorf("caches differ from the fold: %q", d)
+			}
 			got := v.Run()
 			if got.Status != run.Status || got.Host != run.Host || got.User != run.User || got.PID != run.PID ||
 				got.RunbookTitle != run.RunbookTitle || got.RunbookPath != run.RunbookPath || !got.FinishedAt.Equal(run.FinishedAt) ||
