@@ -35,6 +35,21 @@ func recordedRunbook(run state.Run) *runbooks.Runbook {
 	return rb
 }
 
+// replayRunbook parses the runbook the record's chain holds (the latest,
+// after any change a resume accepted), for step titles and order; nil if
+// the record holds none (older records) or it no longer parses.
+func replayRunbook(r Replay) *runbooks.Runbook {
+	files, err := state.Files(r.Events)
+	if err != nil || files.Runbook == nil {
+		return nil
+	}
+	rb, err := runbooks.ParseRunbook(files.Runbook.Path, files.Runbook.Bytes())
+	if err != nil {
+		return nil
+	}
+	return rb
+}
+
 // replayEvents turns a run's record into the events the run screen takes
 // live: every recorded event as engine.Recorded (the screen folds them with
 // runlog, as it does live, so statuses, times and durations are the
@@ -43,7 +58,7 @@ func recordedRunbook(run state.Run) *runbooks.Runbook {
 func replayEvents(r Replay) []engine.Event {
 	run := r.Run
 	view := runlog.Fold(r.Events)
-	rb := recordedRunbook(run)
+	rb := replayRunbook(r)
 	var ids []string
 	seen := map[string]bool{}
 	if rb != nil {

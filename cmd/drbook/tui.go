@@ -18,6 +18,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
 )
@@ -150,7 +151,11 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	if err != nil {
 		return nil, err
 	}
-	rep := &tui.Replay{Run: run, Events: events}
+	// What the screen shows comes from the chain, not the runs row.
+	view := runlog.Fold(events)
+	chainRun := view.Run()
+	chainRun.ID = run.ID
+	rep := &tui.Replay{Run: chainRun, Events: events}
 	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
 	return rep, nil
 }
