@@ -81,6 +81,12 @@ func TestLiveAndReplayOneTable(t *testing.T) {
 	if !strings.Contains(lt, "ms") && !strings.Contains(lt, "s\n") {
 		t.Errorf("no durations in the table:\n%s", lt)
 	}
+	// The operator's decision is recorded, and shown live as in replay.
+	for _, v := range []*RunView{live, replayed} {
+		if !strings.Contains(strings.Join(v.notices, "\n"), "decision: skip — done by hand (by alice)") {
+			t.Errorf("decision not shown: %q", v.notices)
+		}
+	}
 	if live.status != replayed.status || live.status != state.StatusSucceeded {
 		t.Errorf("run status live %s, replayed %s", live.status, replayed.status)
 	}

@@ -116,26 +116,6 @@ func replayEvents(r Replay) []engine.Event {
 			}
 			out = append(out, engine.StepFinished{StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt, Status: p.Status,
 				ExitCode: p.ExitCode, Err: p.Error, Duration: time.Duration(p.DurationMS) * time.Millisecond, Outputs: p.Outputs, Time: ev.Time})
-		case state.EvStepDecision:
-			var p state.StepDecision
-			_ = ev.Decode(&p)
-			text := "decision: " + p.Decision
-			if p.Reason != "" {
-				text += " — " + p.Reason
-			}
-			if p.By != "" {
-				text += " (by " + p.By + ")"
-			}
-			out = append(out, engine.Notice{StepID: ev.StepID, Target: ev.Target, Text: text, Time: ev.Time})
-		case state.EvOperatorWait:
-			var p state.OperatorWait
-			_ = ev.Decode(&p)
-			text := fmt.Sprintf("operator %s answered %q", p.Kind, p.Response)
-			if p.By != "" {
-				text += " (by " + p.By + ")"
-			}
-			text += fmt.Sprintf(" after %s", shortDur(time.Duration(p.DurationMS)*time.Millisecond))
-			out = append(out, engine.Notice{StepID: ev.StepID, Text: text, Time: ev.Time})
 		}
 	}
 	for _, s := range view.Steps {

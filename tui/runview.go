@@ -238,6 +238,46 @@ func (v *RunView) Handle(ev engine.Event) {
 	}
 }
 
+// notice shows an informative line in a step's output and the notices.
+func (v *RunView) notice(stepID, target, text string) {
+	text = clean(text)
+	v.notices = append(v.notices, text)
+	if s := v.step(stepID); s != nil {
+		v.appendOut(s, outLine{text: "» " + text, target: target, kind: lineNotice})
+	}
+}
+
+// recordedNotice is the line a recorded decision or operator wait shows
+// ("" for other events).
+func recordedNotice(ev state.Event) string {
+	switch ev.Type {
+	case state.EvStepDecision:
+		var p state.StepDecision
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		text := "decision: " + p.Decision
+		if p.Reason != "" {
+			text += " — " + p.Reason
+		}
+		if p.By != "" {
+			text += " (by " + p.By + ")"
+		}
+		return text
+	case state.EvOperatorWait:
+		var p state.OperatorWait
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		text := fmt.Sprintf("operator %s answered %q", p.Kind, p.Response)
+		if p.By != "" {
+			text += " (by " + p.By + ")"
+		}
+		return text + fmt.Sprintf(" after %s", shortDur(time.Duration(p.DurationMS)*time.Millisecond))
+	}
+	return ""
+}
+
 // liveFolder folds for the run screen: no logs (the screen keeps the tail of
 // each step's output, the pager reads the record).
 func liveFolder() *runlog.Folder {
@@ -402,10 +442,12 @@ func (v *RunView) handle(ev engine.Event) {
 	case engine.WaitOver:
 		v.waiting = ""
 	case engine.Notice:
-		text := clean(e.Text)
-		v.notices = append(v.notices, text)
-		if s := v.step(e.StepID); s != nil {
-			v.appendOut(s, outLine{text: "» " + text, target: e.Target, kind: lineNotice})
+		v.notice(e.StepID, e.Target, e.Text)
+	case engine.Recorded:
+		// Decisions and operator waits are shown as the record has them,
+		// live and in replay alike.
+		if text := recordedNotice(e.Event); text != "" {
+			v.notice(e.Event.StepID, e.Event.Target, text)
 		}
 	case engine.RunFinished:
 		v.done, v.status, v.errText, v.finished = true, e.Status, clean(e.Err), e.Time
