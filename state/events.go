@@ -27,7 +27,9 @@ func (t EventType) Known() bool {
 // Data is stored as null; RunID, Type, StepID and Target must be valid UTF-8.
 // run.created is written by CreateRun only; a secret answer must be sealed.
 //
-// Projections:
+// Projections (caches: package runlog folds the same events by the same
+// rules, and replay, runs and resume read the fold, never these tables;
+// runlog.CacheDiff reports where they disagree):
 //   - step.started inserts the Exec (StepID, Target, Attempt) as running (a
 //     repeated start of the same attempt restarts it);
 //   - step.output appends its chunk to a running Exec's log (when the

@@ -138,13 +138,17 @@ func NewEvent(runID string, typ EventType, payload any) (Event, error) {
 
 // RunCreated is the payload of EvRunCreated.
 type RunCreated struct {
-	RunbookName     string `json:"runbook_name"`
-	RunbookSHA256   string `json:"runbook_sha256"`
-	InventorySHA256 string `json:"inventory_sha256"`
-	Mode            string `json:"mode"`
-	Host            string `json:"host"`
-	PID             int    `json:"pid"`
-	User            string `json:"user"`
+	RunbookName string `json:"runbook_name"`
+	// RunbookTitle and Labels repeat the runs row's, so that a replay
+	// reads its header from the chain alone (absent in older records).
+	RunbookTitle    string            `json:"runbook_title,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	RunbookSHA256   string            `json:"runbook_sha256"`
+	InventorySHA256 string            `json:"inventory_sha256"`
+	Mode            string            `json:"mode"`
+	Host            string            `json:"host"`
+	PID             int               `json:"pid"`
+	User            string            `json:"user"`
 	// Runbook and Inventory are the files the run started with, whole
 	// (absent in records made before files were kept); WorkDir is the
 	// directory it started in, against which their relative paths (and the

@@ -72,7 +72,8 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 		return fmt.Errorf("create run: labels: %w", err)
 	}
 	payload, err := json.Marshal(RunCreated{
-		RunbookName: r.RunbookName, RunbookSHA256: r.RunbookSHA256, InventorySHA256: r.InventorySHA256,
+		RunbookName: r.RunbookName, RunbookTitle: r.RunbookTitle, Labels: r.Labels,
+		RunbookSHA256: r.RunbookSHA256, InventorySHA256: r.InventorySHA256,
 		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User,
 		Runbook: NewRecordedFile(r.RunbookPath, r.RunbookSource), Inventory: NewRecordedFile(r.InventoryPath, r.InventorySource),
 		WorkDir: r.WorkDir, StepAnswers: r.StepAnswers,

@@ -114,7 +114,7 @@ func New(ctx context.Context, opts Options) *Model {
 	switch {
 	case opts.Replay != nil:
 		m.screen = screenRun
-		m.run = NewRunView(c, recordedRunbook(opts.Replay.Run))
+		m.run = NewRunView(c, replayRunbook(*opts.Replay))
 		m.run.SetContext(RunContext{Ctx: ctx, User: opts.User, Record: replayRecord{opts.Replay}})
 		txt, ok := verifyText(*opts.Replay)
 		m.run.SetReadOnly(txt, ok)

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // Record reads the recorded output of one step of a run: every execution's
@@ -28,29 +28,13 @@ var _ Record = (*state.DB)(nil)
 type replayRecord struct{ r *Replay }
 
 func (rr replayRecord) StepLogs(_ context.Context, _, stepID string) ([]state.Exec, error) {
-	type ta struct {
-		target  string
-		attempt int
-	}
-	started := map[ta]int64{}
+	v := runlog.Fold(rr.r.Events)
 	var out []state.Exec
-	for _, ev := range rr.r.Events {
-		if ev.StepID != stepID {
-			continue
-		}
-		switch ev.Type {
-		case state.EvStepStarted:
-			started[ta{ev.Target, ev.Attempt}] = ev.Seq
-		case state.EvStepFinished:
-			var p state.StepFinished
-			if err := ev.Decode(&p); err != nil {
-				return nil, fmt.Errorf("event %d: %w", ev.Seq, err)
-			}
-			out = append(out, state.Exec{RunID: ev.RunID, StepID: stepID, Target: ev.Target, Attempt: ev.Attempt, Status: p.Status,
-				ExitCode: p.ExitCode, Error: p.Error, Log: string(p.LogBytes()), StartSeq: started[ta{ev.Target, ev.Attempt}], EndSeq: ev.Seq})
+	for _, x := range v.Execs {
+		if x.StepID == stepID && x.Ran {
+			out = append(out, x.Exec)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b state.Exec) int { return int(a.StartSeq - b.StartSeq) })
 	return out, nil
 }
 

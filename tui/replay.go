@@ -2,12 +2,14 @@ package tui
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // Replay is a recorded run to show read-only: its row, its events and the
@@ -33,11 +35,30 @@ func recordedRunbook(run state.Run) *runbooks.Runbook {
 	return rb
 }
 
-// replayEvents turns a run's record into the engine events the run screen
-// renders, so a replay looks exactly like the live run did.
+// replayRunbook parses the runbook the record's chain holds (the latest,
+// after any change a resume accepted), for step titles and order; nil if
+// the record holds none (older records) or it no longer parses.
+func replayRunbook(r Replay) *runbooks.Runbook {
+	files, err := state.Files(r.Events)
+	if err != nil || files.Runbook == nil {
+		return nil
+	}
+	rb, err := runbooks.ParseRunbook(files.Runbook.Path, files.Runbook.Bytes())
+	if err != nil {
+		return nil
+	}
+	return rb
+}
+
+// replayEvents turns a run's record into the events the run screen takes
+// live: every recorded event as engine.Recorded (the screen folds them with
+// runlog, as it does live, so statuses, times and durations are the
+// record's), with the announcements a live run also gets (steps pending and
+// started, output lines, notices). Step and run outcomes are the fold's.
 func replayEvents(r Replay) []engine.Event {
 	run := r.Run
-	rb := recordedRunbook(run)
+	view := runlog.Fold(r.Events)
+	rb := replayRunbook(r)
 	var ids []string
 	seen := map[string]bool{}
 	if rb != nil {
@@ -47,28 +68,31 @@ func replayEvents(r Replay) []engine.Event {
 		}
 	}
 	targets := map[string][]string{}
-	for _, ev := range r.Events {
-		if ev.Type != state.EvStepStarted {
+	for _, x := range view.Execs {
+		if !x.Ran {
 			continue
 		}
-		if !seen[ev.StepID] {
-			seen[ev.StepID] = true
-			ids = append(ids, ev.StepID)
+		if !seen[x.StepID] {
+			seen[x.StepID] = true
+			ids = append(ids, x.StepID)
 		}
-		if !contains(targets[ev.StepID], ev.Target) {
-			targets[ev.StepID] = append(targets[ev.StepID], ev.Target)
+		if !slices.Contains(targets[x.StepID], x.Target) {
+			targets[x.StepID] = append(targets[x.StepID], x.Target)
 		}
 	}
+	h := view.Header
 	out := []engine.Event{engine.RunStarted{
-		RunID: run.ID, Runbook: run.RunbookName, Title: run.RunbookTitle,
-		Inventory: run.InventoryPath, Time: run.CreatedAt, Steps: ids,
+		RunID: run.ID, Runbook: h.RunbookName, Title: h.RunbookTitle,
+		Inventory: h.InventoryPath, Time: h.Created, Steps: ids,
 	}}
+	if out[0].(engine.RunStarted).Title == "" && rb != nil {
+		rs := out[0].(engine.RunStarted)
+		rs.Title = rb.Title
+		out[0] = rs
+	}
 	pending := map[string]bool{}
-	last := map[string]map[string]state.Status{}
-	lastTime := map[string]time.Time{}
-	skipped := map[string]string{}
-	var finished *engine.RunFinished
 	for _, ev := range r.Events {
+		out = append(out, engine.Recorded{Event: ev})
 		switch ev.Type {
 		case state.EvRunResumed:
 			var p state.RunResumed
@@ -92,84 +116,15 @@ func replayEvents(r Replay) []engine.Event {
 			}
 			out = append(out, engine.StepFinished{StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt, Status: p.Status,
 				ExitCode: p.ExitCode, Err: p.Error, Duration: time.Duration(p.DurationMS) * time.Millisecond, Outputs: p.Outputs, Time: ev.Time})
-			if last[ev.StepID] == nil {
-				last[ev.StepID] = map[string]state.Status{}
-			}
-			last[ev.StepID][ev.Target] = p.Status
-			lastTime[ev.StepID] = ev.Time
-		case state.EvStepDecision:
-			var p state.StepDecision
-			_ = ev.Decode(&p)
-			text := "decision: " + p.Decision
-			if p.Reason != "" {
-				text += " — " + p.Reason
-			}
-			if p.By != "" {
-				text += " (by " + p.By + ")"
-			}
-			out = append(out, engine.Notice{StepID: ev.StepID, Target: ev.Target, Text: text, Time: ev.Time})
-			if p.Decision == state.DecisionSkip {
-				skipped[ev.StepID] = p.Reason
-				lastTime[ev.StepID] = ev.Time
-			}
-		case state.EvOperatorWait:
-			var p state.OperatorWait
-			_ = ev.Decode(&p)
-			text := fmt.Sprintf("operator %s answered %q", p.Kind, p.Response)
-			if p.By != "" {
-				text += " (by " + p.By + ")"
-			}
-			text += fmt.Sprintf(" after %s", shortDur(time.Duration(p.DurationMS)*time.Millisecond))
-			out = append(out, engine.Notice{StepID: ev.StepID, Text: text, Time: ev.Time})
-		case state.EvRunFinished:
-			var p state.RunFinished
-			_ = ev.Decode(&p)
-			finished = &engine.RunFinished{RunID: run.ID, Status: p.Status, Err: p.Error,
-				Machine: time.Duration(p.MachineMS) * time.Millisecond, Human: time.Duration(p.HumanMS) * time.Millisecond, Time: ev.Time}
 		}
 	}
-	for _, id := range ids {
-		st, ok := stepStatus(last[id])
-		if reason, sk := skipped[id]; sk {
-			out = append(out, engine.StepDone{StepID: id, Status: state.StatusSkipped, Reason: reason, Time: lastTime[id]})
-			continue
-		}
-		if ok {
-			out = append(out, engine.StepDone{StepID: id, Status: st, Time: lastTime[id]})
+	for _, s := range view.Steps {
+		if s.Status != state.StatusPending {
+			out = append(out, engine.StepDone{StepID: s.ID, Status: s.Status, Reason: s.Reason, Time: s.End})
 		}
 	}
-	if finished == nil {
-		end := run.UpdatedAt
-		finished = &engine.RunFinished{RunID: run.ID, Status: run.Status, Time: end}
-	}
-	return append(out, *finished)
-}
-
-// stepStatus is the settled status of a step from its targets' last
-// executions: failed if any failed, running/interrupted if any did not end.
-func stepStatus(byTarget map[string]state.Status) (state.Status, bool) {
-	if len(byTarget) == 0 {
-		return "", false
-	}
-	st := state.StatusSucceeded
-	for _, s := range byTarget {
-		switch s {
-		case state.StatusFailed:
-			return state.StatusFailed, true
-		case state.StatusInterrupted, state.StatusRunning:
-			st = state.StatusInterrupted
-		}
-	}
-	return st, true
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return append(out, engine.RunFinished{RunID: run.ID, Status: h.Status, Err: h.Error,
+		Machine: time.Duration(h.MachineMS) * time.Millisecond, Human: time.Duration(h.HumanMS) * time.Millisecond, Time: h.LastTime})
 }
 
 // verifyText is the header's chain status.

@@ -35,7 +35,7 @@ func recorded(t testing.TB) Replay {
 	run := state.Run{ID: "r20261121-030405-ab12", RunbookName: "tui-drill", RunbookTitle: "Drill for the TUI end-to-end test",
 		RunbookPath: "testdata/e2e/drill.yaml", RunbookSource: src, InventoryPath: "testdata/inventory.yaml",
 		Status: state.StatusSucceeded, CreatedAt: at(0), UpdatedAt: at(95000)}
-	evs := []state.Event{ev(t, 0, state.EvRunCreated, "", "", 0, state.RunCreated{RunbookName: "tui-drill"})}
+	evs := []state.Event{ev(t, 0, state.EvRunCreated, "", "", 0, state.RunCreated{RunbookName: "tui-drill", Runbook: state.NewRecordedFile("testdata/e2e/drill.yaml", src), Inventory: state.NewRecordedFile("testdata/inventory.yaml", []byte("nodes: []\n"))})}
 	for i, n := range []string{"node1", "node2", "node3"} {
 		evs = append(evs, ev(t, 100+i, state.EvStepStarted, "hello", n, 1, state.StepStarted{Title: "Say hello everywhere", Kind: "shell", Summary: "echo hello from " + n}))
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
 	"github.com/drbook/drbook/steps"
 )
@@ -78,6 +79,10 @@ type RunView struct {
 
 	steps []*stepRow
 	index map[string]int
+	// fold folds the record's events (engine.Recorded) as they come: the
+	// statuses, times and durations of steps and targets are the fold's, so
+	// the live screen and a replay of the record show the same table.
+	fold *runlog.Folder
 
 	selected int
 	follow   bool
@@ -112,7 +117,7 @@ type RunView struct {
 // NewRunView returns an empty run screen; rb (may be nil) names the steps
 // before they start.
 func NewRunView(c *Common, rb *runbooks.Runbook) *RunView {
-	v := &RunView{c: c, index: map[string]int{}, follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
+	v := &RunView{c: c, index: map[string]int{}, fold: liveFolder(), follow: true, shown: -1, status: state.StatusRunning, wrap: true, ctx: context.Background()}
 	v.help = help.New()
 	v.help.Styles = c.Styles.Help
 	v.bar = progress.New(progress.WithoutPercentage(), progress.WithFillCharacters('█', '░'))
@@ -219,6 +224,131 @@ func (v *RunView) FullHelp() [][]key.Binding {
 
 // Handle applies one engine event.
 func (v *RunView) Handle(ev engine.Event) {
+	if r, ok := ev.(engine.Recorded); ok {
+		v.fold.Apply(r.Event)
+		if r.Event.StepID != "" {
+			v.step(r.Event.StepID)
+		}
+	}
+	v.handle(ev)
+	// Whatever the event said, a step the record knows shows what the
+	// record says.
+	if id := eventStep(ev); id != "" {
+		v.syncStep(id)
+	}
+}
+
+// notice shows an informative line in a step's output and the notices.
+func (v *RunView) notice(stepID, target, text string) {
+	text = clean(text)
+	v.notices = append(v.notices, text)
+	if s := v.step(stepID); s != nil {
+		v.appendOut(s, outLine{text: "» " + text, target: target, kind: lineNotice})
+	}
+}
+
+// recordedNotice is the line a recorded decision or operator wait shows
+// ("" for other events).
+func recordedNotice(ev state.Event) string {
+	switch ev.Type {
+	case state.EvStepDecision:
+		var p state.StepDecision
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		text := "decision: " + p.Decision
+		if p.Reason != "" {
+			text += " — " + p.Reason
+		}
+		if p.By != "" {
+			text += " (by " + p.By + ")"
+		}
+		return text
+	case state.EvOperatorWait:
+		var p state.OperatorWait
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		text := fmt.Sprintf("operator %s answered %q", p.Kind, p.Response)
+		if p.By != "" {
+			text += " (by " + p.By + ")"
+		}
+		return text + fmt.Sprintf(" after %s", shortDur(time.Duration(p.DurationMS)*time.Millisecond))
+	}
+	return ""
+}
+
+// liveFolder folds for the run screen: no logs (the screen keeps the tail of
+// each step's output, the pager reads the record).
+func liveFolder() *runlog.Folder {
+	f := runlog.NewFolder()
+	f.DropLogs()
+	return f
+}
+
+// eventStep is the step an event is about ("" for none).
+func eventStep(ev engine.Event) string {
+	switch e := ev.(type) {
+	case engine.Recorded:
+		return e.Event.StepID
+	case engine.StepPending:
+		return e.StepID
+	case engine.StepStarted:
+		return e.StepID
+	case engine.StepFinished:
+		return e.StepID
+	case engine.StepDone:
+		return e.StepID
+	}
+	return ""
+}
+
+// syncStep sets a step's status, times and target rows from the fold of
+// the record (runlog), when the record has the step.
+func (v *RunView) syncStep(id string) {
+	fs, execs, ok := v.fold.Step(id)
+	if !ok {
+		return
+	}
+	s := v.step(id)
+	if fs.Status != state.StatusPending {
+		s.status = fs.Status
+		if fs.Status == state.StatusSkipped && fs.Reason != "" {
+			s.reason = fs.Reason
+		}
+	}
+	s.start = fs.Start
+	s.end = time.Time{}
+	if fs.Status != state.StatusRunning {
+		s.end = fs.End
+	}
+	if s.title == "" {
+		s.title, s.kind = fs.Title, fs.Kind
+	}
+	// Target rows in the order the record first started them, then the
+	// ones not started yet.
+	var known []*targetRow
+	seen := map[string]bool{}
+	for _, x := range execs {
+		if !x.Ran && x.Attempt == 0 {
+			continue // a whole-step skip has no target row
+		}
+		t := s.target(x.Target)
+		t.status, t.attempt, t.start, t.dur, t.exit, t.err = x.Status, x.Attempt, x.StartedAt, x.Duration(), x.ExitCode, x.Error
+		if !seen[x.Target] {
+			seen[x.Target] = true
+			known = append(known, t)
+		}
+	}
+	for _, t := range s.targets {
+		if !seen[t.name] {
+			known = append(known, t)
+		}
+	}
+	s.targets = known
+}
+
+func (v *RunView) handle(ev engine.Event) {
 	switch e := ev.(type) {
 	case engine.RunStarted:
 		v.runID, v.inventory, v.resumed = e.RunID, e.Inventory, e.Resumed
@@ -312,10 +442,12 @@ func (v *RunView) Handle(ev engine.Event) {
 	case engine.WaitOver:
 		v.waiting = ""
 	case engine.Notice:
-		text := clean(e.Text)
-		v.notices = append(v.notices, text)
-		if s := v.step(e.StepID); s != nil {
-			v.appendOut(s, outLine{text: "» " + text, target: e.Target, kind: lineNotice})
+		v.notice(e.StepID, e.Target, e.Text)
+	case engine.Recorded:
+		// Decisions and operator waits are shown as the record has them,
+		// live and in replay alike.
+		if text := recordedNotice(e.Event); text != "" {
+			v.notice(e.Event.StepID, e.Event.Target, text)
 		}
 	case engine.RunFinished:
 		v.done, v.status, v.errText, v.finished = true, e.Status, clean(e.Err), e.Time

@@ -69,6 +69,11 @@ func (p *printer) paint(code, s string) string {
 }
 
 func (p *printer) observe(ev engine.Event) {
+	if _, ok := ev.(engine.Recorded); ok {
+		// The printer says what happens as it happens (the other events);
+		// the record's events are for the views that fold them.
+		return
+	}
 	if p.json {
 		p.jsonLine(ev)
 		return

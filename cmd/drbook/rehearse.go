@@ -26,6 +26,7 @@ import (
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
 )
@@ -490,17 +491,16 @@ func overBudget(rep *rehearsal.Report) string {
 func (r *rehearser) recover(ctx context.Context, db *state.DB, rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry,
 	inputs map[string]runbooks.Value, rep *rehearsal.Report) error {
 	var mu sync.Mutex
-	starts := map[string]time.Time{}
+	// The step timeline is folded from the record's events as the engine
+	// appends them (runlog), as replay folds them.
+	fold := runlog.NewFolder()
+	fold.DropLogs()
 	cfg := r.a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: true}, func(ev engine.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch e := ev.(type) {
-		case engine.StepStarted:
-			starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)] = e.Time
-		case engine.StepFinished:
-			t0 := starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)]
-			rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: e.StepID, Target: e.Target, Attempt: e.Attempt, Status: string(e.Status),
-				Start: rehearsal.Duration(t0.Sub(rep.DisasterAt)), Length: rehearsal.Duration(e.Duration)})
+		case engine.Recorded:
+			fold.Apply(e.Event)
 		case engine.StepPending:
 			if !r.opts.tui { // the TUI owns the terminal
 				r.say("step %s", e.StepID)
@@ -519,6 +519,14 @@ func (r *rehearser) recover(ctx context.Context, db *state.DB, rb *runbooks.Runb
 		outcome, runErr = engine.Start(ctx, cfg, inputs)
 	}
 	rep.RecoveredAt = time.Now().UTC()
+	mu.Lock()
+	for _, x := range fold.View().Execs {
+		if x.Ran && !x.FinishedAt.IsZero() {
+			rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: x.StepID, Target: x.Target, Attempt: x.Attempt, Status: string(x.Status),
+				Start: rehearsal.Duration(x.StartedAt.Sub(rep.DisasterAt)), Length: rehearsal.Duration(x.Duration())})
+		}
+	}
+	mu.Unlock()
 	rep.RunID, rep.Status = outcome.RunID, string(outcome.Status)
 	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
 	rep.Human = rehearsal.Duration(outcome.Human)

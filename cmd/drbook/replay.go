@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/export"
+	"github.com/drbook/drbook/state/runlog"
+	"github.com/drbook/drbook/state/termsafe"
 )
 
 func newReplayCmd(a *app) *cobra.Command {
@@ -18,7 +22,10 @@ func newReplayCmd(a *app) *cobra.Command {
 		Use:   "replay RUN_ID",
 		Short: "Show a recorded run from the checkpoint database (never contacts a node)",
 		Long: `Replay a run from its record: every step execution with its target, timings,
-exit status, outputs (secrets masked) and output log.
+exit status, the command that ran, outputs (secrets masked) and output log
+(text and markdown show up to 60 lines per execution and say what was cut;
+--format json holds every log whole). Everything shown is read from the
+run's hash-chained events alone, never from the tables that cache them.
 
 --verify recomputes the run's hash chain from its first event and fails with
 exit code 5, naming the first broken sequence number, if any event was altered,
@@ -59,10 +66,15 @@ removed or reordered.`,
 			if err != nil {
 				return errors.Join(verr, err)
 			}
-			execs, err := db.Execs(ctx, run.ID)
-			if err != nil {
-				return errors.Join(verr, err)
+			// Everything shown comes from the chain: the runs and execs
+			// tables are caches the chain does not cover.
+			view := runlog.Fold(events)
+			if verify {
+				reportCaches(ctx, cmd.ErrOrStderr(), db, run, view)
 			}
+			id := run.ID
+			run, execs := view.Run(), view.StateExecs()
+			run.ID = id
 			w := cmd.OutOrStdout()
 			switch format {
 			case "json":
@@ -85,4 +97,29 @@ removed or reordered.`,
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
 	tuiFlag(cmd, "browse the recorded run in the terminal UI (read-only)")
 	return cmd
+}
+
+// reportCaches says on w where the database's caches of a run (runs, execs
+// and answers rows) differ from its chain. Replay never shows them: the
+// report only tells an auditor that the database was altered outside the
+// chain (or that the caches could not be read).
+func reportCaches(ctx context.Context, w io.Writer, db *state.DB, row state.Run, view runlog.View) {
+	execs, err := db.Execs(ctx, row.ID)
+	if err != nil {
+		fmt.Fprintf(w, "warning: cannot read the execs cache: %v\n", err)
+		return
+	}
+	answers, err := db.Answers(ctx, row.ID)
+	if err != nil {
+		fmt.Fprintf(w, "warning: cannot read the answers cache: %v\n", err)
+		return
+	}
+	diffs := runlog.CacheDiff(view, row, execs, answers)
+	if len(diffs) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "warning: %d cached row(s) differ from the hash chain (altered outside it; replay shows the chain):\n", len(diffs))
+	for _, d := range diffs {
+		fmt.Fprintf(w, "  %s\n", termsafe.Cell(d))
+	}
 }

@@ -147,6 +147,12 @@ naming the steps that used it, and nothing is recorded.`,
 			if err != nil {
 				return err
 			}
+			// Nothing is read from a record whose chain does not verify
+			// (exit 5, naming the first bad event); the engine checks
+			// again under the run's lock.
+			if _, err := db.Verify(ctx, rec.ID); err != nil {
+				return fmt.Errorf("resume of %s refused: %w", rec.ID, err)
+			}
 			lf, err := a.loadRecorded(ctx, db, rec, runbookPath, invPath)
 			if err != nil {
 				return err

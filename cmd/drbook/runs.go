@@ -41,7 +41,7 @@ resume with 'drbook abort RUN_ID'.`,
 			if unfinished {
 				f.Status = []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}
 			}
-			runs, err := db.ListRuns(ctx, f)
+			runs, err := chainRuns(ctx, db, f)
 			if err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
 )
@@ -89,7 +90,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 				opts.PickerTitle = req.Dir + " + shipped library"
 			}
 			opts.Items = append(opts.Items, libraryItems(reg, inv, a.pluginDirs())...)
-			unfinished, err := db.ListRuns(ctx, state.RunFilter{
+			unfinished, err := chainRuns(ctx, db, state.RunFilter{
 				Status: []state.Status{state.StatusRunning, state.StatusInterrupted, state.StatusFailed}, Limit: 20,
 			})
 			if err != nil {
@@ -150,7 +151,11 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	if err != nil {
 		return nil, err
 	}
-	rep := &tui.Replay{Run: run, Events: events}
+	// What the screen shows comes from the chain, not the runs row.
+	view := runlog.Fold(events)
+	chainRun := view.Run()
+	chainRun.ID = run.ID
+	rep := &tui.Replay{Run: chainRun, Events: events}
 	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
 	return rep, nil
 }

@@ -34,6 +34,9 @@ type Store interface {
 	Events(ctx context.Context, runID string) ([]state.Event, error)
 	GetRun(ctx context.Context, id string) (state.Run, error)
 	Lock(ctx context.Context, runID string) (func() error, error)
+	// Verify recomputes a run's hash chain; an error wraps
+	// state.ErrChainBroken and names the first bad seq.
+	Verify(ctx context.Context, runID string) (state.VerifyReport, error)
 	// Seal and Unseal protect a secret of run runID with the run's data key,
 	// which the store shreds when the run ends for good.
 	Seal(ctx context.Context, runID, plain string) (string, error)
@@ -104,6 +107,7 @@ type run struct {
 	started   time.Time
 
 	emitMu  sync.Mutex
+	recMu   sync.Mutex
 	humanMu sync.Mutex
 	human   time.Duration
 
@@ -180,12 +184,18 @@ func (r *run) record(ctx context.Context, typ state.EventType, stepID, target st
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if _, err := r.cfg.Store.Append(wctx, ev); err != nil {
+	// Append and hand over under one lock, so observers get the events in
+	// seq order even when targets run in parallel.
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	appended, err := r.cfg.Store.Append(wctx, ev)
+	if err != nil {
 		if errors.Is(err, state.ErrLocked) {
 			r.lockedErr.CompareAndSwap(nil, &err)
 		}
 		return fmt.Errorf("checkpoint %s: %w", typ, err)
 	}
+	r.emit(Recorded{Event: appended})
 	return nil
 }
 
@@ -212,6 +222,10 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		return Outcome{}, fmt.Errorf("create run: %w", err)
 	}
 	r.id = sr.ID
+	// CreateRun wrote run.created: observers get it like every other event.
+	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
+		r.emit(Recorded{Event: evs[0]})
+	}
 	release, err := cfg.Store.Lock(ctx, r.id)
 	if err != nil {
 		return Outcome{RunID: r.id}, err

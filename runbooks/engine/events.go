@@ -13,6 +13,16 @@ import (
 // must not block for long.
 type Event interface{ event() }
 
+// Recorded is an event of the run's record, handed to observers as it was
+// appended (Seq, Time and Hash set): the facts of a run. Observers fold
+// them with runlog (package state/runlog), as replay does from the record,
+// so a live view and a replay cannot drift. The other event types carry
+// what only lives in memory (output lines as they arrive, questions to the
+// operator) and announcements that precede the facts.
+type Recorded struct {
+	Event state.Event
+}
+
 // RunStarted is the first event of a run (or of a resumed run).
 type RunStarted struct {
 	RunID, Runbook, Title string
@@ -116,6 +126,7 @@ type RunFinished struct {
 	Time    time.Time
 }
 
+func (Recorded) event()      {}
 func (RunStarted) event()    {}
 func (StepPending) event()   {}
 func (StepStarted) event()   {}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -77,6 +78,11 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{RunID: r.id}, err
 	}
 	defer release()
+	// Resume acts on the record: a record whose chain does not verify is
+	// not acted on (checked under the lock, right before it is read).
+	if _, err := cfg.Store.Verify(ctx, r.id); err != nil {
+		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("resume of %s refused: %w", r.id, err)
+	}
 	events, err := cfg.Store.Events(ctx, r.id)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
@@ -85,6 +91,10 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	inputs, err := r.replayRecord(ctx, events)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
+	}
+	// Observers fold the whole record, what came before the resume too.
+	for _, ev := range events {
+		r.emit(Recorded{Event: ev})
 	}
 	if err := r.checkResumeOptions(); err != nil {
 		return Outcome{RunID: r.id, Status: rec.Status}, err
@@ -215,87 +225,66 @@ func stepFingerprint(rb *runbooks.Runbook, s *runbooks.Step) string {
 	return string(b)
 }
 
-// replayRecord rebuilds inputs and per-step history from recorded events.
+// replayRecord rebuilds inputs and per-step history from recorded events,
+// folded by the one reducer of a record (runlog.Fold).
 func (r *run) replayRecord(ctx context.Context, events []state.Event) (map[string]runbooks.Value, error) {
+	v := runlog.Fold(events)
+	if len(v.Problems) > 0 {
+		p := v.Problems[0]
+		return nil, fmt.Errorf("event %d: %s", p.Seq, p.Reason)
+	}
 	inputs := map[string]runbooks.Value{}
-	execs := map[string]map[string]*state.Exec{} // step → target → last exec
-	for _, ev := range events {
-		switch ev.Type {
-		case state.EvAnswer:
-			var a state.Answer
-			if err := ev.Decode(&a); err != nil {
-				return nil, fmt.Errorf("event %d: %w", ev.Seq, err)
-			}
-			raw := a.Value
-			if a.Secret {
-				plain, err := r.cfg.Store.Unseal(ctx, r.id, raw)
-				if err != nil {
-					return nil, fmt.Errorf("unseal input %s: %w", a.Name, err)
-				}
-				raw = plain
-			}
-			v, err := decodeRecorded(raw)
+	// Every answer in order (the last for a name wins); each secret one,
+	// superseded or not, is masked in output from now on.
+	for _, ch := range v.History {
+		a := ch.Answer
+		raw := a.Value
+		if a.Secret {
+			plain, err := r.cfg.Store.Unseal(ctx, r.id, raw)
 			if err != nil {
-				return nil, fmt.Errorf("input %s: %w", a.Name, err)
+				return nil, fmt.Errorf("unseal input %s: %w", a.Name, err)
 			}
-			if list, ok := v.([]any); ok {
-				ss := make([]string, len(list))
-				for i, x := range list {
-					ss[i] = fmt.Sprint(x)
-				}
-				v = ss
+			raw = plain
+		}
+		val, err := decodeRecorded(raw)
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", a.Name, err)
+		}
+		if list, ok := val.([]any); ok {
+			ss := make([]string, len(list))
+			for i, x := range list {
+				ss[i] = fmt.Sprint(x)
 			}
-
-			if a.Secret {
-				if s, ok := v.(string); ok {
-					r.mask.add(s)
-				}
-			}
-			inputs[a.Name] = runbooks.Value{V: v, Secret: a.Secret}
-		case state.EvStepStarted:
-			if execs[ev.StepID] == nil {
-				execs[ev.StepID] = map[string]*state.Exec{}
-			}
-			execs[ev.StepID][ev.Target] = &state.Exec{StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt, Status: state.StatusRunning, StartedAt: ev.Time, StartSeq: ev.Seq}
-		case state.EvStepFinished:
-			var f state.StepFinished
-			if err := ev.Decode(&f); err != nil {
-				return nil, fmt.Errorf("event %d: %w", ev.Seq, err)
-			}
-			ex := execs[ev.StepID][ev.Target]
-			if ex == nil || ex.Attempt != ev.Attempt {
-				return nil, fmt.Errorf("event %d: step.finished without its step.started", ev.Seq)
-			}
-			ex.Status, ex.ExitCode, ex.Error, ex.Outputs, ex.SecretOutputs, ex.EndSeq = f.Status, f.ExitCode, f.Error, f.Outputs, f.SecretOutputs, ev.Seq
-		case state.EvStepDecision:
-			var d state.StepDecision
-			if err := ev.Decode(&d); err != nil {
-				return nil, fmt.Errorf("event %d: %w", ev.Seq, err)
-			}
-			p := r.priorFor(ev.StepID)
-			switch d.Decision {
-			case state.DecisionSkip:
-				if ev.Attempt == 0 {
-					p.skipped, p.reason = true, d.Reason
-					p.guard = d.By == "engine" && ev.Target == "" && strings.HasPrefix(d.Reason, "guard ")
-				} else if ex := execs[ev.StepID][ev.Target]; ex != nil {
-					ex.Status = state.StatusSkipped
-					if len(d.Outputs) > 0 {
-						ex.Outputs, ex.SecretOutputs = d.Outputs, d.SecretOutputs
-					}
-				}
-			case "continue":
-				p.skipped, p.reason = true, "continued after failure"
-			case state.DecisionInterrupted:
-				if ex := execs[ev.StepID][ev.Target]; ex != nil && ex.Attempt == ev.Attempt && ex.Status == state.StatusRunning {
-					ex.Status = state.StatusInterrupted
-				}
+			val = ss
+		}
+		if a.Secret {
+			if s, ok := val.(string); ok {
+				r.mask.add(s)
 			}
 		}
+		inputs[a.Name] = runbooks.Value{V: val, Secret: a.Secret}
 	}
-	for stepID, byTarget := range execs {
-		p := r.priorFor(stepID)
-		p.byTarget = byTarget
+	for _, d := range v.Decisions {
+		p := r.priorFor(d.StepID)
+		switch d.Decision {
+		case state.DecisionSkip:
+			if d.Attempt == 0 {
+				p.skipped, p.reason = true, d.Reason
+				p.guard = d.By == "engine" && d.Target == "" && strings.HasPrefix(d.Reason, "guard ")
+			}
+		case "continue":
+			p.skipped, p.reason = true, "continued after failure"
+		}
+	}
+	// The last execution of each step on each target (Execs are in start
+	// order); a skip decision alone does not make one.
+	for i := range v.Execs {
+		x := v.Execs[i].Exec
+		if !v.Execs[i].Ran {
+			continue
+		}
+		p := r.priorFor(x.StepID)
+		p.byTarget[x.Target] = &x
 	}
 	return inputs, nil
 }

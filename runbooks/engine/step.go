@@ -133,7 +133,7 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		if len(failed) == 0 {
 			break
 		}
-		next, stop := r.onFailure(ctx, s, failed)
+		next, skipReason, stop := r.onFailure(ctx, s, failed)
 		if stop != nil {
 			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusFailed), Targets: vals.Targets}
 			r.emit(StepDone{StepID: s.ID, Status: state.StatusFailed, Reason: stop.Error(), Time: time.Now()})
@@ -142,6 +142,12 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		if next == nil { // continue or skip
 			r.settle(s, vals, targets)
 			r.scope.Steps[s.ID].Status = string(state.StatusFailed)
+			if skipReason != "" {
+				// The operator skipped it: recorded as a skip, shown as one
+				// (the templates still see it failed).
+				r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: skipReason, Time: time.Now()})
+				return nil
+			}
 			r.emit(StepDone{StepID: s.ID, Status: state.StatusFailed, Reason: "continued after failure", Time: time.Now()})
 			return nil
 		}
@@ -638,9 +644,9 @@ func orLocal(t string) string {
 }
 
 // onFailure applies on_failure to the failed targets of a step. It returns
-// the targets to retry, or (nil, nil) to go on to the next step, or an error
-// that stops the run.
-func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) ([]string, error) {
+// the targets to retry, or none to go on to the next step (with the reason
+// when the operator skipped it), or an error that stops the run.
+func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) (next []string, skipReason string, err error) {
 	policy := s.OnFailure
 	if policy == "" {
 		policy = runbooks.OnFailureStop
@@ -649,9 +655,9 @@ func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) 
 	switch policy {
 	case runbooks.OnFailureContinue:
 		if err := r.record(ctx, state.EvStepDecision, s.ID, failedText, 0, state.StepDecision{Decision: "continue", Reason: "on_failure: continue", By: "runbook"}); err != nil {
-			return nil, err
+			return nil, "", err
 		}
-		return nil, nil
+		return nil, "", nil
 	case runbooks.OnFailureAsk:
 		var d steps.Decision
 		prompt := fmt.Sprintf("step %s failed on %s: retry, skip or abort?", s.ID, orLocal(failedText))
@@ -662,27 +668,27 @@ func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) 
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("%w at the failure prompt of %s", ErrInterrupted, s.ID)
+				return nil, "", fmt.Errorf("%w at the failure prompt of %s", ErrInterrupted, s.ID)
 			}
-			return nil, fmt.Errorf("%w: step %s failed on %s and nobody can decide: %w", ErrStepFailed, s.ID, orLocal(failedText), err)
+			return nil, "", fmt.Errorf("%w: step %s failed on %s and nobody can decide: %w", ErrStepFailed, s.ID, orLocal(failedText), err)
 		}
 		rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
 		if err := r.record(ctx, state.EvStepDecision, s.ID, failedText, 0, rec); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		switch d.Kind {
 		case steps.DecisionRetry:
-			return failed, nil
+			return failed, "", nil
 		case steps.DecisionSkip:
 			if strings.TrimSpace(d.Reason) == "" {
-				return nil, fmt.Errorf("%w: skipping %s needs a reason", ErrAborted, s.ID)
+				return nil, "", fmt.Errorf("%w: skipping %s needs a reason", ErrAborted, s.ID)
 			}
-			return nil, nil
+			return nil, d.Reason, nil
 		default:
-			return nil, fmt.Errorf("%w at step %s", ErrAborted, s.ID)
+			return nil, "", fmt.Errorf("%w at step %s", ErrAborted, s.ID)
 		}
 	}
-	return nil, fmt.Errorf("%w: %s on %s", ErrStepFailed, s.ID, orLocal(failedText))
+	return nil, "", fmt.Errorf("%w: %s on %s", ErrStepFailed, s.ID, orLocal(failedText))
 }
 
 // logWriter splits a step execution's output into masked lines, emits them

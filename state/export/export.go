@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // Mask replaces every secret value in exports.
@@ -356,4 +357,56 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// Bounds of the output shown per execution in text and Markdown replays;
+// the JSON export and the pager carry whole logs.
+const (
+	maxLogLines = 60
+	maxLogBytes = 8 << 10
+)
+
+// commands returns the command summary of each execution, from its
+// step.started event (keyed step/target/attempt).
+func commands(events []state.Event) map[string]string {
+	out := map[string]string{}
+	for _, x := range runlog.Fold(events).Execs {
+		out[execKey(x.Exec)] = x.Summary
+	}
+	return out
+}
+
+func execKey(x state.Exec) string {
+	return fmt.Sprintf("%s\x00%s\x00%d", x.StepID, x.Target, x.Attempt)
+}
+
+// boundedLog splits an execution's log into at most maxLogLines lines and
+// maxLogBytes bytes, secrets masked; cut says what was left out ("" when
+// nothing was).
+func boundedLog(log string) (lines []string, cut string) {
+	if log == "" {
+		return nil, ""
+	}
+	all := strings.Split(strings.TrimSuffix(log, "\n"), "\n")
+	size := 0
+	for i, l := range all {
+		if i == maxLogLines || size+len(l) > maxLogBytes {
+			rest := 0
+			for _, r := range all[i:] {
+				rest += len(r) + 1
+			}
+			return lines, fmt.Sprintf("[%d more line(s), %d bytes, not shown: drbook replay --format json has the whole log]", len(all)-i, rest)
+		}
+		size += len(l) + 1
+		lines = append(lines, maskString(oneLine(l)))
+	}
+	return lines, ""
+}
+
+// lineCount is the number of lines of a log (0 for none).
+func lineCount(log string) int {
+	if log == "" {
+		return 0
+	}
+	return strings.Count(strings.TrimSuffix(log, "\n"), "\n") + 1
 }

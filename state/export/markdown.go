@@ -59,21 +59,31 @@ func Markdown(w io.Writer, run state.Run, events []state.Event, execs []state.Ex
 		if len(errs) > 0 {
 			ew.printf("\nErrors:\n\n%s\n", strings.Join(errs, "\n"))
 		}
+		ew.printf("\n## Commands and output\n")
+		cmds := commands(events)
 		for _, x := range execs {
-			if (x.Status != state.StatusInterrupted && x.Status != state.StatusSkipped) || x.Log == "" {
+			ew.printf("\n### %s on %s (attempt %d, %s)\n\n", mdCode(x.StepID), mdCell(dash(x.Target)), x.Attempt, mdCell(string(x.Status)))
+			if c := cmds[execKey(x)]; c != "" {
+				ew.printf("Command: %s\n\n", mdCode(maskString(c)))
+			}
+			lines, cut := boundedLog(x.Log)
+			if len(lines) == 0 {
+				ew.printf("No output.\n")
 				continue
 			}
-			// What an execution cut short printed before it stopped.
-			ew.printf("\nOutput of %s on %s (attempt %d, %s) before it stopped:\n\n", mdCode(x.StepID), mdCell(dash(x.Target)), x.Attempt, mdCell(string(x.Status)))
+			if x.Status == state.StatusInterrupted || x.Status == state.StatusSkipped {
+				// What an execution cut short printed: what tells whether
+				// it took effect.
+				ew.printf("Output before it stopped:\n\n")
+			}
 			fence := "```"
 			for strings.Contains(x.Log, fence) {
 				fence += "`"
 			}
-			ew.printf("%s\n", fence)
-			for _, l := range strings.Split(strings.TrimSuffix(x.Log, "\n"), "\n") {
-				ew.printf("%s\n", maskString(oneLine(l)))
+			ew.printf("%s\n%s\n%s\n", fence, strings.Join(lines, "\n"), fence)
+			if cut != "" {
+				ew.printf("\n%s\n", mdCell(cut))
 			}
-			ew.printf("%s\n", fence)
 		}
 	}
 

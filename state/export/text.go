@@ -61,17 +61,21 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 			ew.printf("  output %s@%s: %s = %s\n", tc(x.StepID), tc(dash(x.Target)), tc(k), oneLine(outs[k]))
 		}
 	}
+	cmds := commands(events)
 	for _, x := range execs {
-		if (x.Status != state.StatusInterrupted && x.Status != state.StatusSkipped) || x.Log == "" {
-			continue
+		// The command that ran and what it printed (bounded); for an
+		// execution cut short, what it printed before it stopped: what
+		// tells whether it took effect.
+		lines, cut := boundedLog(x.Log)
+		ew.printf("\n  output of %s %s@%s#%d (%d line(s)):\n", tc(string(x.Status)), tc(x.StepID), tc(dash(x.Target)), x.Attempt, lineCount(x.Log))
+		if c := cmds[execKey(x)]; c != "" {
+			ew.printf("    $ %s\n", maskString(oneLine(c)))
 		}
-		// What an execution cut short printed before it stopped (then
-		// perhaps skipped by the operator): what tells whether it took
-		// effect.
-		lines := strings.Split(strings.TrimSuffix(x.Log, "\n"), "\n")
-		ew.printf("  output of %s %s@%s#%d (%d line(s)):\n", tc(string(x.Status)), tc(x.StepID), tc(dash(x.Target)), x.Attempt, len(lines))
 		for _, l := range lines {
-			ew.printf("    %s\n", maskString(oneLine(l)))
+			ew.printf("    %s\n", l)
+		}
+		if cut != "" {
+			ew.printf("    %s\n", cut)
 		}
 	}
 
