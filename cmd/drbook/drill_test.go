@@ -54,10 +54,7 @@ func TestDrillCounterFile(t *testing.T) {
 		t.Fatalf("rehearse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("%s", r.stderr)
-	var rep rehearsal.Report
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("report JSON: %v\n%s", err, r.stdout)
-	}
+	rep := rehearsalReport(t, r.stdout, reports)
 	if rep.KeysAtBackup != 50 || rep.KeysAfterBackup != 7 || rep.KeysBefore != 57 || rep.KeysAfter != 50 {
 		t.Errorf("counts: %d at the restore point, %d after it, %d before the disaster, %d after the recovery; want 50, 7, 57, 50",
 			rep.KeysAtBackup, rep.KeysAfterBackup, rep.KeysBefore, rep.KeysAfter)

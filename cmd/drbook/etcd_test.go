@@ -563,10 +563,7 @@ func TestEtcdDrills(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("rehearse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			var rep rehearsal.Report
-			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-				t.Fatalf("report JSON: %v\n%s", err, r.stdout)
-			}
+			rep := rehearsalReport(t, r.stdout, reports)
 			if rep.KeysAtBackup != tc.atRP || rep.KeysBefore != tc.before || rep.KeysAfter != tc.after || rep.RPOKeys != tc.rpo {
 				t.Errorf("keys: %d at the snapshot, %d before the disaster, %d after the recovery, RPO %d; want %d, %d, %d, %d",
 					rep.KeysAtBackup, rep.KeysBefore, rep.KeysAfter, rep.RPOKeys, tc.atRP, tc.before, tc.after, tc.rpo)
