@@ -122,6 +122,15 @@ func ParseDrill(file string, src []byte) (*Drill, error) {
 var drillVarRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 func validateDrill(d *diags, dr *Drill) {
+	// Present but empty (`runbook:` with nothing after it) is not given.
+	for field, v := range map[string]string{"apiVersion": dr.APIVersion, "kind": dr.Kind, "name": dr.Name, "runbook": dr.Runbook} {
+		if dr.Has(field) && v == "" {
+			d.add(dr.At(field), "%s: must not be empty", field)
+		}
+	}
+	if dr.Lab != nil && dr.Lab.Has("disaster") && dr.Lab.Disaster == "" {
+		d.add(dr.Lab.At("disaster"), "lab: disaster: must not be empty (total-loss, quorum-loss or node-loss)")
+	}
 	if dr.Lab != nil {
 		if dr.Lab.Nodes != 0 && dr.Lab.Nodes < 3 {
 			d.add(dr.Lab.At("nodes"), "lab: nodes must be at least 3")
