@@ -319,3 +319,28 @@ cleanup:
 		t.Errorf("work directory left behind: %v", err)
 	}
 }
+
+func TestParseCount(t *testing.T) {
+	tests := []struct {
+		out    string
+		want   drillCount
+		wantOK bool
+	}{
+		{"count=57 digest=8ef19f5c\n", drillCount{57, "8ef19f5c"}, true},
+		{"connecting...\n  count=0   digest=none  \nbye\n", drillCount{0, "none"}, true},
+		{"count=12345678901234 digest=a\n", drillCount{12345678901234, "a"}, true},
+		{"count=-1 digest=x\n", drillCount{}, false},
+		{"count=3\n", drillCount{}, false},
+		{"the count=3 digest=x is\n", drillCount{}, false},
+		{"", drillCount{}, false},
+	}
+	for _, tc := range tests {
+		got, err := parseCount(tc.out)
+		if (err == nil) != tc.wantOK || got != tc.want {
+			t.Errorf("parseCount(%q) = %+v, %v", tc.out, got, err)
+		}
+		if err != nil && !errors.Is(err, errDrillCount) {
+			t.Errorf("parseCount(%q): %v is not errDrillCount", tc.out, err)
+		}
+	}
+}
