@@ -344,3 +344,52 @@ func TestParseCount(t *testing.T) {
 		}
 	}
 }
+
+// TestDrillVerdicts: the counter drill changed so that it must fail — an
+// RTO budget no recovery meets, or expect: latest when 7 records are lost —
+// runs the recovery, then fails (exit 1) with the verdict in its report.
+func TestDrillVerdicts(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/drills/counter/drill.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runbook, _ := filepath.Abs("../../testdata/drills/counter/restore.yaml")
+	base := strings.Replace(string(src), "runbook: restore.yaml", "runbook: "+runbook, 1)
+	tests := []struct {
+		name, from, to, verdict string
+	}{
+		{"over the RTO budget", "rto_budget: 60s", "rto_budget: 1ms", "is over the budget of 1ms"},
+		{"data lost that must not be", "expect: restore_point", "expect: latest", "count=50 digest="},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.from) {
+				t.Fatalf("the example drill lacks %q", tc.from)
+			}
+			file := filepath.Join(t.TempDir(), "drill.yaml")
+			if err := os.WriteFile(file, []byte(strings.Replace(base, tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			inv, work := drillSSH(t)
+			reports := filepath.Join(t.TempDir(), "report")
+			r := drbook(t, nil, "rehearse", "--drill", file, "-i", inv, "--dir", work,
+				"--db", filepath.Join(t.TempDir(), "db"), "--report-dir", reports, "--output", "json")
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+			}
+			var rep rehearsal.Report
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("report JSON: %v\n%s", err, r.stdout)
+			}
+			if !strings.Contains(rep.Verdict, tc.verdict) || rep.RPOKeys != 7 {
+				t.Errorf("verdict %q (RPO %d), want it to say %q", rep.Verdict, rep.RPOKeys, tc.verdict)
+			}
+			if md, _ := os.ReadFile(filepath.Join(reports, "report.md")); !strings.Contains(string(md), "**FAILED: ") {
+				t.Errorf("report.md does not say FAILED:\n%s", md)
+			}
+			if pids := agentProcesses(t, work); len(pids) > 0 {
+				t.Errorf("drill processes left: %v", pids)
+			}
+		})
+	}
+}
