@@ -262,3 +262,31 @@ func DrillSchema() map[string]any {
 	root["definitions"] = defs
 	return root
 }
+
+// CheckDrillAnswers checks a drill's inline answers against the runbook it
+// recovers with: every answered input exists in the runbook (a typo is
+// reported at the answer's line and column), and every input the runbook
+// needs without a default is answered. A drill with an answers file, or a
+// lab drill (its answers are built in), is not checked here.
+func CheckDrillAnswers(dr *Drill, rb *Runbook) error {
+	d := &diags{file: dr.File}
+	if dr.Lab != nil || (dr.Answers != nil && dr.Answers.File != "") {
+		return nil
+	}
+	var given map[string]any
+	if dr.Answers != nil {
+		given = dr.Answers.Inputs.Values
+	}
+	for name := range given {
+		if rb.Input(name) == nil {
+			d.add(dr.Answers.Inputs.At(name), "answers: runbook %s has no input %q%s", rb.Name, name, suggestName(name, inputNames(rb)))
+		}
+	}
+	for _, in := range rb.Inputs {
+		if _, ok := given[in.Name]; !ok && in.Default == nil && !in.Optional {
+			p := dr.At("answers")
+			d.add(p, "answers: runbook %s needs input %q (%s) and the drill does not answer it", rb.Name, in.Name, in.Type)
+		}
+	}
+	return dedupe(d).err()
+}
