@@ -328,8 +328,14 @@ func (r *rehearser) runLab(ctx context.Context) (*rehearsal.Report, error) {
 		}
 		r.dir = d
 	}
-	lo, hi := r.portRange()
-	r.say("lab: %d agents in %s, ports from %d-%d", lb.Nodes, r.dir, lo, hi)
+	// A lab picks anywhere below the ephemeral range unless a range is given.
+	lo, hi := 0, 0
+	if r.opts.ports != "" || (r.dr.Ports != nil && r.dr.Ports.Range != "") {
+		lo, hi = r.portRange()
+		r.say("lab: %d agents in %s, ports from %d-%d", lb.Nodes, r.dir, lo, hi)
+	} else {
+		r.say("lab: %d agents in %s", lb.Nodes, r.dir)
+	}
 	r.lab, err = lab.Up(ctx, lab.Options{Dir: r.dir, Nodes: lb.Nodes, AgentBin: bin, PortMin: lo, PortMax: hi})
 	if err != nil {
 		_ = os.RemoveAll(r.dir)
