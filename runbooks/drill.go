@@ -71,7 +71,7 @@ type DrillAnswers struct {
 // DrillPorts asks for loopback ports.
 type DrillPorts struct {
 	Src   `yaml:"-"`
-	Count int    `yaml:"count" scalar:"true" required:"true" doc:"How many ports (at most 64)."`
+	Count int    `yaml:"count" scalar:"true" doc:"How many ports (1 to 64; a lab drill needs none, only a range)."`
 	Range string `yaml:"range" pattern:"^[0-9]{1,5}-[0-9]{1,5}$" doc:"Range to pick from, LO-HI inclusive (default 30000-30999; --ports overrides)."`
 }
 
@@ -155,8 +155,11 @@ func validateDrill(d *diags, dr *Drill) {
 		}
 	}
 	if p := dr.Ports; p != nil {
-		if p.Count < 1 || p.Count > 64 {
+		switch {
+		case p.Has("count") && (p.Count < 1 || p.Count > 64):
 			d.add(p.At("count"), "ports: count must be 1..64, not %d", p.Count)
+		case !p.Has("count") && dr.Lab == nil:
+			d.add(p.Pos, "ports: give count: (how many ports the drill needs)")
 		}
 		if p.Range != "" {
 			if _, _, err := ParsePortRange(p.Range); err != nil {

@@ -17,6 +17,8 @@ func TestParseDrill(t *testing.T) {
 	}{
 		{"commands", "ports: 2\ncount: {run: echo count=1 digest=x, on: n1}\nrestore_point: [cp a b]\ndisaster:\n  - {run: 'kill \"${DRILL_PORT_1}\"', on: [n1, n2], may_fail: true}\n", nil},
 		{"lab", "lab: {disaster: total-loss}\n", nil},
+		{"lab with a port range", "lab: {disaster: total-loss}\nports: {range: 31000-31999}\n", nil},
+		{"ports without count", "ports: {range: 31000-31999}\ncount: x\nrestore_point: [x]\ndisaster: [y]\n", []string{"5:9: ports: give count:"}},
 		{"lab with commands", "lab: {disaster: total-loss}\nsetup: [true]\n", []string{"6:8: setup: a lab drill builds its own system"}},
 		{"no count", "restore_point: [x]\ndisaster: [y]\n", []string{"1:1: a drill needs count:"}},
 		{"bad lab disaster", "lab: {disaster: meteor}\n", []string{"5:17: drill.lab.disaster: \"meteor\" is not one of"}},
