@@ -110,7 +110,7 @@ func TestDrillCounterFile(t *testing.T) {
 	list := drbook(t, nil, "runbooks", "--db", db)
 	found := false
 	for _, line := range strings.Split(list.stdout, "\n") {
-		if strings.HasPrefix(line, "counter-restore (") && strings.Contains(line, "restore.yaml)") && strings.Contains(line, "succeeded") {
+		if strings.HasPrefix(line, "counter-restore (") && strings.Contains(line, "restore.yaml)") && strings.Contains(line, "succeeded, drill passed") {
 			found = true
 		}
 	}
@@ -372,8 +372,9 @@ func TestDrillVerdicts(t *testing.T) {
 			}
 			inv, work := drillSSH(t)
 			reports := filepath.Join(t.TempDir(), "report")
+			db := filepath.Join(t.TempDir(), "db")
 			r := drbook(t, nil, "rehearse", "--drill", file, "-i", inv, "--dir", work,
-				"--db", filepath.Join(t.TempDir(), "db"), "--report-dir", reports, "--output", "json")
+				"--db", db, "--report-dir", reports, "--output", "json")
 			if r.code != 1 {
 				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
 			}
@@ -386,6 +387,24 @@ func TestDrillVerdicts(t *testing.T) {
 			}
 			if md, _ := os.ReadFile(filepath.Join(reports, "report.md")); !strings.Contains(string(md), "**FAILED: ") {
 				t.Errorf("report.md does not say FAILED:\n%s", md)
+			}
+			// drbook runbooks shows the drill failed, though the runbook's run succeeded.
+			var list []runbookInfo
+			out := drbook(t, nil, "runbooks", "--db", db, "--output", "json")
+			if err := json.Unmarshal([]byte(out.stdout), &list); err != nil {
+				t.Fatalf("runbooks JSON: %v\n%s", err, out.stdout)
+			}
+			found := false
+			for _, i := range list {
+				if i.Name == "counter-restore" {
+					found = true
+					if i.LastResult != "succeeded" || i.LastDrill != "failed" || !strings.Contains(i.LastVerdict, tc.verdict) {
+						t.Errorf("runbooks shows %+v", i)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("runbooks does not list counter-restore:\n%s", out.stdout)
 			}
 			if pids := agentProcesses(t, work); len(pids) > 0 {
 				t.Errorf("drill processes left: %v", pids)
