@@ -293,3 +293,39 @@ func CheckDrillAnswers(dr *Drill, rb *Runbook) error {
 	}
 	return dedupe(d).err()
 }
+
+// CheckDrillNodes checks the on: of every drill command against an
+// inventory: each name is a node or a group of it.
+func CheckDrillNodes(dr *Drill, inv *Inventory) error {
+	if inv == nil {
+		return nil
+	}
+	d := &diags{file: dr.File}
+	check := func(c *DrillCommand, what string) {
+		for _, name := range c.On {
+			if inv.Node(name) == nil && inv.Group(name) == nil {
+				d.add(c.At("on"), "%s: no node or group %q in inventory %s%s", what, name, inv.File, suggestName(name, nodeNames(inv)))
+			}
+		}
+	}
+	for _, group := range []struct {
+		name string
+		cmds []DrillCommand
+	}{
+		{"setup", dr.Setup}, {"load", dr.Load}, {"restore_point", dr.RestorePoint},
+		{"after_restore_point", dr.AfterRestore}, {"disaster", dr.Disaster}, {"cleanup", dr.Cleanup},
+	} {
+		for i := range group.cmds {
+			check(&group.cmds[i], fmt.Sprintf("%s[%d]", group.name, i))
+		}
+	}
+	if dr.Count != nil {
+		check(dr.Count, "count")
+	}
+	if dr.Verify != nil {
+		for i := range dr.Verify.Health {
+			check(&dr.Verify.Health[i], fmt.Sprintf("verify.health[%d]", i))
+		}
+	}
+	return dedupe(d).err()
+}

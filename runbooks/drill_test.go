@@ -109,3 +109,36 @@ func TestParsePortRange(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDrillAnswersAndNodes: an answer to an input the runbook lacks, a
+// needed input left unanswered, and an on: node the inventory lacks are
+// reported at the drill's line and column.
+func TestCheckDrillAnswersAndNodes(t *testing.T) {
+	dr, err := ParseDrill("d.yaml", []byte(drillHead+"count: {run: c, on: n2}\nrestore_point: [r]\ndisaster: [d]\nanswers:\n  inputs:\n    nod: n1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := ParseRunbook("rb.yaml", []byte("apiVersion: drbook/v1\nkind: Runbook\nname: rb\ninputs:\n  node: {type: string}\n  opt: {type: string, optional: true}\nsteps:\n  - {id: a, run: shell, with: {command: x}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckDrillAnswers(dr, rb)
+	for _, want := range []string{`d.yaml:10:10: answers: runbook rb has no input "nod" (did you mean "node"?)`, `answers: runbook rb needs input "node"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckDrillAnswers: %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), `"opt"`) {
+		t.Errorf("an optional input is reported: %v", err)
+	}
+	inv, err := ParseInventory("inv.yaml", []byte("apiVersion: drbook/v1\nkind: Inventory\nnodes:\n  - {name: n1, host: h}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDrillNodes(dr, inv); err == nil || !strings.Contains(err.Error(), `d.yaml:5:21: count: no node or group "n2" in inventory inv.yaml (did you mean "n1"?)`) {
+		t.Errorf("CheckDrillNodes: %v", err)
+	}
+	if err := CheckDrillNodes(dr, nil); err != nil {
+		t.Errorf("without an inventory: %v", err)
+	}
+}

@@ -406,6 +406,14 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 	if err != nil {
 		return nil, err
 	}
+	if err := runbooks.CheckDrillNodes(dr, inv); err != nil {
+		return nil, err
+	}
+	if r.opts.answers == "" {
+		if err := runbooks.CheckDrillAnswers(dr, rb); err != nil {
+			return nil, err
+		}
+	}
 	nodes := 0
 	if inv != nil {
 		nodes = len(inv.Nodes)

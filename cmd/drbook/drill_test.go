@@ -222,6 +222,15 @@ func TestDrillLint(t *testing.T) {
 			t.Errorf("lint output lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	// With -i, the drill's on: nodes are checked against the inventory.
+	inv := filepath.Join(t.TempDir(), "inv.yaml")
+	if err := os.WriteFile(inv, []byte("apiVersion: drbook/v1\nkind: Inventory\nnodes:\n  - {name: n9, host: 127.0.0.1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := drbook(t, nil, "lint", "../../testdata/drills/counter/drill.yaml", "-i", inv)
+	if nodes.code == 0 || !strings.Contains(nodes.stdout, "drill.yaml:16:9: setup[0]: no node or group \"n1\" in inventory") {
+		t.Errorf("lint -i does not check the drill's nodes (exit %d):\n%s", nodes.code, nodes.stdout)
+	}
 	ok := drbook(t, nil, "lint", "../../testdata/drills/counter/drill.yaml")
 	all := drbook(t, nil, "lint")
 	if ok.code != 0 || all.code != 0 {

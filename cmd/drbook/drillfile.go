@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -71,5 +72,19 @@ func (a *app) lintDrill(name string, src []byte, reg *steps.Registry, inv *runbo
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d:%d: runbook %s: %w", name, dr.At("runbook").Line, dr.At("runbook").Col, dr.Runbook, err)
 	}
-	return rb.Warnings, runbooks.CheckDrillAnswers(dr, rb)
+	var all runbooks.Diagnostics
+	for _, err := range []error{runbooks.CheckDrillAnswers(dr, rb), runbooks.CheckDrillNodes(dr, inv)} {
+		var ds runbooks.Diagnostics
+		switch {
+		case err == nil:
+		case errors.As(err, &ds):
+			all = append(all, ds...)
+		default:
+			return rb.Warnings, err
+		}
+	}
+	if len(all) > 0 {
+		return rb.Warnings, all
+	}
+	return rb.Warnings, nil
 }
