@@ -143,6 +143,8 @@ setup:
       echo "$DRILL_PORT_0 $DRILL_PORT_1" > "$DRILL_DIR/ports"
   - name: then fail
     run: echo "cannot go on" >&2; exit 3
+answers:
+  inputs: {node: n1, backup: /b, data_dir: /d, run_dir: /r}
 count: {run: echo count=0 digest=none}
 restore_point: [touch "$DRILL_DIR/never"]
 disaster: [touch "$DRILL_DIR/never"]
@@ -277,6 +279,8 @@ name: interrupted
 runbook: ` + runbook + `
 setup:
   - run: touch "$MARK/setup-started"; sh -c 'sleep 60; :' "drill-$DRILL_DIR"
+answers:
+  inputs: {node: n1, backup: /b, data_dir: /d, run_dir: /r}
 count: {run: echo count=0 digest=none}
 restore_point: [true]
 disaster: [true]
