@@ -58,6 +58,7 @@ func TestDrillCounterFile(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("report JSON: %v\n%s", err, r.stdout)
 	}
+	t.Logf("RTO %s (machine %s, operator %s), RPO %d %s", rep.RTO, rep.Machine, rep.Human, rep.RPOKeys, rep.Unit)
 	if rep.KeysAtBackup != 50 || rep.KeysAfterBackup != 7 || rep.KeysBefore != 57 || rep.KeysAfter != 50 {
 		t.Errorf("counts: %d at the restore point, %d after it, %d before the disaster, %d after the recovery; want 50, 7, 57, 50",
 			rep.KeysAtBackup, rep.KeysAfterBackup, rep.KeysBefore, rep.KeysAfter)
