@@ -71,7 +71,7 @@ type DrillAnswers struct {
 // DrillPorts asks for loopback ports.
 type DrillPorts struct {
 	Src   `yaml:"-"`
-	Count int    `yaml:"count" scalar:"true" required:"true" doc:"How many ports (at most 64)."`
+	Count int    `yaml:"count" scalar:"true" doc:"How many ports (1 to 64; a lab drill needs none, only a range)."`
 	Range string `yaml:"range" pattern:"^[0-9]{1,5}-[0-9]{1,5}$" doc:"Range to pick from, LO-HI inclusive (default 30000-30999; --ports overrides)."`
 }
 
@@ -122,6 +122,15 @@ func ParseDrill(file string, src []byte) (*Drill, error) {
 var drillVarRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 func validateDrill(d *diags, dr *Drill) {
+	// Present but empty (`runbook:` with nothing after it) is not given.
+	for field, v := range map[string]string{"apiVersion": dr.APIVersion, "kind": dr.Kind, "name": dr.Name, "runbook": dr.Runbook} {
+		if dr.Has(field) && v == "" {
+			d.add(dr.At(field), "%s: must not be empty", field)
+		}
+	}
+	if dr.Lab != nil && dr.Lab.Has("disaster") && dr.Lab.Disaster == "" {
+		d.add(dr.Lab.At("disaster"), "lab: disaster: must not be empty (total-loss, quorum-loss or node-loss)")
+	}
 	if dr.Lab != nil {
 		if dr.Lab.Nodes != 0 && dr.Lab.Nodes < 3 {
 			d.add(dr.Lab.At("nodes"), "lab: nodes must be at least 3")
@@ -146,8 +155,11 @@ func validateDrill(d *diags, dr *Drill) {
 		}
 	}
 	if p := dr.Ports; p != nil {
-		if p.Count < 1 || p.Count > 64 {
+		switch {
+		case p.Has("count") && (p.Count < 1 || p.Count > 64):
 			d.add(p.At("count"), "ports: count must be 1..64, not %d", p.Count)
+		case !p.Has("count") && dr.Lab == nil:
+			d.add(p.Pos, "ports: give count: (how many ports the drill needs)")
 		}
 		if p.Range != "" {
 			if _, _, err := ParsePortRange(p.Range); err != nil {
@@ -252,4 +264,68 @@ func DrillSchema() map[string]any {
 	root["title"] = "drbook drill"
 	root["definitions"] = defs
 	return root
+}
+
+// CheckDrillAnswers checks a drill's inline answers against the runbook it
+// recovers with: every answered input exists in the runbook (a typo is
+// reported at the answer's line and column), and every input the runbook
+// needs without a default is answered. A drill with an answers file, or a
+// lab drill (its answers are built in), is not checked here.
+func CheckDrillAnswers(dr *Drill, rb *Runbook) error {
+	d := &diags{file: dr.File}
+	if dr.Lab != nil || (dr.Answers != nil && dr.Answers.File != "") {
+		return nil
+	}
+	var given map[string]any
+	if dr.Answers != nil {
+		given = dr.Answers.Inputs.Values
+	}
+	for name := range given {
+		if rb.Input(name) == nil {
+			d.add(dr.Answers.Inputs.At(name), "answers: runbook %s has no input %q%s", rb.Name, name, suggestName(name, inputNames(rb)))
+		}
+	}
+	for _, in := range rb.Inputs {
+		if _, ok := given[in.Name]; !ok && in.Default == nil && !in.Optional {
+			p := dr.At("answers")
+			d.add(p, "answers: runbook %s needs input %q (%s) and the drill does not answer it", rb.Name, in.Name, in.Type)
+		}
+	}
+	return dedupe(d).err()
+}
+
+// CheckDrillNodes checks the on: of every drill command against an
+// inventory: each name is a node or a group of it.
+func CheckDrillNodes(dr *Drill, inv *Inventory) error {
+	if inv == nil {
+		return nil
+	}
+	d := &diags{file: dr.File}
+	check := func(c *DrillCommand, what string) {
+		for _, name := range c.On {
+			if inv.Node(name) == nil && inv.Group(name) == nil {
+				d.add(c.At("on"), "%s: no node or group %q in inventory %s%s", what, name, inv.File, suggestName(name, nodeNames(inv)))
+			}
+		}
+	}
+	for _, group := range []struct {
+		name string
+		cmds []DrillCommand
+	}{
+		{"setup", dr.Setup}, {"load", dr.Load}, {"restore_point", dr.RestorePoint},
+		{"after_restore_point", dr.AfterRestore}, {"disaster", dr.Disaster}, {"cleanup", dr.Cleanup},
+	} {
+		for i := range group.cmds {
+			check(&group.cmds[i], fmt.Sprintf("%s[%d]", group.name, i))
+		}
+	}
+	if dr.Count != nil {
+		check(dr.Count, "count")
+	}
+	if dr.Verify != nil {
+		for i := range dr.Verify.Health {
+			check(&dr.Verify.Health[i], fmt.Sprintf("verify.health[%d]", i))
+		}
+	}
+	return dedupe(d).err()
 }

@@ -17,6 +17,8 @@ func TestParseDrill(t *testing.T) {
 	}{
 		{"commands", "ports: 2\ncount: {run: echo count=1 digest=x, on: n1}\nrestore_point: [cp a b]\ndisaster:\n  - {run: 'kill \"${DRILL_PORT_1}\"', on: [n1, n2], may_fail: true}\n", nil},
 		{"lab", "lab: {disaster: total-loss}\n", nil},
+		{"lab with a port range", "lab: {disaster: total-loss}\nports: {range: 31000-31999}\n", nil},
+		{"ports without count", "ports: {range: 31000-31999}\ncount: x\nrestore_point: [x]\ndisaster: [y]\n", []string{"5:9: ports: give count:"}},
 		{"lab with commands", "lab: {disaster: total-loss}\nsetup: [true]\n", []string{"6:8: setup: a lab drill builds its own system"}},
 		{"no count", "restore_point: [x]\ndisaster: [y]\n", []string{"1:1: a drill needs count:"}},
 		{"bad lab disaster", "lab: {disaster: meteor}\n", []string{"5:17: drill.lab.disaster: \"meteor\" is not one of"}},
@@ -105,5 +107,38 @@ func TestParsePortRange(t *testing.T) {
 		if (err == nil) != tc.ok || lo != tc.lo || hi != tc.hi {
 			t.Errorf("ParsePortRange(%q) = %d, %d, %v", tc.in, lo, hi, err)
 		}
+	}
+}
+
+// TestCheckDrillAnswersAndNodes: an answer to an input the runbook lacks, a
+// needed input left unanswered, and an on: node the inventory lacks are
+// reported at the drill's line and column.
+func TestCheckDrillAnswersAndNodes(t *testing.T) {
+	dr, err := ParseDrill("d.yaml", []byte(drillHead+"count: {run: c, on: n2}\nrestore_point: [r]\ndisaster: [d]\nanswers:\n  inputs:\n    nod: n1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := ParseRunbook("rb.yaml", []byte("apiVersion: drbook/v1\nkind: Runbook\nname: rb\ninputs:\n  node: {type: string}\n  opt: {type: string, optional: true}\nsteps:\n  - {id: a, run: shell, with: {command: x}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = CheckDrillAnswers(dr, rb)
+	for _, want := range []string{`d.yaml:10:10: answers: runbook rb has no input "nod" (did you mean "node"?)`, `answers: runbook rb needs input "node"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckDrillAnswers: %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), `"opt"`) {
+		t.Errorf("an optional input is reported: %v", err)
+	}
+	inv, err := ParseInventory("inv.yaml", []byte("apiVersion: drbook/v1\nkind: Inventory\nnodes:\n  - {name: n1, host: h}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckDrillNodes(dr, inv); err == nil || !strings.Contains(err.Error(), `d.yaml:5:21: count: no node or group "n2" in inventory inv.yaml (did you mean "n1"?)`) {
+		t.Errorf("CheckDrillNodes: %v", err)
+	}
+	if err := CheckDrillNodes(dr, nil); err != nil {
+		t.Errorf("without an inventory: %v", err)
 	}
 }

@@ -406,6 +406,14 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 	if err != nil {
 		return nil, err
 	}
+	if err := runbooks.CheckDrillNodes(dr, inv); err != nil {
+		return nil, err
+	}
+	if r.opts.answers == "" {
+		if err := runbooks.CheckDrillAnswers(dr, rb); err != nil {
+			return nil, err
+		}
+	}
 	nodes := 0
 	if inv != nil {
 		nodes = len(inv.Nodes)
@@ -571,7 +579,7 @@ func (r *rehearser) cleanup(ctx context.Context, c *cmdRunner, removeDir bool) e
 		}
 	}
 	c.close()
-	if pids := processesMentioning(r.dir); len(pids) > 0 {
+	if pids := lingering(r.dir, leftRunningGrace); len(pids) > 0 {
 		errs = append(errs, fmt.Errorf("%w: pids %v mention %s", errLeftRunning, pids, r.dir))
 	}
 	if removeDir {
@@ -588,6 +596,24 @@ func (r *rehearser) cleanup(ctx context.Context, c *cmdRunner, removeDir bool) e
 		}
 	}
 	return nil
+}
+
+// leftRunningGrace is how long processes stopped by the cleanup get to
+// exit before they count as left running (a signal is delivered, and acted
+// on, after kill returns).
+const leftRunningGrace = 5 * time.Second
+
+// lingering returns the processes mentioning dir that are still alive after
+// waiting up to grace for them to exit.
+func lingering(dir string, grace time.Duration) []int {
+	deadline := time.Now().Add(grace)
+	for {
+		pids := processesMentioning(dir)
+		if len(pids) == 0 || time.Now().After(deadline) {
+			return pids
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // processesMentioning lists live (not zombie) processes whose command line

@@ -55,6 +55,7 @@ func TestDrillCounterFile(t *testing.T) {
 	}
 	t.Logf("%s", r.stderr)
 	rep := rehearsalReport(t, r.stdout, reports)
+	t.Logf("RTO %s (machine %s, operator %s), RPO %d %s", rep.RTO, rep.Machine, rep.Human, rep.RPOKeys, rep.Unit)
 	if rep.KeysAtBackup != 50 || rep.KeysAfterBackup != 7 || rep.KeysBefore != 57 || rep.KeysAfter != 50 {
 		t.Errorf("counts: %d at the restore point, %d after it, %d before the disaster, %d after the recovery; want 50, 7, 57, 50",
 			rep.KeysAtBackup, rep.KeysAfterBackup, rep.KeysBefore, rep.KeysAfter)
@@ -83,13 +84,12 @@ func TestDrillCounterFile(t *testing.T) {
 	if len(rep.DisasterNodes) != 1 || rep.DisasterNodes[0] != "n1" {
 		t.Errorf("nodes hit %v, want [n1]", rep.DisasterNodes)
 	}
-	var onDisk rehearsal.Report
-	b, err := os.ReadFile(filepath.Join(reports, "report.json"))
-	if err != nil {
-		t.Fatal(err)
+	var printed struct {
+		RunID   string `json:"run_id"`
+		RPOKeys int    `json:"rpo_keys"`
 	}
-	if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != 7 || onDisk.RTO != rep.RTO {
-		t.Errorf("report.json disagrees: %v %+v", err, onDisk)
+	if err := json.Unmarshal([]byte(r.stdout), &printed); err != nil || printed.RunID != rep.RunID || printed.RPOKeys != 7 {
+		t.Errorf("the printed JSON disagrees with report.json: %v %+v\n%s", err, printed, r.stdout)
 	}
 	md, _ := os.ReadFile(filepath.Join(reports, "report.md"))
 	if !strings.Contains(string(md), "| RPO (items lost) | 7 |") || !strings.Contains(string(md), rep.RTO.String()) {
@@ -107,7 +107,7 @@ func TestDrillCounterFile(t *testing.T) {
 	list := drbook(t, nil, "runbooks", "--db", db)
 	found := false
 	for _, line := range strings.Split(list.stdout, "\n") {
-		if strings.HasPrefix(line, "counter-restore (") && strings.Contains(line, "restore.yaml)") && strings.Contains(line, "succeeded") {
+		if strings.HasPrefix(line, "counter-restore (") && strings.Contains(line, "restore.yaml)") && strings.Contains(line, "succeeded, drill passed") {
 			found = true
 		}
 	}
@@ -120,6 +120,20 @@ func TestDrillCounterFile(t *testing.T) {
 	if _, err := os.Stat(work); !os.IsNotExist(err) {
 		t.Errorf("work directory left behind: %v", err)
 	}
+}
+
+// readReport reads the report.json a rehearsal wrote into dir.
+func readReport(t *testing.T, dir, stdout string) rehearsal.Report {
+	t.Helper()
+	var rep rehearsal.Report
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatalf("report.json: %v\n%s", err, stdout)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report.json: %v\n%s", err, b)
+	}
+	return rep
 }
 
 // TestDrillSetupFails: a drill whose setup starts a process and then fails
@@ -140,6 +154,8 @@ setup:
       echo "$DRILL_PORT_0 $DRILL_PORT_1" > "$DRILL_DIR/ports"
   - name: then fail
     run: echo "cannot go on" >&2; exit 3
+answers:
+  inputs: {node: n1, backup: /b, data_dir: /d, run_dir: /r}
 count: {run: echo count=0 digest=none}
 restore_point: [touch "$DRILL_DIR/never"]
 disaster: [touch "$DRILL_DIR/never"]
@@ -219,6 +235,15 @@ func TestDrillLint(t *testing.T) {
 			t.Errorf("lint output lacks %q:\n%s", want, r.stdout)
 		}
 	}
+	// With -i, the drill's on: nodes are checked against the inventory.
+	inv := filepath.Join(t.TempDir(), "inv.yaml")
+	if err := os.WriteFile(inv, []byte("apiVersion: drbook/v1\nkind: Inventory\nnodes:\n  - {name: n9, host: 127.0.0.1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := drbook(t, nil, "lint", "../../testdata/drills/counter/drill.yaml", "-i", inv)
+	if nodes.code == 0 || !strings.Contains(nodes.stdout, "drill.yaml:16:9: setup[0]: no node or group \"n1\" in inventory") {
+		t.Errorf("lint -i does not check the drill's nodes (exit %d):\n%s", nodes.code, nodes.stdout)
+	}
 	ok := drbook(t, nil, "lint", "../../testdata/drills/counter/drill.yaml")
 	all := drbook(t, nil, "lint")
 	if ok.code != 0 || all.code != 0 {
@@ -265,6 +290,8 @@ name: interrupted
 runbook: ` + runbook + `
 setup:
   - run: touch "$MARK/setup-started"; sh -c 'sleep 60; :' "drill-$DRILL_DIR"
+answers:
+  inputs: {node: n1, backup: /b, data_dir: /d, run_dir: /r}
 count: {run: echo count=0 digest=none}
 restore_point: [true]
 disaster: [true]
@@ -314,5 +341,95 @@ cleanup:
 	}
 	if _, err := os.Stat(work); !os.IsNotExist(err) {
 		t.Errorf("work directory left behind: %v", err)
+	}
+}
+
+func TestParseCount(t *testing.T) {
+	tests := []struct {
+		out    string
+		want   drillCount
+		wantOK bool
+	}{
+		{"count=57 digest=8ef19f5c\n", drillCount{57, "8ef19f5c"}, true},
+		{"connecting...\n  count=0   digest=none  \nbye\n", drillCount{0, "none"}, true},
+		{"count=12345678901234 digest=a\n", drillCount{12345678901234, "a"}, true},
+		{"count=-1 digest=x\n", drillCount{}, false},
+		{"count=3\n", drillCount{}, false},
+		{"the count=3 digest=x is\n", drillCount{}, false},
+		{"", drillCount{}, false},
+	}
+	for _, tc := range tests {
+		got, err := parseCount(tc.out)
+		if (err == nil) != tc.wantOK || got != tc.want {
+			t.Errorf("parseCount(%q) = %+v, %v", tc.out, got, err)
+		}
+		if err != nil && !errors.Is(err, errDrillCount) {
+			t.Errorf("parseCount(%q): %v is not errDrillCount", tc.out, err)
+		}
+	}
+}
+
+// TestDrillVerdicts: the counter drill changed so that it must fail — an
+// RTO budget no recovery meets, or expect: latest when 7 records are lost —
+// runs the recovery, then fails (exit 1) with the verdict in its report.
+func TestDrillVerdicts(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/drills/counter/drill.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runbook, _ := filepath.Abs("../../testdata/drills/counter/restore.yaml")
+	base := strings.Replace(string(src), "runbook: restore.yaml", "runbook: "+runbook, 1)
+	tests := []struct {
+		name, from, to, verdict string
+	}{
+		{"over the RTO budget", "rto_budget: 60s", "rto_budget: 1ms", "is over the budget of 1ms"},
+		{"data lost that must not be", "expect: restore_point", "expect: latest", "count=50 digest="},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.from) {
+				t.Fatalf("the example drill lacks %q", tc.from)
+			}
+			file := filepath.Join(t.TempDir(), "drill.yaml")
+			if err := os.WriteFile(file, []byte(strings.Replace(base, tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			inv, work := drillSSH(t)
+			reports := filepath.Join(t.TempDir(), "report")
+			db := filepath.Join(t.TempDir(), "db")
+			r := drbook(t, nil, "rehearse", "--drill", file, "-i", inv, "--dir", work,
+				"--db", db, "--report-dir", reports, "--output", "json")
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+			}
+			rep := readReport(t, reports, r.stdout)
+			if !strings.Contains(rep.Verdict, tc.verdict) || rep.RPOKeys != 7 {
+				t.Errorf("verdict %q (RPO %d), want it to say %q", rep.Verdict, rep.RPOKeys, tc.verdict)
+			}
+			if md, _ := os.ReadFile(filepath.Join(reports, "report.md")); !strings.Contains(string(md), "**FAILED: ") {
+				t.Errorf("report.md does not say FAILED:\n%s", md)
+			}
+			// drbook runbooks shows the drill failed, though the runbook's run succeeded.
+			var list []runbookInfo
+			out := drbook(t, nil, "runbooks", "--db", db, "--output", "json")
+			if err := json.Unmarshal([]byte(out.stdout), &list); err != nil {
+				t.Fatalf("runbooks JSON: %v\n%s", err, out.stdout)
+			}
+			found := false
+			for _, i := range list {
+				if i.Name == "counter-restore" {
+					found = true
+					if i.LastResult != "succeeded" || i.LastDrill != "failed" || !strings.Contains(i.LastVerdict, tc.verdict) {
+						t.Errorf("runbooks shows %+v", i)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("runbooks does not list counter-restore:\n%s", out.stdout)
+			}
+			if pids := agentProcesses(t, work); len(pids) > 0 {
+				t.Errorf("drill processes left: %v", pids)
+			}
+		})
 	}
 }

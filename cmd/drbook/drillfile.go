@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -70,6 +71,20 @@ func (a *app) lintDrill(name string, src []byte, reg *steps.Registry, inv *runbo
 	rb, err := a.loadRunbook(drillPath(dr, dr.Runbook), reg, inv)
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d:%d: runbook %s: %w", name, dr.At("runbook").Line, dr.At("runbook").Col, dr.Runbook, err)
+	}
+	var all runbooks.Diagnostics
+	for _, err := range []error{runbooks.CheckDrillAnswers(dr, rb), runbooks.CheckDrillNodes(dr, inv)} {
+		var ds runbooks.Diagnostics
+		switch {
+		case err == nil:
+		case errors.As(err, &ds):
+			all = append(all, ds...)
+		default:
+			return rb.Warnings, err
+		}
+	}
+	if len(all) > 0 {
+		return rb.Warnings, all
 	}
 	return rb.Warnings, nil
 }

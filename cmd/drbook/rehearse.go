@@ -75,9 +75,11 @@ The report is written as Markdown, JSON and an SVG timeline into
 markdown shows it); drbook runbooks shows the last rehearsal.
 
 Exit codes: 0 the drill passed; 1 it ran and failed (data lost that should
-not be, unhealthy, over the RTO budget, the recovery failed); 2 usage.`,
+not be, unhealthy, over the RTO budget, the recovery or a drill command
+failed, a drill process left running); 2 usage; 3 invalid drill, runbook
+or inventory (file:line:col); 130 interrupted (after the cleanup ran).`,
 		Example: `  drbook rehearse --drill library:agent-total-loss
-  drbook rehearse --drill etcd-member-loss.yaml -i lab.yaml --ports 30000-30999
+  drbook rehearse --drill my-drill.yaml -i lab.yaml --answers answers.yaml --ports 30000-30999
   drbook rehearse total-cluster-recovery --scenario total-loss --keys 100000`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -156,7 +158,7 @@ not be, unhealthy, over the RTO budget, the recovery failed); 2 usage.`,
 	cmd.Flags().StringVar(&drillPath, "drill", "", "drill file, or library:NAME for a shipped drill")
 	cmd.Flags().StringVarP(&o.inventory, "inventory", "i", "", "inventory for the drill's commands and the runbook (overrides the drill's inventory:)")
 	cmd.Flags().StringVar(&o.answers, "answers", "", "answers file for the runbook's inputs (overrides the drill's answers:)")
-	cmd.Flags().StringVar(&o.ports, "ports", "", "port range LO-HI the drill's ports (and a lab's) are picked from (default: the drill's, else 30000-30999)")
+	cmd.Flags().StringVar(&o.ports, "ports", "", "port range LO-HI the drill's ports (and a lab's) are picked from (default: the drill's, else 30000-30999; a lab: 20000 up to the ephemeral range)")
 	cmd.Flags().StringVar(&scenario, "scenario", "", "total-loss, quorum-loss or node-loss: run the shipped agent drill library:agent-SCENARIO")
 	cmd.Flags().IntVar(&nodes, "nodes", 3, "lab nodes (lab drills)")
 	cmd.Flags().IntVar(&keys, "keys", 10000, "keys loaded before the backup (lab drills)")
@@ -330,8 +332,14 @@ func (r *rehearser) runLab(ctx context.Context) (*rehearsal.Report, error) {
 		}
 		r.dir = d
 	}
-	lo, hi := r.portRange()
-	r.say("lab: %d agents in %s, ports from %d-%d", lb.Nodes, r.dir, lo, hi)
+	// A lab picks anywhere below the ephemeral range unless a range is given.
+	lo, hi := 0, 0
+	if r.opts.ports != "" || (r.dr.Ports != nil && r.dr.Ports.Range != "") {
+		lo, hi = r.portRange()
+		r.say("lab: %d agents in %s, ports from %d-%d", lb.Nodes, r.dir, lo, hi)
+	} else {
+		r.say("lab: %d agents in %s", lb.Nodes, r.dir)
+	}
 	r.lab, err = lab.Up(ctx, lab.Options{Dir: r.dir, Nodes: lb.Nodes, AgentBin: bin, PortMin: lo, PortMax: hi})
 	if err != nil {
 		_ = os.RemoveAll(r.dir)

@@ -42,7 +42,7 @@ func TestRehearse(t *testing.T) {
 			labDir := filepath.Join(t.TempDir(), "lab")
 			// The lab finds drbook-agent beside drbook.
 			args := append([]string{"rehearse"}, tc.args...)
-			args = append(args, "--keys", strconv.Itoa(tc.keys), "--ports", "30000-30999",
+			args = append(args, "--keys", strconv.Itoa(tc.keys), "--ports", "24000-24999",
 				"--db", db, "--report-dir", reports, "--dir", labDir, "--output", "json")
 			if tc.keep {
 				args = append(args, "--keep")
@@ -54,7 +54,7 @@ func TestRehearse(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("rehearse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 			}
-			if !strings.Contains(r.stderr, "ports from 30000-30999") {
+			if !strings.Contains(r.stderr, "ports from 24000-24999") {
 				t.Errorf("the lab did not use --ports:\n%s", r.stderr)
 			}
 			var rep jsonapi.Rehearsal
@@ -126,7 +126,7 @@ func TestRehearse(t *testing.T) {
 }
 
 // keptLabPorts checks that a lab kept by --keep listens only on ports of
-// --ports 30000-30999, then takes it down.
+// --ports 24000-24999, then takes it down.
 func keptLabPorts(t *testing.T, labDir, stderr string) {
 	t.Helper()
 	labJSON, err := os.ReadFile(filepath.Join(labDir, "lab.json"))
@@ -138,8 +138,8 @@ func keptLabPorts(t *testing.T, labDir, stderr string) {
 		t.Errorf("no ports in lab.json:\n%s", labJSON)
 	}
 	for _, m := range ports {
-		if p, _ := strconv.Atoi(m[1]); p < 30000 || p > 30999 {
-			t.Errorf("lab port %d outside --ports 30000-30999", p)
+		if p, _ := strconv.Atoi(m[1]); p < 24000 || p > 24999 {
+			t.Errorf("lab port %d outside --ports 24000-24999", p)
 		}
 	}
 	if down := drbook(t, nil, "lab", "down", "--dir", labDir); down.code != 0 {

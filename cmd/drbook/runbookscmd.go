@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -12,6 +13,7 @@ import (
 	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/library"
+	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/termsafe"
 )
@@ -30,6 +32,11 @@ type runbookInfo struct {
 	LastRehearsal *time.Time `json:"last_rehearsal,omitempty"`
 	LastResult    string     `json:"last_result,omitempty"`
 	LastRun       string     `json:"last_rehearsal_run,omitempty"`
+	// LastDrill is the last rehearsal's drill result from its report:
+	// "passed" or "failed" (empty when the run holds no report).
+	LastDrill string `json:"last_drill_result,omitempty"`
+	// LastVerdict says why that drill failed.
+	LastVerdict string `json:"last_drill_verdict,omitempty"`
 }
 
 func newRunbooksCmd(a *app) *cobra.Command {
@@ -68,6 +75,7 @@ procedures have gone stale. Runbooks from files that were rehearsed
 					if r.Mode == state.ModeRehearsal {
 						t := r.CreatedAt
 						info.LastRehearsal, info.LastResult, info.LastRun = &t, string(r.Status), r.ID
+						info.LastDrill, info.LastVerdict = rehearsalOutcome(ctx, db, r.ID)
 						break
 					}
 				}
@@ -99,6 +107,9 @@ procedures have gone stale. Runbooks from files that were rehearsed
 					age := time.Since(*i.LastRehearsal).Round(time.Minute)
 					last = fmt.Sprintf("%s (%s ago)", i.LastRehearsal.Local().Format("2006-01-02"), age)
 					result = i.LastResult
+					if i.LastDrill != "" {
+						result += ", drill " + i.LastDrill
+					}
 				}
 				title := i.Title
 				if len(i.Problems) > 0 {
@@ -134,10 +145,39 @@ func rehearsedFiles(ctx context.Context, db *state.DB, reg runbooks.KindCatalog)
 		seen[r.RunbookPath] = true
 		t := r.CreatedAt
 		info := runbookInfo{Name: r.RunbookName, Path: r.RunbookPath, Title: r.RunbookTitle, LastRehearsal: &t, LastResult: string(r.Status), LastRun: r.ID}
+		info.LastDrill, info.LastVerdict = rehearsalOutcome(ctx, db, r.ID)
 		if rb, err := runbooks.LoadRunbook(r.RunbookPath, r.RunbookSource, reg, nil); err == nil {
 			info.Steps, info.Danger, info.Tags = len(rb.Steps), rb.DangerCount(), rb.Tags
 		}
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// rehearsalOutcome reads a rehearsal run's report from its record (the note
+// rehearse stores): "passed" or "failed" and the verdict. It is the one
+// place `drbook runbooks` reads rehearsal reports; empty when there is none.
+func rehearsalOutcome(ctx context.Context, db *state.DB, runID string) (result, verdict string) {
+	events, err := db.Events(ctx, runID)
+	if err != nil {
+		return "", ""
+	}
+	for i := len(events) - 1; i >= 0; i-- {
+		if events[i].Type != state.EvNote {
+			continue
+		}
+		var n state.Note
+		if events[i].Decode(&n) != nil || n.Data["kind"] != "rehearsal-report" {
+			continue
+		}
+		var rep rehearsal.Report
+		if json.Unmarshal([]byte(n.Data["report.json"]), &rep) != nil {
+			return "", ""
+		}
+		if rep.Verdict != "" {
+			return "failed", rep.Verdict
+		}
+		return "passed", ""
+	}
+	return "", ""
 }
