@@ -146,8 +146,8 @@ func structSchema(t reflect.Type, defs map[string]any) map[string]any {
 	return obj
 }
 
-// SchemaFields lists, for each model struct reachable from Runbook and
-// Inventory, the field names the loader accepts. Tests compare it with the
+// SchemaFields lists, for each model struct reachable from Runbook,
+// Inventory and Drill, the field names the loader accepts. Tests compare it with the
 // published schemas.
 func SchemaFields() map[string][]string {
 	out := map[string][]string{}
@@ -172,5 +172,6 @@ func SchemaFields() map[string][]string {
 	}
 	walk(reflect.TypeOf(Runbook{}))
 	walk(reflect.TypeOf(Inventory{}))
+	walk(reflect.TypeOf(Drill{}))
 	return out
 }

@@ -20,7 +20,10 @@ func newLintCmd(a *app) *cobra.Command {
 		Short: "Validate runbooks (and an inventory and answers) without running anything",
 		Long: `Validate runbooks and report every problem as file:line:col: message.
 
-A file whose top-level kind is Inventory is checked as an inventory. With -i,
+A file whose top-level kind is Inventory is checked as an inventory; one
+whose kind is Drill is checked as a drill (docs/drills.md), together with
+the runbook it names. Without files, every shipped runbook and drill is
+checked. With -i,
 node names in runbooks are checked against it; with --answers, the answers
 are checked against each runbook's inputs. Nothing is written anywhere.
 
@@ -44,6 +47,9 @@ explicitly; only timeout accepts none.`,
 				for _, n := range library.Names() {
 					args = append(args, library.Prefix+n)
 				}
+				for _, n := range library.DrillNames() {
+					args = append(args, "drill:"+n)
+				}
 			}
 			reg := newRegistry()
 			var all runbooks.Diagnostics
@@ -63,8 +69,24 @@ explicitly; only timeout accepts none.`,
 			answers, err := loadAnswers(answersPath)
 			collect(err)
 			for _, f := range args {
+				if n, ok := strings.CutPrefix(f, "drill:"); ok {
+					src, name, err := readDrill(library.DrillPrefix + n)
+					if err == nil {
+						var warn runbooks.Diagnostics
+						warn, err = a.lintDrill(name, src, reg, inv)
+						all = append(all, warn...)
+					}
+					collect(err)
+					continue
+				}
 				src, name, err := readRunbook(f)
 				if err != nil {
+					collect(err)
+					continue
+				}
+				if isDrill(src) {
+					warn, err := a.lintDrill(name, src, reg, inv)
+					all = append(all, warn...)
 					collect(err)
 					continue
 				}

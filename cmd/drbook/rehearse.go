@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/drbook/drbook/nodeagent/lab"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
@@ -39,78 +41,109 @@ var scenarioRunbook = map[string]string{
 }
 
 func newRehearseCmd(a *app) *cobra.Command {
-	var scenario, dir, reportDir string
+	var scenario, drillPath string
+	var o drillOpts
 	var nodes, keys, after int
-	var keepLab, useTUI bool
 	cmd := &cobra.Command{
-		Use:   "rehearse [RUNBOOK] --scenario total-loss|quorum-loss|node-loss",
-		Short: "Drill a recovery on a throw-away lab and measure RTO and RPO",
-		Long: `Build a lab cluster of real agents, load keys, take a backup, keep writing
-keys for a moment (so the RPO is not trivially zero), inject the disaster
-(kill -9, data deleted), run the recovery runbook headless, verify every key
-against the manifests, clean up everything, and report:
+		Use:   "rehearse --drill FILE [-i INVENTORY] [--answers FILE] | [RUNBOOK] --scenario total-loss|quorum-loss|node-loss",
+		Short: "Drill a recovery: inject a disaster, recover with a runbook, measure RTO and RPO",
+		Long: `Run a drill (docs/drills.md): stand the system up, load and count its data,
+take the restore point, write more data after it, inject the disaster (kill
+processes, delete data, cut links), run the recovery runbook headless (or in
+the TUI with --tui), verify the data and the system's health, and ALWAYS
+clean up (also after a failure or Ctrl-C). Then report:
 
-  RTO   disaster → cluster verified healthy, split into machine time and
-        time waiting on the operator;
-  RPO   the keys lost and the write window they span;
+  RTO   disaster → verified healthy, split into machine time and time
+        waiting on the operator;
+  RPO   the data written after the restore point that was lost (exact
+        count) and the write window it spans;
   and per-step timings.
+
+A drill file declares the system under test with commands (on inventory
+nodes over SSH, or locally), or uses the built-in drbook-agent lab.
+Shipped drills are library:NAME (agent-total-loss, agent-quorum-loss,
+agent-node-loss, ...). --scenario X runs library:agent-X, as before.
+
+Drill commands get DRILL_DIR (--dir), DRILL_PORT_0.. (free loopback ports
+from --ports or the drill's range), DRBOOK and the counts as environment
+variables; answers and the inventory may use ${DRILL_...}.
 
 The report is written as Markdown, JSON and an SVG timeline into
 --report-dir, and stored in the run's record (drbook replay RUN --format
-markdown shows it). The default runbook per scenario: total-loss →
-total-cluster-recovery, quorum-loss → quorum-lost-recovery, node-loss →
-replace-failed-node.`,
-		Example: "  drbook rehearse total-cluster-recovery --scenario total-loss --keys 100000",
-		Args:    cobra.MaximumNArgs(1),
+markdown shows it); drbook runbooks shows the last rehearsal.
+
+Exit codes: 0 the drill passed; 1 it ran and failed (data lost that should
+not be, unhealthy, over the RTO budget, the recovery failed); 2 usage.`,
+		Example: `  drbook rehearse --drill library:agent-total-loss
+  drbook rehearse --drill etcd-member-loss.yaml -i lab.yaml --ports 30000-30999
+  drbook rehearse total-cluster-recovery --scenario total-loss --keys 100000`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rbName, ok := scenarioRunbook[scenario]
-			if !ok {
-				return usageError{fmt.Errorf("--scenario must be total-loss, quorum-loss or node-loss, not %q", scenario)}
+			if drillPath == "" && scenario == "" {
+				return usageError{fmt.Errorf("give --drill FILE or --scenario total-loss|quorum-loss|node-loss")}
+			}
+			if drillPath != "" && scenario != "" {
+				return usageError{fmt.Errorf("--drill and --scenario exclude each other")}
+			}
+			if scenario != "" {
+				if _, ok := scenarioRunbook[scenario]; !ok {
+					return usageError{fmt.Errorf("--scenario must be total-loss, quorum-loss or node-loss, not %q", scenario)}
+				}
+				drillPath = library.DrillPrefix + "agent-" + scenario
+			}
+			if o.ports != "" {
+				if _, _, err := runbooks.ParsePortRange(o.ports); err != nil {
+					return usageError{fmt.Errorf("--ports: %w", err)}
+				}
+			}
+			src, name, err := readDrill(drillPath)
+			if err != nil {
+				return err
+			}
+			dr, err := runbooks.ParseDrill(name, src)
+			if err != nil {
+				return err
 			}
 			if len(args) == 1 {
-				rbName = args[0]
+				dr.Runbook = args[0]
 			}
-			if nodes < 3 {
-				return usageError{fmt.Errorf("--nodes must be at least 3")}
-			}
-			if after <= 0 {
-				after = max(100, keys/100)
-			}
-			r := &rehearser{a: a, out: cmd.ErrOrStderr(), scenario: scenario, runbook: rbName, nodes: nodes, keys: keys, after: after, tui: useTUI}
-			if dir == "" {
-				d, err := os.MkdirTemp("", "drbook-rehearsal-")
-				if err != nil {
-					return err
+			if dr.Lab != nil {
+				f := cmd.Flags()
+				if f.Changed("nodes") {
+					dr.Lab.Nodes = nodes
 				}
-				dir = d
+				if f.Changed("keys") {
+					dr.Lab.Keys = keys
+				}
+				if f.Changed("keys-after-backup") {
+					dr.Lab.KeysAfterBackup = after
+				}
+				if dr.Lab.Nodes == 0 {
+					dr.Lab.Nodes = 3
+				}
+				if dr.Lab.Nodes < 3 {
+					return usageError{fmt.Errorf("--nodes must be at least 3")}
+				}
+				if dr.Lab.Keys == 0 {
+					dr.Lab.Keys = 10000
+				}
+				if dr.Lab.KeysAfterBackup <= 0 {
+					dr.Lab.KeysAfterBackup = max(100, dr.Lab.Keys/100)
+				}
 			}
-			r.dir = dir
-			rep, err := r.run(cmd.Context(), keepLab)
+			rep, err := runDrill(cmd.Context(), a, cmd.ErrOrStderr(), dr, o)
 			if rep == nil {
 				return err
 			}
+			reportDir := o.reportDir
 			if reportDir == "" {
 				reportDir = "drbook-rehearsal-" + rep.RunID
 			}
 			if werr := writeReport(reportDir, rep); werr != nil {
 				return errors.Join(err, werr)
 			}
-			out := cmd.OutOrStdout()
-			if a.output == "json" {
-				if jerr := rep.JSON(out); jerr != nil {
-					return jerr
-				}
-			} else {
-				fmt.Fprintf(out, "rehearsal %s: %s %s\n", rep.RunID, rep.Runbook, rep.Scenario)
-				fmt.Fprintf(out, "  RTO %s (machine %s, operator %s)\n", rep.RTO, rep.Machine, rep.Human)
-				fmt.Fprintf(out, "  RPO %d keys lost, write window %s (written after the backup: %d)\n", rep.RPOKeys, rep.RPOWindow, rep.KeysAfterBackup)
-				fmt.Fprintf(out, "  keys: %d before the disaster, %d after the recovery\n", rep.KeysBefore, rep.KeysAfter)
-				fmt.Fprintf(out, "  report: %s/{report.md,report.json,timeline.svg}\n", reportDir)
-				if rep.Verdict != "" {
-					fmt.Fprintf(out, "  FAILED: %s\n", rep.Verdict)
-				} else {
-					fmt.Fprintln(out, "  PASSED")
-				}
+			if perr := printReport(cmd.OutOrStdout(), a.output, reportDir, rep); perr != nil {
+				return errors.Join(err, perr)
 			}
 			if err == nil && rep.Verdict != "" {
 				err = fmt.Errorf("%w: %s", errRehearsalFailed, rep.Verdict)
@@ -118,31 +151,119 @@ replace-failed-node.`,
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&scenario, "scenario", "", "total-loss, quorum-loss or node-loss (required)")
-	cmd.Flags().IntVar(&nodes, "nodes", 3, "lab nodes")
-	cmd.Flags().IntVar(&keys, "keys", 10000, "keys loaded before the backup")
-	cmd.Flags().IntVar(&after, "keys-after-backup", 0, "keys written after the backup (default keys/100, at least 100)")
-	cmd.Flags().StringVar(&dir, "dir", "", "lab directory (default: a new temporary directory, removed afterwards)")
-	cmd.Flags().StringVar(&reportDir, "report-dir", "", "where to write the report (default ./drbook-rehearsal-RUN_ID)")
-	cmd.Flags().BoolVar(&keepLab, "keep-lab", false, "leave the lab running after the drill")
-	cmd.Flags().BoolVar(&useTUI, "tui", false, "run the recovery in the TUI: you confirm and decide, and your time is measured apart")
-	_ = cmd.MarkFlagRequired("scenario")
+	cmd.Flags().StringVar(&drillPath, "drill", "", "drill file, or library:NAME for a shipped drill")
+	cmd.Flags().StringVarP(&o.inventory, "inventory", "i", "", "inventory for the drill's commands and the runbook (overrides the drill's inventory:)")
+	cmd.Flags().StringVar(&o.answers, "answers", "", "answers file for the runbook's inputs (overrides the drill's answers:)")
+	cmd.Flags().StringVar(&o.ports, "ports", "", "port range LO-HI the drill's ports (and a lab's) are picked from (default: the drill's, else 30000-30999)")
+	cmd.Flags().StringVar(&scenario, "scenario", "", "total-loss, quorum-loss or node-loss: run the shipped agent drill library:agent-SCENARIO")
+	cmd.Flags().IntVar(&nodes, "nodes", 3, "lab nodes (lab drills)")
+	cmd.Flags().IntVar(&keys, "keys", 10000, "keys loaded before the backup (lab drills)")
+	cmd.Flags().IntVar(&after, "keys-after-backup", 0, "keys written after the backup (lab drills; default keys/100, at least 100)")
+	cmd.Flags().StringVar(&o.dir, "dir", "", "drill work directory, DRILL_DIR (default: a new temporary directory, removed afterwards)")
+	cmd.Flags().StringVar(&o.reportDir, "report-dir", "", "where to write the report (default ./drbook-rehearsal-RUN_ID)")
+	cmd.Flags().BoolVar(&o.keep, "keep", false, "skip the cleanup: leave the system (and the lab) running and the work directory in place")
+	cmd.Flags().BoolVar(&o.keep, "keep-lab", false, "same as --keep")
+	_ = cmd.Flags().MarkHidden("keep-lab")
+	cmd.Flags().BoolVar(&o.tui, "tui", false, "run the recovery in the TUI: you confirm and decide, and your time is measured apart")
 	return cmd
 }
 
+// printReport prints the rehearsal's outcome on stdout: the report JSON with
+// --output json, else a short summary.
+func printReport(out io.Writer, format, reportDir string, rep *rehearsal.Report) error {
+	if format == "json" {
+		return rep.JSON(out)
+	}
+	unit := rep.Unit
+	if unit == "" {
+		unit = "keys"
+	}
+	name := rep.Drill
+	if name == "" {
+		name = rep.Scenario
+	}
+	fmt.Fprintf(out, "rehearsal %s: %s %s\n", rep.RunID, rep.Runbook, name)
+	fmt.Fprintf(out, "  RTO %s (machine %s, operator %s)", rep.RTO, rep.Machine, rep.Human)
+	if rep.RTOBudget > 0 {
+		fmt.Fprintf(out, ", budget %s", rep.RTOBudget)
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintf(out, "  RPO %d %s lost, write window %s (written after the restore point: %d)\n", rep.RPOKeys, unit, rep.RPOWindow, rep.KeysAfterBackup)
+	fmt.Fprintf(out, "  %s: %d before the disaster, %d after the recovery\n", unit, rep.KeysBefore, rep.KeysAfter)
+	fmt.Fprintf(out, "  report: %s/{report.md,report.json,timeline.svg}\n", reportDir)
+	if rep.Verdict != "" {
+		fmt.Fprintf(out, "  FAILED: %s\n", rep.Verdict)
+	} else {
+		fmt.Fprintln(out, "  PASSED")
+	}
+	return nil
+}
+
+// drillOpts are the command-line settings of a drill run.
+type drillOpts struct {
+	inventory, answers, ports, dir, reportDir string
+	keep, tui                                 bool
+}
+
+// rehearser runs one drill: the state both kinds of drill (lab, commands)
+// share, and the recovery run they have in common.
 type rehearser struct {
-	a                     *app
-	tui                   bool
-	out                   interface{ Write([]byte) (int, error) }
-	scenario, runbook     string
-	dir                   string
-	nodes, keys, after    int
+	a    *app
+	out  io.Writer
+	dr   *runbooks.Drill
+	opts drillOpts
+	dir  string
+	// lab drills
 	lab                   *lab.Lab
 	inventory, passphrase string
 }
 
 func (r *rehearser) say(format string, args ...any) {
 	fmt.Fprintf(r.out, "rehearse: "+format+"\n", args...)
+}
+
+// runDrill runs a drill and returns its report (nil when the drill failed
+// before the disaster: nothing was measured).
+func runDrill(ctx context.Context, a *app, out io.Writer, dr *runbooks.Drill, o drillOpts) (*rehearsal.Report, error) {
+	r := &rehearser{a: a, out: out, dr: dr, opts: o}
+	if dr.Lab != nil {
+		return r.runLab(ctx)
+	}
+	return r.runCommands(ctx)
+}
+
+// portRange is the range ports are picked from: --ports, the drill's, or
+// the default 30000-30999.
+func (r *rehearser) portRange() (int, int) {
+	rng := r.opts.ports
+	if rng == "" && r.dr.Ports != nil {
+		rng = r.dr.Ports.Range
+	}
+	if rng == "" {
+		rng = defaultPortRange
+	}
+	lo, hi, err := runbooks.ParsePortRange(rng)
+	if err != nil { // checked by the flag and the loader
+		return 30000, 30999
+	}
+	return lo, hi
+}
+
+// defaultPortRange is where drills pick their ports unless told otherwise.
+const defaultPortRange = "30000-30999"
+
+// newReport starts the report of the drill.
+func (r *rehearser) newReport(nodes int) *rehearsal.Report {
+	scenario := r.dr.Scenario
+	if scenario == "" {
+		scenario = r.dr.Name
+	}
+	expect := runbooks.ExpectRestorePoint
+	if r.dr.Verify != nil && r.dr.Verify.Expect != "" {
+		expect = r.dr.Verify.Expect
+	}
+	return &rehearsal.Report{Drill: r.dr.Name, Runbook: strings.TrimPrefix(r.dr.Runbook, library.Prefix), Scenario: scenario,
+		Nodes: nodes, Unit: r.dr.Unit, Expect: expect, RTOBudget: rehearsal.Duration(r.dr.RTOBudget), Started: time.Now().UTC()}
 }
 
 // manifest is the set of keys: id → digest of its material.
@@ -180,7 +301,9 @@ func writeManifestFile(ctx context.Context, l *lab.Lab, node, file string) error
 	return f.Close()
 }
 
-func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, error) {
+// runLab runs a drill on the built-in agent lab.
+func (r *rehearser) runLab(ctx context.Context) (*rehearsal.Report, error) {
+	lb := r.dr.Lab
 	bin, err := lab.FindAgent()
 	if err != nil {
 		return nil, err
@@ -190,13 +313,23 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 		return nil, err
 	}
 	r.passphrase = hex.EncodeToString(pass)
-	r.say("lab: %d agents in %s", r.nodes, r.dir)
-	r.lab, err = lab.Up(ctx, lab.Options{Dir: r.dir, Nodes: r.nodes, AgentBin: bin})
+	r.dir = r.opts.dir
+	if r.dir == "" {
+		d, err := os.MkdirTemp("", "drbook-rehearsal-")
+		if err != nil {
+			return nil, err
+		}
+		r.dir = d
+	}
+	lo, hi := r.portRange()
+	r.say("lab: %d agents in %s, ports from %d-%d", lb.Nodes, r.dir, lo, hi)
+	r.lab, err = lab.Up(ctx, lab.Options{Dir: r.dir, Nodes: lb.Nodes, AgentBin: bin, PortMin: lo, PortMax: hi})
 	if err != nil {
+		_ = os.RemoveAll(r.dir)
 		return nil, err
 	}
 	defer func() {
-		if keepLab {
+		if r.opts.keep {
 			r.say("lab kept in %s (drbook lab down --dir %s)", r.dir, r.dir)
 			return
 		}
@@ -213,8 +346,8 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 		return nil, err
 	}
 	first := r.lab.Nodes[0].Name
-	r.say("loading %d keys", r.keys)
-	if err := r.lab.Agent(ctx, first, nil, nil, "keys", "load", "--count", fmt.Sprint(r.keys)); err != nil {
+	r.say("loading %d keys", lb.Keys)
+	if err := r.lab.Agent(ctx, first, nil, nil, "keys", "load", "--count", fmt.Sprint(lb.Keys)); err != nil {
 		return nil, err
 	}
 	backupFile := filepath.Join(r.lab.Vault, "rehearsal.drbkbak")
@@ -222,7 +355,8 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 	if err := r.lab.Agent(ctx, first, []string{"DRBOOK_BACKUP_PASSPHRASE=" + r.passphrase}, nil, "backup", "create", "--out", backupFile); err != nil {
 		return nil, err
 	}
-	rep := &rehearsal.Report{Runbook: r.runbook, Scenario: r.scenario, Nodes: r.nodes, Started: time.Now().UTC(), BackupAt: time.Now().UTC()}
+	rep := r.newReport(lb.Nodes)
+	rep.BackupAt = time.Now().UTC()
 	atBackupFile := filepath.Join(r.lab.Vault, "manifest-at-backup.json")
 	if err := writeManifestFile(ctx, r.lab, first, atBackupFile); err != nil {
 		return nil, err
@@ -231,8 +365,8 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 	if err != nil {
 		return nil, err
 	}
-	r.say("writing %d more keys after the backup", r.after)
-	if err := r.lab.Agent(ctx, first, nil, nil, "keys", "load", "--count", fmt.Sprint(r.after)); err != nil {
+	r.say("writing %d more keys after the backup", lb.KeysAfterBackup)
+	if err := r.lab.Agent(ctx, first, nil, nil, "keys", "load", "--count", fmt.Sprint(lb.KeysAfterBackup)); err != nil {
 		return nil, err
 	}
 	rep.LastWriteAt = time.Now().UTC()
@@ -246,69 +380,49 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 	}
 	rep.KeysAtBackup, rep.KeysBefore, rep.KeysAfterBackup = len(atBackup), len(before), len(before)-len(atBackup)
 
-	// The disaster.
-	rep.DisasterAt = time.Now().UTC()
-	hit, err := r.lab.Disaster(ctx, r.scenario, nil, true)
-	if err != nil {
-		return nil, err
-	}
-	rep.DisasterNodes = hit
-	r.say("disaster %s: %s", r.scenario, strings.Join(hit, ", "))
-
-	// The recovery.
+	// What the recovery needs, checked before anything is destroyed.
 	reg := newRegistry()
 	inv, err := loadInventory(r.inventory)
 	if err != nil {
 		return nil, err
 	}
-	rb, err := r.a.loadRunbook(r.runbook, reg, inv)
+	rb, err := r.a.loadRunbook(drillPath(r.dr, r.dr.Runbook), reg, inv)
 	if err != nil {
 		return nil, err
 	}
-	inputs := r.inputs(rb, hit, backupFile, atBackupFile, beforeFile)
+	rep.Runbook = rb.Name
+
+	// The disaster.
+	rep.DisasterAt = time.Now().UTC()
+	hit, err := r.lab.Disaster(ctx, lb.Disaster, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	rep.DisasterNodes = hit
+	r.say("disaster %s: %s", lb.Disaster, strings.Join(hit, ", "))
+
+	// The recovery.
+	inputs := r.labInputs(rb, hit, backupFile, atBackupFile, beforeFile)
+	if r.opts.answers != "" || r.dr.Answers != nil {
+		given, err := r.answers(nil)
+		if err != nil {
+			return nil, err
+		}
+		for name, a := range given.Inputs {
+			v, err := a.Resolve()
+			if err != nil {
+				return nil, err
+			}
+			inputs[name] = runbooks.Value{V: v}
+		}
+	}
 	db, err := r.a.openDB(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	var mu sync.Mutex
-	starts := map[string]time.Time{}
-	cfg := r.a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: true}, func(ev engine.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch e := ev.(type) {
-		case engine.StepStarted:
-			starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)] = e.Time
-		case engine.StepFinished:
-			t0 := starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)]
-			rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: e.StepID, Target: e.Target, Attempt: e.Attempt, Status: string(e.Status),
-				Start: rehearsal.Duration(t0.Sub(rep.DisasterAt)), Length: rehearsal.Duration(e.Duration)})
-		case engine.StepPending:
-			if !r.tui { // the TUI owns the terminal
-				r.say("step %s", e.StepID)
-			}
-		}
-	}, state.ModeRehearsal)
-	cfg.Labels = map[string]string{"rehearsal": r.scenario}
-	var outcome engine.Outcome
-	var runErr error
-	if r.tui {
-		var formTime time.Duration
-		outcome, formTime, runErr = r.recoverInTUI(ctx, cfg, inputs, rep.DisasterAt)
-		// The form is answered by a person before the engine starts.
-		outcome.Human += formTime
-	} else {
-		outcome, runErr = engine.Start(ctx, cfg, inputs)
-	}
-	rep.RecoveredAt = time.Now().UTC()
-	rep.RunID, rep.Status = outcome.RunID, string(outcome.Status)
-	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
-	rep.Human = rehearsal.Duration(outcome.Human)
-	rep.Machine = rep.RTO - rep.Human
-	rep.SortSteps()
+	runErr := r.recover(ctx, db, rb, inv, reg, inputs, rep)
 	if runErr != nil {
-		rep.Verdict = "the recovery run did not succeed: " + runErr.Error()
-		r.record(ctx, db, rep)
 		return rep, runErr
 	}
 
@@ -339,7 +453,7 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 		rep.RPOWindow = rehearsal.Duration(rep.LastWriteAt.Sub(rep.BackupAt))
 	}
 	wantLost := 0
-	if r.scenario == lab.TotalLoss {
+	if rep.Expect == runbooks.ExpectRestorePoint {
 		wantLost = rep.KeysAfterBackup
 	}
 	switch {
@@ -347,14 +461,71 @@ func (r *rehearser) run(ctx context.Context, keepLab bool) (*rehearsal.Report, e
 		rep.Verdict = fmt.Sprintf("%d keys lost, expected exactly %d", rep.KeysLost, wantLost)
 	case rep.KeysChanged > 0 || rep.KeysUnexpected > 0:
 		rep.Verdict = fmt.Sprintf("%d keys changed and %d unexpected keys after the recovery", rep.KeysChanged, rep.KeysUnexpected)
+	default:
+		rep.Verdict = overBudget(rep)
 	}
 	r.record(ctx, db, rep)
 	return rep, nil
 }
 
-// inputs answers the runbook's inputs for the scenario: only inputs the
+// overBudget returns the verdict of an RTO over the drill's budget, or "".
+func overBudget(rep *rehearsal.Report) string {
+	if rep.RTOBudget > 0 && rep.RTO > rep.RTOBudget {
+		return fmt.Sprintf("RTO %s is over the budget of %s", rep.RTO, rep.RTOBudget)
+	}
+	return ""
+}
+
+// recover runs the recovery runbook (headless, or in the TUI) and fills the
+// report's RTO, step timings and run; the RTO ends when it returns (a drill
+// with health checks extends it). A failed run is recorded with its verdict.
+func (r *rehearser) recover(ctx context.Context, db *state.DB, rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry,
+	inputs map[string]runbooks.Value, rep *rehearsal.Report) error {
+	var mu sync.Mutex
+	starts := map[string]time.Time{}
+	cfg := r.a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: true}, func(ev engine.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case engine.StepStarted:
+			starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)] = e.Time
+		case engine.StepFinished:
+			t0 := starts[fmt.Sprint(e.StepID, e.Target, e.Attempt)]
+			rep.Steps = append(rep.Steps, rehearsal.StepTiming{Step: e.StepID, Target: e.Target, Attempt: e.Attempt, Status: string(e.Status),
+				Start: rehearsal.Duration(t0.Sub(rep.DisasterAt)), Length: rehearsal.Duration(e.Duration)})
+		case engine.StepPending:
+			if !r.opts.tui { // the TUI owns the terminal
+				r.say("step %s", e.StepID)
+			}
+		}
+	}, state.ModeRehearsal)
+	cfg.Labels = map[string]string{"rehearsal": rep.Scenario, "drill": r.dr.Name}
+	var outcome engine.Outcome
+	var runErr error
+	if r.opts.tui {
+		var formTime time.Duration
+		outcome, formTime, runErr = r.recoverInTUI(ctx, cfg, inputs, rep.DisasterAt)
+		// The form is answered by a person before the engine starts.
+		outcome.Human += formTime
+	} else {
+		outcome, runErr = engine.Start(ctx, cfg, inputs)
+	}
+	rep.RecoveredAt = time.Now().UTC()
+	rep.RunID, rep.Status = outcome.RunID, string(outcome.Status)
+	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
+	rep.Human = rehearsal.Duration(outcome.Human)
+	rep.Machine = rep.RTO - rep.Human
+	rep.SortSteps()
+	if runErr != nil {
+		rep.Verdict = "the recovery run did not succeed: " + runErr.Error()
+		r.record(ctx, db, rep)
+	}
+	return runErr
+}
+
+// labInputs answers the runbook's inputs for a lab drill: only inputs the
 // runbook declares, by their conventional names.
-func (r *rehearser) inputs(rb *runbooks.Runbook, hit []string, backup, atBackup, before string) map[string]runbooks.Value {
+func (r *rehearser) labInputs(rb *runbooks.Runbook, hit []string, backup, atBackup, before string) map[string]runbooks.Value {
 	var all, survivors []string
 	for _, n := range r.lab.Nodes {
 		all = append(all, n.Name)
@@ -363,7 +534,7 @@ func (r *rehearser) inputs(rb *runbooks.Runbook, hit []string, backup, atBackup,
 		}
 	}
 	manifestFile := before
-	if r.scenario == lab.TotalLoss {
+	if r.dr.Lab.Disaster == lab.TotalLoss {
 		manifestFile = atBackup
 	}
 	known := map[string]runbooks.Value{
@@ -394,7 +565,8 @@ func (r *rehearser) inputs(rb *runbooks.Runbook, hit []string, backup, atBackup,
 	return out
 }
 
-// record stores the report in the run's record as a note.
+// record stores the report in the run's record as a note. It is the one
+// place a rehearsal report is written to the record.
 func (r *rehearser) record(ctx context.Context, db *state.DB, rep *rehearsal.Report) {
 	if rep.RunID == "" {
 		return
@@ -404,7 +576,7 @@ func (r *rehearser) record(ctx context.Context, db *state.DB, rep *rehearsal.Rep
 	_ = rep.JSON(&js)
 	_ = rep.SVG(&svg)
 	ev, err := state.NewEvent(rep.RunID, state.EvNote, state.Note{Text: md.String(), Data: map[string]string{
-		"kind": "rehearsal-report", "scenario": rep.Scenario, "report.json": js.String(), "timeline.svg": svg.String(),
+		"kind": "rehearsal-report", "scenario": rep.Scenario, "drill": rep.Drill, "report.json": js.String(), "timeline.svg": svg.String(),
 	}})
 	if err != nil {
 		return

@@ -66,6 +66,10 @@ type Lab struct {
 	IP string `json:"ip"`
 	// RaftTimeout is the agents' heartbeat/election timeout.
 	RaftTimeout time.Duration `json:"raft_timeout"`
+	// PortMin and PortMax bound the ports the lab picks (0: anywhere from
+	// 20000 up to the kernel's ephemeral range).
+	PortMin int `json:"port_min,omitempty"`
+	PortMax int `json:"port_max,omitempty"`
 }
 
 // Options configure Up.
@@ -75,6 +79,9 @@ type Options struct {
 	AgentBin string
 	// RaftTimeout for the agents (default 300ms: fast elections on loopback).
 	RaftTimeout time.Duration
+	// PortMin and PortMax bound the ports the lab picks, inclusive (0: the
+	// default, 20000 up to the kernel's ephemeral range).
+	PortMin, PortMax int
 }
 
 // FindAgent locates drbook-agent: beside the running executable, then PATH.
@@ -127,7 +134,8 @@ func Up(ctx context.Context, opts Options) (*Lab, error) {
 		return nil, err
 	}
 	l.IP = labIP()
-	ports, err := freePorts(l.IP, 3*opts.Nodes)
+	l.PortMin, l.PortMax = opts.PortMin, opts.PortMax
+	ports, err := freePorts(l.IP, 3*opts.Nodes, l.PortMin, l.PortMax)
 	if err != nil {
 		return nil, err
 	}
@@ -481,10 +489,13 @@ func fileExists(p string) bool {
 // source port, and a client dialling a dead node's port can even connect to
 // itself (TCP self-connect) and hold the port, so a restarted agent could not
 // bind it again.
-func freePorts(ip string, n int) ([]int, error) {
+func freePorts(ip string, n, pmin, pmax int) ([]int, error) {
 	lo, hi := 20000, ephemeralLow()-1
 	if hi-lo < 1000 {
 		lo = 1024
+	}
+	if pmin > 0 && pmax >= pmin {
+		lo, hi = pmin, pmax+1
 	}
 	var ls []net.Listener
 	defer func() {
@@ -495,7 +506,7 @@ func freePorts(ip string, n int) ([]int, error) {
 	var ports []int
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 1000 {
-			return nil, errors.New("lab: no free port below the ephemeral range")
+			return nil, fmt.Errorf("lab: no %d free ports in %d-%d", n, lo, hi-1)
 		}
 		p := lo + mrand.IntN(hi-lo) // #nosec G404 -- picks a lab port to try, not a secret
 		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
@@ -563,7 +574,7 @@ func tail(path string, n int) string {
 
 // repickPorts gives a node new free ports (its lab SSH host key stays).
 func (l *Lab) repickPorts(n *Node) error {
-	ports, err := freePorts(l.IP, 3)
+	ports, err := freePorts(l.IP, 3, l.PortMin, l.PortMax)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-//go:embed *.yaml
+//go:embed *.yaml drills/*.yaml
 var files embed.FS
 
 // Prefix marks a runbook path as one of the shipped runbooks.
@@ -20,6 +20,9 @@ func Names() []string {
 	entries, _ := fs.ReadDir(files, ".")
 	var out []string
 	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
 		out = append(out, strings.TrimSuffix(e.Name(), ".yaml"))
 	}
 	sort.Strings(out)

@@ -16,7 +16,9 @@ import (
 
 // Report is what a rehearsal measured.
 type Report struct {
-	RunID    string    `json:"run_id"`
+	RunID string `json:"run_id"`
+	// Drill is the drill file's name (agent-total-loss, ...).
+	Drill    string    `json:"drill,omitempty"`
 	Runbook  string    `json:"runbook"`
 	Scenario string    `json:"scenario"`
 	Nodes    int       `json:"nodes"`
@@ -37,6 +39,19 @@ type Report struct {
 	DisasterAt      time.Time `json:"disaster_at"`
 	RecoveredAt     time.Time `json:"recovered_at"`
 	DisasterNodes   []string  `json:"disaster_nodes"`
+
+	// Unit names what the counts count (keys, rows; empty: keys). The
+	// keys_* fields hold those counts for every drill.
+	Unit string `json:"unit,omitempty"`
+	// Expect is what the recovery had to restore: restore_point or latest.
+	Expect string `json:"expect,omitempty"`
+	// Digests of the data at the restore point, before the disaster and
+	// after the recovery, as the drill's count command printed them.
+	DigestAtBackup string `json:"digest_at_restore_point,omitempty"`
+	DigestBefore   string `json:"digest_before_disaster,omitempty"`
+	DigestAfter    string `json:"digest_after_recovery,omitempty"`
+	// RTOBudget is the drill's limit on the RTO (0: none).
+	RTOBudget Duration `json:"rto_budget,omitempty"`
 
 	// RTO is disaster → cluster verified healthy; split into machine time
 	// and time waiting on the operator.
@@ -96,16 +111,30 @@ func (r *Report) Markdown(w io.Writer) error {
 	if r.Verdict != "" {
 		verdict = "FAILED: " + r.Verdict
 	}
+	u := r.unit()
 	fmt.Fprintf(&b, "# DR rehearsal: %s, scenario %s\n\n", r.Runbook, r.Scenario)
 	fmt.Fprintf(&b, "**%s** — run `%s`, %d nodes, %s\n\n", verdict, r.RunID, r.Nodes, r.Started.UTC().Format(time.RFC3339))
+	if r.Drill != "" {
+		fmt.Fprintf(&b, "Drill `%s`", r.Drill)
+		if r.Expect != "" {
+			fmt.Fprintf(&b, ", the recovery had to restore: %s", r.Expect)
+		}
+		b.WriteString(".\n\n")
+	}
 	b.WriteString("| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| RTO (disaster → cluster verified healthy) | %s |\n", r.RTO)
 	fmt.Fprintf(&b, "| — machine time | %s |\n| — waiting on the operator | %s |\n", r.Machine, r.Human)
-	fmt.Fprintf(&b, "| RPO (keys lost) | %d |\n", r.RPOKeys)
+	if r.RTOBudget > 0 {
+		fmt.Fprintf(&b, "| RTO budget | %s |\n", r.RTOBudget)
+	}
+	fmt.Fprintf(&b, "| RPO (%s lost) | %d |\n", u, r.RPOKeys)
 	fmt.Fprintf(&b, "| RPO write window | %s |\n", r.RPOWindow)
-	fmt.Fprintf(&b, "| keys in the backup | %d |\n| keys written after the backup | %d |\n", r.KeysAtBackup, r.KeysAfterBackup)
-	fmt.Fprintf(&b, "| keys before the disaster | %d |\n| keys after the recovery | %d |\n", r.KeysBefore, r.KeysAfter)
-	fmt.Fprintf(&b, "| keys unexpected / changed | %d / %d |\n", r.KeysUnexpected, r.KeysChanged)
+	fmt.Fprintf(&b, "| %s at the restore point | %d |\n| %s written after the restore point | %d |\n", u, r.KeysAtBackup, u, r.KeysAfterBackup)
+	fmt.Fprintf(&b, "| %s before the disaster | %d |\n| %s after the recovery | %d |\n", u, r.KeysBefore, u, r.KeysAfter)
+	fmt.Fprintf(&b, "| %s unexpected / changed | %d / %d |\n", u, r.KeysUnexpected, r.KeysChanged)
+	if r.DigestAtBackup != "" || r.DigestAfter != "" {
+		fmt.Fprintf(&b, "| digest at the restore point / before / after | `%s` / `%s` / `%s` |\n", r.DigestAtBackup, r.DigestBefore, r.DigestAfter)
+	}
 	fmt.Fprintf(&b, "| nodes hit | %s |\n\n", strings.Join(r.DisasterNodes, ", "))
 	b.WriteString("## Steps\n\n| step | target | attempt | status | start (after disaster) | duration |\n|---|---|---|---|---|---|\n")
 	for _, s := range r.Steps {
@@ -114,6 +143,13 @@ func (r *Report) Markdown(w io.Writer) error {
 	b.WriteString("\nTimeline: `timeline.svg` beside this report.\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func (r *Report) unit() string {
+	if r.Unit == "" {
+		return "keys"
+	}
+	return r.Unit
 }
 
 func orDash(s string) string {
@@ -140,8 +176,8 @@ func (r *Report) SVG(w io.Writer) error {
 	h := top + rowH*len(r.Steps) + 40
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="monospace" font-size="12">`+"\n", width, h)
-	fmt.Fprintf(&b, `<text x="10" y="20" font-size="14">%s — %s — RTO %s, RPO %d keys</text>`+"\n",
-		html.EscapeString(r.Runbook), html.EscapeString(r.Scenario), r.RTO, r.RPOKeys)
+	fmt.Fprintf(&b, `<text x="10" y="20" font-size="14">%s — %s — RTO %s, RPO %d %s</text>`+"\n",
+		html.EscapeString(r.Runbook), html.EscapeString(r.Scenario), r.RTO, r.RPOKeys, html.EscapeString(r.unit()))
 	// Axis ticks every second (or coarser).
 	tick := time.Second
 	for total/tick > 15 {

@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/drbook/drbook/runbooks/rehearsal"
+	"github.com/drbook/drbook/steps/transport/sshtest"
+)
+
+// drillSSH starts a real OpenSSH sshd and writes an inventory of one node
+// n1 on it, and a work directory its login user can write to.
+func drillSSH(t *testing.T) (inv, workDir string) {
+	t.Helper()
+	srv := sshtest.StartOpenSSH(t)
+	inv = filepath.Join(t.TempDir(), "inventory.yaml")
+	body := fmt.Sprintf("apiVersion: drbook/v1\nkind: Inventory\nname: drill\nssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\nnodes:\n  - name: n1\n    host: %s\n    port: %d\n",
+		srv.User, srv.IdentityFile, srv.KnownHostsFile, srv.Host, srv.Port)
+	if err := os.WriteFile(inv, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	workDir = filepath.Join(srv.Dir, "drill")
+	if err := os.Mkdir(workDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(workDir, 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	return inv, workDir
+}
+
+// TestDrillCounterFile runs a drill of a system drbook does not ship (the
+// counter file service of testdata/drills/counter) through rehearse
+// --drill, over real OpenSSH: the RPO must be exactly the 7 records written
+// after the restore point, the data after the recovery must equal the
+// restore point (count and digest), the three report files must agree, and
+// nothing of the drill may be left running or on disk.
+func TestDrillCounterFile(t *testing.T) {
+	inv, work := drillSSH(t)
+	db := filepath.Join(t.TempDir(), "drbook.db")
+	reports := filepath.Join(t.TempDir(), "report")
+	r := drbook(t, nil, "rehearse", "--drill", "../../testdata/drills/counter/drill.yaml", "-i", inv,
+		"--dir", work, "--db", db, "--report-dir", reports, "--ports", "30000-30999", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("rehearse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("%s", r.stderr)
+	var rep rehearsal.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("report JSON: %v\n%s", err, r.stdout)
+	}
+	if rep.KeysAtBackup != 50 || rep.KeysAfterBackup != 7 || rep.KeysBefore != 57 || rep.KeysAfter != 50 {
+		t.Errorf("counts: %d at the restore point, %d after it, %d before the disaster, %d after the recovery; want 50, 7, 57, 50",
+			rep.KeysAtBackup, rep.KeysAfterBackup, rep.KeysBefore, rep.KeysAfter)
+	}
+	if rep.RPOKeys != 7 || rep.KeysLost != 7 {
+		t.Errorf("RPO %d (lost %d), want exactly 7", rep.RPOKeys, rep.KeysLost)
+	}
+	if rep.DigestAfter == "" || rep.DigestAfter != rep.DigestAtBackup || rep.DigestBefore == rep.DigestAtBackup {
+		t.Errorf("digests: restore point %q, before %q, after %q", rep.DigestAtBackup, rep.DigestBefore, rep.DigestAfter)
+	}
+	if rto := float64(rep.RTO) / 1e9; rto <= 0 || rto > 60 || rep.Machine+rep.Human != rep.RTO {
+		t.Errorf("RTO %v (machine %v + operator %v)", rep.RTO, rep.Machine, rep.Human)
+	}
+	if rep.Drill != "counter-file-loss" || rep.Runbook != "counter-restore" || rep.Verdict != "" || rep.Unit != "items" {
+		t.Errorf("report: drill %q runbook %q unit %q verdict %q", rep.Drill, rep.Runbook, rep.Unit, rep.Verdict)
+	}
+	var stepNames []string
+	for _, s := range rep.Steps {
+		stepNames = append(stepNames, s.Step)
+	}
+	for _, want := range []string{"disaster: kill the service", "disaster: delete the data", "check-copy", "restore", "start", "verify: health"} {
+		if !containsStr(stepNames, want) {
+			t.Errorf("timeline lacks %q: %v", want, stepNames)
+		}
+	}
+	if len(rep.DisasterNodes) != 1 || rep.DisasterNodes[0] != "n1" {
+		t.Errorf("nodes hit %v, want [n1]", rep.DisasterNodes)
+	}
+	var onDisk rehearsal.Report
+	b, err := os.ReadFile(filepath.Join(reports, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != 7 || onDisk.RTO != rep.RTO {
+		t.Errorf("report.json disagrees: %v %+v", err, onDisk)
+	}
+	md, _ := os.ReadFile(filepath.Join(reports, "report.md"))
+	if !strings.Contains(string(md), "| RPO (items lost) | 7 |") || !strings.Contains(string(md), rep.RTO.String()) {
+		t.Errorf("report.md disagrees with the JSON:\n%s", md)
+	}
+	svg, _ := os.ReadFile(filepath.Join(reports, "timeline.svg"))
+	if strings.Count(string(svg), "<rect") != len(rep.Steps) {
+		t.Errorf("timeline.svg has %d bars for %d steps", strings.Count(string(svg), "<rect"), len(rep.Steps))
+	}
+	replay := drbook(t, nil, "replay", rep.RunID, "--db", db, "--format", "markdown", "--verify")
+	if replay.code != 0 || !strings.Contains(replay.stdout, "Drill `counter-file-loss`") {
+		t.Errorf("replay lacks the drill report (exit %d)\n%s", replay.code, replay.stdout)
+	}
+	if pids := agentProcesses(t, work); len(pids) > 0 {
+		t.Errorf("drill processes left: %v", pids)
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("work directory left behind: %v", err)
+	}
+}
+
+// TestDrillSetupFails: a drill whose setup starts a process and then fails
+// still runs its cleanup, which stops the process; a drill whose cleanup
+// forgets the process is reported as having left it running.
+func TestDrillSetupFails(t *testing.T) {
+	const drillTmpl = `apiVersion: drbook/v1
+kind: Drill
+name: setup-fails
+runbook: ` + "%s" + `
+ports: 2
+setup:
+  - name: start a service
+    on: n1
+    run: |
+      nohup sh -c 'while :; do sleep 1; done' "svc-$DRILL_DIR" >/dev/null 2>&1 &
+      echo $! > "$DRILL_DIR/svc.pid"
+      echo "$DRILL_PORT_0 $DRILL_PORT_1" > "$DRILL_DIR/ports"
+  - name: then fail
+    run: echo "cannot go on" >&2; exit 3
+count: {run: echo count=0 digest=none}
+restore_point: [touch "$DRILL_DIR/never"]
+disaster: [touch "$DRILL_DIR/never"]
+cleanup:
+  - name: record the cleanup
+    run: cp "$DRILL_DIR/ports" "%s"
+%s
+`
+	runbook, _ := filepath.Abs("../../testdata/drills/counter/restore.yaml")
+	tests := []struct {
+		name     string
+		stop     bool
+		wantLeft bool
+	}{
+		{"cleanup stops the service", true, false},
+		{"cleanup forgets the service", false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, work := drillSSH(t)
+			marker := filepath.Join(t.TempDir(), "cleanup-ran")
+			stop := ""
+			if tc.stop {
+				stop = "  - {on: n1, run: kill \"$(cat \"$DRILL_DIR/svc.pid\")\"}"
+			}
+			file := filepath.Join(t.TempDir(), "drill.yaml")
+			if err := os.WriteFile(file, []byte(fmt.Sprintf(drillTmpl, runbook, marker, stop)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sshtest.KillMarked("svc-" + work) })
+			r := drbook(t, nil, "rehearse", "--drill", file, "-i", inv, "--dir", work,
+				"--db", filepath.Join(t.TempDir(), "db"), "--ports", "31000-31099")
+			if r.code != 1 || !strings.Contains(r.stderr, "setup: then fail") || !strings.Contains(r.stderr, "cannot go on") {
+				t.Errorf("exit %d, want 1 naming the failed setup command\n%s", r.code, r.stderr)
+			}
+			ports, err := os.ReadFile(marker)
+			if err != nil {
+				t.Fatalf("the cleanup did not run: %v\n%s", err, r.stderr)
+			}
+			for _, f := range strings.Fields(string(ports)) {
+				if p, err := strconv.Atoi(f); err != nil || p < 31000 || p > 31099 {
+					t.Errorf("port %q outside --ports 31000-31099", f)
+				}
+			}
+			left := sshtest.PIDsWithArg("svc-" + work)
+			if tc.wantLeft {
+				if len(left) == 0 || !strings.Contains(r.stderr, "left running") {
+					t.Errorf("a process left running is not reported (left %v)\n%s", left, r.stderr)
+				}
+				return
+			}
+			if len(left) > 0 {
+				t.Errorf("processes left running: %v", left)
+			}
+			if _, err := os.Stat(work); !os.IsNotExist(err) {
+				t.Errorf("work directory left behind: %v", err)
+			}
+		})
+	}
+}
+
+// TestDrillLint: a broken drill is reported at file:line:col, every problem
+// at once; the shipped drills and the example lint clean.
+func TestDrillLint(t *testing.T) {
+	r := drbook(t, nil, "lint", "../../testdata/drills/broken/bad.yaml")
+	if r.code == 0 {
+		t.Fatalf("lint of a broken drill passed\n%s", r.stdout)
+	}
+	for _, want := range []string{
+		"bad.yaml:5:26: ports: port range \"30000-20000\"",
+		"bad.yaml:11:14: drill.restore_point[0].timeout: \"soon\" is not a duration",
+		"bad.yaml:13:10: ${DRILL_PORT_3}",
+		"bad.yaml:15:11: drill.verify.expect: \"everything\" is not one of restore_point, latest",
+		"bad.yaml:17:5: unknown field \"rn\" in drill.cleanup[0] (did you mean \"run\"?)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("lint output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	ok := drbook(t, nil, "lint", "../../testdata/drills/counter/drill.yaml")
+	all := drbook(t, nil, "lint")
+	if ok.code != 0 || all.code != 0 {
+		t.Errorf("lint of valid drills failed:\n%s\n%s", ok.stdout, all.stdout)
+	}
+}
+
+// TestAllocPorts: ports come from the range, a busy port is skipped, and a
+// range without enough free ports is refused.
+func TestAllocPorts(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bp := busy.Addr().(*net.TCPAddr).Port
+	hi := min(bp+50, 65535)
+	got, err := allocPorts(bp, hi, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range got {
+		if p == bp || p < bp || p > hi || seen[p] {
+			t.Errorf("port %d: busy, repeated or outside %d-%d", p, bp, hi)
+		}
+		seen[p] = true
+	}
+	if _, err := allocPorts(bp, bp, 1); !errors.Is(err, errNoFreePorts) {
+		t.Errorf("a busy one-port range: %v, want errNoFreePorts", err)
+	}
+}
