@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/steps/transport"
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
@@ -442,5 +444,93 @@ func TestPostgresRewindRefusesWithoutWalLogHints(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(l.pg1.data + ".drbook-conf-*"); len(m) > 0 {
 		t.Errorf("configuration saved (a step after the refusal ran): %v", m)
+	}
+}
+
+// pgDrillInventory writes the inventory the shipped PostgreSQL drills take
+// with -i (docs/postgresql.md): pg1, pg2 and app on the test's sshd, with
+// the drill's directory and ports in their vars (expanded by rehearse).
+func pgDrillInventory(t *testing.T, srv *sshtest.Server) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: drbook/v1\nkind: Inventory\nname: pg-drill\nssh:\n  user: %s\n  identity_file: %s\n  known_hosts: %s\nnodes:\n",
+		srv.User, srv.IdentityFile, srv.KnownHostsFile)
+	for i, n := range []string{"pg1", "pg2"} {
+		fmt.Fprintf(&b, "  - name: %s\n    host: %s\n    port: %d\n    labels: {role: postgres}\n"+
+			"    vars: {pgbin: %s, pgdata: \"${DRILL_DIR}/pg/%s\", pghost: 127.0.0.1, pgport: \"${DRILL_PORT_%d}\", pglog: \"${DRILL_DIR}/pg/%s.log\"}\n",
+			n, srv.Host, srv.Port, pgBinDir, n, i, n)
+	}
+	fmt.Fprintf(&b, "  - name: app\n    host: %s\n    port: %d\n    labels: {clients: app}\n    vars: {primary_file: \"${DRILL_DIR}/pg/app/primary.env\"}\n",
+		srv.Host, srv.Port)
+	inv := filepath.Join(t.TempDir(), "inventory.yaml")
+	if err := os.WriteFile(inv, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+// rehearsePG runs a shipped PostgreSQL drill over real OpenSSH and returns
+// its report; the drill must pass, its report files must agree with the
+// JSON, and no process of the drill may be left running.
+func rehearsePG(t *testing.T, drill string) rehearsal.Report {
+	t.Helper()
+	requirePostgres(t)
+	srv := sshtest.StartOpenSSH(t)
+	inv := pgDrillInventory(t, srv)
+	work := filepath.Join(srv.Dir, "drill")
+	if err := os.Mkdir(work, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(work, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens, no postgres of this drill outlives the test.
+	t.Cleanup(func() { sshtest.KillPIDs(agentProcesses(t, work)) })
+	db := filepath.Join(t.TempDir(), "drbook.db")
+	reports := filepath.Join(t.TempDir(), "report")
+	r := drbook(t, nil, "rehearse", "--drill", "library:"+drill, "-i", inv, "--dir", work, "--db", db,
+		"--report-dir", reports, "--ports", "30000-32000", "--output", "json")
+	t.Logf("rehearse %s: exit %d\n%s", drill, r.code, r.stderr)
+	if r.code != 0 {
+		t.Fatalf("rehearse %s: exit %d\n%s\n%s", drill, r.code, r.stdout, r.stderr)
+	}
+	var rep rehearsal.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("report JSON: %v\n%s", err, r.stdout)
+	}
+	var onDisk rehearsal.Report
+	if b, err := os.ReadFile(filepath.Join(reports, "report.json")); err != nil {
+		t.Error(err)
+	} else if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != rep.RPOKeys || onDisk.RTO != rep.RTO {
+		t.Errorf("report.json disagrees: %v %+v", err, onDisk)
+	}
+	md, _ := os.ReadFile(filepath.Join(reports, "report.md"))
+	if !strings.Contains(string(md), fmt.Sprintf("| RPO (items lost) | %d |", rep.RPOKeys)) || !strings.Contains(string(md), rep.RTO.String()) {
+		t.Errorf("report.md disagrees with the JSON:\n%s", md)
+	}
+	if pids := agentProcesses(t, work); len(pids) > 0 {
+		t.Errorf("drill processes left running: %v", pids)
+	}
+	if rto := time.Duration(rep.RTO); rto <= 0 || rto > 2*time.Minute || rep.Machine+rep.Human != rep.RTO {
+		t.Errorf("RTO %v (machine %v + operator %v)", rep.RTO, rep.Machine, rep.Human)
+	}
+	t.Logf("%s: RTO %v, RPO %d rows, %d rows before the disaster, %d after the recovery", drill, rep.RTO, rep.RPOKeys, rep.KeysBefore, rep.KeysAfter)
+	return rep
+}
+
+// TestPostgresDrillPrimaryLoss rehearses library:pg-primary-loss: the 37
+// rows committed after the replication link was cut are exactly the RPO,
+// and the promoted standby holds the restore point's rows (same digest).
+func TestPostgresDrillPrimaryLoss(t *testing.T) {
+	rep := rehearsePG(t, "pg-primary-loss")
+	if rep.KeysAtBackup != 1000 || rep.KeysAfterBackup != 37 || rep.KeysBefore != 1037 || rep.KeysAfter != 1000 || rep.RPOKeys != 37 {
+		t.Errorf("rows: %d at the restore point, %d after it, %d before the disaster, %d after the recovery, RPO %d; want 1000, 37, 1037, 1000, 37",
+			rep.KeysAtBackup, rep.KeysAfterBackup, rep.KeysBefore, rep.KeysAfter, rep.RPOKeys)
+	}
+	if rep.DigestAfter == "" || rep.DigestAfter != rep.DigestAtBackup || rep.DigestBefore == rep.DigestAtBackup {
+		t.Errorf("digests: restore point %q, before %q, after %q", rep.DigestAtBackup, rep.DigestBefore, rep.DigestAfter)
+	}
+	if rep.Runbook != "pg-promote-standby" || rep.Verdict != "" {
+		t.Errorf("report: runbook %q verdict %q", rep.Runbook, rep.Verdict)
 	}
 }
