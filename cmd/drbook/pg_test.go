@@ -492,6 +492,14 @@ func rehearsePG(t *testing.T, drill string) rehearsal.Report {
 		"--report-dir", reports, "--ports", "30000-32000", "--output", "json")
 	t.Logf("rehearse %s: exit %d\n%s", drill, r.code, r.stderr)
 	if r.code != 0 {
+		if runs := drbook(t, nil, "runs", "--db", db); runs.code == 0 {
+			for _, line := range strings.Split(runs.stdout, "\n") {
+				if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], "r2") {
+					rp := drbook(t, nil, "replay", f[0], "--db", db)
+					t.Logf("the recovery run %s:\n%s%s", f[0], rp.stdout, rp.stderr)
+				}
+			}
+		}
 		t.Fatalf("rehearse %s: exit %d\n%s\n%s", drill, r.code, r.stdout, r.stderr)
 	}
 	var rep rehearsal.Report
@@ -531,6 +539,24 @@ func TestPostgresDrillPrimaryLoss(t *testing.T) {
 		t.Errorf("digests: restore point %q, before %q, after %q", rep.DigestAtBackup, rep.DigestBefore, rep.DigestAfter)
 	}
 	if rep.Runbook != "pg-promote-standby" || rep.Verdict != "" {
+		t.Errorf("report: runbook %q verdict %q", rep.Runbook, rep.Verdict)
+	}
+}
+
+// TestPostgresDrillFailback rehearses library:pg-failback-rewind: pg_rewind
+// discards exactly the 37 rows only the old primary had, the rewound node
+// holds the restore point's rows (same digest), and it replays new writes
+// of the new primary (the drill's health check).
+func TestPostgresDrillFailback(t *testing.T) {
+	rep := rehearsePG(t, "pg-failback-rewind")
+	if rep.KeysAtBackup != 1000 || rep.KeysAfterBackup != 37 || rep.KeysBefore != 1037 || rep.KeysAfter != 1000 || rep.RPOKeys != 37 {
+		t.Errorf("rows on pg1: %d at the restore point, %d after it, %d before the disaster, %d after the recovery, RPO %d; want 1000, 37, 1037, 1000, 37",
+			rep.KeysAtBackup, rep.KeysAfterBackup, rep.KeysBefore, rep.KeysAfter, rep.RPOKeys)
+	}
+	if rep.DigestAfter == "" || rep.DigestAfter != rep.DigestAtBackup || rep.DigestBefore == rep.DigestAtBackup {
+		t.Errorf("digests: restore point %q, before %q, after %q", rep.DigestAtBackup, rep.DigestBefore, rep.DigestAfter)
+	}
+	if rep.Runbook != "pg-rewind-old-primary" || rep.Verdict != "" {
 		t.Errorf("report: runbook %q verdict %q", rep.Runbook, rep.Verdict)
 	}
 }
