@@ -523,6 +523,27 @@ func rehearsePG(t *testing.T, drill string) rehearsal.Report {
 		t.Errorf("RTO %v (machine %v + operator %v)", rep.RTO, rep.Machine, rep.Human)
 	}
 	t.Logf("%s: RTO %v, RPO %d rows, %d rows before the disaster, %d after the recovery", drill, rep.RTO, rep.RPOKeys, rep.KeysBefore, rep.KeysAfter)
+	list := drbook(t, nil, "runbooks", "--db", db, "--output", "json")
+	var infos []struct {
+		Name       string `json:"name"`
+		LastRun    string `json:"last_rehearsal_run"`
+		LastResult string `json:"last_result"`
+	}
+	if err := json.Unmarshal([]byte(list.stdout), &infos); err != nil {
+		t.Fatalf("drbook runbooks --output json: %v\n%s%s", err, list.stdout, list.stderr)
+	}
+	shown := false
+	for _, i := range infos {
+		if i.Name == rep.Runbook {
+			shown = i.LastRun == rep.RunID && strings.Contains(i.LastResult, "succeeded")
+			if !shown {
+				t.Errorf("drbook runbooks shows %s last rehearsed by %q (%q), want %s succeeded", i.Name, i.LastRun, i.LastResult, rep.RunID)
+			}
+		}
+	}
+	if !shown {
+		t.Errorf("drbook runbooks does not show the rehearsal of %s:\n%s", rep.Runbook, list.stdout)
+	}
 	return rep
 }
 
