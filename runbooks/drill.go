@@ -122,6 +122,15 @@ func ParseDrill(file string, src []byte) (*Drill, error) {
 var drillVarRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 func validateDrill(d *diags, dr *Drill) {
+	// Present but empty (`runbook:` with nothing after it) is not given.
+	for field, v := range map[string]string{"apiVersion": dr.APIVersion, "kind": dr.Kind, "name": dr.Name, "runbook": dr.Runbook} {
+		if dr.Has(field) && v == "" {
+			d.add(dr.At(field), "%s: must not be empty", field)
+		}
+	}
+	if dr.Lab != nil && dr.Lab.Has("disaster") && dr.Lab.Disaster == "" {
+		d.add(dr.Lab.At("disaster"), "lab: disaster: must not be empty (total-loss, quorum-loss or node-loss)")
+	}
 	if dr.Lab != nil {
 		if dr.Lab.Nodes != 0 && dr.Lab.Nodes < 3 {
 			d.add(dr.Lab.At("nodes"), "lab: nodes must be at least 3")
@@ -252,4 +261,32 @@ func DrillSchema() map[string]any {
 	root["title"] = "drbook drill"
 	root["definitions"] = defs
 	return root
+}
+
+// CheckDrillAnswers checks a drill's inline answers against the runbook it
+// recovers with: every answered input exists in the runbook (a typo is
+// reported at the answer's line and column), and every input the runbook
+// needs without a default is answered. A drill with an answers file, or a
+// lab drill (its answers are built in), is not checked here.
+func CheckDrillAnswers(dr *Drill, rb *Runbook) error {
+	d := &diags{file: dr.File}
+	if dr.Lab != nil || (dr.Answers != nil && dr.Answers.File != "") {
+		return nil
+	}
+	var given map[string]any
+	if dr.Answers != nil {
+		given = dr.Answers.Inputs.Values
+	}
+	for name := range given {
+		if rb.Input(name) == nil {
+			d.add(dr.Answers.Inputs.At(name), "answers: runbook %s has no input %q%s", rb.Name, name, suggestName(name, inputNames(rb)))
+		}
+	}
+	for _, in := range rb.Inputs {
+		if _, ok := given[in.Name]; !ok && in.Default == nil && !in.Optional {
+			p := dr.At("answers")
+			d.add(p, "answers: runbook %s needs input %q (%s) and the drill does not answer it", rb.Name, in.Name, in.Type)
+		}
+	}
+	return dedupe(d).err()
 }

@@ -131,3 +131,24 @@ func FuzzParseAnswers(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDrill: any input gives a drill or file:line:col diagnostics,
+// never a panic; an accepted drill names a runbook and, unless it uses the
+// lab, has a count, a restore point and a disaster.
+func FuzzParseDrill(f *testing.F) {
+	seedFiles(f, "../testdata/drills/*/*.yaml", "library/drills/*.yaml")
+	attackSeeds(f, "apiVersion: drbook/v1\nkind: Drill\nname: x\nrunbook: library:x\nports: 2\ncount: c\nrestore_point: [r]\ndisaster: [d]\nsetup:\n")
+	f.Fuzz(func(t *testing.T, src []byte) {
+		dr, err := runbooks.ParseDrill("drill.yaml", src)
+		checkDiagnostics(t, "drill.yaml", err)
+		if err != nil {
+			return
+		}
+		if dr == nil || dr.Runbook == "" {
+			t.Fatalf("drill without a runbook accepted: %+v", dr)
+		}
+		if dr.Lab == nil && (dr.Count == nil || len(dr.RestorePoint) == 0 || len(dr.Disaster) == 0) {
+			t.Fatal("a command drill without count, restore point or disaster accepted")
+		}
+	})
+}

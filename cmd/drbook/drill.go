@@ -30,6 +30,9 @@ var (
 	// errLeftRunning reports processes of the drill still running after
 	// its cleanup.
 	errLeftRunning = errors.New("drill processes left running after the cleanup")
+	// errDrillInterrupted reports a drill stopped by a signal (exit 130);
+	// its cleanup ran.
+	errDrillInterrupted = errors.New("drill interrupted (its cleanup ran)")
 )
 
 // defaultDrillTimeout is a drill command's time limit when it sets none.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/steps/transport/sshtest"
@@ -103,6 +105,17 @@ func TestDrillCounterFile(t *testing.T) {
 	replay := drbook(t, nil, "replay", rep.RunID, "--db", db, "--format", "markdown", "--verify")
 	if replay.code != 0 || !strings.Contains(replay.stdout, "Drill `counter-file-loss`") {
 		t.Errorf("replay lacks the drill report (exit %d)\n%s", replay.code, replay.stdout)
+	}
+	// drbook runbooks lists the rehearsed runbook though it is not shipped.
+	list := drbook(t, nil, "runbooks", "--db", db)
+	found := false
+	for _, line := range strings.Split(list.stdout, "\n") {
+		if strings.HasPrefix(line, "counter-restore (") && strings.Contains(line, "restore.yaml)") && strings.Contains(line, "succeeded") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("drbook runbooks does not show the rehearsal of counter-restore:\n%s\n%s", list.stdout, list.stderr)
 	}
 	if pids := agentProcesses(t, work); len(pids) > 0 {
 		t.Errorf("drill processes left: %v", pids)
@@ -239,5 +252,144 @@ func TestAllocPorts(t *testing.T) {
 	}
 	if _, err := allocPorts(bp, bp, 1); !errors.Is(err, errNoFreePorts) {
 		t.Errorf("a busy one-port range: %v, want errNoFreePorts", err)
+	}
+}
+
+// TestDrillInterrupted: SIGINT during the setup stops the drill, its cleanup
+// still runs, nothing of the drill is left running, and drbook exits 130.
+func TestDrillInterrupted(t *testing.T) {
+	mark := t.TempDir()
+	work := filepath.Join(t.TempDir(), "work")
+	file := filepath.Join(t.TempDir(), "drill.yaml")
+	runbook, _ := filepath.Abs("../../testdata/drills/counter/restore.yaml")
+	drill := `apiVersion: drbook/v1
+kind: Drill
+name: interrupted
+runbook: ` + runbook + `
+setup:
+  - run: touch "$MARK/setup-started"; sh -c 'sleep 60; :' "drill-$DRILL_DIR"
+count: {run: echo count=0 digest=none}
+restore_point: [true]
+disaster: [true]
+cleanup:
+  - run: touch "$MARK/cleanup-ran"
+`
+	if err := os.WriteFile(file, []byte(drill), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(drbookBin, "rehearse", "--drill", file, "--dir", work, "--db", filepath.Join(t.TempDir(), "db"))
+	cmd.Env = append(os.Environ(), "MARK="+mark, "NO_COLOR=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(mark, "setup-started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the setup never started\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("drbook did not stop after SIGINT\n%s", stderr.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(mark, "cleanup-ran")); err != nil {
+		t.Errorf("the cleanup did not run: %v\n%s", err, stderr.String())
+	}
+	if pids := agentProcesses(t, work); len(pids) > 0 {
+		t.Errorf("drill processes left: %v", pids)
+	}
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("work directory left behind: %v", err)
+	}
+}
+
+func TestParseCount(t *testing.T) {
+	tests := []struct {
+		out    string
+		want   drillCount
+		wantOK bool
+	}{
+		{"count=57 digest=8ef19f5c\n", drillCount{57, "8ef19f5c"}, true},
+		{"connecting...\n  count=0   digest=none  \nbye\n", drillCount{0, "none"}, true},
+		{"count=12345678901234 digest=a\n", drillCount{12345678901234, "a"}, true},
+		{"count=-1 digest=x\n", drillCount{}, false},
+		{"count=3\n", drillCount{}, false},
+		{"the count=3 digest=x is\n", drillCount{}, false},
+		{"", drillCount{}, false},
+	}
+	for _, tc := range tests {
+		got, err := parseCount(tc.out)
+		if (err == nil) != tc.wantOK || got != tc.want {
+			t.Errorf("parseCount(%q) = %+v, %v", tc.out, got, err)
+		}
+		if err != nil && !errors.Is(err, errDrillCount) {
+			t.Errorf("parseCount(%q): %v is not errDrillCount", tc.out, err)
+		}
+	}
+}
+
+// TestDrillVerdicts: the counter drill changed so that it must fail — an
+// RTO budget no recovery meets, or expect: latest when 7 records are lost —
+// runs the recovery, then fails (exit 1) with the verdict in its report.
+func TestDrillVerdicts(t *testing.T) {
+	src, err := os.ReadFile("../../testdata/drills/counter/drill.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runbook, _ := filepath.Abs("../../testdata/drills/counter/restore.yaml")
+	base := strings.Replace(string(src), "runbook: restore.yaml", "runbook: "+runbook, 1)
+	tests := []struct {
+		name, from, to, verdict string
+	}{
+		{"over the RTO budget", "rto_budget: 60s", "rto_budget: 1ms", "is over the budget of 1ms"},
+		{"data lost that must not be", "expect: restore_point", "expect: latest", "count=50 digest="},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(base, tc.from) {
+				t.Fatalf("the example drill lacks %q", tc.from)
+			}
+			file := filepath.Join(t.TempDir(), "drill.yaml")
+			if err := os.WriteFile(file, []byte(strings.Replace(base, tc.from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			inv, work := drillSSH(t)
+			reports := filepath.Join(t.TempDir(), "report")
+			r := drbook(t, nil, "rehearse", "--drill", file, "-i", inv, "--dir", work,
+				"--db", filepath.Join(t.TempDir(), "db"), "--report-dir", reports, "--output", "json")
+			if r.code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", r.code, r.stderr)
+			}
+			var rep rehearsal.Report
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("report JSON: %v\n%s", err, r.stdout)
+			}
+			if !strings.Contains(rep.Verdict, tc.verdict) || rep.RPOKeys != 7 {
+				t.Errorf("verdict %q (RPO %d), want it to say %q", rep.Verdict, rep.RPOKeys, tc.verdict)
+			}
+			if md, _ := os.ReadFile(filepath.Join(reports, "report.md")); !strings.Contains(string(md), "**FAILED: ") {
+				t.Errorf("report.md does not say FAILED:\n%s", md)
+			}
+			if pids := agentProcesses(t, work); len(pids) > 0 {
+				t.Errorf("drill processes left: %v", pids)
+			}
+		})
 	}
 }

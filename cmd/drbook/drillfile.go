@@ -71,5 +71,5 @@ func (a *app) lintDrill(name string, src []byte, reg *steps.Registry, inv *runbo
 	if err != nil {
 		return nil, fmt.Errorf("%s:%d:%d: runbook %s: %w", name, dr.At("runbook").Line, dr.At("runbook").Col, dr.Runbook, err)
 	}
-	return rb.Warnings, nil
+	return rb.Warnings, runbooks.CheckDrillAnswers(dr, rb)
 }

@@ -92,7 +92,8 @@ func exitCode(err error) int {
 		return exitUnverified
 	case errors.Is(err, engine.ErrNeedsDecision), errors.Is(err, engine.ErrAborted), errors.Is(err, engine.ErrRunbookChanged):
 		return exitNeedsPerson
-	case errors.Is(err, engine.ErrInterrupted), errors.Is(err, errInterruptedNoRun), errors.Is(err, errStdoutClosed):
+	case errors.Is(err, engine.ErrInterrupted), errors.Is(err, errInterruptedNoRun), errors.Is(err, errStdoutClosed),
+		errors.Is(err, errDrillInterrupted):
 		return exitInterrupted
 	}
 	return exitFailed

@@ -226,10 +226,17 @@ func (r *rehearser) say(format string, args ...any) {
 // before the disaster: nothing was measured).
 func runDrill(ctx context.Context, a *app, out io.Writer, dr *runbooks.Drill, o drillOpts) (*rehearsal.Report, error) {
 	r := &rehearser{a: a, out: out, dr: dr, opts: o}
+	var rep *rehearsal.Report
+	var err error
 	if dr.Lab != nil {
-		return r.runLab(ctx)
+		rep, err = r.runLab(ctx)
+	} else {
+		rep, err = r.runCommands(ctx)
 	}
-	return r.runCommands(ctx)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, engine.ErrInterrupted) {
+		err = fmt.Errorf("%w: %w", errDrillInterrupted, err)
+	}
+	return rep, err
 }
 
 // portRange is the range ports are picked from: --ports, the drill's, or
@@ -295,7 +302,7 @@ func writeManifestFile(ctx context.Context, l *lab.Lab, node, file string) error
 		return err
 	}
 	if err := json.NewEncoder(f).Encode(raw); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()
@@ -602,7 +609,7 @@ func writeReport(dir string, rep *rehearsal.Report) error {
 			return err
 		}
 		if err := write(f); err != nil {
-			f.Close()
+			_ = f.Close()
 			return err
 		}
 		if err := f.Close(); err != nil {

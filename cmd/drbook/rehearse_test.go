@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,31 +12,47 @@ import (
 	"github.com/drbook/drbook/runbooks/rehearsal"
 )
 
-// TestRehearse drills each scenario on a throw-away lab. total-loss with
-// 100,000 keys must recover within 15 s and lose exactly the keys written
-// after the backup; quorum-loss and node-loss lose nothing. The Markdown,
-// JSON and SVG reports must exist and agree, no lab process may be left, and
-// `drbook runbooks` must show the rehearsal.
+// TestRehearse runs each shipped agent drill (library:agent-*) with
+// rehearse --drill on a throw-away lab, and once the old way (--scenario).
+// total-loss with 100,000 keys must recover within 15 s and lose exactly the
+// keys written after the backup; quorum-loss and node-loss lose nothing. The
+// Markdown, JSON and SVG reports must exist and agree, the lab's ports must
+// come from --ports, no lab process may be left, and `drbook runbooks` must
+// show the rehearsal.
 func TestRehearse(t *testing.T) {
 	tests := []struct {
 		scenario, runbook string
 		keys              int
 		maxRTO            float64
+		args              []string
+		keep              bool // --keep: check the kept lab's ports, then take it down
 	}{
-		{"total-loss", "total-cluster-recovery", 100000, 15},
-		{"quorum-loss", "quorum-lost-recovery", 10000, 15},
-		{"node-loss", "replace-failed-node", 10000, 15},
+		{"total-loss", "total-cluster-recovery", 100000, 15, []string{"--drill", "library:agent-total-loss"}, false},
+		{"quorum-loss", "quorum-lost-recovery", 10000, 15, []string{"--drill", "library:agent-quorum-loss"}, false},
+		{"node-loss", "replace-failed-node", 10000, 15, []string{"--drill", "library:agent-node-loss"}, false},
+		{"node-loss", "replace-failed-node", 3000, 15, []string{"replace-failed-node", "--scenario", "node-loss"}, true},
 	}
 	db := filepath.Join(t.TempDir(), "drbook.db")
 	for _, tc := range tests {
-		t.Run(tc.scenario, func(t *testing.T) {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			reports := filepath.Join(t.TempDir(), "report")
 			labDir := filepath.Join(t.TempDir(), "lab")
 			// The lab finds drbook-agent beside drbook.
-			r := drbook(t, nil, "rehearse", tc.runbook, "--scenario", tc.scenario, "--keys", strconv.Itoa(tc.keys),
+			args := append([]string{"rehearse"}, tc.args...)
+			args = append(args, "--keys", strconv.Itoa(tc.keys), "--ports", "30000-30999",
 				"--db", db, "--report-dir", reports, "--dir", labDir, "--output", "json")
+			if tc.keep {
+				args = append(args, "--keep")
+			}
+			r := drbook(t, nil, args...)
+			if tc.keep {
+				keptLabPorts(t, labDir, r.stderr)
+			}
 			if r.code != 0 {
 				t.Fatalf("rehearse exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "ports from 30000-30999") {
+				t.Errorf("the lab did not use --ports:\n%s", r.stderr)
 			}
 			var rep rehearsal.Report
 			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
@@ -51,6 +68,9 @@ func TestRehearse(t *testing.T) {
 				if wantLost == 0 {
 					t.Error("no keys written after the backup: RPO is trivially zero")
 				}
+			}
+			if want := "agent-" + tc.scenario; rep.Drill != want || rep.Runbook != tc.runbook {
+				t.Errorf("report names drill %q runbook %q, want %q %q", rep.Drill, rep.Runbook, want, tc.runbook)
 			}
 			if rep.RPOKeys != wantLost || rep.KeysLost != wantLost {
 				t.Errorf("RPO %d keys (lost %d), want exactly %d", rep.RPOKeys, rep.KeysLost, wantLost)
@@ -97,6 +117,29 @@ func TestRehearse(t *testing.T) {
 			}
 		}
 	}
+}
+
+// keptLabPorts checks that a lab kept by --keep listens only on ports of
+// --ports 30000-30999, then takes it down.
+func keptLabPorts(t *testing.T, labDir, stderr string) {
+	t.Helper()
+	labJSON, err := os.ReadFile(filepath.Join(labDir, "lab.json"))
+	if err != nil {
+		t.Fatalf("lab.json: %v\n%s", err, stderr)
+	}
+	ports := regexp.MustCompile(`127\.0\.0\.1:([0-9]+)`).FindAllStringSubmatch(string(labJSON), -1)
+	if len(ports) == 0 {
+		t.Errorf("no ports in lab.json:\n%s", labJSON)
+	}
+	for _, m := range ports {
+		if p, _ := strconv.Atoi(m[1]); p < 30000 || p > 30999 {
+			t.Errorf("lab port %d outside --ports 30000-30999", p)
+		}
+	}
+	if down := drbook(t, nil, "lab", "down", "--dir", labDir); down.code != 0 {
+		t.Errorf("lab down: %s", down.stderr)
+	}
+	_ = os.RemoveAll(labDir)
 }
 
 // agentProcesses lists live processes whose command line mentions dir.

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +17,10 @@ import (
 
 // runbookInfo is one line of `drbook runbooks`.
 type runbookInfo struct {
-	Name          string     `json:"name"`
+	Name string `json:"name"`
+	// Path is the file of a runbook that is not shipped but was rehearsed
+	// (empty for shipped runbooks).
+	Path          string     `json:"path,omitempty"`
 	Title         string     `json:"title"`
 	Steps         int        `json:"steps"`
 	Danger        int        `json:"danger_steps"`
@@ -29,11 +34,12 @@ type runbookInfo struct {
 func newRunbooksCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "runbooks",
-		Short: "List the shipped runbooks, with when each was last rehearsed and how it went",
+		Short: "List the shipped runbooks (and other rehearsed ones), with when each was last rehearsed and how it went",
 		Long: `List the runbooks shipped inside drbook (use them as library:NAME or just NAME),
 with their step counts, danger steps, and the date and result of the last
 rehearsal recorded in the checkpoint database, so a team sees which
-procedures have gone stale.`,
+procedures have gone stale. Runbooks from files that were rehearsed
+(drbook rehearse --drill) are listed after them, with their path.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -66,6 +72,11 @@ procedures have gone stale.`,
 				}
 				infos = append(infos, info)
 			}
+			more, err := rehearsedFiles(ctx, db, reg)
+			if err != nil {
+				return err
+			}
+			infos = append(infos, more...)
 			out := cmd.OutOrStdout()
 			if a.output == "json" {
 				return writeJSON(out, infos)
@@ -83,9 +94,40 @@ procedures have gone stale.`,
 				if len(i.Problems) > 0 {
 					title = "INVALID: " + i.Problems[0]
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", termsafe.Cell(i.Name), i.Steps, i.Danger, last, termsafe.Cell(result), termsafe.Cell(title))
+				name := i.Name
+				if i.Path != "" {
+					name += " (" + i.Path + ")"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", termsafe.Cell(name), i.Steps, i.Danger, last, termsafe.Cell(result), termsafe.Cell(title))
 			}
 			return tw.Flush()
 		},
 	}
+}
+
+// rehearsedFiles lists the runbooks that are not shipped but were
+// rehearsed, newest rehearsal first, from the runbook each run recorded.
+func rehearsedFiles(ctx context.Context, db *state.DB, reg runbooks.KindCatalog) ([]runbookInfo, error) {
+	runs, err := db.ListRuns(ctx, state.RunFilter{Limit: 2000})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []runbookInfo
+	for _, r := range runs {
+		if r.Mode != state.ModeRehearsal || strings.HasPrefix(r.RunbookPath, library.Prefix) || seen[r.RunbookPath] {
+			continue
+		}
+		if _, shipped := library.Source(r.RunbookName); shipped && r.RunbookPath == r.RunbookName {
+			continue
+		}
+		seen[r.RunbookPath] = true
+		t := r.CreatedAt
+		info := runbookInfo{Name: r.RunbookName, Path: r.RunbookPath, Title: r.RunbookTitle, LastRehearsal: &t, LastResult: string(r.Status), LastRun: r.ID}
+		if rb, err := runbooks.LoadRunbook(r.RunbookPath, r.RunbookSource, reg, nil); err == nil {
+			info.Steps, info.Danger, info.Tags = len(rb.Steps), rb.DangerCount(), rb.Tags
+		}
+		out = append(out, info)
+	}
+	return out, nil
 }

@@ -500,7 +500,7 @@ func freePorts(ip string, n, pmin, pmax int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
-			l.Close()
+			_ = l.Close()
 		}
 	}()
 	var ports []int
@@ -554,7 +554,7 @@ func appendLine(path, line string) error {
 		return err
 	}
 	if _, err := f.WriteString(line + "\n"); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()

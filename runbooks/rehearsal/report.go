@@ -116,8 +116,11 @@ func (r *Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "**%s** — run `%s`, %d nodes, %s\n\n", verdict, r.RunID, r.Nodes, r.Started.UTC().Format(time.RFC3339))
 	if r.Drill != "" {
 		fmt.Fprintf(&b, "Drill `%s`", r.Drill)
-		if r.Expect != "" {
-			fmt.Fprintf(&b, ", the recovery had to restore: %s", r.Expect)
+		switch r.Expect {
+		case "restore_point":
+			b.WriteString(": the recovery had to bring back exactly the data at the restore point")
+		case "latest":
+			b.WriteString(": the recovery had to lose nothing")
 		}
 		b.WriteString(".\n\n")
 	}
