@@ -581,3 +581,38 @@ func TestPostgresDrillFailback(t *testing.T) {
 		t.Errorf("report: runbook %q verdict %q", rep.Runbook, rep.Verdict)
 	}
 }
+
+// TestPostgresPromoteOldPrimaryHostGone: the old primary's whole host is
+// gone (its SSH port answers nothing). The fence step fails, the run goes
+// on to the operator's confirmation that the node was fenced by other means
+// (given headless by --yes), checks again that nothing answers as a
+// primary, and promotes.
+func TestPostgresPromoteOldPrimaryHostGone(t *testing.T) {
+	l := newPGLab(t, true)
+	l.crash(t, l.pg1)
+	b, err := os.ReadFile(l.inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := freeLoopbackPort(t) // nothing listens there
+	old := fmt.Sprintf("  - name: pg1\n    host: %s\n    port: %d\n", l.srv.Host, l.srv.Port)
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("inventory lacks %q", old)
+	}
+	gone := strings.Replace(string(b), old, fmt.Sprintf("  - name: pg1\n    host: %s\n    port: %d\n", l.srv.Host, dead), 1)
+	if err := os.WriteFile(l.inv, []byte(gone), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := l.runPG(t, "pg-promote-standby", promoteAnswers)
+	if r.code != 0 {
+		t.Fatalf("promote with the old primary's host gone: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"fence on pg1 failed", "drbook could not reach or stop pg1", "fence-by-hand succeeded", "promote on pg2 succeeded"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if got := l.psql(t, l.pg2, "SELECT pg_is_in_recovery()::text || ' ' || count(*) FROM drill"); got != fmt.Sprintf("false %d", pgRows) {
+		t.Errorf("pg2 after promotion: %q, want \"false %d\"", got, pgRows)
+	}
+}
