@@ -375,8 +375,13 @@ func TestPostgresPromoteRefusesUnfencedPrimary(t *testing.T) {
 	if !strings.Contains(out, "REFUSED: the old primary 127.0.0.1:"+strconv.Itoa(l.pg1.port)+" still accepts writes") {
 		t.Errorf("no refusal naming the live primary:\n%s", out)
 	}
-	if strings.Contains(out, "Fence the old primary") || strings.Contains(out, "Promote the standby") {
-		t.Errorf("a danger step was reached:\n%s", out)
+	for _, step := range []string{"▶ fence ", "▶ promote ", "▶ repoint "} {
+		if strings.Contains(out, step) {
+			t.Errorf("step %q ran after the refusal:\n%s", step, out)
+		}
+	}
+	if !strings.Contains(out, "▶ not-writable ") {
+		t.Errorf("the refusing step is not in the output:\n%s", out)
 	}
 	if got := l.psql(t, l.pg1, "SELECT pg_is_in_recovery()"); got != "f" {
 		t.Errorf("pg1 in recovery = %s, want f (untouched)", got)
@@ -430,7 +435,10 @@ func TestPostgresRewindRefusesWithoutWalLogHints(t *testing.T) {
 	if !strings.Contains(out, "neither data checksums nor wal_log_hints=on") {
 		t.Errorf("no refusal naming wal_log_hints:\n%s", out)
 	}
-	for _, step := range []string{"Finish the old primary's crash recovery", "Save the old primary's own configuration", "Rewind the old primary"} {
+	if !strings.Contains(out, "▶ target ") {
+		t.Errorf("the refusing step is not in the output:\n%s", out)
+	}
+	for _, step := range []string{"▶ recover ", "▶ dryrun ", "▶ saveconf ", "▶ rewind "} {
 		if strings.Contains(out, step) {
 			t.Errorf("step %q ran after the refusal:\n%s", step, out)
 		}
@@ -614,5 +622,48 @@ func TestPostgresPromoteOldPrimaryHostGone(t *testing.T) {
 	}
 	if got := l.psql(t, l.pg2, "SELECT pg_is_in_recovery()::text || ' ' || count(*) FROM drill"); got != fmt.Sprintf("false %d", pgRows) {
 		t.Errorf("pg2 after promotion: %q, want \"false %d\"", got, pgRows)
+	}
+}
+
+// TestPostgresRewindRefusesWithoutSourceWAL: after the failover the new
+// primary recycled the WAL segments from the divergence point on (no
+// wal_keep_size, several segment switches and checkpoints): the fail-back
+// runbook refuses before its danger step, and the old primary's
+// configuration is not even saved.
+func TestPostgresRewindRefusesWithoutSourceWAL(t *testing.T) {
+	l := newPGLab(t, true)
+	l.crash(t, l.pg1)
+	if r := l.runPG(t, "pg-promote-standby", promoteAnswers); r.code != 0 {
+		t.Fatalf("promote: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	l.psql(t, l.pg2, "ALTER SYSTEM SET wal_keep_size = 0")
+	l.psql(t, l.pg2, "SELECT pg_reload_conf()")
+	first := l.psql(t, l.pg2, "SELECT min(name) FROM pg_ls_waldir() WHERE length(name) = 24")
+	for i := range 6 {
+		l.psql(t, l.pg2, fmt.Sprintf("INSERT INTO drill VALUES (%d, 'churn')", 2000000+i))
+		l.psql(t, l.pg2, "SELECT pg_switch_wal()")
+		l.psql(t, l.pg2, "CHECKPOINT")
+	}
+	if now := l.psql(t, l.pg2, "SELECT min(name) FROM pg_ls_waldir() WHERE length(name) = 24"); now <= first {
+		t.Fatalf("the new primary still holds its oldest WAL segment %s (now %s): the test cannot remove it", first, now)
+	}
+	r := l.runPG(t, "pg-rewind-old-primary", rewindAnswers)
+	if r.code == 0 {
+		t.Fatalf("fail-back without the source's WAL succeeded:\n%s", r.stdout)
+	}
+	out := r.stdout + r.stderr
+	if !strings.Contains(out, "REFUSED: the new primary no longer holds WAL segment") {
+		t.Errorf("no refusal naming the missing WAL:\n%s", out)
+	}
+	if !strings.Contains(out, "▶ wal ") {
+		t.Errorf("the refusing step is not in the output:\n%s", out)
+	}
+	for _, step := range []string{"▶ saveconf ", "▶ rewind "} {
+		if strings.Contains(out, step) {
+			t.Errorf("step %q ran after the refusal:\n%s", step, out)
+		}
+	}
+	if m, _ := filepath.Glob(l.pg1.data + ".drbook-conf-*"); len(m) > 0 {
+		t.Errorf("configuration saved (a step after the refusal ran): %v", m)
 	}
 }
