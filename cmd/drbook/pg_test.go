@@ -396,6 +396,19 @@ func TestPostgresPromoteRefusesUnfencedPrimary(t *testing.T) {
 		t.Errorf("clients were repointed: %q", b)
 	}
 
+	// A live primary that answers but refuses the check's login is not
+	// taken for a dead one: the runbook refuses, it does not guess.
+	l.sh(t, fmt.Sprintf("sed -i '1i host all all 127.0.0.1/32 reject' %s/pg_hba.conf && %s/pg_ctl -D %s reload >/dev/null",
+		transport.Quote(l.pg1.data), pgBinDir, transport.Quote(l.pg1.data)))
+	l.waitFor(t, "pg1 rejects logins from 127.0.0.1", func() bool {
+		_, code, _ := l.try(fmt.Sprintf("%s/psql -X -At -h 127.0.0.1 -p %d -d postgres -c 'SELECT 1'", pgBinDir, l.pg1.port))
+		return code != 0
+	})
+	r = l.runPG(t, "pg-promote-standby", promoteAnswers)
+	if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "but its role cannot be checked") || strings.Contains(r.stdout, "▶ fence ") {
+		t.Errorf("a primary that answers but cannot be checked: exit %d, want a refusal before the fence:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// Told that the live primary is cut off from its clients, the runbook
 	// stops it in the fence step, checks again, and promotes.
 	r = l.runPG(t, "pg-promote-standby", promoteAnswers+"  stop_old_primary: true\n")
