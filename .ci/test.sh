@@ -29,6 +29,15 @@ if [ -n "$unformatted" ]; then
 	echo "$unformatted" >&2
 	exit 1
 fi
+log "go.mod: no replace, tidy"
+if grep -Eq '^[[:space:]]*replace([[:space:]]|\()' go.mod; then
+	echo "go.mod has a replace directive: go install MODULE/cmd/drbook@VERSION would not build" >&2
+	exit 1
+fi
+if ! go mod tidy -diff; then
+	echo "go mod tidy would change go.mod/go.sum (diff above): run go mod tidy and commit" >&2
+	exit 1
+fi
 log "go vet"
 go vet ./...
 if ! command -v staticcheck >/dev/null 2>&1; then

@@ -14,9 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-
 	"github.com/drbook/drbook/nodeagent/pki"
 	"github.com/drbook/drbook/nodeagent/seal"
 )
@@ -98,12 +95,15 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Agent is one drbook node: raft, FSM, admin socket and HTTPS API.
+// Agent is one drbook node: the store (raft and FSM) plus the node around
+// it: credentials, cluster operations, the admin socket and HTTPS API.
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
 	nodeKey []byte
-	fsm     *FSM
+	// store owns raft and the FSM (store.go); everything else here is the
+	// node around it: credentials, cluster operations and the services.
+	store *raftStore
 
 	// opMu serialises lifecycle operations (bootstrap, join, reset,
 	// force-new, restore, removal notices).
@@ -114,9 +114,6 @@ type Agent struct {
 	mu        sync.RWMutex
 	node      *nodeFile
 	cmk       []byte
-	raft      *raft.Raft
-	trans     *raft.NetworkTransport
-	store     *raftboltdb.BoltStore
 	clientTLS *tls.Config
 	apiTLS    *tls.Config
 	// serveTLS is what the API answers a TLS client with: apiTLS (with
@@ -129,10 +126,7 @@ type Agent struct {
 	metrics     *metrics
 	metricsSrv  *http.Server
 	httpc       *http.Client
-	stopWatch   chan struct{}
-	watchDone   chan struct{}
 
-	ready     atomic.Bool // leader and caught up with its term (barrier done)
 	promoting atomic.Bool
 	verbs     map[string]internalVerb
 	batcher   *batcher
@@ -167,8 +161,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), nodeKey: nodeKey, exitCh: make(chan struct{}),
 		unauth: make(chan struct{}, cfg.MaxUnauthenticated)}
-	a.fsm = NewFSM(a)
-	a.batcher = newBatcher(a)
+	a.store = newRaftStore(cfg, a.log, NewFSM(a), storeHooks{periodic: a.rememberPeers, leaderTick: a.maybeSelfMaintain})
+	a.batcher = newBatcher(a.store)
 	a.verbs = a.internalVerbs()
 	a.metrics = newMetrics(a)
 	n, err := loadNodeFile(cfg.DataDir)
@@ -191,12 +185,12 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	// The API listens from the start: /healthz and /metrics answer before
 	// the node is in a cluster (saying so).
 	if err := a.startAPI(); err != nil {
-		_ = a.stopRaft()
+		_ = a.store.Shutdown()
 		return nil, err
 	}
 	if err := a.startMetricsListener(); err != nil {
 		a.stopAPI(ctx)
-		_ = a.stopRaft()
+		_ = a.store.Shutdown()
 		return nil, err
 	}
 	return a, nil
@@ -271,163 +265,22 @@ func (a *Agent) adoptNode(n *nodeFile) error {
 	return nil
 }
 
-// startRaft opens the stores and starts raft; bootstrap makes a one-voter
-// configuration of this node.
+// startRaft starts the store's raft with this node's credentials;
+// bootstrap makes a one-voter configuration of this node.
 func (a *Agent) startRaft(ctx context.Context, bootstrap bool) error {
+	server, client := a.raftTLS()
+	return a.store.Open(ctx, server, client, bootstrap)
+}
+
+// raftTLS returns the raft transport's TLS configs: the server side
+// requires a member's certificate and refuses revoked ones.
+func (a *Agent) raftTLS() (server, client *tls.Config) {
 	a.mu.RLock()
-	server, client := a.apiTLS.Clone(), a.clientTLS
+	server, client = a.apiTLS.Clone(), a.clientTLS
 	a.mu.RUnlock()
 	server.ClientAuth = tls.RequireAndVerifyClientCert
 	server.VerifyConnection = a.refuseRevoked
-	r, trans, store, err := a.openRaft(server, client, bootstrap)
-	if err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.raft, a.trans, a.store = r, trans, store
-	a.stopWatch, a.watchDone = make(chan struct{}), make(chan struct{})
-	stop, done := a.stopWatch, a.watchDone
-	a.mu.Unlock()
-	go a.watchLeadership(r, stop, done)
-	a.log.InfoContext(ctx, "raft started", "raft_addr", a.cfg.RaftAddr, "bootstrap", bootstrap)
-	return nil
-}
-
-func (a *Agent) raftConfig() *raft.Config {
-	c := raft.DefaultConfig()
-	c.LocalID = raft.ServerID(a.cfg.NodeID)
-	c.HeartbeatTimeout = a.cfg.HeartbeatTimeout
-	c.ElectionTimeout = a.cfg.ElectionTimeout
-	c.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
-	c.CommitTimeout = 5 * time.Millisecond
-	c.SnapshotThreshold = a.cfg.SnapshotThreshold
-	c.TrailingLogs = 4096
-	c.MaxAppendEntries = 256
-	c.Logger = newHCLogger(a.cfg.Logger, "raft", a.cfg.RaftLogLevel)
-	return c
-}
-
-func (a *Agent) raftDir() string { return filepath.Join(a.cfg.DataDir, raftDirName) }
-
-// openStores opens the bolt log/stable store and the file snapshot store.
-func (a *Agent) openStores() (*raftboltdb.BoltStore, *raft.FileSnapshotStore, error) {
-	if err := os.MkdirAll(a.raftDir(), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("create raft dir: %w", err)
-	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(a.raftDir(), "raft.db")})
-	if err != nil {
-		return nil, nil, fmt.Errorf("open raft store: %w", err)
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(a.raftDir(), 2, newHCLogger(a.cfg.Logger, "snapshot", a.cfg.RaftLogLevel))
-	if err != nil {
-		store.Close()
-		return nil, nil, fmt.Errorf("open snapshot store: %w", err)
-	}
-	return store, snaps, nil
-}
-
-func (a *Agent) newTransport(server, client *tls.Config) (*raft.NetworkTransport, error) {
-	stream, err := newTLSStreamLayer(a.cfg.RaftAddr, server, client)
-	if err != nil {
-		return nil, err
-	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 4,
-		Timeout: 10 * time.Second,
-		Logger:  newHCLogger(a.cfg.Logger, "raft-net", a.cfg.RaftLogLevel),
-	}), nil
-}
-
-func (a *Agent) openRaft(server, client *tls.Config, bootstrap bool) (*raft.Raft, *raft.NetworkTransport, *raftboltdb.BoltStore, error) {
-	store, snaps, err := a.openStores()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	trans, err := a.newTransport(server, client)
-	if err != nil {
-		store.Close()
-		return nil, nil, nil, err
-	}
-	conf := a.raftConfig()
-	if bootstrap {
-		cfg := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
-		if err := raft.BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-			trans.Close()
-			store.Close()
-			return nil, nil, nil, fmt.Errorf("bootstrap raft: %w", err)
-		}
-	}
-	r, err := raft.NewRaft(conf, a.fsm, store, store, snaps, trans)
-	if err != nil {
-		trans.Close()
-		store.Close()
-		return nil, nil, nil, fmt.Errorf("start raft: %w", err)
-	}
-	return r, trans, store, nil
-}
-
-// watchLeadership runs a barrier whenever this node becomes leader, so that
-// reads served by the leader see every entry committed in earlier terms.
-func (a *Agent) watchLeadership(r *raft.Raft, stop, done chan struct{}) {
-	defer close(done)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var term uint64
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			a.ready.Store(false)
-			return
-		case <-tick.C:
-		}
-		if i%5 == 0 { // every 250 ms
-			a.rememberPeers()
-		}
-		if r.State() != raft.Leader {
-			a.ready.Store(false)
-			term = 0
-			continue
-		}
-		if t := r.CurrentTerm(); t != term {
-			a.ready.Store(false)
-			if err := r.Barrier(5 * time.Second).Error(); err != nil {
-				continue
-			}
-			term = t
-			a.ready.Store(true)
-			a.log.Info("leader ready", "term", t)
-		}
-		a.maybeSelfMaintain(r)
-	}
-}
-
-// stopRaft shuts raft down and closes its stores.
-func (a *Agent) stopRaft() error {
-	a.mu.Lock()
-	r, store, stop, done := a.raft, a.store, a.stopWatch, a.watchDone
-	a.raft, a.store, a.trans, a.stopWatch = nil, nil, nil, nil
-	a.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	close(stop)
-	<-done
-	err := r.Shutdown().Error()
-	if cerr := store.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("stop raft: %w", err)
-	}
-	return nil
-}
-
-// Raft returns the running raft instance or nil.
-func (a *Agent) getRaft() *raft.Raft {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
-	return a.raft
+	return server, client
 }
 
 func (a *Agent) nodeState() *nodeFile {
@@ -484,7 +337,7 @@ func (a *Agent) AdoptCMK(sealedUnderCurrent []byte, id string) error {
 // refuseRevoked is the raft listener's VerifyConnection: certificates of
 // removed nodes are refused.
 func (a *Agent) refuseRevoked(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) > 0 && a.fsm.IsRevoked(derSHA256(cs.PeerCertificates[0].Raw)) {
+	if len(cs.PeerCertificates) > 0 && a.store.State().IsRevoked(derSHA256(cs.PeerCertificates[0].Raw)) {
 		return errors.New("certificate of a removed node")
 	}
 	return nil
@@ -591,7 +444,7 @@ func (a *Agent) Close() error {
 	}
 	a.stopAPI(ctx)
 	a.batcher.close()
-	err := a.stopRaft()
+	err := a.store.Shutdown()
 	a.log.Info("agent stopped")
 	return err
 }

@@ -29,47 +29,7 @@ func (a *Agent) apiHandler() http.Handler {
 		writeJSON(w, res, err)
 	})
 	mux.HandleFunc("POST /v1/internal/{verb}", a.handleInternal)
-	mux.HandleFunc("POST /v1/keys", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
-		var req createReq
-		if err := decodeBody(w, r, KeyAPIMaxBody, &req); err != nil {
-			writeJSON(w, nil, err)
-			return
-		}
-		res, err := a.CreateKeys(r.Context(), req.Keys)
-		writeJSON(w, res, err)
-	}))
-	mux.HandleFunc("PUT /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
-		var spec KeySpec
-		if err := decodeBody(w, r, KeyAPIMaxBody, &spec); err != nil {
-			writeJSON(w, nil, err)
-			return
-		}
-		spec.ID = r.PathValue("id")
-		res, err := a.CreateKeys(r.Context(), []KeySpec{spec})
-		if err != nil {
-			writeJSON(w, nil, err)
-			return
-		}
-		writeJSON(w, res[0], nil)
-	}))
-	mux.HandleFunc("GET /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
-		res, err := a.GetKey(r.Context(), r.PathValue("id"), true, r.URL.Query().Has("stale"))
-		writeJSON(w, res, err)
-	}))
-	mux.HandleFunc("DELETE /v1/keys/{id}", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
-		res, err := a.DeleteKey(r.Context(), r.PathValue("id"))
-		writeJSON(w, res, err)
-	}))
-	mux.HandleFunc("GET /v1/keys", a.authKeys(func(w http.ResponseWriter, r *http.Request) {
-		stale := r.URL.Query().Has("stale")
-		if r.URL.Query().Has("count") {
-			res, err := a.CountKeys(r.Context(), stale)
-			writeJSON(w, res, err)
-			return
-		}
-		res, err := a.ListKeys(r.Context(), stale)
-		writeJSON(w, res, err)
-	}))
+	routeKeyAPI(mux, a, a.authKeys)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, nil, fmt.Errorf("%w: no endpoint %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
@@ -117,7 +77,7 @@ func peerNode(r *http.Request) (string, bool) {
 // peerRevoked reports whether the TLS client presented the certificate of
 // a removed node.
 func (a *Agent) peerRevoked(r *http.Request) bool {
-	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.fsm.IsRevoked(derSHA256(r.TLS.PeerCertificates[0].Raw))
+	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && a.store.State().IsRevoked(derSHA256(r.TLS.PeerCertificates[0].Raw))
 }
 
 // authKeys admits a request that guard authenticated with a valid API key
@@ -150,7 +110,7 @@ func decodeJSON[T any](body []byte) (T, error) {
 // leaderOnly wraps a verb that must run on the ready leader.
 func (a *Agent) leaderOnly(fn internalVerb) internalVerb {
 	return func(ctx context.Context, peer string, body []byte) (any, error) {
-		if !a.ready.Load() {
+		if !a.store.Ready() {
 			return nil, &notSentError{fmt.Errorf("%w: this node is not the leader", ErrUnavailable)}
 		}
 		return fn(ctx, peer, body)
@@ -270,9 +230,9 @@ func (a *Agent) handleInternal(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Agent) applied() (appliedInfo, error) {
-	r := a.getRaft()
-	if r == nil {
+	info := a.store.Info()
+	if !info.Running {
 		return appliedInfo{}, ErrNoClusterState
 	}
-	return appliedInfo{AppliedIndex: r.AppliedIndex()}, nil
+	return appliedInfo{AppliedIndex: info.AppliedIndex}, nil
 }

@@ -40,7 +40,7 @@ func fuzzAgent(tb testing.TB) (*Agent, string) {
 		tb.Fatalf("bootstrap: %v %+v", err, br)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for !a.ready.Load() {
+	for !a.store.Ready() {
 		if time.Now().After(deadline) {
 			tb.Fatal("fuzz agent never became a ready leader")
 		}

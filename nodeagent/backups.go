@@ -111,7 +111,7 @@ func (a *Agent) BackupCreate(ctx context.Context, args BackupArgs) (BackupResult
 		return BackupResult{}, fmt.Errorf("%w: a passphrase is required (--key-file or DRBOOK_BACKUP_PASSPHRASE)", ErrUsage)
 	}
 	n := a.nodeState()
-	r := a.getRaft()
+	r := a.store.Raft()
 	if n == nil || r == nil {
 		return BackupResult{}, ErrNoClusterState
 	}
@@ -123,7 +123,7 @@ func (a *Agent) BackupCreate(ctx context.Context, args BackupArgs) (BackupResult
 		res.Consistent = false
 	}
 	applied := r.AppliedIndex()
-	meta, keys := a.fsm.State()
+	meta, keys := a.store.State().State()
 	cmk := a.currentCMK()
 	h := payloadHeader{ClusterID: meta.ClusterID, CMK: cmk, CMKID: cmkID(cmk), Created: start.UTC()}
 	for _, k := range meta.APIKeys {
@@ -172,7 +172,7 @@ func (a *Agent) BackupCreate(ctx context.Context, args BackupArgs) (BackupResult
 }
 
 func (a *Agent) recordBackup(ctx context.Context, info BackupInfo) (struct{}, error) {
-	_, err := a.applyJSON(ctx, opBackupRecorded, info)
+	_, err := applyJSON(ctx, a.store, opBackupRecorded, info)
 	return struct{}{}, err
 }
 
@@ -314,11 +314,11 @@ func (a *Agent) Restore(ctx context.Context, args RestoreArgs) (RestoreResult, e
 	}
 	defer clear(h.CMK)
 	n := a.nodeState()
-	r := a.getRaft()
+	r := a.store.Raft()
 	if n == nil || r == nil {
 		return RestoreResult{}, fmt.Errorf("%w: node has no cluster; bootstrap first", ErrRestoreTarget)
 	}
-	res := RestoreResult{ClusterID: n.ClusterID, SourceClusterID: h.ClusterID, BackupCreated: bm.CreatedAt, Keys: a.fsm.KeyCount()}
+	res := RestoreResult{ClusterID: n.ClusterID, SourceClusterID: h.ClusterID, BackupCreated: bm.CreatedAt, Keys: a.store.State().KeyCount()}
 	if _, _, self, err := a.leaderAPIAddr(ctx, 5*time.Second); err != nil || !self {
 		return res, fmt.Errorf("%w: this node is not the leader of a single-node cluster", ErrRestoreTarget)
 	}
@@ -329,12 +329,12 @@ func (a *Agent) Restore(ctx context.Context, args RestoreArgs) (RestoreResult, e
 	if servers := f.Configuration().Servers; len(servers) != 1 || servers[0].ID != raft.ServerID(n.NodeID) {
 		return res, fmt.Errorf("%w: cluster has %d members", ErrRestoreTarget, len(servers))
 	}
-	meta := a.fsm.Meta()
+	meta := a.store.State().Meta()
 	if meta.RestoredFrom == bm.PayloadSHA256 && meta.CMKID == h.CMKID {
 		res.Message = "this backup was already restored; nothing changed"
 		return res, nil
 	}
-	if cnt := a.fsm.KeyCount(); cnt > 0 {
+	if cnt := a.store.State().KeyCount(); cnt > 0 {
 		return res, fmt.Errorf("%w: cluster already holds %d keys", ErrRestoreTarget, cnt)
 	}
 	cur := a.currentCMK()
@@ -358,10 +358,10 @@ func (a *Agent) Restore(ctx context.Context, args RestoreArgs) (RestoreResult, e
 	}
 	actx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if _, err := a.apply(actx, cmd); err != nil {
+	if _, err := a.store.Apply(actx, cmd); err != nil {
 		return res, fmt.Errorf("apply restore: %w", err)
 	}
-	res.Changed, res.Keys = true, a.fsm.KeyCount()
+	res.Changed, res.Keys = true, a.store.State().KeyCount()
 	res.Message = "backup restored: keys and cluster master key adopted"
 	res.Seconds = time.Since(start).Seconds()
 	a.log.InfoContext(ctx, "backup restored", "keys", res.Keys, "source_cluster", h.ClusterID)

@@ -3,13 +3,21 @@
 // runbooks drive (bootstrap, join tokens, join, remove, reset, backup,
 // restore, force-new, status).
 //
-// An Agent owns raft (raft-boltdb log/stable store, file snapshot store,
-// NetworkTransport over a mutual-TLS 1.3 stream layer), a thin FSM holding
-// keys and cluster metadata, a unix admin socket (DATA/admin.sock, 0600)
-// used by the drbook-agent CLI, and an HTTPS API (key API with API keys,
-// /v1/join with join tokens, /v1/internal/* between nodes with node
-// certificates, /healthz and /metrics). See DESIGN.md beside this file for
-// the protocols and the safety rules, and errors.go for the sentinels.
+// An Agent is the node: its credentials, the cluster operations
+// (bootstrap.go, tokens.go, join.go, remove.go, reset.go, forcenew.go) and
+// the services. The replicated state lives in the store (store.go): raft
+// (raft-boltdb log/stable store, file snapshot store, NetworkTransport over
+// a mutual-TLS 1.3 stream layer) and a thin FSM holding keys and cluster
+// metadata, which applies each command through a table of one function
+// per opcode. The services reach the store through the small Store
+// interface (Apply, Ready, Info, State): the leader's create batcher,
+// /healthz, status and the metrics collector. The HTTPS API (key API with
+// API keys, built on the KeyService interface; /v1/join with join tokens;
+// /v1/internal/* between nodes with node certificates; /healthz and
+// /metrics) and the unix admin socket (DATA/admin.sock, 0600) used by the
+// drbook-agent CLI call the agent's operations. See DESIGN.md beside this
+// file for the structure, the protocols and the safety rules, and
+// errors.go for the sentinels.
 //
 // # HTTPS key API
 //

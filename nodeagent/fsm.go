@@ -185,6 +185,29 @@ func encodeRestoreCmd(h restoreHeader, keys []*Key) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// applyFunc applies the body of one command (the entry without its opcode
+// byte) to the FSM, under its write lock. It returns nil, an error value or
+// a result struct, which raft hands back to the Apply caller.
+type applyFunc func(f *FSM, body []byte) any
+
+// appliers maps each opcode to its apply function: one function per
+// operation, so adding an operation is adding a constant, an encoder and
+// a line here. An opcode absent from the table is answered with an error
+// (never a panic): a newer leader's entry on an older follower.
+var appliers = [...]applyFunc{
+	opInit:           (*FSM).applyInit,
+	opKeysCreate:     (*FSM).applyKeysCreate,
+	opKeysDelete:     (*FSM).applyKeysDelete,
+	opTokenAdd:       (*FSM).applyTokenAdd,
+	opTokenUse:       (*FSM).applyTokenUse,
+	opNodePut:        (*FSM).applyNodePut,
+	opNodeDelete:     (*FSM).applyNodeDelete,
+	opBackupRecorded: (*FSM).applyBackupRecorded,
+	opChangeBegin:    (*FSM).applyChangeBegin,
+	opChangeEnd:      (*FSM).applyChangeEnd,
+	opRestore:        (*FSM).applyRestore,
+}
+
 // Apply applies one committed log entry. It returns an error value or a
 // result struct; it never panics on a malformed entry.
 func (f *FSM) Apply(l *raft.Log) any {
@@ -195,129 +218,154 @@ func (f *FSM) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.index.Store(l.Index)
-	switch op {
-	case opInit:
-		var c initCmd
-		if err := json.Unmarshal(body, &c); err != nil {
-			return err
-		}
-		m := c.Meta
-		if m.Tokens == nil {
-			m.Tokens = map[string]token.Record{}
-		}
-		if m.APIKeys == nil {
-			m.APIKeys = map[string]token.APIKeyRecord{}
-		}
-		if m.Nodes == nil {
-			m.Nodes = map[string]NodeInfo{}
-		}
-		m.APIKeys[c.APIKey.ID] = c.APIKey
-		f.meta = m
-		return nil
-	case opKeysCreate:
-		keys, err := newKeyReader(bytes.NewReader(body)).readKeys()
-		if err != nil {
-			return err
-		}
-		res := createResult{Created: make([]bool, len(keys))}
-		for i, k := range keys {
-			if _, ok := f.keys[k.ID]; ok {
-				continue
-			}
-			f.keys[k.ID] = k
-			res.Created[i] = true
-		}
-		return res
-	case opKeysDelete:
-		var ids []string
-		if err := json.Unmarshal(body, &ids); err != nil {
-			return err
-		}
-		res := deleteResult{Deleted: make([]bool, len(ids))}
-		for i, id := range ids {
-			if _, ok := f.keys[id]; ok {
-				delete(f.keys, id)
-				res.Deleted[i] = true
-			}
-		}
-		return res
-	case opTokenAdd:
-		var r token.Record
-		if err := json.Unmarshal(body, &r); err != nil {
-			return err
-		}
-		f.meta.Tokens[r.ID] = r
-		// Forget tokens long expired so metadata stays small.
-		for id, t := range f.meta.Tokens {
-			if t.Expires.Before(r.Created.Add(-7 * 24 * time.Hour)) {
-				delete(f.meta.Tokens, id)
-			}
-		}
-		return nil
-	case opTokenUse:
-		var c tokenUseCmd
-		if err := json.Unmarshal(body, &c); err != nil {
-			return err
-		}
-		r, ok := f.meta.Tokens[c.ID]
-		switch {
-		case !ok:
-			return ErrTokenInvalid
-		case !r.UsedAt.IsZero() && r.UsedBy == c.UsedBy && c.Now.Sub(r.UsedAt) < tokenRetryWindow:
-			return nil // the same joiner retrying after a lost answer
-		case !r.UsedAt.IsZero():
-			return ErrTokenUsed
-		case !c.Now.Before(r.Expires):
-			return ErrTokenExpired
-		}
-		r.UsedAt, r.UsedBy = c.Now, c.UsedBy
-		f.meta.Tokens[c.ID] = r
-		return nil
-	case opNodePut:
-		var n NodeInfo
-		if err := json.Unmarshal(body, &n); err != nil {
-			return err
-		}
-		f.meta.Nodes[n.ID] = n
-		return nil
-	case opNodeDelete:
-		var id string
-		if err := json.Unmarshal(body, &id); err != nil {
-			return err
-		}
-		if n, ok := f.meta.Nodes[id]; ok && n.CertSHA256 != "" {
-			if f.meta.Revoked == nil {
-				f.meta.Revoked = map[string]string{}
-			}
-			f.meta.Revoked[n.CertSHA256] = id
-		}
-		delete(f.meta.Nodes, id)
-		return nil
-	case opBackupRecorded:
-		var b BackupInfo
-		if err := json.Unmarshal(body, &b); err != nil {
-			return err
-		}
-		f.meta.LastBackup = &b
-		return nil
-	case opChangeBegin:
-		var c MembershipChange
-		if err := json.Unmarshal(body, &c); err != nil {
-			return err
-		}
-		if f.meta.Change != nil && f.meta.Change.NodeID != c.NodeID {
-			return ErrMembershipChange
-		}
-		f.meta.Change = &c
-		return nil
-	case opChangeEnd:
-		f.meta.Change = nil
-		return nil
-	case opRestore:
-		return f.applyRestore(body)
-	default:
+	if int(op) >= len(appliers) || appliers[op] == nil {
 		return fmt.Errorf("unknown command opcode %d", op)
 	}
+	return appliers[op](f, body)
+}
+
+// decodeCmd decodes a JSON command body into a T.
+func decodeCmd[T any](body []byte) (T, error) {
+	var v T
+	err := json.Unmarshal(body, &v)
+	return v, err
+}
+
+func (f *FSM) applyInit(body []byte) any {
+	c, err := decodeCmd[initCmd](body)
+	if err != nil {
+		return err
+	}
+	m := c.Meta
+	if m.Tokens == nil {
+		m.Tokens = map[string]token.Record{}
+	}
+	if m.APIKeys == nil {
+		m.APIKeys = map[string]token.APIKeyRecord{}
+	}
+	if m.Nodes == nil {
+		m.Nodes = map[string]NodeInfo{}
+	}
+	m.APIKeys[c.APIKey.ID] = c.APIKey
+	f.meta = m
+	return nil
+}
+
+func (f *FSM) applyKeysCreate(body []byte) any {
+	keys, err := newKeyReader(bytes.NewReader(body)).readKeys()
+	if err != nil {
+		return err
+	}
+	res := createResult{Created: make([]bool, len(keys))}
+	for i, k := range keys {
+		if _, ok := f.keys[k.ID]; ok {
+			continue
+		}
+		f.keys[k.ID] = k
+		res.Created[i] = true
+	}
+	return res
+}
+
+func (f *FSM) applyKeysDelete(body []byte) any {
+	ids, err := decodeCmd[[]string](body)
+	if err != nil {
+		return err
+	}
+	res := deleteResult{Deleted: make([]bool, len(ids))}
+	for i, id := range ids {
+		if _, ok := f.keys[id]; ok {
+			delete(f.keys, id)
+			res.Deleted[i] = true
+		}
+	}
+	return res
+}
+
+func (f *FSM) applyTokenAdd(body []byte) any {
+	r, err := decodeCmd[token.Record](body)
+	if err != nil {
+		return err
+	}
+	f.meta.Tokens[r.ID] = r
+	// Forget tokens long expired so metadata stays small.
+	for id, t := range f.meta.Tokens {
+		if t.Expires.Before(r.Created.Add(-7 * 24 * time.Hour)) {
+			delete(f.meta.Tokens, id)
+		}
+	}
+	return nil
+}
+
+func (f *FSM) applyTokenUse(body []byte) any {
+	c, err := decodeCmd[tokenUseCmd](body)
+	if err != nil {
+		return err
+	}
+	r, ok := f.meta.Tokens[c.ID]
+	switch {
+	case !ok:
+		return ErrTokenInvalid
+	case !r.UsedAt.IsZero() && r.UsedBy == c.UsedBy && c.Now.Sub(r.UsedAt) < tokenRetryWindow:
+		return nil // the same joiner retrying after a lost answer
+	case !r.UsedAt.IsZero():
+		return ErrTokenUsed
+	case !c.Now.Before(r.Expires):
+		return ErrTokenExpired
+	}
+	r.UsedAt, r.UsedBy = c.Now, c.UsedBy
+	f.meta.Tokens[c.ID] = r
+	return nil
+}
+
+func (f *FSM) applyNodePut(body []byte) any {
+	n, err := decodeCmd[NodeInfo](body)
+	if err != nil {
+		return err
+	}
+	f.meta.Nodes[n.ID] = n
+	return nil
+}
+
+func (f *FSM) applyNodeDelete(body []byte) any {
+	id, err := decodeCmd[string](body)
+	if err != nil {
+		return err
+	}
+	if n, ok := f.meta.Nodes[id]; ok && n.CertSHA256 != "" {
+		if f.meta.Revoked == nil {
+			f.meta.Revoked = map[string]string{}
+		}
+		f.meta.Revoked[n.CertSHA256] = id
+	}
+	delete(f.meta.Nodes, id)
+	return nil
+}
+
+func (f *FSM) applyBackupRecorded(body []byte) any {
+	b, err := decodeCmd[BackupInfo](body)
+	if err != nil {
+		return err
+	}
+	f.meta.LastBackup = &b
+	return nil
+}
+
+func (f *FSM) applyChangeBegin(body []byte) any {
+	c, err := decodeCmd[MembershipChange](body)
+	if err != nil {
+		return err
+	}
+	if f.meta.Change != nil && f.meta.Change.NodeID != c.NodeID {
+		return ErrMembershipChange
+	}
+	f.meta.Change = &c
+	return nil
+}
+
+func (f *FSM) applyChangeEnd([]byte) any {
+	f.meta.Change = nil
+	return nil
 }
 
 func (f *FSM) applyRestore(body []byte) any {

@@ -95,6 +95,8 @@ func TestFSMApply(t *testing.T) {
 			must(encodeRestoreCmd(restoreHeader{NewCMKID: "new"}, testKeys(3, "b"))), ErrRestoreTarget},
 		{"malformed", nil, []byte{opKeysCreate, 0xff}, errors.New("any")},
 		{"unknown opcode", nil, []byte{200}, errors.New("any")},
+		{"opcode zero (a hole in the apply table)", nil, []byte{0}, errors.New("any")},
+		{"opcode past the table", nil, []byte{opRestore + 1}, errors.New("any")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

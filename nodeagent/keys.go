@@ -168,7 +168,7 @@ func (a *Agent) LoadKeys(ctx context.Context, count, batch int, group string) (L
 			}
 		}
 		wg.Wait()
-		res.Keys = a.fsm.KeyCount()
+		res.Keys = a.store.State().KeyCount()
 		res.Seconds = time.Since(start).Seconds()
 		return res, firstErr
 	})
@@ -187,7 +187,7 @@ type DeleteResult struct {
 // DeleteKey deletes a key through the leader; ErrNotFound if absent.
 func (a *Agent) DeleteKey(ctx context.Context, id string) (DeleteResult, error) {
 	return onLeader(ctx, a, "keys_delete", idsReq{IDs: []string{id}}, func(ctx context.Context) (DeleteResult, error) {
-		v, err := a.applyJSON(ctx, opKeysDelete, []string{id})
+		v, err := applyJSON(ctx, a.store, opKeysDelete, []string{id})
 		if err != nil {
 			return DeleteResult{}, err
 		}
@@ -199,7 +199,7 @@ func (a *Agent) DeleteKey(ctx context.Context, id string) (DeleteResult, error) 
 }
 
 func (a *Agent) maybeBarrier(ctx context.Context, stale bool) error {
-	if a.getRaft() == nil {
+	if a.store.Raft() == nil {
 		return ErrNoClusterState
 	}
 	if stale {
@@ -213,7 +213,7 @@ func (a *Agent) GetKey(ctx context.Context, id string, withMaterial, stale bool)
 	if err := a.maybeBarrier(ctx, stale); err != nil {
 		return KeyInfo{}, err
 	}
-	k, ok := a.fsm.Get(id)
+	k, ok := a.store.State().Get(id)
 	if !ok {
 		return KeyInfo{}, fmt.Errorf("%w: key %s", ErrNotFound, id)
 	}
@@ -239,7 +239,7 @@ func (a *Agent) ListKeys(ctx context.Context, stale bool) ([]KeyInfo, error) {
 	if err := a.maybeBarrier(ctx, stale); err != nil {
 		return nil, err
 	}
-	keys := a.fsm.Keys()
+	keys := a.store.State().Keys()
 	out := make([]KeyInfo, len(keys))
 	for i, k := range keys {
 		out[i] = keyInfo(k)
@@ -257,7 +257,7 @@ func (a *Agent) CountKeys(ctx context.Context, stale bool) (CountResult, error) 
 	if err := a.maybeBarrier(ctx, stale); err != nil {
 		return CountResult{}, err
 	}
-	return CountResult{Keys: a.fsm.KeyCount()}, nil
+	return CountResult{Keys: a.store.State().KeyCount()}, nil
 }
 
 // ManifestEntry is one key of a manifest.
@@ -279,7 +279,7 @@ func (a *Agent) KeyManifest(ctx context.Context, stale bool) (Manifest, error) {
 	if err := a.maybeBarrier(ctx, stale); err != nil {
 		return Manifest{}, err
 	}
-	keys := a.fsm.Keys()
+	keys := a.store.State().Keys()
 	cmk := a.currentCMK()
 	m := Manifest{Count: len(keys), Keys: make([]ManifestEntry, len(keys))}
 	for i, k := range keys {
@@ -355,11 +355,11 @@ func CompareManifests(want, got Manifest) VerifyResult {
 // batcher coalesces concurrent key creates on the leader into few raft
 // entries.
 type batcher struct {
-	a    *Agent
-	ch   chan *batchItem
-	quit chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
+	store Store
+	ch    chan *batchItem
+	quit  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
 }
 
 type batchItem struct {
@@ -374,8 +374,8 @@ type batchDone struct {
 
 const maxBatchKeys = 2048
 
-func newBatcher(a *Agent) *batcher {
-	b := &batcher{a: a, ch: make(chan *batchItem, 1024), quit: make(chan struct{})}
+func newBatcher(store Store) *batcher {
+	b := &batcher{store: store, ch: make(chan *batchItem, 1024), quit: make(chan struct{})}
 	b.wg.Add(1)
 	go b.loop()
 	return b
@@ -444,7 +444,7 @@ func (b *batcher) run(items []*batchItem, n int) {
 	cmd, err := encodeKeysCmd(opKeysCreate, all)
 	if err == nil {
 		var v any
-		v, err = b.a.apply(ctx, cmd)
+		v, err = b.store.Apply(ctx, cmd)
 		if err == nil {
 			var ok bool
 			if res, ok = v.(createResult); !ok || len(res.Created) != len(all) {

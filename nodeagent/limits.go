@@ -187,7 +187,7 @@ func (a *Agent) authenticate(r *http.Request) authKind {
 	if err != nil {
 		return authNone
 	}
-	if rec, found := a.fsm.APIKey(id); found && rec.Verify(secret) {
+	if rec, found := a.store.State().APIKey(id); found && rec.Verify(secret) {
 		return authAPIKey
 	}
 	return authNone

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -78,7 +77,7 @@ func newMetrics(a *Agent) *metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.latency, m.backups,
-		&agentCollector{a: a},
+		&agentCollector{a: a, store: a.store},
 	)
 	return m
 }
@@ -135,7 +134,13 @@ func (a *Agent) apiEndpoint(mux *http.ServeMux) func(*http.Request) string {
 // exist in a cluster (raft indexes, keys) are absent before the node
 // belongs to one, and the last backup's time is absent until the first
 // backup: no sentinel values.
-type agentCollector struct{ a *Agent }
+//
+// Raft and the applied state are read through the Store interface; the
+// node's own state (membership, refusals, backup files) from the agent.
+type agentCollector struct {
+	a     *Agent
+	store Store
+}
 
 var (
 	descBuild = prometheus.NewDesc("drbook_agent_build_info",
@@ -188,16 +193,15 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	b := a.cfg.Build
 	gauge(descBuild, 1, b.Version, b.Commit, b.GoVersion)
 	n := a.nodeState()
-	r := a.getRaft()
+	info := c.store.Info()
 	member := 0.0
 	if n != nil && !n.Removed {
 		member = 1
 	}
 	gauge(descMember, member)
-	state := raftStateName(r)
 	for _, s := range []string{"leader", "follower", "candidate", "shutdown", "none"} {
 		v := 0.0
-		if s == state {
+		if s == info.State {
 			v = 1
 		}
 		gauge(descState, v, s)
@@ -208,33 +212,31 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	files, bytes := a.backupFiles()
 	gauge(descBackupFiles, float64(files))
 	gauge(descBackupBytes, float64(bytes))
-	if r == nil {
+	if !info.Running {
 		return
 	}
-	_, lid := r.LeaderWithID()
 	hasLeader := 0.0
-	if lid != "" {
+	if info.LeaderID != "" {
 		hasLeader = 1
 	}
 	gauge(descHasLeader, hasLeader)
-	gauge(descTerm, float64(r.CurrentTerm()))
-	gauge(descCommit, float64(r.CommitIndex()))
-	gauge(descApplied, float64(a.fsm.Index()))
-	if st := r.State(); st != raft.Leader {
-		if lc := r.LastContact(); !lc.IsZero() {
-			gauge(descLastContact, time.Since(lc).Seconds())
-		}
+	gauge(descTerm, float64(info.Term))
+	gauge(descCommit, float64(info.CommitIndex))
+	state := c.store.State()
+	gauge(descApplied, float64(state.Index()))
+	if !info.LastContact.IsZero() {
+		gauge(descLastContact, time.Since(info.LastContact).Seconds())
 	}
-	if f := r.GetConfiguration(); f.Error() == nil {
-		gauge(descVoters, float64(countVoters(f.Configuration().Servers)))
+	if info.ConfigErr == nil {
+		gauge(descVoters, float64(countVoters(info.Servers)))
 	}
-	meta := a.fsm.Meta()
+	meta := state.Meta()
 	change := 0.0
 	if meta.Change != nil {
 		change = 1
 	}
 	gauge(descChange, change)
-	gauge(descKeys, float64(a.fsm.KeyCount()))
+	gauge(descKeys, float64(state.KeyCount()))
 	if lb := meta.LastBackup; lb != nil {
 		gauge(descLastBackup, float64(lb.Time.UnixNano())/1e9)
 	}

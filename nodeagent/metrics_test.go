@@ -245,7 +245,7 @@ func TestMetricsAndHealthBeforeAndAfterBootstrap(t *testing.T) {
 func waitReady(t *testing.T, a *Agent) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
-	for !a.ready.Load() {
+	for !a.store.Ready() {
 		if time.Now().After(deadline) {
 			t.Fatal("agent never became a ready leader")
 		}

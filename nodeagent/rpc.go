@@ -11,8 +11,6 @@ import (
 	"net/http"
 	neturl "net/url"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // wireError is the JSON body of every failed admin or internal call.
@@ -144,7 +142,7 @@ func (a *Agent) internalCall(ctx context.Context, apiAddr, verb string, req, out
 // leaderAPIAddr returns the leader's API address, waiting up to wait for a
 // leader to be known.
 func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id string, addr string, self bool, err error) {
-	r := a.getRaft()
+	r := a.store.Raft()
 	if r == nil {
 		return "", "", false, ErrNoClusterState
 	}
@@ -153,10 +151,10 @@ func (a *Agent) leaderAPIAddr(ctx context.Context, wait time.Duration) (id strin
 		_, lid := r.LeaderWithID()
 		if lid != "" {
 			if string(lid) == a.cfg.NodeID {
-				if a.ready.Load() {
+				if a.store.Ready() {
 					return string(lid), a.cfg.APIAddr, true, nil
 				}
-			} else if n, ok := a.fsm.Meta().Nodes[string(lid)]; ok {
+			} else if n, ok := a.store.State().Meta().Nodes[string(lid)]; ok {
 				return string(lid), n.APIAddr, false, nil
 			}
 		}
@@ -219,51 +217,11 @@ func (a *Agent) withLeader(ctx context.Context, fn func(addr string, self bool) 
 	}
 }
 
-// apply commits one command through raft and returns the FSM's answer; an
-// error answer is returned as the error.
-func (a *Agent) apply(ctx context.Context, cmd []byte) (any, error) {
-	r := a.getRaft()
-	if r == nil {
-		return nil, ErrNoClusterState
-	}
-	timeout := 10 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
-	}
-	f := r.Apply(cmd, timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
-				errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrRaftShutdown) {
-				return nil, fmt.Errorf("%w: raft apply: %w", ErrUnavailable, err)
-			}
-			return nil, fmt.Errorf("raft apply: %w", err)
-		}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: raft apply not committed: %w", ErrUnavailable, ctx.Err())
-	}
-	if err, ok := f.Response().(error); ok {
-		return nil, err
-	}
-	return f.Response(), nil
-}
-
-func (a *Agent) applyJSON(ctx context.Context, op byte, v any) (any, error) {
-	cmd, err := encodeJSONCmd(op, v)
-	if err != nil {
-		return nil, err
-	}
-	return a.apply(ctx, cmd)
-}
-
 // readBarrier makes local reads linearizable: the leader confirms its
 // leadership; a follower learns the leader's commit index (read index) and
 // waits until it has applied that far.
 func (a *Agent) readBarrier(ctx context.Context) error {
-	r := a.getRaft()
+	r := a.store.Raft()
 	if r == nil {
 		return ErrNoClusterState
 	}
@@ -273,7 +231,7 @@ func (a *Agent) readBarrier(ctx context.Context) error {
 			if err := r.VerifyLeader().Error(); err != nil {
 				return fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
 			}
-			idx = a.fsm.Index()
+			idx = a.store.State().Index()
 			return nil
 		}
 		var li leaderIndex
@@ -287,7 +245,7 @@ func (a *Agent) readBarrier(ctx context.Context) error {
 		return err
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for a.fsm.Index() < idx {
+	for a.store.State().Index() < idx {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: follower did not catch up to read index %d", ErrUnavailable, idx)
 		}
@@ -309,13 +267,13 @@ type leaderIndex struct {
 // readIndex runs on the leader: it confirms leadership, then returns the
 // commit index every linearizable read must wait for.
 func (a *Agent) readIndex(ctx context.Context) (leaderIndex, error) {
-	r := a.getRaft()
-	if r == nil || !a.ready.Load() {
+	r := a.store.Raft()
+	if r == nil || !a.store.Ready() {
 		return leaderIndex{}, &notSentError{fmt.Errorf("%w: not the leader", ErrUnavailable)}
 	}
 	// Every acknowledged write was applied by a leader's FSM first, and this
 	// leader's barrier covered earlier terms: its FSM index bounds them all.
-	idx := a.fsm.Index()
+	idx := a.store.State().Index()
 	if err := r.VerifyLeader().Error(); err != nil {
 		return leaderIndex{}, fmt.Errorf("%w: verify leader: %w", ErrUnavailable, err)
 	}

@@ -88,25 +88,25 @@ func (a *Agent) Status(ctx context.Context) (Status, error) {
 	if n != nil {
 		st.ClusterID, st.Removed = n.ClusterID, n.Removed
 	}
-	r := a.getRaft()
-	if r == nil {
+	info := a.store.Info()
+	if !info.Running {
 		return st, nil
 	}
-	st.State = raftStateName(r)
-	st.AppliedIndex, st.CommitIndex, st.Term = r.AppliedIndex(), r.CommitIndex(), r.CurrentTerm()
-	laddr, lid := r.LeaderWithID()
-	st.Leader = LeaderRef{ID: string(lid), Address: string(laddr)}
-	meta := a.fsm.Meta()
-	st.Keys = a.fsm.KeyCount()
+	st.State = info.State
+	st.AppliedIndex, st.CommitIndex, st.Term = info.AppliedIndex, info.CommitIndex, info.Term
+	lid := raft.ServerID(info.LeaderID)
+	st.Leader = LeaderRef{ID: info.LeaderID, Address: info.LeaderAddr}
+	state := a.store.State()
+	meta := state.Meta()
+	st.Keys = state.KeyCount()
 	st.MembershipChange = meta.Change
 	if b := meta.LastBackup; b != nil {
 		st.LastBackup = &LastBackup{ID: b.ID, Time: b.Time, AgeSeconds: time.Since(b.Time).Seconds(), Node: b.Node}
 	}
-	f := r.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := info.ConfigErr; err != nil {
 		return st, fmt.Errorf("raft configuration: %w", err)
 	}
-	servers := f.Configuration().Servers
+	servers := info.Servers
 	health := a.probeHealth(ctx, servers)
 	for _, s := range servers {
 		m := Member{ID: string(s.ID), Address: string(s.Address), Suffrage: suffrageName(s.Suffrage),
@@ -129,8 +129,8 @@ func (a *Agent) Status(ctx context.Context) (Status, error) {
 }
 
 func (a *Agent) health() healthInfo {
-	r := a.getRaft()
-	h := healthInfo{OK: r != nil, Raft: r != nil, State: raftStateName(r)}
+	info := a.store.Info()
+	h := healthInfo{OK: info.Running, Raft: info.Running, State: info.State, Leader: info.LeaderID}
 	n := a.nodeState()
 	h.InCluster = n != nil && !n.Removed
 	switch {
@@ -138,12 +138,8 @@ func (a *Agent) health() healthInfo {
 		h.Error = "not in a cluster (run cluster create or cluster join)"
 	case n.Removed:
 		h.Error = "not in a cluster: this node was removed from cluster " + n.ClusterID
-	case r == nil:
+	case !info.Running:
 		h.Error = "raft is not running"
-	}
-	if r != nil {
-		_, lid := r.LeaderWithID()
-		h.Leader = string(lid)
 	}
 	return h
 }

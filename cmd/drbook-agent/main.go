@@ -45,6 +45,8 @@
 //	backup delete ID                        {"id","changed"}
 //	restore FILE                            {"changed","message","keys","cluster_id","source_cluster_id","backup_created","seconds"}
 //	  passphrase: --key-file F | env DRBOOK_BACKUP_PASSPHRASE
+//	version                                 {"version","commit","modified","commit_time","build_date","go_version","platform","source"}
+//	                                        (no daemon needed; "" for unknown values)
 //
 // Read verbs (keys get/list/count/manifest/verify) are linearizable (read
 // index through the leader); --stale reads local state without a leader.

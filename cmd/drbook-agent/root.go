@@ -54,7 +54,7 @@ daemon over DATA/admin.sock.`,
 	pf.StringVar(&o.data, "data", "/var/lib/drbook-agent", "agent data directory (holds admin.sock)")
 	pf.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	pf.DurationVar(&o.timeout, "timeout", 2*time.Minute, "overall timeout of the command")
-	root.AddCommand(newServeCmd(o), newClusterCmd(o), newTokenCmd(o), newKeysCmd(o), newBackupCmd(o), newRestoreCmd(o), newStatusCmd(o))
+	root.AddCommand(newServeCmd(o), newClusterCmd(o), newTokenCmd(o), newKeysCmd(o), newBackupCmd(o), newRestoreCmd(o), newStatusCmd(o), newVersionCmd(o))
 	return root
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -66,13 +67,23 @@ type node struct {
 	logf *os.File
 	// extra are more `serve` flags (e.g. shorter API timeouts).
 	extra []string
+	// wrap runs the agent through a command (e.g. `ip netns exec NS`); it
+	// must exec the agent, so the started process is the agent itself.
+	wrap []string
 }
 
 // newNode prepares (and starts) an agent with fresh ports and data dir.
 func newNode(t testing.TB, id string, extra ...string) *node {
 	t.Helper()
+	return newNodeAt(t, id, freeAddr(t), freeAddr(t), nil, extra...)
+}
+
+// newNodeAt prepares (and starts) an agent on the given addresses with a
+// fresh data dir, run through wrap when it is set.
+func newNodeAt(t testing.TB, id, api, raft string, wrap []string, extra ...string) *node {
+	t.Helper()
 	base := t.TempDir()
-	n := &node{t: t, id: id, dir: filepath.Join(base, "data"), api: freeAddr(t), raft: freeAddr(t), extra: extra}
+	n := &node{t: t, id: id, dir: filepath.Join(base, "data"), api: api, raft: raft, extra: extra, wrap: wrap}
 	f, err := os.Create(filepath.Join(base, id+".log"))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +119,11 @@ func newNode(t testing.TB, id string, extra ...string) *node {
 func (n *node) start() {
 	n.t.Helper()
 	args := append([]string{"serve", "--data", n.dir, "--node-id", n.id, "--api", n.api, "--raft", n.raft, "--log-level", "info"}, n.extra...)
-	n.cmd = exec.Command(agentBin, args...)
+	name := agentBin
+	if len(n.wrap) > 0 {
+		name, args = n.wrap[0], append(append(slices.Clone(n.wrap[1:]), agentBin), args...)
+	}
+	n.cmd = exec.Command(name, args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logf, n.logf
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
