@@ -680,3 +680,45 @@ func TestPostgresRewindRefusesWithoutSourceWAL(t *testing.T) {
 		t.Errorf("configuration saved (a step after the refusal ran): %v", m)
 	}
 }
+
+// TestPostgresPromoteKilledAndResumed: the runner is killed (SIGKILL) right
+// after the promote step's start checkpoint, before its command ran. On
+// resume, the step's check: asks the standby whether it was promoted (it
+// was not), so the step runs; the run then finishes with a new timeline and
+// clients repointed.
+func TestPostgresPromoteKilledAndResumed(t *testing.T) {
+	l := newPGLab(t, true)
+	l.crash(t, l.pg1)
+	dir := t.TempDir()
+	ans := filepath.Join(dir, "answers.yaml")
+	if err := os.WriteFile(ans, []byte(promoteAnswers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := filepath.Join(dir, "drbook.db")
+	r := drbook(t, []string{envFaultCrash + "=step.started:promote:after:pg2"}, "run", "library:pg-promote-standby",
+		"-i", l.inv, "--answers", ans, "--headless", "--yes", "--db", db)
+	if r.code != -1 {
+		t.Fatalf("runner exit %d, want killed (-1)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if got := l.psql(t, l.pg2, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("pg2 promoted before the kill (in recovery = %s): the fault hit too late", got)
+	}
+	id := onlyRunID(t, db)
+	res := drbook(t, nil, "resume", id, "--yes", "--db", db)
+	t.Logf("resume: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	if res.code != 0 {
+		t.Fatalf("resume: exit %d", res.code)
+	}
+	if !strings.Contains(res.stdout, "check did not pass") || !strings.Contains(res.stdout, "promote on pg2 succeeded") {
+		t.Errorf("resume did not decide the interrupted promote by its check and run it:\n%s", res.stdout)
+	}
+	if got := l.psql(t, l.pg2, "SELECT pg_is_in_recovery()::text || ' ' || count(*) FROM drill"); got != fmt.Sprintf("false %d", pgRows) {
+		t.Errorf("pg2 after the resumed run: %q, want \"false %d\"", got, pgRows)
+	}
+	if b, err := os.ReadFile(l.clientFile); err != nil || !strings.Contains(string(b), fmt.Sprintf("PGPORT=%d\n", l.pg2.port)) {
+		t.Errorf("clients' file after the resumed run = %q (%v)", b, err)
+	}
+	if v := drbook(t, nil, "replay", id, "--verify", "--db", db); v.code != 0 {
+		t.Errorf("replay --verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+}
