@@ -210,3 +210,6 @@ func TestDemoHeadless(t *testing.T) {
 		t.Errorf("lab down left processes: %v", pids)
 	}
 }
+
+// The PostgreSQL runbooks "pg-promote-standby" and "pg-rewind-old-primary"
+// are tested end to end against real PostgreSQL 15 in pg_test.go.
