@@ -523,16 +523,7 @@ func rehearsePG(t *testing.T, drill string) rehearsal.Report {
 		}
 		t.Fatalf("rehearse %s: exit %d\n%s\n%s", drill, r.code, r.stdout, r.stderr)
 	}
-	var rep rehearsal.Report
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
-		t.Fatalf("report JSON: %v\n%s", err, r.stdout)
-	}
-	var onDisk rehearsal.Report
-	if b, err := os.ReadFile(filepath.Join(reports, "report.json")); err != nil {
-		t.Error(err)
-	} else if err := json.Unmarshal(b, &onDisk); err != nil || onDisk.RunID != rep.RunID || onDisk.RPOKeys != rep.RPOKeys || onDisk.RTO != rep.RTO {
-		t.Errorf("report.json disagrees: %v %+v", err, onDisk)
-	}
+	rep := rehearsalReport(t, r.stdout, reports)
 	md, _ := os.ReadFile(filepath.Join(reports, "report.md"))
 	if !strings.Contains(string(md), fmt.Sprintf("| RPO (items lost) | %d |", rep.RPOKeys)) || !strings.Contains(string(md), rep.RTO.String()) {
 		t.Errorf("report.md disagrees with the JSON:\n%s", md)
