@@ -8,6 +8,14 @@ log() { printf '== %s\n' "$*" >&2; }
 
 export PATH="$PATH:$(go env GOPATH)/bin"
 
+# 0. The tools the tests need (sshd, tmux, systemd-analyze, promtool, etcd,
+#    PostgreSQL 15, iproute2): installed when missing (root only).
+if [ "$(id -u)" -eq 0 ]; then
+	bash .ci/deps.sh
+else
+	log "not root: not installing test dependencies (see .ci/deps.sh)"
+fi
+
 # 1. A private OpenSSH server on 127.0.0.1 for the SSH tests (installs
 #    openssh-server and the drbook-test user if missing; needs root).
 if [ -z "${DRBOOK_TEST_SSH_ADDR:-}" ]; then
