@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
@@ -410,16 +411,16 @@ func TestDrillVerdicts(t *testing.T) {
 				t.Errorf("report.md does not say FAILED:\n%s", md)
 			}
 			// drbook runbooks shows the drill failed, though the runbook's run succeeded.
-			var list []runbookInfo
+			var list jsonapi.RunbookList
 			out := drbook(t, nil, "runbooks", "--db", db, "--output", "json")
 			if err := json.Unmarshal([]byte(out.stdout), &list); err != nil {
 				t.Fatalf("runbooks JSON: %v\n%s", err, out.stdout)
 			}
 			found := false
-			for _, i := range list {
+			for _, i := range list.Runbooks {
 				if i.Name == "counter-restore" {
 					found = true
-					if i.LastResult != "succeeded" || i.LastDrill != "failed" || !strings.Contains(i.LastVerdict, tc.verdict) {
+					if i.LastResult != "succeeded" || i.LastDrillResult != "failed" || !strings.Contains(i.LastDrillVerdict, tc.verdict) {
 						t.Errorf("runbooks shows %+v", i)
 					}
 				}

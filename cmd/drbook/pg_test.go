@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks/rehearsal"
 	"github.com/drbook/drbook/steps/transport"
 	"github.com/drbook/drbook/steps/transport/sshtest"
@@ -536,20 +537,16 @@ func rehearsePG(t *testing.T, drill string) rehearsal.Report {
 	}
 	t.Logf("%s: RTO %v, RPO %d rows, %d rows before the disaster, %d after the recovery", drill, rep.RTO, rep.RPOKeys, rep.KeysBefore, rep.KeysAfter)
 	list := drbook(t, nil, "runbooks", "--db", db, "--output", "json")
-	var infos []struct {
-		Name       string `json:"name"`
-		LastRun    string `json:"last_rehearsal_run"`
-		LastResult string `json:"last_result"`
-	}
-	if err := json.Unmarshal([]byte(list.stdout), &infos); err != nil {
+	var doc jsonapi.RunbookList
+	if err := json.Unmarshal([]byte(list.stdout), &doc); err != nil {
 		t.Fatalf("drbook runbooks --output json: %v\n%s%s", err, list.stdout, list.stderr)
 	}
 	shown := false
-	for _, i := range infos {
+	for _, i := range doc.Runbooks {
 		if i.Name == rep.Runbook {
-			shown = i.LastRun == rep.RunID && strings.Contains(i.LastResult, "succeeded")
+			shown = i.LastRehearsalRun == rep.RunID && strings.Contains(i.LastResult, "succeeded")
 			if !shown {
-				t.Errorf("drbook runbooks shows %s last rehearsed by %q (%q), want %s succeeded", i.Name, i.LastRun, i.LastResult, rep.RunID)
+				t.Errorf("drbook runbooks shows %s last rehearsed by %q (%q), want %s succeeded", i.Name, i.LastRehearsalRun, i.LastResult, rep.RunID)
 			}
 		}
 	}

@@ -91,7 +91,8 @@ procedures have gone stale. Runbooks from files that were rehearsed
 				doc := jsonapi.RunbookList{Header: jsonapi.NewHeader(), Runbooks: make([]jsonapi.RunbookRow, 0, len(infos))}
 				for _, i := range infos {
 					row := jsonapi.RunbookRow{Name: i.Name, Path: i.Path, Title: i.Title, Steps: i.Steps, DangerSteps: i.Danger, Tags: i.Tags,
-						Problems: i.Problems, LastResult: i.LastResult, LastRehearsalRun: i.LastRun}
+						Problems: i.Problems, LastResult: i.LastResult, LastRehearsalRun: i.LastRun,
+						LastDrillResult: i.LastDrill, LastDrillVerdict: i.LastVerdict}
 					if i.LastRehearsal != nil {
 						row.LastRehearsal = jsonapi.Time(*i.LastRehearsal)
 					}

@@ -78,6 +78,11 @@ type RunbookRow struct {
 	LastResult    string `json:"last_result,omitempty"`
 	// LastRehearsalRun is the run id of the last rehearsal.
 	LastRehearsalRun string `json:"last_rehearsal_run,omitempty"`
+	// LastDrillResult is that rehearsal's drill result from its report:
+	// "passed" or "failed" (absent when the run holds no report);
+	// LastDrillVerdict says why it failed.
+	LastDrillResult  string `json:"last_drill_result,omitempty"`
+	LastDrillVerdict string `json:"last_drill_verdict,omitempty"`
 }
 
 // Lint is `drbook lint -o json`.

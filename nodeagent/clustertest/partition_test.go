@@ -20,8 +20,10 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,11 +101,29 @@ func removeNetns(t testing.TB, prefix string) {
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 0 && strings.HasPrefix(f[0], prefix) {
+			if prefix == netnsPrefix && netnsOwnerAlive(f[0]) {
+				continue // another test process's lab, not a leftover
+			}
 			if err := ipCmd("netns", "del", f[0]); err != nil {
 				t.Errorf("remove namespace: %v", err)
 			}
 		}
 	}
+}
+
+// netnsOwnerAlive reports whether the test process that named a namespace
+// drbkpt-<pid>-… is still running.
+func netnsOwnerAlive(name string) bool {
+	rest := strings.TrimPrefix(name, netnsPrefix)
+	pidText, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == nil
 }
 
 func newNetLab(t testing.TB, n int) *netLab {
