@@ -239,7 +239,7 @@ func (a *Agent) startAdmin() error {
 		return fmt.Errorf("listen admin socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
+		_ = ln.Close() // the chmod error is the one reported
 		return fmt.Errorf("chmod admin socket: %w", err)
 	}
 	handler, endpoint := newAdminHandler(adminServices{
