@@ -79,84 +79,120 @@ type (
 	}
 )
 
-func (a *Agent) adminVerbs() map[string]adminVerb {
+// ClusterService is what the admin socket needs of the node for its
+// status and cluster operations. *Agent implements it; the admin handler
+// is built on it (with KeyAdminService and BackupService) and never on
+// *Agent, so its verbs can be tested against a fake.
+type ClusterService interface {
+	Status(ctx context.Context) (Status, error)
+	Bootstrap(ctx context.Context) (BootstrapResult, error)
+	Join(ctx context.Context, peer, token string) (JoinResult, error)
+	Remove(ctx context.Context, nodeID string, force bool) (RemoveResult, error)
+	Reset(ctx context.Context, deleteData bool) (ResetResult, error)
+	ForceNew(ctx context.Context) (ForceNewResult, error)
+	TokenCreate(ctx context.Context, ttl time.Duration) (TokenResult, error)
+	TokenList(ctx context.Context) ([]TokenInfo, error)
+}
+
+// KeyAdminService is the key API's KeyService plus the bulk operations
+// only the admin socket offers (load, manifest, verify).
+type KeyAdminService interface {
+	KeyService
+	LoadKeys(ctx context.Context, count, batch int, group string) (LoadResult, error)
+	KeyManifest(ctx context.Context, stale bool) (Manifest, error)
+	VerifyManifest(ctx context.Context, want Manifest, stale bool) (VerifyResult, error)
+}
+
+// BackupService is what the admin socket needs for backups and restore.
+type BackupService interface {
+	BackupCreate(ctx context.Context, args BackupArgs) (BackupResult, error)
+	BackupList(ctx context.Context) ([]BackupEntry, error)
+	BackupDelete(ctx context.Context, id string) (BackupDeleteResult, error)
+	Restore(ctx context.Context, args RestoreArgs) (RestoreResult, error)
+}
+
+var (
+	_ ClusterService  = (*Agent)(nil)
+	_ KeyAdminService = (*Agent)(nil)
+	_ BackupService   = (*Agent)(nil)
+)
+
+// adminServices is everything the admin socket serves: the three services
+// and two hooks into the process around them.
+type adminServices struct {
+	Cluster ClusterService
+	Keys    KeyAdminService
+	Backups BackupService
+	// BackupDone is told the outcome of every backup_create (metrics).
+	BackupDone func(error)
+	// Exit is called once a cluster_reset that deleted the data has been
+	// answered (the agent exits: its socket lived in the data directory).
+	Exit func()
+}
+
+func adminVerbs(s adminServices) map[string]adminVerb {
+	c, k, b := s.Cluster, s.Keys, s.Backups
 	return map[string]adminVerb{
-		"status": adminFn(func(ctx context.Context, _ struct{}) (Status, error) { return a.Status(ctx) }),
-		"cluster_create": adminFn(func(ctx context.Context, _ struct{}) (BootstrapResult, error) {
-			return a.Bootstrap(ctx)
-		}),
+		"status":         adminFn(func(ctx context.Context, _ struct{}) (Status, error) { return c.Status(ctx) }),
+		"cluster_create": adminFn(func(ctx context.Context, _ struct{}) (BootstrapResult, error) { return c.Bootstrap(ctx) }),
 		"cluster_join": adminFn(func(ctx context.Context, r JoinArgs) (JoinResult, error) {
 			if r.Peer == "" || r.Token == "" {
 				return JoinResult{}, fmt.Errorf("%w: peer and token are required", ErrUsage)
 			}
-			return a.Join(ctx, r.Peer, r.Token)
+			return c.Join(ctx, r.Peer, r.Token)
 		}),
 		"cluster_remove": adminFn(func(ctx context.Context, r RemoveArgs) (RemoveResult, error) {
 			if r.NodeID == "" {
 				return RemoveResult{}, fmt.Errorf("%w: --node is required", ErrUsage)
 			}
-			return a.Remove(ctx, r.NodeID, r.Force)
+			return c.Remove(ctx, r.NodeID, r.Force)
 		}),
 		"cluster_reset": adminFn(func(ctx context.Context, r ResetArgs) (ResetResult, error) {
-			return a.Reset(ctx, r.DeleteData)
+			return c.Reset(ctx, r.DeleteData)
 		}),
-		"cluster_force_new": adminFn(func(ctx context.Context, _ struct{}) (ForceNewResult, error) {
-			return a.ForceNew(ctx)
-		}),
+		"cluster_force_new": adminFn(func(ctx context.Context, _ struct{}) (ForceNewResult, error) { return c.ForceNew(ctx) }),
 		"token_create": adminFn(func(ctx context.Context, r TokenArgs) (TokenResult, error) {
-			return a.TokenCreate(ctx, r.TTL)
+			return c.TokenCreate(ctx, r.TTL)
 		}),
-		"token_list": adminFn(func(ctx context.Context, _ struct{}) ([]TokenInfo, error) { return a.TokenList(ctx) }),
+		"token_list": adminFn(func(ctx context.Context, _ struct{}) ([]TokenInfo, error) { return c.TokenList(ctx) }),
 		"keys_create": adminFn(func(ctx context.Context, r CreateArgs) ([]CreateResult, error) {
-			return a.CreateKeys(ctx, r.Keys)
+			return k.CreateKeys(ctx, r.Keys)
 		}),
 		"keys_get": adminFn(func(ctx context.Context, r KeyArgs) (KeyInfo, error) {
-			return a.GetKey(ctx, r.ID, r.Material, r.Stale)
+			return k.GetKey(ctx, r.ID, r.Material, r.Stale)
 		}),
 		"keys_delete": adminFn(func(ctx context.Context, r KeyArgs) (DeleteResult, error) {
-			return a.DeleteKey(ctx, r.ID)
+			return k.DeleteKey(ctx, r.ID)
 		}),
-		"keys_list":  adminFn(func(ctx context.Context, r ReadArgs) ([]KeyInfo, error) { return a.ListKeys(ctx, r.Stale) }),
-		"keys_count": adminFn(func(ctx context.Context, r ReadArgs) (CountResult, error) { return a.CountKeys(ctx, r.Stale) }),
+		"keys_list":  adminFn(func(ctx context.Context, r ReadArgs) ([]KeyInfo, error) { return k.ListKeys(ctx, r.Stale) }),
+		"keys_count": adminFn(func(ctx context.Context, r ReadArgs) (CountResult, error) { return k.CountKeys(ctx, r.Stale) }),
 		"keys_load": adminFn(func(ctx context.Context, r LoadArgs) (LoadResult, error) {
-			return a.LoadKeys(ctx, r.Count, r.Batch, r.Group)
+			return k.LoadKeys(ctx, r.Count, r.Batch, r.Group)
 		}),
-		"keys_manifest": adminFn(func(ctx context.Context, r ReadArgs) (Manifest, error) { return a.KeyManifest(ctx, r.Stale) }),
+		"keys_manifest": adminFn(func(ctx context.Context, r ReadArgs) (Manifest, error) { return k.KeyManifest(ctx, r.Stale) }),
 		"keys_verify": adminFn(func(ctx context.Context, r VerifyArgs) (VerifyResult, error) {
-			return a.VerifyManifest(ctx, r.Manifest, r.Stale)
+			return k.VerifyManifest(ctx, r.Manifest, r.Stale)
 		}),
 		"backup_create": adminFn(func(ctx context.Context, r BackupArgs) (BackupResult, error) {
-			res, err := a.BackupCreate(ctx, r)
-			result := "ok"
-			if err != nil {
-				result = "error"
+			res, err := b.BackupCreate(ctx, r)
+			if s.BackupDone != nil {
+				s.BackupDone(err)
 			}
-			a.metrics.backups.WithLabelValues(result).Inc()
 			return res, err
 		}),
-		"backup_list": adminFn(func(ctx context.Context, _ struct{}) ([]BackupEntry, error) {
-			return a.BackupList(ctx)
-		}),
+		"backup_list": adminFn(func(ctx context.Context, _ struct{}) ([]BackupEntry, error) { return b.BackupList(ctx) }),
 		"backup_delete": adminFn(func(ctx context.Context, r BackupDeleteArgs) (BackupDeleteResult, error) {
-			return a.BackupDelete(ctx, r.ID)
+			return b.BackupDelete(ctx, r.ID)
 		}),
-		"restore": adminFn(func(ctx context.Context, r RestoreArgs) (RestoreResult, error) { return a.Restore(ctx, r) }),
+		"restore": adminFn(func(ctx context.Context, r RestoreArgs) (RestoreResult, error) { return b.Restore(ctx, r) }),
 	}
 }
 
-// startAdmin listens on DATA/admin.sock (mode 0600).
-func (a *Agent) startAdmin() error {
-	path := SocketPath(a.cfg.DataDir)
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return fmt.Errorf("listen admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("chmod admin socket: %w", err)
-	}
-	verbs := a.adminVerbs()
+// newAdminHandler returns the admin socket's handler (POST /v1/{verb} and
+// pprof) and the function naming a request's endpoint for the request
+// metrics ("admin VERB" for a known verb, else "admin other").
+func newAdminHandler(s adminServices) (http.Handler, func(*http.Request) string) {
+	verbs := adminVerbs(s)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/{verb}", func(w http.ResponseWriter, r *http.Request) {
 		verb := r.PathValue("verb")
@@ -172,12 +208,12 @@ func (a *Agent) startAdmin() error {
 		}
 		res, err := fn(r.Context(), body)
 		writeJSON(w, res, err)
-		if verb == "cluster_reset" && err == nil {
+		if verb == "cluster_reset" && err == nil && s.Exit != nil {
 			if rr, ok := res.(ResetResult); ok && rr.Exiting {
 				if f, ok := w.(http.Flusher); ok {
 					f.Flush()
 				}
-				go a.requestExit()
+				go s.Exit()
 			}
 		}
 	})
@@ -190,8 +226,37 @@ func (a *Agent) startAdmin() error {
 		}
 		return "admin other"
 	}
+	return mux, endpoint
+}
+
+// startAdmin listens on DATA/admin.sock (mode 0600) and serves the admin
+// handler on the agent's services.
+func (a *Agent) startAdmin() error {
+	path := SocketPath(a.cfg.DataDir)
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close() // the chmod error is the one reported
+		return fmt.Errorf("chmod admin socket: %w", err)
+	}
+	handler, endpoint := newAdminHandler(adminServices{
+		Cluster: a,
+		Keys:    a,
+		Backups: a,
+		BackupDone: func(err error) {
+			result := "ok"
+			if err != nil {
+				result = "error"
+			}
+			a.metrics.backups.WithLabelValues(result).Inc()
+		},
+		Exit: a.requestExit,
+	})
 	// No write timeout: joins, backups and restores answer when done.
-	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, a.metrics.instrument(endpoint, mux)), ReadHeaderTimeout: 10 * time.Second}
+	a.adminSrv = &http.Server{Handler: bodyDeadline(time.Minute, a.metrics.instrument(endpoint, handler)), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := a.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("admin socket", "err", err)

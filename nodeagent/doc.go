@@ -15,9 +15,10 @@
 // API keys, built on the KeyService interface; /v1/join with join tokens;
 // /v1/internal/* between nodes with node certificates; /healthz and
 // /metrics) and the unix admin socket (DATA/admin.sock, 0600) used by the
-// drbook-agent CLI call the agent's operations. See DESIGN.md beside this
-// file for the structure, the protocols and the safety rules, and
-// errors.go for the sentinels.
+// drbook-agent CLI, built on the ClusterService, KeyAdminService and
+// BackupService interfaces, call the agent's operations. See DESIGN.md
+// beside this file for the structure, the protocols and the safety rules,
+// and errors.go for the sentinels.
 //
 // # HTTPS key API
 //
