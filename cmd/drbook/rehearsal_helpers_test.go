@@ -37,3 +37,9 @@ func rehearsalReport(t *testing.T, stdout, reportDir string) rehearsal.Report {
 	}
 	return rep
 }
+
+// splitAddsUp: machine time plus operator time is the RTO, within the
+// millisecond rounding of report.json (each is rounded on its own).
+func splitAddsUp(rep rehearsal.Report) bool {
+	return (time.Duration(rep.Machine+rep.Human) - time.Duration(rep.RTO)).Abs() <= 2*time.Millisecond
+}
