@@ -19,6 +19,9 @@ targets="
 ./runbooks FuzzTemplate
 ./runbooks FuzzParseInventory
 ./runbooks FuzzParseAnswers
+./runbooks FuzzParseDrill
+./runbooks FuzzTemplateFilters
+./runbooks FuzzCompareNumbers
 ./nodeagent FuzzKeyCodec
 ./nodeagent FuzzAPIHandler
 ./nodeagent/backup FuzzRead
