@@ -230,7 +230,25 @@ func (e *etcdLab) etcdctl(t *testing.T, endpoints string, args ...string) string
 func (e *etcdLab) putKeys(t *testing.T, prefix string, from, n int) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
-		e.etcdctl(t, e.endpoints(), "put", fmt.Sprintf("%s%03d", prefix, i), fmt.Sprintf("value-%d", i))
+		e.put(t, e.endpoints(), fmt.Sprintf("%s%03d", prefix, i), fmt.Sprintf("value-%d", i))
+	}
+}
+
+// put writes one key, retrying for at most 30 s: right after a member is
+// killed the cluster may be electing a leader ("request timed out,
+// possibly due to previous leader failure"), and a put is idempotent.
+func (e *etcdLab) put(t *testing.T, endpoints, key, value string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := etcdctlRun(endpoints, "put", key, value)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcdctl put %s: %v\n%s", key, err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -606,7 +624,7 @@ func TestEtcdQuorumLossRefusesLaggingSurvivor(t *testing.T) {
 	e.kill(t, "m3", false)
 	live := strings.Join([]string{e.member("m1").clientURL, e.member("m2").clientURL, e.member("m4").clientURL, e.member("m5").clientURL}, ",")
 	for i := 5; i < 15; i++ {
-		e.etcdctl(t, live, "put", fmt.Sprintf("drill/%03d", i), "v")
+		e.put(t, live, fmt.Sprintf("drill/%03d", i), "v")
 	}
 	for _, m := range []string{"m2", "m4", "m5"} {
 		e.kill(t, m, false)
