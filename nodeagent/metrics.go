@@ -3,8 +3,6 @@ package nodeagent
 import (
 	"net/http"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/drbook/drbook/internal/buildinfo"
 )
 
 // BuildInfo names the running build in drbook_agent_build_info.
@@ -21,27 +21,16 @@ type BuildInfo struct {
 	GoVersion string
 }
 
-// DefaultBuildInfo reads the build from what the Go toolchain records in
-// the binary (module version, vcs.revision). The CLI may pass a stamped
-// build in Config.Build instead.
+// DefaultBuildInfo is the running binary's build as `version` reports it
+// (internal/buildinfo: stamped by make build, else the toolchain's record),
+// with "unknown" for a commit nothing recorded.
 func DefaultBuildInfo() BuildInfo {
-	b := BuildInfo{Version: "unknown", Commit: "unknown", GoVersion: runtime.Version()}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return b
+	bi := buildinfo.Get()
+	commit := bi.Commit
+	if commit == "" {
+		commit = "unknown"
 	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		b.Version = v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && s.Value != "" {
-			b.Commit = s.Value
-		}
-	}
-	if bi.GoVersion != "" {
-		b.GoVersion = bi.GoVersion
-	}
-	return b
+	return BuildInfo{Version: bi.Version, Commit: commit, GoVersion: bi.GoVersion}
 }
 
 // metrics is the agent's Prometheus registry: Go and process collectors,

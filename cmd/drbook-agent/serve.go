@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/drbook/drbook/internal/buildinfo"
 	"github.com/drbook/drbook/nodeagent"
 	"github.com/drbook/drbook/nodeagent/labssh"
 )
@@ -45,12 +44,7 @@ func newServeCmd(o *opts) *cobra.Command {
 			cfg.DataDir = o.data
 			// drbook_agent_build_info names the same build as `version`
 			// (stamped by make build / make release).
-			bi := buildinfo.Get()
-			commit := bi.Commit
-			if commit == "" {
-				commit = "unknown"
-			}
-			cfg.Build = nodeagent.BuildInfo{Version: bi.Version, Commit: commit, GoVersion: bi.GoVersion}
+			cfg.Build = nodeagent.DefaultBuildInfo()
 			ctx := cmd.Context()
 			if lab.addr != "" {
 				// Lab clusters only: an SSH endpoint on loopback so drbook

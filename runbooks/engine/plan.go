@@ -288,10 +288,7 @@ func (pr *planRender) text(s string) string {
 // as the inputs allow; what depends on earlier steps stays a template.
 func planConfirm(s *runbooks.Step, targets []string, pr *planRender) (word, reason string) {
 	if s.Confirm == nil {
-		if len(targets) == 1 && !strings.Contains(targets[0], "{{") {
-			return targets[0], ""
-		}
-		return s.ID, ""
+		return defaultConfirmWord(s, targets), ""
 	}
 	return pr.text(s.Confirm.Word), pr.text(s.Confirm.Reason)
 }

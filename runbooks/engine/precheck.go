@@ -105,6 +105,16 @@ func onReadsOnly(on runbooks.StringList, roots []string) bool {
 	return true
 }
 
+// defaultConfirmWord is the word of a danger step without confirm.word:
+// its one target's name, else (several targets, or targets not known yet)
+// the step's id.
+func defaultConfirmWord(s *runbooks.Step, targets []string) string {
+	if len(targets) == 1 && !strings.Contains(targets[0], "{{") {
+		return targets[0]
+	}
+	return s.ID
+}
+
 // confirmWord returns what the operator of a danger step types, and why. A
 // step's confirm.word is rendered once for the step (the same word for every
 // target); without confirm: the word is the target's name for one target,
@@ -112,10 +122,11 @@ func onReadsOnly(on runbooks.StringList, roots []string) bool {
 func (r *run) confirmWord(s *runbooks.Step, targets []string) (word, reason string, err error) {
 	if s.Confirm == nil {
 		ts := nonEmpty(targets)
+		word := defaultConfirmWord(s, ts)
 		if len(ts) == 1 {
-			return ts[0], "", nil
+			return word, "", nil
 		}
-		return s.ID, fmt.Sprintf("one word for all %d targets (%s): the step's id", len(ts), strings.Join(ts, ", ")), nil
+		return word, fmt.Sprintf("one word for all %d targets (%s): the step's id", len(ts), strings.Join(ts, ", ")), nil
 	}
 	word, secret, err := runbooks.RenderString(s.Confirm.Word, r.scope)
 	if err != nil {
