@@ -15,6 +15,7 @@ require (
 	github.com/hashicorp/go-plugin v1.8.0
 	github.com/hashicorp/raft v1.7.3
 	github.com/hashicorp/raft-boltdb/v2 v2.3.1
+	github.com/hiddeco/sshsig v0.2.0
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/melbahja/goph v1.5.2
 	github.com/prometheus/client_golang v1.24.1

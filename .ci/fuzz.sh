@@ -32,6 +32,7 @@ targets="
 ./state FuzzVerify
 ./state FuzzVerifyDB
 ./steps/transport FuzzQuote
+./internal/opsig FuzzAllowedSigners
 ./state/termsafe FuzzSanitize
 ./state/termsafe FuzzJSON
 "
