@@ -330,6 +330,7 @@ func (v *validator) step(i int, s *Step) {
 		v.polled(s)
 	}
 	v.confirm(i, s)
+	v.approvals(s)
 	hasTarget := len(s.On) > 0 || (s.ForEach != "" && (!ok || info.Targets != TargetsNone))
 	v.forEach(i, s)
 	v.until(i, s, hasTarget)
@@ -486,6 +487,40 @@ func (v *validator) confirm(i int, s *Step) {
 		if v.refIsSecret(r) {
 			v.d.warn(rp, "step %q: confirm.reason: secret %s is shown to the operator in the danger box; leave it out", s.ID, r)
 		}
+	}
+}
+
+// approvals checks a step's two-person rule: only on danger steps, a
+// positive count no larger than the named approvers, principals that are
+// literal names.
+func (v *validator) approvals(s *Step) {
+	if !s.Has("approvals") && !s.Has("approvers") {
+		return
+	}
+	at := s.At("approvals")
+	if !s.Has("approvals") {
+		at = s.At("approvers")
+	}
+	if !s.Danger {
+		v.d.add(at, "step %q: approvals: and approvers: only apply to danger steps (add danger: true)", s.ID)
+	}
+	if s.Has("approvals") && s.Approvals < 1 {
+		v.d.add(s.At("approvals"), "step %q: approvals must be at least 1 (omit it for no approval)", s.ID)
+	}
+	seen := map[string]bool{}
+	for _, p := range s.Approvers {
+		switch {
+		case strings.TrimSpace(p) == "" || strings.ContainsFunc(p, unicode.IsSpace):
+			v.d.add(s.At("approvers"), "step %q: approver %q: a principal is one word (as in the allowed-signers file)", s.ID, p)
+		case strings.ContainsAny(p, "*?!,\"{}"):
+			v.d.add(s.At("approvers"), "step %q: approver %q: name a person (a principal of the allowed-signers file), not a pattern or template", s.ID, p)
+		case seen[p]:
+			v.d.add(s.At("approvers"), "step %q: approver %q is listed twice", s.ID, p)
+		}
+		seen[p] = true
+	}
+	if len(s.Approvers) > 0 && s.Approvals > len(s.Approvers) {
+		v.d.add(s.At("approvals"), "step %q: approvals: %d needs at least %d approvers, only %d listed", s.ID, s.Approvals, s.Approvals, len(s.Approvers))
 	}
 }
 

@@ -92,6 +92,8 @@ type Step struct {
 	When        string        `yaml:"when" doc:"Guard: one expression whose value is true or false, bare (inputs.drill) or in {{ }}; the step runs only if it is true. Text, or a value that is not a boolean, is an error. Guards that read only inputs are checked before the first step runs."`
 	Danger      bool          `yaml:"danger" doc:"Destructive: the operator must type a word to go ahead (the target's name unless confirm: says otherwise; headless: --yes)."`
 	Confirm     *Confirmation `yaml:"confirm" doc:"For danger steps: what the operator types and why (default: the target's name)."`
+	Approvals   int           `yaml:"approvals" doc:"For danger steps: how many other persons must approve the step with drbook approve (their own SSH key, listed in the allowed-signers file) before it runs; default 1 when approvers: is set (docs/approvals.md)."`
+	Approvers   StringList    `yaml:"approvers" doc:"For danger steps: the principals of the allowed-signers file who may approve (e.g. alice@example.org); omitted: anyone the file allows other than the operator."`
 	ForEach     string        `yaml:"for_each" doc:"Run the step once per item of a list: a template whose value is a list ({{ inputs.joiners }}, {{ groups.etcd }}) or a group name. Each item is its own execution, checkpoint and resume unit; templates read it as item (item.name, item.<var> when it names a node). on: is rendered per item and must give one node (default: the item itself)."`
 	Serial      int           `yaml:"serial" doc:"Run at most this many targets (or for_each items) at once (0: all in parallel)."`
 	Timeout     Duration      `yaml:"timeout" none:"true" doc:"Time limit of one attempt on one target. Default when omitted: the kind's (shell 10m, wait 5m, agent.* and plugin kinds 10m; confirm and input wait for a person: none). Write none to opt out of any limit."`
@@ -137,6 +139,21 @@ func (r *Runbook) Step(id string) *Step {
 		}
 	}
 	return nil
+}
+
+// NeedsApproval reports whether the step waits for another person's
+// approval (the two-person rule) before it runs.
+func (s *Step) NeedsApproval() bool { return s.Approvals > 0 || len(s.Approvers) > 0 }
+
+// ApprovalsNeeded is how many approvals the step needs (0: none).
+func (s *Step) ApprovalsNeeded() int {
+	if s.Approvals > 0 {
+		return s.Approvals
+	}
+	if len(s.Approvers) > 0 {
+		return 1
+	}
+	return 0
 }
 
 // DangerCount returns how many steps are marked dangerous.

@@ -14,7 +14,8 @@ import (
 func (t EventType) Known() bool {
 	switch t {
 	case EvRunCreated, EvRunResumed, EvAnswer, EvStepStarted, EvStepFinished, EvStepOutput,
-		EvStepDecision, EvOperatorWait, EvRunFinished, EvNote:
+		EvStepDecision, EvOperatorWait, EvRunFinished, EvNote,
+		EvApprovalRequested, EvApprovalGranted, EvApprovalRefused:
 		return true
 	}
 	return false

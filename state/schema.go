@@ -106,6 +106,22 @@ CREATE TABLE meta (
 	value TEXT NOT NULL
 );
 `,
+		// 3: approvals submitted by drbook approve, for the run's process to
+		// verify and record (the two-person rule).
+		`
+CREATE TABLE approval_submissions (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	run_id       TEXT NOT NULL REFERENCES runs (id),
+	step_id      TEXT NOT NULL,
+	message      BLOB NOT NULL,
+	signature    BLOB NOT NULL,
+	user         TEXT NOT NULL DEFAULT '',
+	host         TEXT NOT NULL DEFAULT '',
+	submitted_at TEXT NOT NULL,
+	done_seq     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX approval_submissions_by_step ON approval_submissions (run_id, step_id, done_seq);
+`,
 	}
 }
 
