@@ -28,6 +28,9 @@ const (
 	EvApprovalRefused EventType = "approval.refused"
 )
 
+// WaitApproval is the operator.wait kind of a wait for approvals.
+const WaitApproval = "approval"
+
 // ApprovalCommand is what one target of a step runs, as shown to the
 // operator (secrets masked).
 type ApprovalCommand struct {

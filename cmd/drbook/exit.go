@@ -26,9 +26,13 @@ const (
 const exitCodesHelp = `Exit codes:
   0    success
   1    the run failed (a step failed), lint found problems, or an unexpected error
-  2    usage error (bad flags or arguments), or the TUI without a terminal
+  2    usage error (bad flags or arguments), or the TUI without a terminal,
+       or a step needs approval and the run cannot enforce it (no
+       allowed-signers file, no key of yours)
   3    invalid runbook, inventory or answers (lint errors)
-  4    the run needs an operator decision (headless), or was aborted
+  4    the run needs an operator decision (headless), or was aborted, or
+       a headless run got no approval in --approval-timeout (resume asks
+       again); drbook approve: the approval was refused
   5    the record failed verification (replay --verify)
   6    the run is locked by another runner
   7    a node's SSH host key is unknown or changed: nothing was run
@@ -84,6 +88,10 @@ func exitCode(err error) int {
 		return exitFailed
 	case errors.Is(err, runbooks.ErrInvalid), errors.Is(err, runbooks.ErrTemplate):
 		return exitInvalid
+	case errors.Is(err, engine.ErrApprovalSetup):
+		return exitUsage
+	case errors.Is(err, errApprovalRefused):
+		return exitNeedsPerson
 	case errors.Is(err, engine.ErrHostKeyRefused):
 		return exitHostKey
 	case errors.Is(err, state.ErrRunLocked):

@@ -48,6 +48,8 @@ type printer struct {
 	json   bool
 	color  bool
 	starts map[string]time.Time
+	// lastRefused and lastGranted: approvals printed so far.
+	lastRefused, lastGranted int
 }
 
 func newPrinter(w io.Writer, output string) *printer {
@@ -136,6 +138,8 @@ func (p *printer) observe(ev engine.Event) {
 		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), tsBlock(e.Text, "    "))
 	case engine.NeedsOperator:
 		fmt.Fprintf(p.w, "  ? %s\n", tsBlock(e.Prompt, "    "))
+	case engine.ApprovalWaiting:
+		p.approval(e)
 	case engine.RunFinished:
 		status := p.paint("32;1", ts(string(e.Status)))
 		if e.Status != "succeeded" {
@@ -144,6 +148,38 @@ func (p *printer) observe(ev engine.Event) {
 		fmt.Fprintf(p.w, "%s %s in %s (machine %s, waiting on operator %s)\n", status, e.RunID,
 			(e.Machine + e.Human).Round(time.Millisecond), e.Machine.Round(time.Millisecond), e.Human.Round(time.Millisecond))
 	}
+}
+
+// approval prints who must approve what when the wait starts, then each
+// approval as it is recorded.
+func (p *printer) approval(e engine.ApprovalWaiting) {
+	if len(e.Granted) == 0 && len(e.Refused) == 0 {
+		who := "any other person in the allowed-signers file"
+		if len(e.Request.Approvers) > 0 {
+			who = "one of " + tsList(e.Request.Approvers)
+		}
+		fmt.Fprintf(p.w, "  %s %s waits for %d approval(s) by %s (request #%d); this will run:\n",
+			p.paint("33;1", "⧗"), ts(e.StepID), e.Request.Approvals, who, e.RequestSeq)
+		for _, c := range e.Request.Commands {
+			fmt.Fprintf(p.w, "    on %s: %s\n", ts(orOperatorName(c.Target)), tsBlock(c.Command, "      "))
+		}
+		fmt.Fprintf(p.w, "    approver runs: %s\n", ts(e.Command))
+		p.lastRefused, p.lastGranted = 0, 0
+		return
+	}
+	for ; p.lastRefused < len(e.Refused); p.lastRefused++ {
+		fmt.Fprintf(p.w, "  %s approval refused: %s\n", p.paint("31", "✗"), ts(e.Refused[p.lastRefused]))
+	}
+	for ; p.lastGranted < len(e.Granted); p.lastGranted++ {
+		fmt.Fprintf(p.w, "  %s approved by %s (%d of %d)\n", p.paint("32", "✓"), ts(e.Granted[p.lastGranted].String()), p.lastGranted+1, e.Request.Approvals)
+	}
+}
+
+func orOperatorName(t string) string {
+	if t == "" {
+		return "the operator's machine"
+	}
+	return t
 }
 
 func formatOutputs(m map[string]string) string {

@@ -29,6 +29,8 @@ type app struct {
 	logger  *slog.Logger
 	// pluginDir lists extra plugin directories (--plugin-dir).
 	pluginDir []string
+	// approval holds the two-person rule's flags (approvalflags.go).
+	approval approvalSettings
 }
 
 func newRootCmd() *cobra.Command {
@@ -77,7 +79,7 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
 	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a))
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newApproveCmd(a))
 	attachTUI(root, a)
 	markJSONCommands(root)
 	markUsageErrors(root)
@@ -211,9 +213,13 @@ func dialer(inv *runbooks.Inventory) engine.Dialer {
 // headless runs, resumes, rehearsals and the TUI alike, so they cannot drift.
 func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry, db *state.DB,
 	op steps.Operator, observe func(engine.Event), mode string) engine.Config {
+	_, headless := op.(*engine.Headless)
+	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	return engine.Config{
 		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
+		Approval: a.approval.approvalConfig(actx, rb, headless),
 	}
 }
 

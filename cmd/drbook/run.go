@@ -41,6 +41,7 @@ Headless runs take inputs from --answers (values may be {env: NAME} or
 	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for inputs and input steps")
 	cmd.Flags().BoolVar(&headless, "headless", false, "run without the TUI")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps (headless)")
+	approvalFlags(cmd, &a.approval, true)
 	_ = cmd.MarkFlagRequired("inventory")
 	return cmd
 }
@@ -181,6 +182,7 @@ naming the steps that used it, and nothing is recorded.`,
 	cmd.Flags().StringVar(&reason, "reason", "", "why the --skip steps are skipped, or why --answers changes inputs (recorded)")
 	cmd.Flags().BoolVar(&accept, "accept-changed", false, "resume even though the runbook or inventory changed (recorded)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps")
+	approvalFlags(cmd, &a.approval, true)
 	cmd.Flags().Bool("headless", true, "resume without the TUI (the only mode so far)")
 	tuiFlag(cmd, "resume in the terminal UI (decisions are asked there)")
 	return cmd

@@ -236,6 +236,7 @@ func attachTUI(root *cobra.Command, a *app) {
 	root.Flags().StringVar(&req.Dir, "dir", "", "directory of runbook files the picker offers besides the shipped library")
 	root.Flags().StringVarP(&req.Inventory, "inventory", "i", "", "inventory of nodes")
 	root.Flags().StringVar(&req.Answers, "answers", "", "answers file that prefills the input forms")
+	approvalFlags(root, &a.approval, false)
 	root.Args = cobra.NoArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runInteractive(cmd, a, req) }
 }

@@ -64,6 +64,8 @@ type Config struct {
 	// Answers is the answers file, if any: Start records its literal
 	// answers to non-secret input steps, so a resume needs not the file.
 	Answers *runbooks.Answers
+	// Approval configures the two-person rule (steps with approvals:).
+	Approval ApprovalConfig
 }
 
 // Errors that end a run.
@@ -170,9 +172,15 @@ func (r *run) emit(ev Event) {
 // record appends an event durably. Records are written even while the run's
 // context is being cancelled, so an interrupt is recorded as such.
 func (r *run) record(ctx context.Context, typ state.EventType, stepID, target string, attempt int, payload any) error {
+	_, err := r.recordEv(ctx, typ, stepID, target, attempt, payload)
+	return err
+}
+
+// recordEv is record, returning the appended event.
+func (r *run) recordEv(ctx context.Context, typ state.EventType, stepID, target string, attempt int, payload any) (state.Event, error) {
 	ev, err := state.NewEvent(r.id, typ, payload)
 	if err != nil {
-		return fmt.Errorf("encode %s: %w", typ, err)
+		return state.Event{}, fmt.Errorf("encode %s: %w", typ, err)
 	}
 	ev.StepID, ev.Target, ev.Attempt = stepID, target, attempt
 	ev.Time = time.Now().UTC()
@@ -180,7 +188,7 @@ func (r *run) record(ctx context.Context, typ state.EventType, stepID, target st
 		// Another process held the database past the busy timeout once:
 		// every later checkpoint of this run would wait as long again and
 		// fail the same way, so fail at once (the run stops on the first).
-		return fmt.Errorf("checkpoint %s: %w", typ, *err)
+		return state.Event{}, fmt.Errorf("checkpoint %s: %w", typ, *err)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -193,10 +201,10 @@ func (r *run) record(ctx context.Context, typ state.EventType, stepID, target st
 		if errors.Is(err, state.ErrLocked) {
 			r.lockedErr.CompareAndSwap(nil, &err)
 		}
-		return fmt.Errorf("checkpoint %s: %w", typ, err)
+		return state.Event{}, fmt.Errorf("checkpoint %s: %w", typ, err)
 	}
 	r.emit(Recorded{Event: appended})
-	return nil
+	return appended, nil
 }
 
 // Start creates a new run, records its inputs, and walks it to the end.
@@ -316,7 +324,10 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 		inv = r.cfg.Inventory.File
 	}
 	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
-	runErr := r.precheck()
+	runErr := r.approvalPrecheck()
+	if runErr == nil {
+		runErr = r.precheck()
+	}
 	if runErr == nil {
 		runErr = r.preflight(ctx)
 	}

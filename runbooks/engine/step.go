@@ -120,6 +120,11 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 			return nil
 		}
 	}
+	if s.Danger && s.NeedsApproval() {
+		if err := r.awaitApproval(ctx, s, kind, pending); err != nil {
+			return err
+		}
+	}
 	if s.Danger {
 		if err := r.confirmDanger(ctx, s, kind, pending); err != nil {
 			return err

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drbook/drbook/internal/opsig"
+	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/runbooks/engine"
+)
+
+// envAllowedSigners names the allowed-signers file when --allowed-signers
+// is not given.
+const envAllowedSigners = "DRBOOK_ALLOWED_SIGNERS"
+
+// defaultApprovalTimeout is how long a headless run waits for approvals.
+const defaultApprovalTimeout = 30 * time.Minute
+
+// approvalSettings are the two-person rule's flags (docs/approvals.md).
+type approvalSettings struct {
+	allowedSigners string
+	signKey        string
+	timeout        time.Duration
+	headless       bool
+}
+
+// approvalFlags adds the two-person rule's flags to a command that runs
+// steps.
+func approvalFlags(cmd *cobra.Command, s *approvalSettings, headless bool) {
+	cmd.Flags().StringVar(&s.allowedSigners, "allowed-signers", "", "allowed-signers file of the persons who may approve steps with approvals: (default $"+envAllowedSigners+")")
+	cmd.Flags().StringVar(&s.signKey, "sign-key", "", "your SSH key (a .pub whose key is in the ssh-agent, or a private key file; default: the agent's first key): a step you run cannot be approved with it")
+	if headless {
+		cmd.Flags().DurationVar(&s.timeout, "approval-timeout", defaultApprovalTimeout, "how long a headless run waits for the approvals of a step, then stops with exit 4 (0: no limit)")
+	}
+}
+
+// approvalConfig loads what the engine needs to enforce approvals, only
+// when the runbook has a step that needs them. A problem is returned in the
+// config's SetupErr: the run then stops before its first step, saying why.
+func (s *approvalSettings) approvalConfig(ctx context.Context, rb *runbooks.Runbook, headless bool) engine.ApprovalConfig {
+	var ac engine.ApprovalConfig
+	if s == nil || rb == nil {
+		return ac
+	}
+	needs := false
+	for i := range rb.Steps {
+		needs = needs || rb.Steps[i].NeedsApproval()
+	}
+	if !needs {
+		return ac
+	}
+	if headless {
+		ac.Timeout = s.timeout
+	}
+	file := s.allowedSigners
+	if file == "" {
+		file = os.Getenv(envAllowedSigners)
+	}
+	if file != "" {
+		f, err := os.Open(file) // #nosec G304 -- the operator names the allowed-signers file
+		if err != nil {
+			ac.SetupErr = fmt.Errorf("allowed-signers: %w", err)
+			return ac
+		}
+		defer f.Close()
+		if ac.Allowed, err = opsig.ParseAllowedSigners(f, file); err != nil {
+			ac.SetupErr = err
+			return ac
+		}
+		ac.File = file
+	}
+	signer, err := opsig.LoadSigner(ctx, s.signKey)
+	if err != nil {
+		if s.signKey != "" {
+			ac.SetupErr = fmt.Errorf("--sign-key: %w", err)
+		}
+		return ac
+	}
+	defer signer.Close()
+	ac.OperatorKey = signer.PublicKey()
+	return ac
+}
