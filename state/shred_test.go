@@ -143,7 +143,7 @@ func TestMigrateLegacySeals(t *testing.T) {
 	// Make it the old schema, with the projections the old drbook kept.
 	legacy := sealV1(t, oldKey, secrets[done.ID])
 	for _, q := range []string{
-		`DROP TABLE run_keys`, `DROP TABLE legacy_seals`, `DROP TABLE meta`, `PRAGMA user_version = 1`,
+		`DROP TABLE approval_submissions`, `DROP TABLE run_keys`, `DROP TABLE legacy_seals`, `DROP TABLE meta`, `PRAGMA user_version = 1`,
 	} {
 		if _, err := db.sql.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)

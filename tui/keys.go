@@ -38,6 +38,7 @@ type KeyMap struct {
 	Select                 key.Binding // pick the choice under the cursor
 	Record                 key.Binding // record the typed skip reason
 	BackToChoices          key.Binding // leave the reason, back to the choices
+	StopWaiting            key.Binding // the approval box: esc twice aborts the run
 }
 
 // DefaultKeyMap returns drbook's key bindings.
@@ -80,5 +81,6 @@ func DefaultKeyMap() *KeyMap {
 		Select:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "select")),
 		Record:        key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "record skip")),
 		BackToChoices: key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back")),
+		StopWaiting:   key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc esc", "abort run")),
 	}
 }

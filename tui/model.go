@@ -373,7 +373,7 @@ func (m *Model) handleBridge(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case EventMsg:
 		m.run.Handle(msg.Event)
-	case confirmMsg, askMsg, decideMsg, outputSkipped:
+	case confirmMsg, askMsg, decideMsg, outputSkipped, approvalMsg, approvalClosedMsg:
 		return m.run.Update(msg)
 	case runDoneMsg:
 		m.running = false

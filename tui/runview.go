@@ -230,6 +230,11 @@ func (v *RunView) Handle(ev engine.Event) {
 			v.step(r.Event.StepID)
 		}
 	}
+	if aw, ok := ev.(engine.ApprovalWaiting); ok {
+		if ap, ok := v.prompt.(*approvalPrompt); ok && ap.w.StepID == aw.StepID {
+			ap.granted, ap.refused = aw.Granted, aw.Refused
+		}
+	}
 	v.handle(ev)
 	// Whatever the event said, a step the record knows shows what the
 	// record says.
@@ -527,7 +532,17 @@ func (v *RunView) selectStep(i int) {
 // list and the output, and the pager's messages.
 func (v *RunView) Update(msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
-	case confirmMsg, askMsg, decideMsg:
+	case approvalClosedMsg:
+		if ap, ok := v.prompt.(*approvalPrompt); ok && ap.w.StepID == msg.stepID {
+			v.prompt = nil
+			return v.nextPrompt()
+		}
+		v.queue = slices.DeleteFunc(v.queue, func(q tea.Msg) bool {
+			am, ok := q.(approvalMsg)
+			return ok && am.wait.StepID == msg.stepID
+		})
+		return nil
+	case confirmMsg, askMsg, decideMsg, approvalMsg:
 		// Targets running in parallel may ask at once: one question at a
 		// time, in order.
 		v.queue = append(v.queue, msg)
@@ -622,6 +637,11 @@ func (v *RunView) nextPrompt() tea.Cmd {
 			return nil
 		}
 		v.prompt = newConfirmPrompt(v.c, msg, v.user)
+	case approvalMsg:
+		if i, ok := v.index[msg.wait.StepID]; ok {
+			v.selectStep(i)
+		}
+		v.prompt = newApprovalPrompt(v.c, msg, v.user)
 	case askMsg:
 		p, cmd := newAskPrompt(v.c, msg, v.answers)
 		v.prompt = p

@@ -226,6 +226,26 @@ func summary(ev state.Event) string {
 			}
 			return fmt.Sprintf("%s = %s", p.Name, v)
 		}
+	case state.EvApprovalRequested:
+		var p state.ApprovalRequested
+		if ev.Decode(&p) == nil {
+			who := "anyone allowed"
+			if len(p.Approvers) > 0 {
+				who = strings.Join(p.Approvers, ", ")
+			}
+			return fmt.Sprintf("waits for %d approval(s) by %s; run by %s; on %s; commands sha256 %s; chain head %d",
+				p.Approvals, who, p.Operator, strings.Join(p.Targets(), ","), short(p.CommandsSHA256), p.HeadSeq)
+		}
+	case state.EvApprovalGranted:
+		var p state.ApprovalGranted
+		if ev.Decode(&p) == nil {
+			return fmt.Sprintf("approved by %s, request #%d (%d of %d)", p.Approver, p.RequestSeq, p.Count, p.Needed)
+		}
+	case state.EvApprovalRefused:
+		var p state.ApprovalRefused
+		if ev.Decode(&p) == nil {
+			return fmt.Sprintf("refused %s: %s: %s", p.Approver, p.Code, p.Reason)
+		}
 	case state.EvStepStarted:
 		var p state.StepStarted
 		if ev.Decode(&p) == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
 )
 
@@ -76,6 +77,22 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 		}
 		if cut != "" {
 			ew.printf("    %s\n", cut)
+		}
+	}
+
+	if apps := runlog.Fold(events).Approvals; len(apps) > 0 {
+		ew.printf("\nApprovals\n")
+		for _, a := range apps {
+			ew.printf("  %s: request #%d, %d approval(s) needed, run by %s\n", tc(a.StepID), a.Seq, a.Request.Approvals, tc(a.Request.Operator.String()))
+			for _, c := range a.Request.Commands {
+				ew.printf("    on %s: %s\n", tc(dash(c.Target)), maskString(oneLine(c.Command)))
+			}
+			for _, g := range a.Granted {
+				ew.printf("    approved by %s at %s (signed, namespace %s)\n", tc(g.Approver.String()), fmtTime(g.SubmittedAt), tc(g.Namespace))
+			}
+			for _, r := range a.Refused {
+				ew.printf("    refused %s: %s\n", tc(r.Approver.String()), oneLine(r.Reason))
+			}
 		}
 	}
 

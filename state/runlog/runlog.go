@@ -13,6 +13,7 @@
 package runlog
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -109,6 +110,18 @@ type Wait struct {
 	state.OperatorWait
 }
 
+// ApprovalRequest is one approval.requested event with what was recorded
+// for it: who approved (approval.granted) and which approvals did not count
+// (approval.refused), in seq order.
+type ApprovalRequest struct {
+	Seq     int64
+	Time    time.Time
+	StepID  string
+	Request state.ApprovalRequested
+	Granted []state.ApprovalGranted
+	Refused []state.ApprovalRefused
+}
+
 // AnswerChange is one answer event (the first for a name, or a change).
 type AnswerChange struct {
 	Seq  int64
@@ -154,6 +167,9 @@ type View struct {
 	Waits     []Wait
 	// Notes are the note events' payloads (rehearsal reports).
 	Notes []state.Note
+	// Approvals are the approval requests of danger steps (the two-person
+	// rule), each with the approvals granted and refused for it.
+	Approvals []ApprovalRequest
 	// Problems lists events Fold could not apply (a payload that does not
 	// decode): the view is then incomplete at those seqs.
 	Problems []Problem
@@ -504,6 +520,40 @@ func (f *folder) apply(ev state.Event) {
 			return
 		}
 		f.v.Waits = append(f.v.Waits, Wait{Seq: ev.Seq, Time: ev.Time, StepID: ev.StepID, OperatorWait: p})
+	case state.EvApprovalRequested:
+		var p state.ApprovalRequested
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		f.v.Approvals = append(f.v.Approvals, ApprovalRequest{Seq: ev.Seq, Time: ev.Time, StepID: ev.StepID, Request: p})
+	case state.EvApprovalGranted, state.EvApprovalRefused:
+		var g state.ApprovalGranted
+		var r state.ApprovalRefused
+		var reqSeq int64
+		var err error
+		if ev.Type == state.EvApprovalGranted {
+			err, reqSeq = ev.Decode(&g), g.RequestSeq
+		} else {
+			err, reqSeq = ev.Decode(&r), r.RequestSeq
+		}
+		if err != nil {
+			f.problem(ev, err)
+			return
+		}
+		for i := range f.v.Approvals {
+			a := &f.v.Approvals[i]
+			if a.Seq != reqSeq || a.StepID != ev.StepID {
+				continue
+			}
+			if ev.Type == state.EvApprovalGranted {
+				a.Granted = append(a.Granted, g)
+			} else {
+				a.Refused = append(a.Refused, r)
+			}
+			return
+		}
+		f.problem(ev, fmt.Errorf("names request #%d, which is not an approval request of step %s", reqSeq, ev.StepID))
 	case state.EvNote:
 		var p state.Note
 		if err := ev.Decode(&p); err != nil {
@@ -524,6 +574,12 @@ func (f *folder) snapshot() View {
 	v.History = append([]AnswerChange(nil), f.v.History...)
 	v.Waits = append([]Wait(nil), f.v.Waits...)
 	v.Notes = append([]state.Note(nil), f.v.Notes...)
+	v.Approvals = make([]ApprovalRequest, len(f.v.Approvals))
+	for i, a := range f.v.Approvals {
+		a.Granted = append([]state.ApprovalGranted(nil), a.Granted...)
+		a.Refused = append([]state.ApprovalRefused(nil), a.Refused...)
+		v.Approvals[i] = a
+	}
 	v.Problems = append([]Problem(nil), f.v.Problems...)
 	v.Header.Resumes = append([]Resume(nil), f.v.Header.Resumes...)
 	answers := make(map[string]state.Answer, len(f.v.Answers))
