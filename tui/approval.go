@@ -101,7 +101,11 @@ func (p *approvalPrompt) parts(w int) (head, body, foot []string) {
 	if req.Approvals > 1 {
 		who = fmt.Sprintf("%d persons: %s", req.Approvals, who)
 	}
-	head = append(head, wrapRows(clean(fmt.Sprintf("Waits for approval by %s (not %s).", who, req.Operator.String())), iw, true)...)
+	you := req.Operator.Principal
+	if you == "" {
+		you = req.Operator.User
+	}
+	head = append(head, wrapRows(clean(fmt.Sprintf("Waits for approval by %s, not you (%s).", who, you)), iw, true)...)
 	body = append(body, st.Bold.Render("This will run:"))
 	body = append(body, commandRows(p.c, req.Targets(), commandsOf(req), iw, true)...)
 	body = append(body, st.Subtle.Render(clean(fmt.Sprintf("request #%d · commands SHA-256 %.16s…", p.w.RequestSeq, req.CommandsSHA256))))
