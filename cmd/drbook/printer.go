@@ -285,7 +285,7 @@ func planDoc(rb *runbooks.Runbook, plan []engine.PlannedStep) jsonapi.Plan {
 		doc.Steps = append(doc.Steps, jsonapi.PlanStep{
 			ID: s.ID, Title: s.Title, Kind: s.Kind, Danger: s.Danger, Targets: s.Targets, Params: s.Params, PerTarget: s.PerTarget,
 			Check: s.Check, When: s.When, Runs: s.Runs, Pending: s.Pending, Serial: s.Serial, Confirm: s.Confirm,
-			ConfirmReason: s.ConfirmReason, TimeoutMS: planTimeoutMS(s.Timeout), Note: s.Note,
+			ConfirmReason: s.ConfirmReason, Approvals: s.Approvals, Approvers: s.Approvers, TimeoutMS: planTimeoutMS(s.Timeout), Note: s.Note,
 		})
 	}
 	return doc
@@ -335,6 +335,13 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 		}
 		if s.ConfirmReason != "" {
 			fmt.Fprintf(w, "    why %s: %s\n", ts(s.Confirm), ts(s.ConfirmReason))
+		}
+		if s.Approvals > 0 {
+			who := "any other person in the allowed-signers file"
+			if len(s.Approvers) > 0 {
+				who = tsList(s.Approvers)
+			}
+			fmt.Fprintf(w, "    needs %d approval(s) before it runs, by %s (drbook approve RUN %s)\n", s.Approvals, who, ts(s.ID))
 		}
 		fmt.Fprintf(w, "    time limit: %s per attempt\n", ts(s.Timeout))
 		for _, k := range sortedKeys(s.Params) {

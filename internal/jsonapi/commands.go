@@ -53,6 +53,10 @@ type PlanStep struct {
 	Serial        int      `json:"serial,omitempty"`
 	Confirm       string   `json:"confirm,omitempty"`
 	ConfirmReason string   `json:"confirm_reason,omitempty"`
+	// Approvals is how many other persons must approve the step before it
+	// runs (docs/approvals.md); Approvers, when set, who may.
+	Approvals int      `json:"approvals,omitempty"`
+	Approvers []string `json:"approvers,omitempty"`
 	// TimeoutMS limits each attempt on each target; absent when unlimited.
 	TimeoutMS *int64 `json:"timeout_ms,omitempty"`
 	Note      string `json:"note,omitempty"`

@@ -42,6 +42,10 @@ type PlannedStep struct {
 	// step id for several targets); ConfirmReason says why.
 	Confirm       string `json:"confirm,omitempty"`
 	ConfirmReason string `json:"confirm_reason,omitempty"`
+	// Approvals and Approvers: the step waits for this many approvals by
+	// other persons (these principals, when named) before it runs.
+	Approvals int      `json:"approvals,omitempty"`
+	Approvers []string `json:"approvers,omitempty"`
 	// Timeout limits each attempt on each target: the step's timeout:, else
 	// its kind's default ("none" for no limit).
 	Timeout string `json:"timeout"`
@@ -98,6 +102,7 @@ func MakePlan(rb *runbooks.Runbook, inv *runbooks.Inventory, inputs map[string]r
 		p.Timeout = StepTimeout(s, info).String()
 		if s.Danger {
 			p.Confirm, p.ConfirmReason = planConfirm(s, p.Targets, pr)
+			p.Approvals, p.Approvers = s.ApprovalsNeeded(), s.Approvers
 		}
 		// One known target: render as the step will run there. Several:
 		// what reads target is shown per target.
