@@ -215,6 +215,11 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		return Outcome{}, err
 	}
 	defer r.pool.Close()
+	// A step that needs approval must be able to get it: checked before
+	// the run is created.
+	if err := r.approvalPrecheck(); err != nil {
+		return Outcome{}, err
+	}
 	host, _ := os.Hostname()
 	sr := &state.Run{
 		RunbookName: cfg.Runbook.Name, RunbookTitle: cfg.Runbook.Title,
@@ -324,10 +329,7 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 		inv = r.cfg.Inventory.File
 	}
 	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
-	runErr := r.approvalPrecheck()
-	if runErr == nil {
-		runErr = r.precheck()
-	}
+	runErr := r.precheck()
 	if runErr == nil {
 		runErr = r.preflight(ctx)
 	}

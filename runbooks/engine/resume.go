@@ -99,6 +99,11 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err := r.checkResumeOptions(); err != nil {
 		return Outcome{RunID: r.id, Status: rec.Status}, err
 	}
+	// A step that needs approval must be able to get it: checked before
+	// anything is recorded.
+	if err := r.approvalPrecheck(); err != nil {
+		return Outcome{RunID: r.id, Status: rec.Status}, err
+	}
 	// Inputs the answers change are checked before anything is recorded:
 	// a refused change leaves the run as it was.
 	changes, err := r.inputChanges(inputs, opts)
