@@ -25,7 +25,6 @@ type approvalSettings struct {
 	allowedSigners string
 	signKey        string
 	timeout        time.Duration
-	headless       bool
 }
 
 // approvalFlags adds the two-person rule's flags to a command that runs
