@@ -391,3 +391,59 @@ func TestApprovalSetupRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovalTwoNamedPersons: approvals: 2 from named approvers needs two
+// different persons among them; the same person twice, or one not named,
+// does not count.
+func TestApprovalTwoNamedPersons(t *testing.T) {
+	f := newApprovalFixture(t)
+	ctx := context.Background()
+	src := strings.Replace(approvalRunbook, "    approvals: 1\n", "    approvals: 2\n    approvers: [bob@example.org, carol@example.org]\n", 1)
+	cfg := f.fixture.config(t, src, nil)
+	cfg.Approval = engine.ApprovalConfig{Allowed: f.allowed, File: f.file, OperatorKey: f.opKey, Timeout: 2 * time.Minute, Poll: 50 * time.Millisecond}
+	// A fourth person, in the file but not named.
+	dave, davePub := testKey(t, filepath.Join(f.dir, "keys"), "dave")
+	f.keys["dave@example.org"] = dave
+	extra := "dave@example.org namespaces=\"" + opsig.ApproveNamespace + "\" " + opsig.MarshalPublicKey(davePub) + "\n"
+	b, _ := os.ReadFile(f.file)
+	all, err := opsig.ParseAllowedSigners(strings.NewReader(string(b)+extra), f.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Approval.Allowed = all
+	run := startAsync(ctx, f, cfg)
+	reqEv, req := f.waitRequest(t, run.runID, 1)
+	id := run.runID()
+	if req.Approvals != 2 || strings.Join(req.Approvers, ",") != "bob@example.org,carol@example.org" {
+		t.Fatalf("request %+v", req)
+	}
+	msg := state.ApprovalMessage(id, "wipe", reqEv.Seq, req)
+	if code, why := refusedCode(t, f.submit(t, id, "wipe", "dave@example.org", msg)); code != state.RefusedNotNamed {
+		t.Fatalf("dave: %s %s", code, why)
+	}
+	if ev := f.submit(t, id, "wipe", "bob@example.org", msg); ev.Type != state.EvApprovalGranted {
+		t.Fatalf("bob: %s %s", ev.Type, ev.Data)
+	}
+	if code, why := refusedCode(t, f.submit(t, id, "wipe", "bob@example.org", msg)); code != state.RefusedDuplicate {
+		t.Fatalf("bob again: %s %s", code, why)
+	}
+	if f.count(t, "node1", "log") != 1 {
+		t.Fatal("the step ran with one approval of two")
+	}
+	ev := f.submit(t, id, "wipe", "carol@example.org", msg)
+	var g state.ApprovalGranted
+	if ev.Type != state.EvApprovalGranted || ev.Decode(&g) != nil || g.Count != 2 || g.Needed != 2 {
+		t.Fatalf("carol: %s %s", ev.Type, ev.Data)
+	}
+	select {
+	case err := <-run.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run did not finish")
+	}
+	if f.count(t, "node1", "log") != 2 {
+		t.Fatal("the step did not run once")
+	}
+}
