@@ -36,6 +36,10 @@ const WaitApproval = "approval"
 type ApprovalCommand struct {
 	Target  string `json:"target"`
 	Command string `json:"command"`
+	// Params are all the step's parameters rendered for the target (its
+	// with: values: environment, files, …) as JSON with sorted keys,
+	// secrets masked: what the command runs with.
+	Params string `json:"params,omitempty"`
 }
 
 // Identity names a person acting on a run: the OS account and host the
@@ -148,12 +152,14 @@ type ApprovalRefused struct {
 //	target <name>
 //	command <length in bytes>
 //	<the command, exactly>
+//	params <length in bytes>
+//	<the parameters' JSON, exactly>
 //
 // (each followed by a newline), so that no two lists give the same text.
 func CommandsDigest(cmds []ApprovalCommand) string {
 	h := sha256.New()
 	for _, c := range cmds {
-		fmt.Fprintf(h, "target %s\ncommand %d\n%s\n", c.Target, len(c.Command), c.Command)
+		fmt.Fprintf(h, "target %s\ncommand %d\n%s\nparams %d\n%s\n", c.Target, len(c.Command), c.Command, len(c.Params), c.Params)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,6 +141,9 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 		for _, l := range strings.Split(strings.TrimRight(c.Command, "\n"), "\n") {
 			fmt.Fprintf(out, "    │ %s\n", termsafe.Line(l))
 		}
+		if extra := otherParams(c.Params); extra != "" {
+			fmt.Fprintf(out, "    with %s\n", termsafe.Line(extra))
+		}
 	}
 	fmt.Fprintf(out, "commands and targets SHA-256 %s\n\n", req.CommandsSHA256)
 	if got := state.CommandsDigest(req.Commands); got != req.CommandsSHA256 {
@@ -252,6 +256,24 @@ func approvalVerdict(ctx context.Context, db *state.DB, out io.Writer, runID str
 		}
 	}
 	return fmt.Errorf("event #%d of run %s is not an approval", seq, runID)
+}
+
+// otherParams is a step's parameters JSON without the command (shown
+// apart), "" when nothing else is set.
+func otherParams(params string) string {
+	var m map[string]any
+	if params == "" || json.Unmarshal([]byte(params), &m) != nil {
+		return params
+	}
+	delete(m, "command")
+	if len(m) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return params
+	}
+	return string(b)
 }
 
 func short(h string) string {

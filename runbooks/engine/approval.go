@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -165,7 +166,11 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		if err != nil {
 			return err
 		}
-		req.Commands = append(req.Commands, state.ApprovalCommand{Target: t, Command: r.mask.mask(kind.Summary(x))})
+		params, err := json.Marshal(r.maskParams(x.Params))
+		if err != nil {
+			return fmt.Errorf("step %s: approval request: %w", s.ID, err)
+		}
+		req.Commands = append(req.Commands, state.ApprovalCommand{Target: t, Command: r.mask.mask(kind.Summary(x)), Params: string(params)})
 	}
 	req.CommandsSHA256 = state.CommandsDigest(req.Commands)
 	run, err := r.cfg.Store.GetRun(ctx, r.id)
@@ -294,6 +299,40 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		case <-tick.C:
 		}
 	}
+}
+
+// maskParams returns v with every string in it masked (secrets never reach
+// the record, whatever JSON would make of their characters).
+func (r *run) maskParams(v any) any {
+	switch x := v.(type) {
+	case string:
+		return r.mask.mask(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[r.mask.mask(k)] = r.maskParams(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = r.maskParams(e)
+		}
+		return out
+	case []string:
+		out := make([]string, len(x))
+		for i, e := range x {
+			out[i] = r.mask.mask(e)
+		}
+		return out
+	case map[string]string:
+		out := make(map[string]string, len(x))
+		for k, e := range x {
+			out[r.mask.mask(k)] = r.mask.mask(e)
+		}
+		return out
+	}
+	return v
 }
 
 // checkApproval verifies one submission against the request: the signature

@@ -447,3 +447,60 @@ func TestApprovalTwoNamedPersons(t *testing.T) {
 		t.Fatal("the step did not run once")
 	}
 }
+
+// TestApprovalDigestCoversParams: the approval covers the step's whole
+// rendered parameters, not only its command line: an input that reaches the
+// command through env: changes the digest; a secret stays masked.
+func TestApprovalDigestCoversParams(t *testing.T) {
+	src := header + `inputs:
+  what: {type: string, prompt: what}
+  key: {type: secret, prompt: key}
+steps:
+  - id: wipe
+    run: shell
+    on: node1
+    danger: true
+    approvals: 1
+    with:
+      command: 'echo "$WHAT" >> "$NODE_DIR/log"'
+      env: {WHAT: "{{ inputs.what }}", KEY: "{{ inputs.key }}"}
+`
+	const secret = "s3cr3t-\"<&>-value"
+	var reqs []state.ApprovalRequested
+	for _, what := range []string{"one", "two"} {
+		f := newApprovalFixture(t)
+		cfg := f.fixture.config(t, src, nil)
+		cfg.Approval = engine.ApprovalConfig{Allowed: f.allowed, File: f.file, OperatorKey: f.opKey, Timeout: 300 * time.Millisecond, Poll: 50 * time.Millisecond}
+		_, err := engine.Start(context.Background(), cfg, map[string]runbooks.Value{"what": {V: what}, "key": {V: secret, Secret: true}})
+		if !errors.Is(err, engine.ErrNeedsDecision) {
+			t.Fatalf("want a timeout, got %v", err)
+		}
+		runs, err := f.db.ListRuns(context.Background(), state.RunFilter{})
+		if err != nil || len(runs) != 1 {
+			t.Fatalf("runs: %v %v", runs, err)
+		}
+		evs, _ := f.db.Events(context.Background(), runs[0].ID)
+		for _, ev := range evs {
+			if strings.Contains(string(ev.Data), "s3cr3t") {
+				t.Fatalf("the secret is in event #%d: %s", ev.Seq, ev.Data)
+			}
+			if ev.Type == state.EvApprovalRequested {
+				var req state.ApprovalRequested
+				if err := ev.Decode(&req); err != nil {
+					t.Fatal(err)
+				}
+				reqs = append(reqs, req)
+			}
+		}
+	}
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	a, b := reqs[0], reqs[1]
+	if a.Commands[0].Command != b.Commands[0].Command {
+		t.Fatalf("the command lines should be the same: %q %q", a.Commands[0].Command, b.Commands[0].Command)
+	}
+	if a.CommandsSHA256 == b.CommandsSHA256 || !strings.Contains(a.Commands[0].Params, `"WHAT":"one"`) || !strings.Contains(a.Commands[0].Params, engine.Mask) {
+		t.Fatalf("params not covered: %q %q / %s %s", a.Commands[0].Params, b.Commands[0].Params, a.CommandsSHA256, b.CommandsSHA256)
+	}
+}
