@@ -74,8 +74,10 @@ type RunView struct {
 	status            state.Status
 	errText           string
 	waiting           string
-	notices           []string
-	note              string
+	// waitApproval: the wait is for another person's approval.
+	waitApproval bool
+	notices      []string
+	note         string
 
 	steps []*stepRow
 	index map[string]int
@@ -443,9 +445,9 @@ func (v *RunView) handle(ev engine.Event) {
 			}
 		}
 	case engine.NeedsOperator:
-		v.waiting = clean(e.Prompt)
+		v.waiting, v.waitApproval = clean(e.Prompt), e.Kind == state.WaitApproval
 	case engine.WaitOver:
-		v.waiting = ""
+		v.waiting, v.waitApproval = "", false
 	case engine.Notice:
 		v.notice(e.StepID, e.Target, e.Text)
 	case engine.Recorded:
@@ -975,6 +977,8 @@ func orDash(s string) string {
 func (v *RunView) statusWord() string {
 	st := v.c.Styles
 	switch {
+	case v.waiting != "" && v.waitApproval:
+		return st.Hint.Render("awaiting approval")
 	case v.waiting != "":
 		return st.Hint.Render("waiting for you")
 	case !v.done:

@@ -78,7 +78,7 @@ func TestTUITwoPersonRule(t *testing.T) {
 	}
 	runID := m[1]
 	t.Logf("operator's screen at 80x24 while waiting:\n%s", waiting)
-	for _, want := range []string{"step wipe", "wiped.log", "on node1", "0 of 1 approvals", "esc esc abort run", "ctrl+c interrupt"} {
+	for _, want := range []string{"step wipe", "wiped.log", "on node1", "0 of 1 approvals", "awaiting approval", "esc esc abort run", "ctrl+c interrupt"} {
 		if !strings.Contains(waiting, want) {
 			t.Errorf("the approval box lacks %q:\n%s", want, waiting)
 		}
