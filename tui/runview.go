@@ -281,6 +281,28 @@ func recordedNotice(ev state.Event) string {
 			text += " (by " + p.By + ")"
 		}
 		return text + fmt.Sprintf(" after %s", shortDur(time.Duration(p.DurationMS)*time.Millisecond))
+	case state.EvApprovalRequested:
+		var p state.ApprovalRequested
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		who := "another person"
+		if len(p.Approvers) > 0 {
+			who = strings.Join(p.Approvers, ", ")
+		}
+		return fmt.Sprintf("approval requested (#%d): %d by %s; run by %s", ev.Seq, p.Approvals, who, p.Operator)
+	case state.EvApprovalGranted:
+		var p state.ApprovalGranted
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		return fmt.Sprintf("approved by %s (%d of %d)", p.Approver, p.Count, p.Needed)
+	case state.EvApprovalRefused:
+		var p state.ApprovalRefused
+		if ev.Decode(&p) != nil {
+			return ""
+		}
+		return fmt.Sprintf("approval refused: %s: %s", p.Approver, p.Reason)
 	}
 	return ""
 }

@@ -130,7 +130,10 @@ func TestTUITwoPersonRule(t *testing.T) {
 	tm.waitForW("op", "Type node1 to go ahead")
 	tm.run("send-keys", "-t", "e2e:op", "-l", "node1")
 	tm.run("send-keys", "-t", "e2e:op", "Enter")
-	tm.waitForW("op", "run succeeded")
+	done := tm.waitForW("op", "run succeeded")
+	if !strings.Contains(done, "» approved by bob@example.org") {
+		t.Errorf("the run screen does not say who approved:\n%s", done)
+	}
 	tm.run("send-keys", "-t", "e2e:op", "q")
 	if s := tm.waitForW("op", "DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=0") {
 		t.Fatalf("the operator's drbook did not exit 0:\n%s", s)
