@@ -25,6 +25,9 @@ type approvalSettings struct {
 	allowedSigners string
 	signKey        string
 	timeout        time.Duration
+	// timeoutFlag: the command has --approval-timeout (else headless runs
+	// wait defaultApprovalTimeout).
+	timeoutFlag bool
 }
 
 // approvalFlags adds the two-person rule's flags to a command that runs
@@ -34,6 +37,7 @@ func approvalFlags(cmd *cobra.Command, s *approvalSettings, headless bool) {
 	cmd.Flags().StringVar(&s.signKey, "sign-key", "", "your SSH key (a .pub whose key is in the ssh-agent, or a private key file; default: the agent's first key): a step you run cannot be approved with it")
 	if headless {
 		cmd.Flags().DurationVar(&s.timeout, "approval-timeout", defaultApprovalTimeout, "how long a headless run waits for the approvals of a step, then stops with exit 4 (0: no limit)")
+		s.timeoutFlag = true
 	}
 }
 
@@ -54,6 +58,9 @@ func (s *approvalSettings) approvalConfig(ctx context.Context, rb *runbooks.Runb
 	}
 	if headless {
 		ac.Timeout = s.timeout
+		if !s.timeoutFlag {
+			ac.Timeout = defaultApprovalTimeout
+		}
 	}
 	file := s.allowedSigners
 	if file == "" {

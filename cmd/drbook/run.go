@@ -27,8 +27,14 @@ with 'drbook resume RUN_ID'.
 
 Headless runs take inputs from --answers (values may be {env: NAME} or
 {file: PATH} so secrets stay out of the file), confirm danger steps only with
---yes, and stop with exit code 4 where a person must decide.`,
-		Example: "  drbook run recover.yaml -i prod.yaml --answers answers.yaml --headless --yes",
+--yes, and stop with exit code 4 where a person must decide.
+
+A danger step with approvals: or approvers: waits until another person
+approves its exact commands with their own SSH key (drbook approve RUN STEP;
+docs/approvals.md): give the allowed-signers file (--allowed-signers or
+DRBOOK_ALLOWED_SIGNERS); your own key (ssh-agent or --sign-key) can never
+approve. Headless, the wait lasts --approval-timeout, then exit 4.`,
+		Example: "  drbook run recover.yaml -i prod.yaml --answers answers.yaml --headless --yes\n  drbook run recover.yaml -i prod.yaml --answers answers.yaml --headless --yes --allowed-signers team.allowed_signers",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !headless {
