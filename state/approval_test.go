@@ -1,0 +1,117 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestApprovalMessageRoundTrip(t *testing.T) {
+	req := ApprovalRequested{HeadSeq: 41, HeadHash: strings.Repeat("c", 64),
+		Commands: []ApprovalCommand{{Target: "node1", Command: "rm -rf /var/lib/x", Params: `{"command":"rm -rf /var/lib/x"}`}}}
+	req.CommandsSHA256 = CommandsDigest(req.Commands)
+	msg := ApprovalMessage("r20261129-010203-abcd", "wipe", 42, req)
+	got, err := ParseApprovalMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := SignedApproval{RunID: "r20261129-010203-abcd", StepID: "wipe", RequestSeq: 42, HeadSeq: 41, HeadHash: req.HeadHash, CommandsSHA256: req.CommandsSHA256}
+	if got != want {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+	if !bytes.HasPrefix(msg, []byte("drbook approval v1\n")) || !bytes.HasSuffix(msg, []byte("\n")) {
+		t.Fatalf("message %q", msg)
+	}
+}
+
+func TestParseApprovalMessageRejects(t *testing.T) {
+	good := "drbook approval v1\nrun r1\nstep s\nrequest 3\nhead 2 abc\ncommands-sha256 def\n"
+	for _, tc := range []struct{ name, msg string }{
+		{"empty", ""},
+		{"other magic", strings.Replace(good, "v1", "v2", 1)},
+		{"missing line", strings.Replace(good, "step s\n", "", 1)},
+		{"extra line", good + "more\n"},
+		{"bad request", strings.Replace(good, "request 3", "request three", 1)},
+		{"bad head", strings.Replace(good, "head 2 abc", "head x abc", 1)},
+		{"renamed key", strings.Replace(good, "run r1", "ran r1", 1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ParseApprovalMessage([]byte(tc.msg)); err == nil {
+				t.Fatalf("accepted %q", tc.msg)
+			}
+		})
+	}
+	if _, err := ParseApprovalMessage([]byte(good)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCommandsDigestSeparates: lists that would read the same if joined
+// naively give different digests.
+func TestCommandsDigestSeparates(t *testing.T) {
+	lists := [][]ApprovalCommand{
+		{{Target: "n1", Command: "a\ntarget n2\ncommand 1\nb"}},
+		{{Target: "n1", Command: "a"}, {Target: "n2", Command: "b"}},
+		{{Target: "n1", Command: "a"}},
+		{{Target: "n1", Command: "a", Params: `{"env":{"X":"1"}}`}},
+		{{Target: "n1", Command: "a", Params: `{"env":{"X":"2"}}`}},
+		{{Target: "n2", Command: "a"}},
+		nil,
+	}
+	seen := map[string]int{}
+	for i, l := range lists {
+		d := CommandsDigest(l)
+		if j, dup := seen[d]; dup {
+			t.Fatalf("lists %d and %d share digest %s", j, i, d)
+		}
+		seen[d] = i
+		if CommandsDigest(l) != d {
+			t.Fatal("digest is not stable")
+		}
+	}
+}
+
+func TestApprovalSubmissions(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := context.Background()
+	r := newRun(t, db)
+	if _, err := db.SubmitApproval(ctx, ApprovalSubmission{RunID: "r-none", StepID: "s", Message: []byte("m"), Signature: []byte("s")}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown run: %v", err)
+	}
+	if _, err := db.SubmitApproval(ctx, ApprovalSubmission{RunID: r.ID, StepID: "s", Message: make([]byte, maxSubmission+1), Signature: []byte("s")}); !errors.Is(err, ErrInvalidEvent) {
+		t.Fatalf("too large: %v", err)
+	}
+	var ids []int64
+	for _, step := range []string{"wipe", "wipe", "other"} {
+		id, err := db.SubmitApproval(ctx, ApprovalSubmission{RunID: r.ID, StepID: step, Message: []byte("msg " + step), Signature: []byte("sig"), User: "bob", Host: "jump"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	pending, err := db.ApprovalSubmissions(ctx, r.ID, "wipe", true)
+	if err != nil || len(pending) != 2 || pending[0].ID != ids[0] || pending[0].User != "bob" || string(pending[1].Message) != "msg wipe" || pending[0].SubmittedAt.IsZero() {
+		t.Fatalf("pending: %+v %v", pending, err)
+	}
+	if err := db.MarkApprovalDone(ctx, ids[0], 7); err != nil {
+		t.Fatal(err)
+	}
+	pending, _ = db.ApprovalSubmissions(ctx, r.ID, "wipe", true)
+	all, _ := db.ApprovalSubmissions(ctx, r.ID, "wipe", false)
+	if len(pending) != 1 || pending[0].ID != ids[1] || len(all) != 2 {
+		t.Fatalf("after marking: pending %+v all %+v", pending, all)
+	}
+	s, err := db.ApprovalSubmission(ctx, ids[0])
+	if err != nil || s.DoneSeq != 7 {
+		t.Fatalf("submission: %+v %v", s, err)
+	}
+	if _, err := db.ApprovalSubmission(ctx, 999); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown submission: %v", err)
+	}
+	// Submissions never touch the chain.
+	if rep, err := db.Verify(ctx, r.ID); err != nil || rep.Events != 1 {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
+}
