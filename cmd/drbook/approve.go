@@ -157,7 +157,14 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 	defer signer.Close()
 	fp := signer.Fingerprint()
 	if fp == req.Operator.KeyFingerprint {
-		return fmt.Errorf("%w: self-approval: your key %s is the operator's own signing key for this run; another person must approve", errApprovalRefused, fp)
+		// The run refuses it for sure (same key): the attempt is left for
+		// the record, and refused.
+		self := fmt.Errorf("%w: self-approval: your key %s is the operator's own signing key for this run; another person must approve", errApprovalRefused, fp)
+		fmt.Fprintf(out, "Your key %s is the operator's: you cannot approve this step. The attempt goes in the record.\n", fp)
+		if err := submitApproval(ctx, db, out, run.ID, stepID, reqEv.Seq, req, signer, wait); errors.Is(err, errApprovalRefused) {
+			return err
+		}
+		return self
 	}
 	if allowedFile == "" {
 		allowedFile = os.Getenv(envAllowedSigners)
@@ -198,13 +205,19 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 			return fmt.Errorf("%w: not approved (you typed %q, not %q); nothing was signed", errApprovalRefused, strings.TrimSpace(line), stepID)
 		}
 	}
-	msg := state.ApprovalMessage(run.ID, stepID, reqEv.Seq, req)
+	return submitApproval(ctx, db, out, run.ID, stepID, reqEv.Seq, req, signer, wait)
+}
+
+// submitApproval signs the approval of request reqSeq, leaves it for the
+// run's process and waits up to wait for the verdict it records.
+func submitApproval(ctx context.Context, db *state.DB, out io.Writer, runID, stepID string, reqSeq int64, req state.ApprovalRequested, signer *opsig.Signer, wait time.Duration) error {
+	msg := state.ApprovalMessage(runID, stepID, reqSeq, req)
 	sig, err := opsig.Sign(signer, opsig.ApproveNamespace, msg)
 	if err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
-	id, err := db.SubmitApproval(ctx, state.ApprovalSubmission{RunID: run.ID, StepID: stepID, Message: msg, Signature: sig, User: engine.Operator(), Host: host})
+	id, err := db.SubmitApproval(ctx, state.ApprovalSubmission{RunID: runID, StepID: stepID, Message: msg, Signature: sig, User: engine.Operator(), Host: host})
 	if err != nil {
 		return err
 	}
@@ -216,7 +229,7 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 			return err
 		}
 		if sub.DoneSeq > 0 {
-			return approvalVerdict(ctx, db, out, run.ID, sub.DoneSeq)
+			return approvalVerdict(ctx, db, out, runID, sub.DoneSeq)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the run did not record the approval within %s: is it still running (drbook runs)? It reads it when it waits on %s again; a resumed run asks again", wait, stepID)

@@ -97,7 +97,7 @@ steps:
 			break
 		}
 	}
-	if self.code != exitNeedsPerson || !strings.Contains(self.stderr, "self-approval") {
+	if self.code != exitNeedsPerson || !strings.Contains(self.stderr, "self-approval") || !strings.Contains(self.stderr, "recorded as event #") {
 		t.Fatalf("self-approval: exit %d\n%s%s", self.code, self.stdout, self.stderr)
 	}
 	a := drbook(t, []string{"USER=bob"}, "--db", l.db, "approve", id, "wipe", "--sign-key", bob, "--allowed-signers", allowed, "--yes")
@@ -117,7 +117,8 @@ steps:
 	if rep.code != 0 {
 		t.Fatalf("replay --verify: exit %d\n%s%s", rep.code, rep.stdout, rep.stderr)
 	}
-	for _, want := range []string{"Approvals", "request #", "run by alice@example.org (alice@", "approved by bob@example.org (bob@", "hash chain intact"} {
+	for _, want := range []string{"Approvals", "request #", "run by alice@example.org (alice@", "approved by bob@example.org (bob@",
+		"refused alice@example.org (alice@", "hash chain intact"} {
 		if !strings.Contains(rep.stdout, want) {
 			t.Errorf("replay lacks %q:\n%s", want, rep.stdout)
 		}

@@ -244,7 +244,7 @@ func summary(ev state.Event) string {
 	case state.EvApprovalRefused:
 		var p state.ApprovalRefused
 		if ev.Decode(&p) == nil {
-			return fmt.Sprintf("refused %s: %s: %s", p.Approver, p.Code, p.Reason)
+			return fmt.Sprintf("refused %s: %s", p.Approver, p.Reason)
 		}
 	case state.EvStepStarted:
 		var p state.StepStarted

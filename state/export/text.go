@@ -87,11 +87,18 @@ func Text(w io.Writer, run state.Run, events []state.Event, execs []state.Exec, 
 			for _, c := range a.Request.Commands {
 				ew.printf("    on %s: %s\n", tc(dash(c.Target)), maskString(oneLine(c.Command)))
 			}
-			for _, g := range a.Granted {
-				ew.printf("    approved by %s at %s (signed, namespace %s)\n", tc(g.Approver.String()), fmtTime(g.SubmittedAt), tc(g.Namespace))
-			}
-			for _, r := range a.Refused {
-				ew.printf("    refused %s: %s\n", tc(r.Approver.String()), oneLine(r.Reason))
+			// Grants and refusals in the order they were submitted.
+			gi, ri := 0, 0
+			for gi < len(a.Granted) || ri < len(a.Refused) {
+				if ri >= len(a.Refused) || (gi < len(a.Granted) && !a.Refused[ri].SubmittedAt.Before(a.Granted[gi].SubmittedAt)) {
+					g := a.Granted[gi]
+					ew.printf("    approved by %s at %s (signed, namespace %s)\n", tc(g.Approver.String()), fmtTime(g.SubmittedAt), tc(g.Namespace))
+					gi++
+					continue
+				}
+				r := a.Refused[ri]
+				ew.printf("    refused %s at %s: %s\n", tc(r.Approver.String()), fmtTime(r.SubmittedAt), oneLine(r.Reason))
+				ri++
 			}
 		}
 	}

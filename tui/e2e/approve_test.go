@@ -101,7 +101,7 @@ func TestTUITwoPersonRule(t *testing.T) {
 		dir, drbookBin, db, runID, aliceKey, allowed)
 	tm.run("new-window", "-d", "-t", "e2e", "-n", "self", self)
 	refused := tm.waitForW("self", "APPROVE-EXIT=")
-	if !strings.Contains(refused, "self-approval") || !strings.Contains(refused, "APPROVE-EXIT=4") {
+	if !strings.Contains(refused, "self-approval") || !strings.Contains(refused, "(recorded as event #") || !strings.Contains(refused, "APPROVE-EXIT=4") {
 		t.Fatalf("self-approval was not refused with exit 4:\n%s", refused)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "wiped.log")); err == nil {
@@ -152,7 +152,7 @@ func TestTUITwoPersonRule(t *testing.T) {
 	}
 	t.Logf("replay:\n%s", out)
 	for _, want := range []string{"hash chain intact", "approval.requested", "approval.granted",
-		"run by alice@example.org (alice@", "approved by bob@example.org (bob@"} {
+		"run by alice@example.org (alice@", "approved by bob@example.org (bob@", "refused alice@example.org (alice@", "self-approval: key SHA256:"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("replay lacks %q:\n%s", want, out)
 		}
