@@ -159,56 +159,73 @@ func TestTUITwoPersonRule(t *testing.T) {
 	}
 }
 
-// TestTUIApprovalStopWaiting: while a step waits for approval, one esc
-// says what a second does; the second aborts the run (exit 4), the step
-// never runs, and the record says who stopped waiting.
+// TestTUIApprovalStopWaiting: while a step waits for approval, esc once
+// says what a second does and the second aborts the run (exit 4); ctrl+c
+// asks, then interrupts it (exit 130, resumable). Either way the step never
+// runs and the record says how the wait ended.
 func TestTUIApprovalStopWaiting(t *testing.T) {
-	dir, db := workdir(t, "approve.yaml")
-	inv := abs(t, "../testdata/inventory.yaml")
-	keys := filepath.Join(dir, "keys")
-	if err := os.Mkdir(keys, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	aliceKey, alicePub := sshKey(t, keys, "alice")
-	_, bobPub := sshKey(t, keys, "bob")
-	allowed := filepath.Join(dir, "allowed_signers")
-	ns := `namespaces="drbook-approve@drbook.dev"`
-	if err := os.WriteFile(allowed, []byte("alice@example.org "+ns+" "+alicePub+"\nbob@example.org "+ns+" "+bobPub+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	op := fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color USER=alice %s --db %s -i %s --dir runbooks --allowed-signers %s --sign-key %s; echo DRBOOK-EXIT=$?; sleep 60",
-		dir, drbookBin, db, inv, allowed, aliceKey)
-	tm := startTmux(t, 100, 30, op)
-	tm.waitFor("pick a runbook")
-	tm.keys("Enter")
-	waiting := tm.waitFor("APPROVAL NEEDED")
-	m := regexp.MustCompile(`drbook approve (r\d{8}-\d{6}-[0-9a-f]+) wipe`).FindStringSubmatch(waiting)
-	if m == nil {
-		t.Fatalf("no approve command on screen:\n%s", waiting)
-	}
-	tm.keys("Escape")
-	tm.waitFor("press esc again to stop waiting")
-	tm.keys("Escape")
-	stopped := tm.waitFor("stopped waiting for the approval of wipe")
-	if strings.Contains(stopped, "APPROVAL NEEDED") {
-		t.Errorf("the approval box is still on screen:\n%s", stopped)
-	}
-	tm.keys("q")
-	if s := tm.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT=4") {
-		t.Fatalf("an aborted run should exit 4:\n%s", s)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "wiped.log")); err == nil {
-		t.Fatal("the danger step ran")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, drbookBin, "--db", db, "replay", m[1]).CombinedOutput()
-	if err != nil {
-		t.Fatalf("replay: %v\n%s", err, out)
-	}
-	for _, want := range []string{"approval.requested", `-> "aborted"`, "(by alice)", "run.finished"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("replay lacks %q:\n%s", want, out)
-		}
+	for _, tc := range []struct {
+		name   string
+		keys   [][2]string // wait for [0], then send [1]
+		done   string
+		exit   string
+		record []string
+	}{
+		{"esc esc aborts", [][2]string{{"APPROVAL NEEDED", "Escape"}, {"press esc again to stop waiting", "Escape"}},
+			"stopped waiting for the approval of wipe", "4", []string{`-> "aborted"`, "(by alice)", "run.finished"}},
+		{"ctrl+c interrupts", [][2]string{{"APPROVAL NEEDED", "C-c"}, {"Interrupt the run?", "y"}},
+			"resume with: drbook resume", "130", []string{"run.finished", "interrupted"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, db := workdir(t, "approve.yaml")
+			inv := abs(t, "../testdata/inventory.yaml")
+			keys := filepath.Join(dir, "keys")
+			if err := os.Mkdir(keys, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			aliceKey, alicePub := sshKey(t, keys, "alice")
+			_, bobPub := sshKey(t, keys, "bob")
+			allowed := filepath.Join(dir, "allowed_signers")
+			ns := `namespaces="drbook-approve@drbook.dev"`
+			if err := os.WriteFile(allowed, []byte("alice@example.org "+ns+" "+alicePub+"\nbob@example.org "+ns+" "+bobPub+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			op := fmt.Sprintf("cd %s && env NO_COLOR=1 TERM=xterm-256color USER=alice %s --db %s -i %s --dir runbooks --allowed-signers %s --sign-key %s; echo DRBOOK-EXIT=$?; sleep 60",
+				dir, drbookBin, db, inv, allowed, aliceKey)
+			tm := startTmux(t, 100, 30, op)
+			tm.waitFor("pick a runbook")
+			tm.keys("Enter")
+			waiting := tm.waitFor("APPROVAL NEEDED")
+			m := regexp.MustCompile(`drbook approve (r\d{8}-\d{6}-[0-9a-f]+) wipe`).FindStringSubmatch(waiting)
+			if m == nil {
+				t.Fatalf("no approve command on screen:\n%s", waiting)
+			}
+			for _, k := range tc.keys {
+				tm.waitFor(k[0])
+				tm.keys(k[1])
+			}
+			stopped := tm.waitFor(tc.done)
+			if strings.Contains(stopped, "APPROVAL NEEDED") {
+				t.Errorf("the approval box is still on screen:\n%s", stopped)
+			}
+			tm.keys("q")
+			if s := tm.waitFor("DRBOOK-EXIT="); !strings.Contains(s, "DRBOOK-EXIT="+tc.exit) {
+				t.Fatalf("want exit %s:\n%s", tc.exit, s)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "wiped.log")); err == nil {
+				t.Fatal("the danger step ran")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, drbookBin, "--db", db, "replay", m[1]).CombinedOutput()
+			if err != nil {
+				t.Fatalf("replay: %v\n%s", err, out)
+			}
+			for _, want := range append([]string{"approval.requested"}, tc.record...) {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("replay lacks %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
