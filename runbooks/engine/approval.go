@@ -160,6 +160,11 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	if store == nil || ac.Allowed == nil || ac.OperatorKey == nil {
 		return fmt.Errorf("%w: step %s", ErrApprovalSetup, s.ID)
 	}
+	if h, ok := r.cfg.Operator.(*Headless); ok && !h.Yes {
+		// The confirmation that follows the approvals would fail: do not
+		// make anyone approve for nothing.
+		return fmt.Errorf("%w: step %s is marked danger: confirm it in the TUI or pass --yes (it also needs %d approval(s), asked after that)", ErrNeedsDecision, s.ID, s.ApprovalsNeeded())
+	}
 	req := state.ApprovalRequested{Title: s.Title, Approvals: s.ApprovalsNeeded(), Approvers: s.Approvers, TimeoutMS: ac.Timeout.Milliseconds()}
 	for _, t := range targets {
 		x, err := r.execFor(s, t, 0)
@@ -173,11 +178,11 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		req.Commands = append(req.Commands, state.ApprovalCommand{Target: t, Command: r.mask.mask(kind.Summary(x)), Params: string(params)})
 	}
 	req.CommandsSHA256 = state.CommandsDigest(req.Commands)
-	run, err := r.cfg.Store.GetRun(ctx, r.id)
+	rec, err := r.cfg.Store.GetRun(ctx, r.id)
 	if err != nil {
 		return fmt.Errorf("step %s: approval request: %w", s.ID, err)
 	}
-	req.HeadSeq, req.HeadHash = run.HeadSeq, run.HeadHash
+	req.HeadSeq, req.HeadHash = rec.HeadSeq, rec.HeadHash
 	host, _ := os.Hostname()
 	req.Operator = state.Identity{User: Operator(), Host: host, KeyFingerprint: opsig.Fingerprint(ac.OperatorKey)}
 	req.OperatorPrincipals = ac.Allowed.Principals(ac.OperatorKey, opsig.ApproveNamespace, time.Now())

@@ -504,3 +504,24 @@ steps:
 		t.Fatalf("params not covered: %q %q / %s %s", a.Commands[0].Params, b.Commands[0].Params, a.CommandsSHA256, b.CommandsSHA256)
 	}
 }
+
+// TestApprovalNotAskedWithoutYes: a headless run without --yes could not
+// confirm the danger step after its approvals, so it asks nobody.
+func TestApprovalNotAskedWithoutYes(t *testing.T) {
+	f := newApprovalFixture(t)
+	cfg := f.config(t, time.Minute)
+	cfg.Operator = &engine.Headless{}
+	out, err := engine.Start(context.Background(), cfg, map[string]runbooks.Value{"what": {V: "x"}})
+	if !errors.Is(err, engine.ErrNeedsDecision) || !strings.Contains(err.Error(), "--yes") {
+		t.Fatalf("err %v", err)
+	}
+	evs, _ := f.db.Events(context.Background(), out.RunID)
+	for _, ev := range evs {
+		if ev.Type == state.EvApprovalRequested {
+			t.Fatal("an approval was requested")
+		}
+	}
+	if f.count(t, "node1", "log") != 1 {
+		t.Fatal("want only the first step run")
+	}
+}
