@@ -252,6 +252,9 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 			return fmt.Errorf("step %s: read approvals: %w", s.ID, err)
 		}
 		for _, sub := range subs {
+			if len(grantedBy) >= req.Approvals {
+				break // enough: the rest stay unread (a later request refuses them)
+			}
 			g, ref := r.checkApproval(sub, reqEv.Seq, req, granted, usedPrincipals)
 			var ev state.Event
 			if ref != nil {
