@@ -8,6 +8,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/approvals"
 )
 
 // Exit codes, documented in the package comment and in --help.
@@ -33,7 +34,8 @@ const exitCodesHelp = `Exit codes:
   4    the run needs an operator decision (headless), or was aborted, or
        a headless run got no approval in --approval-timeout (resume asks
        again); drbook approve: the approval was refused
-  5    the record failed verification (replay --verify)
+  5    the record failed verification (replay --verify: hash chain or
+       approvals)
   6    the run is locked by another runner
   7    a node's SSH host key is unknown or changed: nothing was run
   130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a
@@ -96,7 +98,7 @@ func exitCode(err error) int {
 		return exitHostKey
 	case errors.Is(err, state.ErrRunLocked):
 		return exitLocked
-	case errors.Is(err, state.ErrChainBroken):
+	case errors.Is(err, state.ErrChainBroken), errors.Is(err, approvals.ErrInvalid):
 		return exitUnverified
 	case errors.Is(err, engine.ErrNeedsDecision), errors.Is(err, engine.ErrAborted), errors.Is(err, engine.ErrRunbookChanged):
 		return exitNeedsPerson

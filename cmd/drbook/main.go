@@ -13,7 +13,8 @@
 //	4    the run needs an operator decision (headless), or was aborted, or
 //	     a headless run got no approval in --approval-timeout (resume asks
 //	     again); drbook approve: the approval was refused
-//	5    the record failed verification (replay --verify)
+//	5    the record failed verification (replay --verify: hash chain or
+//	     approvals)
 //	6    the run is locked by another runner
 //	7    a node's SSH host key is unknown or changed: nothing was run
 //	130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/approvals"
 	"github.com/drbook/drbook/state/export"
 	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
@@ -29,7 +31,10 @@ run's hash-chained events alone, never from the tables that cache them.
 
 --verify recomputes the run's hash chain from its first event and fails with
 exit code 5, naming the first broken sequence number, if any event was altered,
-removed or reordered.`,
+removed or reordered. It also checks the record's approvals (two-person
+rule, docs/approvals.md): each one signed by another key than the
+operator's for the request it names, and no such step started without
+them (exit 5, naming the events).`,
 		Example: "  drbook replay r20261121-153012-ab12 --verify\n  drbook replay r2026 --format markdown > audit.md",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,6 +76,16 @@ removed or reordered.`,
 			view := runlog.Fold(events)
 			if verify {
 				reportCaches(ctx, cmd.ErrOrStderr(), db, run, view)
+				// The two-person rule: every approval signed, by another
+				// key than the operator's, for the request it names, and
+				// no step started without them (docs/approvals.md).
+				if probs := approvals.Check(events, nil); len(probs) > 0 {
+					msgs := make([]string, len(probs))
+					for i, p := range probs {
+						msgs[i] = termsafe.Line(p.String())
+					}
+					verr = errors.Join(verr, fmt.Errorf("%w:\n  %s", approvals.ErrInvalid, strings.Join(msgs, "\n  ")))
+				}
 			}
 			id := run.ID
 			run, execs := view.Run(), view.StateExecs()

@@ -2,7 +2,9 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/approvals"
 )
 
 // testKey makes an ed25519 key with the real ssh-keygen.
@@ -523,5 +526,109 @@ func TestApprovalNotAskedWithoutYes(t *testing.T) {
 	}
 	if f.count(t, "node1", "log") != 1 {
 		t.Fatal("want only the first step run")
+	}
+}
+
+// approvedRun runs approvalRunbook to the end with bob's approval and
+// returns the fixture and the run's events.
+func approvedRun(t *testing.T) (*approvalFixture, []state.Event) {
+	f := newApprovalFixture(t)
+	ctx := context.Background()
+	run := startAsync(ctx, f, f.config(t, 2*time.Minute))
+	reqEv, req := f.waitRequest(t, run.runID, 1)
+	id := run.runID()
+	if ev := f.submit(t, id, "wipe", "bob@example.org", state.ApprovalMessage(id, "wipe", reqEv.Seq, req)); ev.Type != state.EvApprovalGranted {
+		t.Fatalf("bob: %s", ev.Data)
+	}
+	select {
+	case err := <-run.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run did not finish")
+	}
+	evs, err := f.db.Events(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, evs
+}
+
+// TestApprovalsCheckRecord: the record of an approved run passes
+// approvals.Check; each way of faking an approval in it fails, naming why.
+func TestApprovalsCheckRecord(t *testing.T) {
+	f, evs := approvedRun(t)
+	if p := approvals.Check(evs, f.allowed); len(p) != 0 {
+		t.Fatalf("an honest record: %v", p)
+	}
+	find := func(evs []state.Event, typ state.EventType) int {
+		for i, ev := range evs {
+			if ev.Type == typ {
+				return i
+			}
+		}
+		t.Fatalf("no %s", typ)
+		return -1
+	}
+	editGrant := func(edit func(*state.ApprovalGranted)) func([]state.Event) []state.Event {
+		return func(evs []state.Event) []state.Event {
+			i := find(evs, state.EvApprovalGranted)
+			var g state.ApprovalGranted
+			if err := evs[i].Decode(&g); err != nil {
+				t.Fatal(err)
+			}
+			edit(&g)
+			b, _ := json.Marshal(g)
+			evs[i].Data = b
+			return evs
+		}
+	}
+	aliceSigner, err := opsig.LoadSigner(context.Background(), f.keys["alice@example.org"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyAlice, err := opsig.ParseAllowedSigners(strings.NewReader("alice@example.org "+opsig.MarshalPublicKey(f.opKey)+"\n"), "alice-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		tamper  func([]state.Event) []state.Event
+		allowed *opsig.AllowedSigners
+		want    string
+	}{
+		{"approval removed", func(evs []state.Event) []state.Event {
+			i := find(evs, state.EvApprovalGranted)
+			return append(evs[:i:i], evs[i+1:]...)
+		}, nil, "started with 0 valid approval(s)"},
+		{"message for other commands", editGrant(func(g *state.ApprovalGranted) {
+			g.Message = strings.Replace(g.Message, "commands-sha256 ", "commands-sha256 0", 1)
+		}), nil, "not the one its request implies"},
+		{"signature by the operator", editGrant(func(g *state.ApprovalGranted) {
+			sig, err := opsig.Sign(aliceSigner, opsig.ApproveNamespace, []byte(g.Message))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Signature, g.PublicKey = string(sig), opsig.MarshalPublicKey(f.opKey)
+			g.Approver.KeyFingerprint = opsig.Fingerprint(f.opKey)
+		}), nil, "self-approval"},
+		{"signature swapped", editGrant(func(g *state.ApprovalGranted) {
+			sig, _ := opsig.Sign(aliceSigner, opsig.ApproveNamespace, []byte(g.Message))
+			g.Signature = string(sig)
+		}), nil, "another key than the one recorded"},
+		{"principal rewritten to the operator", editGrant(func(g *state.ApprovalGranted) {
+			g.Approver.Principal = "alice@example.org"
+		}), nil, "alice@example.org is the operator"},
+		{"approver not in the auditor's file", func(evs []state.Event) []state.Event { return evs }, onlyAlice, "not allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cp := make([]state.Event, len(evs))
+			copy(cp, evs)
+			p := approvals.Check(tc.tamper(cp), tc.allowed)
+			if len(p) == 0 || !strings.Contains(fmt.Sprint(p), tc.want) {
+				t.Fatalf("problems %v, want %q", p, tc.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,150 @@
+// Package approvals checks the two-person rule in a run's record
+// (docs/approvals.md) without trusting the process that wrote it: every
+// approval.granted must carry a valid SSHSIG, by a key other than the
+// operator's, over exactly the message its request implies, and every danger
+// step that waited for approval must have started only after enough such
+// approvals of the request it waited on.
+//
+// The package depends on package state and internal/opsig only.
+package approvals
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/drbook/drbook/internal/opsig"
+	"github.com/drbook/drbook/state"
+)
+
+// ErrInvalid is wrapped by the error Check returns when the record's
+// approvals do not hold.
+var ErrInvalid = errors.New("approvals in the record do not verify")
+
+// Problem is one event where the rule does not hold.
+type Problem struct {
+	Seq    int64
+	Reason string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("event %d: %s", p.Seq, p.Reason) }
+
+type request struct {
+	ev    state.Event
+	p     state.ApprovalRequested
+	valid int
+	keys  []string
+	names []string
+	open  bool
+}
+
+// Check verifies the approvals of one run's events (in seq order). allowed
+// may be nil: signatures are then checked against the keys the record
+// holds; with it, every approver must also be allowed in
+// opsig.ApproveNamespace for the principal recorded. It returns the
+// problems found (none: the rule held).
+func Check(events []state.Event, allowed *opsig.AllowedSigners) []Problem {
+	var probs []Problem
+	add := func(seq int64, format string, a ...any) {
+		probs = append(probs, Problem{Seq: seq, Reason: fmt.Sprintf(format, a...)})
+	}
+	bySeq := map[int64]*request{}
+	open := map[string]*request{} // step → the request it waits on
+	var prev state.Event
+	for i, ev := range events {
+		switch ev.Type {
+		case state.EvApprovalRequested:
+			r := &request{ev: ev, open: true}
+			if err := ev.Decode(&r.p); err != nil {
+				add(ev.Seq, "approval.requested: %v", err)
+				continue
+			}
+			if i == 0 || r.p.HeadSeq != prev.Seq || r.p.HeadHash != prev.Hash {
+				add(ev.Seq, "the request names chain head %d %.12s, not the event before it", r.p.HeadSeq, r.p.HeadHash)
+			}
+			if got := state.CommandsDigest(r.p.Commands); got != r.p.CommandsSHA256 {
+				add(ev.Seq, "the request's commands digest is %.12s, its commands give %.12s", r.p.CommandsSHA256, got)
+			}
+			bySeq[ev.Seq] = r
+			open[ev.StepID] = r
+		case state.EvApprovalGranted:
+			var g state.ApprovalGranted
+			if err := ev.Decode(&g); err != nil {
+				add(ev.Seq, "approval.granted: %v", err)
+				continue
+			}
+			r := bySeq[g.RequestSeq]
+			if r == nil || r.ev.StepID != ev.StepID {
+				add(ev.Seq, "the approval names request %d, which is not a request of step %s", g.RequestSeq, ev.StepID)
+				continue
+			}
+			if why := checkGrant(ev, g, r, allowed); why != "" {
+				add(ev.Seq, "approval by %s: %s", g.Approver, why)
+				continue
+			}
+			r.valid++
+			r.keys = append(r.keys, g.Approver.KeyFingerprint)
+			r.names = append(r.names, g.Approver.Principal)
+		case state.EvRunFinished, state.EvRunResumed:
+			// A request holds for its segment only: a resume asks again.
+			clear(open)
+		case state.EvStepStarted:
+			r := open[ev.StepID]
+			if r == nil {
+				break
+			}
+			if r.valid < r.p.Approvals {
+				add(ev.Seq, "step %s started with %d valid approval(s) of request %d, %d needed", ev.StepID, r.valid, r.ev.Seq, r.p.Approvals)
+			}
+			delete(open, ev.StepID) // its other targets and attempts follow
+		}
+		prev = ev
+	}
+	return probs
+}
+
+// checkGrant says why a grant does not count ("" when it does).
+func checkGrant(ev state.Event, g state.ApprovalGranted, r *request, allowed *opsig.AllowedSigners) string {
+	if g.Namespace != opsig.ApproveNamespace {
+		return fmt.Sprintf("namespace %q, not %q", g.Namespace, opsig.ApproveNamespace)
+	}
+	want := state.ApprovalMessage(ev.RunID, ev.StepID, r.ev.Seq, r.p)
+	if g.Message != string(want) {
+		return "the signed message is not the one its request implies"
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(g.PublicKey))
+	if err != nil {
+		return "no valid public key"
+	}
+	key, err := opsig.VerifyKey([]byte(g.Signature), opsig.ApproveNamespace, want)
+	if err != nil {
+		return err.Error()
+	}
+	if opsig.MarshalPublicKey(key) != opsig.MarshalPublicKey(pub) {
+		return "the signature is by another key than the one recorded"
+	}
+	fp := opsig.Fingerprint(key)
+	if fp != g.Approver.KeyFingerprint {
+		return fmt.Sprintf("key %s, recorded as %s", fp, g.Approver.KeyFingerprint)
+	}
+	if fp == r.p.Operator.KeyFingerprint {
+		return "self-approval: the operator's own key"
+	}
+	if slices.Contains(r.keys, fp) || (g.Approver.Principal != "" && slices.Contains(r.names, g.Approver.Principal)) {
+		return "the same person approved the request twice"
+	}
+	if slices.Contains(r.p.OperatorPrincipals, g.Approver.Principal) {
+		return fmt.Sprintf("self-approval: %s is the operator", g.Approver.Principal)
+	}
+	if len(r.p.Approvers) > 0 && !slices.Contains(r.p.Approvers, g.Approver.Principal) {
+		return fmt.Sprintf("%s is not among the step's approvers", g.Approver.Principal)
+	}
+	if allowed != nil {
+		if _, _, err := allowed.Verify([]byte(g.Signature), opsig.ApproveNamespace, want, g.Approver.Principal, g.SubmittedAt); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
