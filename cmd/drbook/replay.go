@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/jsonapi"
+	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/approvals"
 	"github.com/drbook/drbook/state/export"
@@ -79,7 +80,7 @@ them (exit 5, naming the events).`,
 				// The two-person rule: every approval signed, by another
 				// key than the operator's, for the request it names, and
 				// no step started without them (docs/approvals.md).
-				if probs := approvals.Check(events, nil); len(probs) > 0 {
+				if probs := approvals.Check(events, approvals.Options{Required: approvalSteps}); len(probs) > 0 {
 					msgs := make([]string, len(probs))
 					for i, p := range probs {
 						msgs[i] = termsafe.Line(p.String())
@@ -112,6 +113,21 @@ them (exit 5, naming the events).`,
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
 	tuiFlag(cmd, "browse the recorded run in the terminal UI (read-only)")
 	return cmd
+}
+
+// approvalSteps lists the steps of a recorded runbook that need approval.
+func approvalSteps(src []byte) (map[string]int, error) {
+	rb, err := runbooks.ParseRunbook("recorded runbook", src)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for i := range rb.Steps {
+		if s := &rb.Steps[i]; s.Danger && s.NeedsApproval() {
+			out[s.ID] = s.ApprovalsNeeded()
+		}
+	}
+	return out, nil
 }
 
 // reportCaches says on w where the database's caches of a run (runs, execs

@@ -369,6 +369,10 @@ func TestApprovalTimeoutThenResumeAsksAgain(t *testing.T) {
 	if f.count(t, "node1", "log") != 2 {
 		t.Fatal("the danger step did not run once")
 	}
+	evs, _ := f.db.Events(ctx, id)
+	if p := approvals.Check(evs, approvals.Options{Allowed: f.allowed, Required: required}); len(p) != 0 {
+		t.Fatalf("the record of a resumed, approved run: %v", p)
+	}
 }
 
 func TestApprovalSetupRefused(t *testing.T) {
@@ -529,6 +533,22 @@ func TestApprovalNotAskedWithoutYes(t *testing.T) {
 	}
 }
 
+// required reads a recorded runbook's steps that need approval, as replay
+// --verify does.
+func required(src []byte) (map[string]int, error) {
+	rb, err := runbooks.ParseRunbook("recorded", src)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for i := range rb.Steps {
+		if s := &rb.Steps[i]; s.NeedsApproval() {
+			out[s.ID] = s.ApprovalsNeeded()
+		}
+	}
+	return out, nil
+}
+
 // approvedRun runs approvalRunbook to the end with bob's approval and
 // returns the fixture and the run's events.
 func approvedRun(t *testing.T) (*approvalFixture, []state.Event) {
@@ -559,7 +579,7 @@ func approvedRun(t *testing.T) (*approvalFixture, []state.Event) {
 // approvals.Check; each way of faking an approval in it fails, naming why.
 func TestApprovalsCheckRecord(t *testing.T) {
 	f, evs := approvedRun(t)
-	if p := approvals.Check(evs, f.allowed); len(p) != 0 {
+	if p := approvals.Check(evs, approvals.Options{Allowed: f.allowed, Required: required}); len(p) != 0 {
 		t.Fatalf("an honest record: %v", p)
 	}
 	find := func(evs []state.Event, typ state.EventType) int {
@@ -602,6 +622,15 @@ func TestApprovalsCheckRecord(t *testing.T) {
 			i := find(evs, state.EvApprovalGranted)
 			return append(evs[:i:i], evs[i+1:]...)
 		}, nil, "started with 0 valid approval(s)"},
+		{"request and approval removed", func(evs []state.Event) []state.Event {
+			var out []state.Event
+			for _, ev := range evs {
+				if !strings.HasPrefix(string(ev.Type), "approval.") {
+					out = append(out, ev)
+				}
+			}
+			return out
+		}, nil, "started without an approval request; its runbook asks 1"},
 		{"message for other commands", editGrant(func(g *state.ApprovalGranted) {
 			g.Message = strings.Replace(g.Message, "commands-sha256 ", "commands-sha256 0", 1)
 		}), nil, "not the one its request implies"},
@@ -625,7 +654,7 @@ func TestApprovalsCheckRecord(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cp := make([]state.Event, len(evs))
 			copy(cp, evs)
-			p := approvals.Check(tc.tamper(cp), tc.allowed)
+			p := approvals.Check(tc.tamper(cp), approvals.Options{Allowed: tc.allowed, Required: required})
 			if len(p) == 0 || !strings.Contains(fmt.Sprint(p), tc.want) {
 				t.Fatalf("problems %v, want %q", p, tc.want)
 			}

@@ -40,21 +40,51 @@ type request struct {
 	open  bool
 }
 
-// Check verifies the approvals of one run's events (in seq order). allowed
-// may be nil: signatures are then checked against the keys the record
-// holds; with it, every approver must also be allowed in
-// opsig.ApproveNamespace for the principal recorded. It returns the
-// problems found (none: the rule held).
-func Check(events []state.Event, allowed *opsig.AllowedSigners) []Problem {
+// Options tune Check.
+type Options struct {
+	// Allowed, when set, is the auditor's allowed-signers file: every
+	// approver must be allowed in opsig.ApproveNamespace for the principal
+	// recorded. Without it, signatures are checked against the keys the
+	// record holds.
+	Allowed *opsig.AllowedSigners
+	// Required, when set, reads a runbook as the record holds it (run.created,
+	// or a run.resumed that changed it) and returns its steps that need
+	// approval (step id → approvals): such a step must not start without a
+	// request, even when the record holds none.
+	Required func(runbook []byte) (map[string]int, error)
+}
+
+// Check verifies the approvals of one run's events (in seq order) and
+// returns the problems found (none: the rule held).
+func Check(events []state.Event, opts Options) []Problem {
+	allowed := opts.Allowed
 	var probs []Problem
 	add := func(seq int64, format string, a ...any) {
 		probs = append(probs, Problem{Seq: seq, Reason: fmt.Sprintf(format, a...)})
 	}
 	bySeq := map[int64]*request{}
 	open := map[string]*request{} // step → the request it waits on
+	started := map[string]bool{}  // steps started in this segment
+	var required map[string]int
+	readRunbook := func(ev state.Event, f *state.RecordedFile) {
+		if f == nil || opts.Required == nil {
+			return
+		}
+		req, err := opts.Required(f.Bytes())
+		if err != nil {
+			add(ev.Seq, "the recorded runbook %s: %v", f.Path, err)
+			return
+		}
+		required = req
+	}
 	var prev state.Event
 	for i, ev := range events {
 		switch ev.Type {
+		case state.EvRunCreated:
+			var p state.RunCreated
+			if ev.Decode(&p) == nil {
+				readRunbook(ev, p.Runbook)
+			}
 		case state.EvApprovalRequested:
 			r := &request{ev: ev, open: true}
 			if err := ev.Decode(&r.p); err != nil {
@@ -90,11 +120,27 @@ func Check(events []state.Event, allowed *opsig.AllowedSigners) []Problem {
 		case state.EvRunFinished, state.EvRunResumed:
 			// A request holds for its segment only: a resume asks again.
 			clear(open)
+			clear(started)
+			if ev.Type == state.EvRunResumed {
+				var p state.RunResumed
+				if ev.Decode(&p) == nil {
+					readRunbook(ev, p.Runbook)
+				}
+			}
 		case state.EvStepStarted:
+			var p state.StepStarted
+			if ev.Decode(&p) == nil && p.Kind == "check" {
+				break // a resume's check: command, not the step
+			}
 			r := open[ev.StepID]
 			if r == nil {
+				if n := required[ev.StepID]; n > 0 && !started[ev.StepID] {
+					add(ev.Seq, "step %s started without an approval request; its runbook asks %d approval(s)", ev.StepID, n)
+				}
+				started[ev.StepID] = true
 				break
 			}
+			started[ev.StepID] = true
 			if r.valid < r.p.Approvals {
 				add(ev.Seq, "step %s started with %d valid approval(s) of request %d, %d needed", ev.StepID, r.valid, r.ev.Seq, r.p.Approvals)
 			}
