@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
 
@@ -125,5 +130,166 @@ steps:
 	}
 	if strings.Count(rep.stdout, "approval.requested") != 2 {
 		t.Errorf("want two requests (the resume asked again):\n%s", rep.stdout)
+	}
+}
+
+// lockedBuffer is a buffer a child process writes to while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// rewriteChain rewrites run id's events as an attacker with write access to
+// the database would: edit may change, drop (return false) or keep each
+// event; every later seq, hash and the stored head are recomputed, so the
+// hash chain verifies.
+func rewriteChain(t *testing.T, dbPath, id string, edit func(*state.Event) bool) {
+	t.Helper()
+	ctx := context.Background()
+	sdb, err := state.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := sdb.Events(ctx, id)
+	sdb.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite3", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tx, err := raw.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`DELETE FROM events WHERE run_id = ?`, id); err != nil {
+		t.Fatal(err)
+	}
+	var prev state.Event
+	seq := int64(0)
+	for i, ev := range evs {
+		if !edit(&ev) {
+			continue
+		}
+		seq++
+		ev.Seq = seq
+		if i > 0 {
+			ev.PrevHash = prev.Hash
+		}
+		ev.Hash = state.EventHash(ev)
+		if _, err := tx.Exec(`INSERT INTO events (run_id, seq, time, type, step_id, target, attempt, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			ev.RunID, ev.Seq, ev.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00"), string(ev.Type), ev.StepID, ev.Target, ev.Attempt, []byte(ev.Data), ev.PrevHash, ev.Hash); err != nil {
+			t.Fatal(err)
+		}
+		prev = ev
+	}
+	if _, err := tx.Exec(`UPDATE runs SET head_seq = ?, head_hash = ? WHERE id = ?`, prev.Seq, prev.Hash, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestApprovalSurvivesRewrite: an operator who rewrites the record (hash
+// chain recomputed, so it verifies) cannot fake the two-person rule: an
+// approval forged with her own key, or a request and approval left out,
+// fail replay --verify with exit 5, naming the event.
+func TestApprovalSurvivesRewrite(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T, alice string) func(*state.Event) bool
+		want string
+	}{
+		{"approval forged with the operator's key", func(t *testing.T, alice string) func(*state.Event) bool {
+			return func(ev *state.Event) bool {
+				if ev.Type != state.EvApprovalGranted {
+					return true
+				}
+				var g state.ApprovalGranted
+				if err := ev.Decode(&g); err != nil {
+					t.Fatal(err)
+				}
+				msg := filepath.Join(filepath.Dir(alice), "msg")
+				if err := os.WriteFile(msg, []byte(g.Message), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command("ssh-keygen", "-Y", "sign", "-f", alice, "-n", "drbook-approve@drbook.dev", msg).CombinedOutput(); err != nil {
+					t.Fatalf("ssh-keygen -Y sign: %v: %s", err, out)
+				}
+				sig, _ := os.ReadFile(msg + ".sig")
+				pub, _ := os.ReadFile(alice + ".pub")
+				f := strings.Fields(string(pub))
+				g.Signature, g.PublicKey = string(sig), f[0]+" "+f[1]
+				out, err := exec.Command("ssh-keygen", "-lf", alice+".pub").Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				g.Approver.KeyFingerprint = strings.Fields(string(out))[1]
+				ev.Data, _ = json.Marshal(g)
+				return true
+			}
+		}, "self-approval: the operator's own key"},
+		{"request and approval left out", func(*testing.T, string) func(*state.Event) bool {
+			return func(ev *state.Event) bool { return !strings.HasPrefix(string(ev.Type), "approval.") }
+		}, "started without an approval request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLocalLab(t)
+			keys := filepath.Join(l.dir, "keys")
+			if err := os.Mkdir(keys, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			alice, aliceLine := approverKey(t, keys, "alice@example.org")
+			bob, bobLine := approverKey(t, keys, "bob@example.org")
+			allowed := l.write(t, "allowed_signers", aliceLine+bobLine)
+			rb := l.write(t, "rb.yaml", "apiVersion: drbook/v1\nkind: Runbook\nname: two\nsteps:\n  - id: wipe\n    run: shell\n    on: node1\n    danger: true\n    approvals: 1\n    with: {command: 'true'}\n")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			run := exec.CommandContext(ctx, drbookBin, "--db", l.db, "run", rb, "-i", l.inv, "--headless", "--yes", "--sign-key", alice, "--allowed-signers", allowed)
+			run.Env = append(os.Environ(), "USER=alice", "NO_COLOR=1")
+			out := &lockedBuffer{}
+			run.Stdout, run.Stderr = out, out
+			if err := run.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var id string
+			for deadline := time.Now().Add(60 * time.Second); id == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if m := regexp.MustCompile(`drbook approve (r\S+) wipe`).FindStringSubmatch(out.String()); m != nil {
+					id = m[1]
+				}
+			}
+			if id == "" {
+				t.Fatalf("no approval request:\n%s", out.String())
+			}
+			if a := drbook(t, []string{"USER=bob"}, "--db", l.db, "approve", id, "wipe", "--sign-key", bob, "--yes"); a.code != 0 {
+				t.Fatalf("bob: %s%s", a.stdout, a.stderr)
+			}
+			if err := run.Wait(); err != nil {
+				t.Fatalf("run: %v\n%s", err, out.String())
+			}
+			if r := drbook(t, nil, "--db", l.db, "replay", id, "--verify"); r.code != 0 {
+				t.Fatalf("the honest record: exit %d\n%s", r.code, r.stderr)
+			}
+			rewriteChain(t, l.db, id, tc.edit(t, alice))
+			r := drbook(t, nil, "--db", l.db, "replay", id, "--verify")
+			if r.code != exitUnverified || !strings.Contains(r.stdout, "hash chain intact") || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("rewritten record: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+			}
+		})
 	}
 }
