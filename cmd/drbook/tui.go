@@ -18,6 +18,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/approvals"
 	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
@@ -157,6 +158,9 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	chainRun.ID = run.ID
 	rep := &tui.Replay{Run: chainRun, Events: events}
 	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
+	if probs := approvals.Check(events, approvals.Options{Required: approvalSteps}); rep.VerifyErr == nil && len(probs) > 0 {
+		rep.VerifyErr = fmt.Errorf("%w: %s", approvals.ErrInvalid, probs[0])
+	}
 	return rep, nil
 }
 
