@@ -52,7 +52,7 @@ type approvalPrompt struct {
 	reply   chan approvalReply
 	user    string
 	granted []state.Identity
-	refused []string
+	refused []engine.Refusal
 	stopP   bool // esc pressed once: a second esc aborts
 	hint    string
 	off     int
@@ -117,7 +117,7 @@ func (p *approvalPrompt) parts(w int) (head, body, foot []string) {
 	}
 	foot = append(foot, wrapRows(st.Bold.Render(clean(status)), iw, true)...)
 	if n := len(p.refused); n > 0 {
-		foot = append(foot, wrapRows(st.Hint.Render(clean("refused: "+p.refused[n-1])), iw, true)...)
+		foot = append(foot, wrapRows(st.Hint.Render(clean("refused: "+p.refused[n-1].String())), iw, true)...)
 	}
 	if p.hint != "" {
 		foot = append(foot, wrapRows(st.Hint.Render(p.hint), iw, true)...)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,20 @@ steps:
 		t.Fatalf("timeout: exit %d after %s\nstdout:\n%s\nstderr:\n%s", r.code, time.Since(t0), r.stdout, r.stderr)
 	}
 	id := runID(t, r.stdout)
+	// The JSON stream says the same.
+	js := drbook(t, env, "--db", l.db, "-o", "json", "run", rb, "-i", l.inv, "--headless", "--yes", "--sign-key", alice, "--allowed-signers", allowed, "--approval-timeout", "1s")
+	var req map[string]any
+	for _, line := range strings.Split(js.stdout, "\n") {
+		if strings.Contains(line, `"event":"approval.requested"`) {
+			if err := json.Unmarshal([]byte(line), &req); err != nil {
+				t.Fatalf("stream line %q: %v", line, err)
+			}
+		}
+	}
+	if js.code != exitNeedsPerson || req == nil || req["step_id"] != "wipe" || req["approvals"] != float64(1) ||
+		!strings.HasPrefix(fmt.Sprint(req["approve_command"]), "drbook approve r") || !strings.Contains(fmt.Sprint(req["commands"]), "wipe.count") {
+		t.Fatalf("JSON stream: exit %d, request %v\n%s", js.code, req, js.stdout)
+	}
 	if n := l.counter(t, "node1", "wipe"); n != 0 {
 		t.Fatalf("the step ran %d times without approval", n)
 	}

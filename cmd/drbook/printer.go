@@ -168,7 +168,7 @@ func (p *printer) approval(e engine.ApprovalWaiting) {
 		return
 	}
 	for ; p.lastRefused < len(e.Refused); p.lastRefused++ {
-		fmt.Fprintf(p.w, "  %s approval refused: %s\n", p.paint("31", "✗"), ts(e.Refused[p.lastRefused]))
+		fmt.Fprintf(p.w, "  %s approval refused: %s\n", p.paint("31", "✗"), ts(e.Refused[p.lastRefused].String()))
 	}
 	for ; p.lastGranted < len(e.Granted); p.lastGranted++ {
 		fmt.Fprintf(p.w, "  %s approved by %s (%d of %d)\n", p.paint("32", "✓"), ts(e.Granted[p.lastGranted].String()), p.lastGranted+1, e.Request.Approvals)
@@ -196,10 +196,46 @@ func formatOutputs(m map[string]string) string {
 }
 
 func (p *printer) jsonLine(ev engine.Event) {
-	v := streamEvent(ev)
-	if v == nil {
+	if aw, ok := ev.(engine.ApprovalWaiting); ok {
+		for _, v := range p.approvalLines(aw) {
+			p.writeLine(v)
+		}
 		return
 	}
+	if v := streamEvent(ev); v != nil {
+		p.writeLine(v)
+	}
+}
+
+// approvalLines are the stream lines of an approval wait: the request when
+// it starts, then each approval recorded since the last time.
+func (p *printer) approvalLines(e engine.ApprovalWaiting) []any {
+	h := func(name string) jsonapi.EventHeader {
+		return jsonapi.EventHeader{Header: jsonapi.NewHeader(), Event: name, Time: jsonapi.Time(e.Time)}
+	}
+	var out []any
+	if len(e.Granted) == 0 && len(e.Refused) == 0 {
+		p.lastGranted, p.lastRefused = 0, 0
+		cmds := make([]jsonapi.ApprovalCommand, len(e.Request.Commands))
+		for i, c := range e.Request.Commands {
+			cmds[i] = jsonapi.ApprovalCommand{Target: c.Target, Command: c.Command}
+		}
+		return append(out, jsonapi.ApprovalRequestedEvent{EventHeader: h(jsonapi.EvApprovalRequested), StepID: e.StepID, RequestSeq: e.RequestSeq,
+			Approvals: e.Request.Approvals, Approvers: e.Request.Approvers, Commands: cmds, CommandsSHA256: e.Request.CommandsSHA256, ApproveCommand: e.Command})
+	}
+	for ; p.lastRefused < len(e.Refused); p.lastRefused++ {
+		f := e.Refused[p.lastRefused]
+		out = append(out, jsonapi.ApprovalEvent{EventHeader: h(jsonapi.EvApprovalRefused), StepID: e.StepID, Approver: f.Approver.String(), Reason: f.Reason,
+			Granted: len(e.Granted), Needed: e.Request.Approvals})
+	}
+	for ; p.lastGranted < len(e.Granted); p.lastGranted++ {
+		out = append(out, jsonapi.ApprovalEvent{EventHeader: h(jsonapi.EvApprovalGranted), StepID: e.StepID, Approver: e.Granted[p.lastGranted].String(),
+			Granted: p.lastGranted + 1, Needed: e.Request.Approvals})
+	}
+	return out
+}
+
+func (p *printer) writeLine(v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

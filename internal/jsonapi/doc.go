@@ -33,6 +33,8 @@ var Documented = []struct {
 	{"event " + EvStepDone, reflect.TypeFor[StepDoneEvent]()},
 	{"event " + EvOperatorWaiting, reflect.TypeFor[OperatorWaitingEvent]()},
 	{"event " + EvOperatorWait, reflect.TypeFor[OperatorWaitEvent]()},
+	{"event " + EvApprovalRequested, reflect.TypeFor[ApprovalRequestedEvent]()},
+	{"event " + EvApprovalGranted + " / " + EvApprovalRefused, reflect.TypeFor[ApprovalEvent]()},
 	{"event " + EvNote, reflect.TypeFor[NoteEvent]()},
 	{"event " + EvRunFinished, reflect.TypeFor[RunFinishedEvent]()},
 }

@@ -91,7 +91,7 @@ type StepDoneEvent struct {
 // OperatorWaitingEvent is "operator.waiting": the run waits for a person.
 type OperatorWaitingEvent struct {
 	EventHeader
-	// Kind is confirm, input, decision or failure.
+	// Kind is confirm, input, decision, failure or approval.
 	Kind   string `json:"kind"`
 	StepID string `json:"step_id,omitempty"`
 	Prompt string `json:"prompt"`
@@ -125,4 +125,40 @@ type RunFinishedEvent struct {
 	// operator.
 	MachineMS int64 `json:"machine_ms"`
 	HumanMS   int64 `json:"human_ms"`
+}
+
+// ApprovalRequestedEvent is "approval.requested": a danger step waits for
+// approval by other persons (docs/approvals.md).
+type ApprovalRequestedEvent struct {
+	EventHeader
+	StepID string `json:"step_id"`
+	// RequestSeq is the record's approval.requested event.
+	RequestSeq int64    `json:"request_seq"`
+	Approvals  int      `json:"approvals"`
+	Approvers  []string `json:"approvers,omitempty"`
+	// Commands are what runs on each target (secrets masked).
+	Commands       []ApprovalCommand `json:"commands"`
+	CommandsSHA256 string            `json:"commands_sha256"`
+	// ApproveCommand is what an approver runs.
+	ApproveCommand string `json:"approve_command"`
+}
+
+// ApprovalCommand is one target's command of an approval request.
+type ApprovalCommand struct {
+	Target  string `json:"target"`
+	Command string `json:"command"`
+}
+
+// ApprovalEvent is "approval.granted" or "approval.refused": an approval
+// the run recorded.
+type ApprovalEvent struct {
+	EventHeader
+	StepID string `json:"step_id"`
+	// Approver is who signed: principal (user@host, key fingerprint).
+	Approver string `json:"approver"`
+	// Reason says why a refused approval does not count.
+	Reason string `json:"reason,omitempty"`
+	// Granted is how many approvals count so far, of Needed.
+	Granted int `json:"granted"`
+	Needed  int `json:"needed"`
 }

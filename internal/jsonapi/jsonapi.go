@@ -49,6 +49,11 @@ const (
 	EvOperatorWait = string(state.EvOperatorWait)
 	EvRunFinished  = string(state.EvRunFinished)
 	EvNote         = string(state.EvNote)
+	// EvApprovalRequested, EvApprovalGranted and EvApprovalRefused: the
+	// two-person rule (docs/approvals.md).
+	EvApprovalRequested = string(state.EvApprovalRequested)
+	EvApprovalGranted   = string(state.EvApprovalGranted)
+	EvApprovalRefused   = string(state.EvApprovalRefused)
 	// EvStepPending announces a step's targets before any of them runs.
 	EvStepPending = "step.pending"
 	// EvStepDone says a whole step is settled on all its targets.

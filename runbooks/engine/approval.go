@@ -74,9 +74,17 @@ type ApprovalWaiter interface {
 type ApprovalWaiting struct {
 	ApprovalWait
 	Granted []state.Identity
-	Refused []string
+	Refused []Refusal
 	Time    time.Time
 }
+
+// Refusal is a submitted approval that did not count, and why.
+type Refusal struct {
+	Approver state.Identity
+	Reason   string
+}
+
+func (f Refusal) String() string { return f.Approver.String() + ": " + f.Reason }
 
 // ApprovalDone ends an ApprovalWaiting.
 type ApprovalDone struct {
@@ -229,7 +237,7 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	defer tick.Stop()
 	granted := map[string]bool{} // fingerprints
 	var grantedBy []state.Identity
-	var refused []string
+	var refused []Refusal
 	var usedPrincipals []string
 	end := func(resp, by string) {
 		waited := time.Since(t0)
@@ -259,7 +267,7 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 			var ev state.Event
 			if ref != nil {
 				ev, err = r.recordEv(ctx, state.EvApprovalRefused, s.ID, "", 0, *ref)
-				refused = append(refused, ref.Approver.String()+": "+ref.Reason)
+				refused = append(refused, Refusal{Approver: ref.Approver, Reason: ref.Reason})
 			} else {
 				granted[g.Approver.KeyFingerprint] = true
 				usedPrincipals = append(usedPrincipals, g.Approver.Principal)
