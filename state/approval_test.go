@@ -115,3 +115,22 @@ func TestApprovalSubmissions(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 }
+
+// FuzzParseApprovalMessage: any bytes parse or fail without panicking, and
+// what parses is printed back exactly by ApprovalMessage.
+func FuzzParseApprovalMessage(f *testing.F) {
+	f.Add([]byte("drbook approval v1\nrun r1\nstep s\nrequest 3\nhead 2 abc\ncommands-sha256 def\n"))
+	f.Add([]byte("drbook approval v1\nrun \nstep \nrequest -1\nhead 0 \ncommands-sha256 \n"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		s, err := ParseApprovalMessage(msg)
+		if err != nil {
+			return
+		}
+		back := ApprovalMessage(s.RunID, s.StepID, s.RequestSeq, ApprovalRequested{HeadSeq: s.HeadSeq, HeadHash: s.HeadHash, CommandsSHA256: s.CommandsSHA256})
+		again, err := ParseApprovalMessage(back)
+		if err != nil || again != s {
+			t.Fatalf("round trip of %q: %+v %v, want %+v", msg, again, err, s)
+		}
+	})
+}
