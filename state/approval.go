@@ -98,6 +98,26 @@ func (p ApprovalRequested) Targets() []string {
 	return out
 }
 
+// Who says who must approve: "another person in the allowed-signers
+// file", "one of alice@x, bob@x", "2 of alice@x, bob@x, carol@x", …
+func (p ApprovalRequested) Who() string {
+	names := strings.Join(p.Approvers, ", ")
+	switch n := p.Approvals; {
+	case len(p.Approvers) == 0 && n <= 1:
+		return "another person in the allowed-signers file"
+	case len(p.Approvers) == 0:
+		return fmt.Sprintf("%d other persons in the allowed-signers file", n)
+	case len(p.Approvers) == 1:
+		return names
+	case n <= 1:
+		return "one of " + names
+	case n >= len(p.Approvers):
+		return "all of " + names
+	default:
+		return fmt.Sprintf("%d of %s", n, names)
+	}
+}
+
 // ApprovalGranted is the payload of EvApprovalGranted.
 type ApprovalGranted struct {
 	// RequestSeq is the approval.requested event approved.

@@ -134,3 +134,22 @@ func FuzzParseApprovalMessage(f *testing.F) {
 		}
 	})
 }
+
+func TestApprovalWho(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		names []string
+		want  string
+	}{
+		{1, nil, "another person in the allowed-signers file"},
+		{2, nil, "2 other persons in the allowed-signers file"},
+		{1, []string{"a@x"}, "a@x"},
+		{1, []string{"a@x", "b@x"}, "one of a@x, b@x"},
+		{2, []string{"a@x", "b@x"}, "all of a@x, b@x"},
+		{2, []string{"a@x", "b@x", "c@x"}, "2 of a@x, b@x, c@x"},
+	} {
+		if got := (ApprovalRequested{Approvals: tc.n, Approvers: tc.names}).Who(); got != tc.want {
+			t.Errorf("%d of %v: %q, want %q", tc.n, tc.names, got, tc.want)
+		}
+	}
+}

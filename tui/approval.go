@@ -3,7 +3,6 @@ package tui
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
@@ -94,13 +93,7 @@ func (p *approvalPrompt) parts(w int) (head, body, foot []string) {
 		title += " — " + clean(p.w.Title)
 	}
 	head = wrapRows(title, iw, true)
-	who := "any other person in the allowed-signers file"
-	if len(req.Approvers) > 0 {
-		who = "one of " + strings.Join(req.Approvers, ", ")
-	}
-	if req.Approvals > 1 {
-		who = fmt.Sprintf("%d persons: %s", req.Approvals, who)
-	}
+	who := req.Who()
 	you := req.Operator.Principal
 	if you == "" {
 		you = req.Operator.User

@@ -127,11 +127,7 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 		fmt.Fprintf(out, " — %s", termsafe.Line(req.Title))
 	}
 	fmt.Fprintf(out, "\nrun by %s; approval request #%d at chain head %d %s\n", termsafe.Line(req.Operator.String()), reqEv.Seq, req.HeadSeq, short(req.HeadHash))
-	who := "any other person in the allowed-signers file"
-	if len(req.Approvers) > 0 {
-		who = "one of " + strings.Join(req.Approvers, ", ")
-	}
-	fmt.Fprintf(out, "needs %d approval(s) by %s; %d so far\n\nThis will run:\n", req.Approvals, termsafe.Line(who), len(granted))
+	fmt.Fprintf(out, "needs approval by %s; %d of %d so far\n\nThis will run:\n", termsafe.Line(req.Who()), len(granted), req.Approvals)
 	for _, c := range req.Commands {
 		target := c.Target
 		if target == "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/termsafe"
 )
 
@@ -154,12 +155,8 @@ func (p *printer) observe(ev engine.Event) {
 // approval as it is recorded.
 func (p *printer) approval(e engine.ApprovalWaiting) {
 	if len(e.Granted) == 0 && len(e.Refused) == 0 {
-		who := "any other person in the allowed-signers file"
-		if len(e.Request.Approvers) > 0 {
-			who = "one of " + tsList(e.Request.Approvers)
-		}
-		fmt.Fprintf(p.w, "  %s %s waits for %d approval(s) by %s (request #%d); this will run:\n",
-			p.paint("33;1", "⧗"), ts(e.StepID), e.Request.Approvals, who, e.RequestSeq)
+		fmt.Fprintf(p.w, "  %s %s waits for approval by %s (request #%d); this will run:\n",
+			p.paint("33;1", "⧗"), ts(e.StepID), ts(e.Request.Who()), e.RequestSeq)
 		for _, c := range e.Request.Commands {
 			fmt.Fprintf(p.w, "    on %s: %s\n", ts(orOperatorName(c.Target)), tsBlock(c.Command, "      "))
 		}
@@ -373,11 +370,8 @@ func printPlan(w io.Writer, output string, rb *runbooks.Runbook, plan []engine.P
 			fmt.Fprintf(w, "    why %s: %s\n", ts(s.Confirm), ts(s.ConfirmReason))
 		}
 		if s.Approvals > 0 {
-			who := "any other person in the allowed-signers file"
-			if len(s.Approvers) > 0 {
-				who = tsList(s.Approvers)
-			}
-			fmt.Fprintf(w, "    needs %d approval(s) before it runs, by %s (drbook approve RUN %s)\n", s.Approvals, who, ts(s.ID))
+			who := state.ApprovalRequested{Approvals: s.Approvals, Approvers: s.Approvers}.Who()
+			fmt.Fprintf(w, "    needs approval by %s before it runs (drbook approve RUN %s)\n", ts(who), ts(s.ID))
 		}
 		fmt.Fprintf(w, "    time limit: %s per attempt\n", ts(s.Timeout))
 		for _, k := range sortedKeys(s.Params) {
