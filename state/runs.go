@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -29,10 +28,7 @@ func NewRunID(now time.Time) (string, error) {
 
 // currentUser returns the login name of the current user, best effort.
 func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return os.Getenv("USER")
+	return CurrentActor("").User
 }
 
 // CreateRun records a new run: it fills r.ID (if empty), CreatedAt,
@@ -67,6 +63,11 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 	if r.User == "" {
 		r.User = currentUser()
 	}
+	if r.Actor == nil {
+		a := CurrentActor("")
+		a.Host = r.Host
+		r.Actor = &a
+	}
 	labels, err := json.Marshal(nonNilMap(r.Labels))
 	if err != nil {
 		return fmt.Errorf("create run: labels: %w", err)
@@ -74,7 +75,7 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 	payload, err := json.Marshal(RunCreated{
 		RunbookName: r.RunbookName, RunbookTitle: r.RunbookTitle, Labels: r.Labels,
 		RunbookSHA256: r.RunbookSHA256, InventorySHA256: r.InventorySHA256,
-		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User,
+		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User, Actor: r.Actor,
 		Runbook: NewRecordedFile(r.RunbookPath, r.RunbookSource), Inventory: NewRecordedFile(r.InventoryPath, r.InventorySource),
 		WorkDir: r.WorkDir, StepAnswers: r.StepAnswers,
 	})

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps"
@@ -64,6 +65,18 @@ type Config struct {
 	// Answers is the answers file, if any: Start records its literal
 	// answers to non-secret input steps, so a resume needs not the file.
 	Answers *runbooks.Answers
+	// Signer, when set, signs the record's head (state.SignedMessage) at
+	// every confirmed danger step and at the end of every run segment;
+	// each signature is appended as a record.signed event. Nil: the run
+	// (or this segment) is recorded unsigned.
+	Signer *opsig.Signer
+	// UnsignedNotice, when set and Signer is nil, is shown to observers
+	// as a Notice when the run starts (the TUI's "recorded unsigned").
+	UnsignedNotice string
+	// Actor is who drives this run segment; zero means this process's
+	// user and host (state.CurrentActor), with the Signer's fingerprint.
+	// Tests set it to stand for another person.
+	Actor state.Actor
 }
 
 // Errors that end a run.
@@ -119,6 +132,12 @@ type run struct {
 	// the node it runs on.
 	unitsMu sync.Mutex
 	units   map[string]map[string]string
+
+	// actor drives this segment; headSeq and headHash are the last
+	// appended event's (under recMu), what signHead signs.
+	actor    state.Actor
+	headSeq  int64
+	headHash string
 }
 
 type priorStep struct {
@@ -141,7 +160,14 @@ func newRun(cfg Config) (*run, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = "headless"
 	}
-	r := &run{cfg: cfg, mask: &masker{}, log: cfg.Logger, prior: map[string]*priorStep{}}
+	r := &run{cfg: cfg, mask: &masker{}, log: cfg.Logger, prior: map[string]*priorStep{}, actor: cfg.Actor}
+	if r.actor.IsZero() {
+		fp := ""
+		if cfg.Signer != nil {
+			fp = cfg.Signer.Fingerprint()
+		}
+		r.actor = state.CurrentActor(fp)
+	}
 	r.pool = transport.NewPool(func(ctx context.Context, name string) (transport.Transport, error) {
 		if cfg.Inventory == nil {
 			return nil, fmt.Errorf("no inventory: cannot reach node %q", name)
@@ -188,15 +214,66 @@ func (r *run) record(ctx context.Context, typ state.EventType, stepID, target st
 	// seq order even when targets run in parallel.
 	r.recMu.Lock()
 	defer r.recMu.Unlock()
-	appended, err := r.cfg.Store.Append(wctx, ev)
+	return r.appendLocked(wctx, ev)
+}
+
+// appendLocked appends ev and hands it to observers; recMu is held.
+func (r *run) appendLocked(ctx context.Context, ev state.Event) error {
+	appended, err := r.cfg.Store.Append(ctx, ev)
 	if err != nil {
 		if errors.Is(err, state.ErrLocked) {
 			r.lockedErr.CompareAndSwap(nil, &err)
 		}
-		return fmt.Errorf("checkpoint %s: %w", typ, err)
+		return fmt.Errorf("checkpoint %s: %w", ev.Type, err)
 	}
+	r.headSeq, r.headHash = appended.Seq, appended.Hash
 	r.emit(Recorded{Event: appended})
 	return nil
+}
+
+// signHead signs the record's head with the operator's key and appends the
+// signature (record.signed) right after it. Without a signer it does
+// nothing; a signing failure is shown as a notice and leaves the head
+// unsigned (verification then says so).
+func (r *run) signHead(ctx context.Context, reason, stepID string) {
+	if r.cfg.Signer == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	fail := func(err error) {
+		r.emit(Notice{StepID: stepID, Text: fmt.Sprintf("could not sign the record at seq %d (%s): %v", r.headSeq, reason, err), Time: time.Now()})
+	}
+	if r.headSeq == 0 {
+		return
+	}
+	sig, err := opsig.Sign(r.cfg.Signer, opsig.Namespace, state.SignedMessage(r.id, r.headSeq, r.headHash))
+	if err != nil {
+		fail(err)
+		return
+	}
+	actor := r.actor
+	ev, err := state.NewEvent(r.id, state.EvRecordSigned, state.RecordSigned{
+		Seq: r.headSeq, Hash: r.headHash, Reason: reason, StepID: stepID,
+		Key: r.cfg.Signer.Fingerprint(), PublicKey: opsig.MarshalPublicKey(r.cfg.Signer.PublicKey()),
+		Signature: string(sig), Actor: &actor,
+	})
+	if err != nil {
+		fail(err)
+		return
+	}
+	ev.Time = time.Now().UTC()
+	if err := r.appendLocked(wctx, ev); err != nil {
+		fail(err)
+	}
+}
+
+// person is the actor to record with a person's decision.
+func (r *run) person() *state.Actor {
+	a := r.actor
+	return &a
 }
 
 // Start creates a new run, records its inputs, and walks it to the end.
@@ -213,6 +290,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		RunbookPath: cfg.Runbook.File, RunbookSHA256: cfg.Runbook.SHA256, RunbookSource: cfg.Runbook.Source,
 		Mode: cfg.Mode, Host: host, PID: os.Getpid(), Labels: cfg.Labels,
 		StepAnswers: recordableStepAnswers(cfg.Runbook, cfg.Answers),
+		User: r.actor.User, Actor: r.person(),
 	}
 	sr.WorkDir, _ = os.Getwd()
 	if cfg.Inventory != nil {
@@ -222,6 +300,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		return Outcome{}, fmt.Errorf("create run: %w", err)
 	}
 	r.id = sr.ID
+	r.headSeq, r.headHash = sr.HeadSeq, sr.HeadHash
 	// CreateRun wrote run.created: observers get it like every other event.
 	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
 		r.emit(Recorded{Event: evs[0]})
@@ -316,6 +395,9 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 		inv = r.cfg.Inventory.File
 	}
 	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
+	if r.cfg.Signer == nil && r.cfg.UnsignedNotice != "" {
+		r.emit(Notice{Text: r.cfg.UnsignedNotice, Time: time.Now()})
+	}
 	runErr := r.precheck()
 	if runErr == nil {
 		runErr = r.preflight(ctx)
@@ -358,6 +440,7 @@ func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
 	}); err != nil && runErr == nil {
 		runErr = err
 	}
+	r.signHead(ctx, segmentEnd(status), "")
 	r.emit(RunFinished{RunID: r.id, Status: status, Err: msg, Machine: out.Machine, Human: human, Time: time.Now()})
 	if runErr != nil {
 		return out, &maskedError{msg: msg, err: runErr}
@@ -389,19 +472,28 @@ func (r *run) waitOperator(ctx context.Context, kind, stepID, prompt string, cal
 		return err
 	}
 	if rerr := r.record(ctx, state.EvOperatorWait, stepID, "", 0, state.OperatorWait{
-		Kind: kind, Prompt: r.mask.mask(prompt), Response: resp, By: by, DurationMS: waited.Milliseconds(),
+		Kind: kind, Prompt: r.mask.mask(prompt), Response: resp, By: by, DurationMS: waited.Milliseconds(), Actor: r.person(),
 	}); rerr != nil {
 		return rerr
 	}
 	return err
 }
 
-// Operator returns the user name recorded as "who" for local decisions.
+// Operator returns who this process records as deciding: the one text
+// form of state.Actor ("user@host", from the real uid, never $USER).
 func Operator() string {
-	if u := os.Getenv("USER"); u != "" {
-		return u
+	return state.CurrentActor("").String()
+}
+
+// segmentEnd is the signing reason of a segment that ends in status.
+func segmentEnd(status state.Status) string {
+	switch status {
+	case state.StatusInterrupted:
+		return state.SignInterrupted
+	case state.StatusAborted:
+		return state.SignAborted
 	}
-	return fmt.Sprintf("uid:%d", os.Getuid())
+	return state.SignFinished
 }
 
 func joinTargets(ts []string) string { return strings.Join(ts, ",") }

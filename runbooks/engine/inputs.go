@@ -101,9 +101,9 @@ func (r *run) inputChanges(recorded map[string]runbooks.Value, opts ResumeOption
 // applyInputChanges records each change (who, why; a secret resealed) and
 // puts the new value in the run's scope.
 func (r *run) applyInputChanges(ctx context.Context, changes []inputChange, reason string) error {
-	who := Operator()
+	who := r.actor.String()
 	for _, c := range changes {
-		if err := r.recordAnswerAs(ctx, c.name, c.new, state.Answer{Changed: true, By: who, Reason: reason}); err != nil {
+		if err := r.recordAnswerAs(ctx, c.name, c.new, state.Answer{Changed: true, By: who, Reason: reason, Actor: r.person()}); err != nil {
 			return err
 		}
 		var text string

@@ -108,7 +108,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	r.scope = r.newScope(inputs)
 	host, _ := os.Hostname()
 	resumed := state.RunResumed{
-		Host: host, PID: os.Getpid(), User: Operator(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
+		Host: host, PID: os.Getpid(), User: r.actor.User, Actor: r.person(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
 	}
 	if cfg.Inventory != nil {
 		resumed.InventorySHA256 = cfg.Inventory.SHA256
@@ -124,7 +124,11 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		}
 		r.emit(Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
 	}
+	r.headSeq, r.headHash = events[len(events)-1].Seq, events[len(events)-1].Hash
 	if err := r.record(ctx, state.EvRunResumed, "", "", 0, resumed); err != nil {
+		return Outcome{RunID: r.id}, err
+	}
+	if err := r.recordHandover(ctx, events); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
 	if err := r.applyInputChanges(ctx, changes, opts.InputReason); err != nil {
@@ -336,7 +340,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 		}
 		switch {
 		case slices.Contains(r.opts.Redo, s.ID):
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "--redo " + s.ID, By: Operator()}); err != nil {
+			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "--redo " + s.ID, By: r.actor.String(), Actor: r.person()}); err != nil {
 				return nil, err
 			}
 			still = append(still, t)
@@ -393,7 +397,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 				return nil, fmt.Errorf("%w: step %s cannot be skipped without its outputs %s, which later steps use: resume with --skip %s --reason \"...\" %s",
 					ErrNeedsDecision, s.ID, strings.Join(needed, ", "), s.ID, setOutputHint(s.ID, needed))
 			}
-			rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
+			rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By, Actor: r.person()}
 			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, rec); err != nil {
 				return nil, err
 			}
@@ -617,7 +621,7 @@ func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 		secret[o.Name] = secret[o.Name] || o.Secret
 	}
 	outs := map[string]runbooks.Value{}
-	d := state.StepDecision{Decision: state.DecisionSkip, Reason: r.opts.SkipReason, By: Operator()}
+	d := state.StepDecision{Decision: state.DecisionSkip, Reason: r.opts.SkipReason, By: r.actor.String(), Actor: r.person()}
 	given := r.opts.SetOutputs[s.ID]
 	names := make([]string, 0, len(given))
 	for k := range given {
@@ -698,5 +702,66 @@ func (r *run) fillSkippedOutputs(ctx context.Context) error {
 			ex.Outputs, ex.SecretOutputs = d.Outputs, d.SecretOutputs
 		}
 	}
+	return nil
+}
+
+// Holder returns who held the run last according to its events: the actor
+// of run.created, of the last run.resumed, or the receiver of the last
+// run.handover, whichever came last, and the seq of that event. Records
+// made before actors were recorded give the user and host they name (UID
+// -1: unknown).
+func Holder(events []state.Event) (state.Actor, int64, bool) {
+	var who state.Actor
+	var seq int64
+	found := false
+	for _, ev := range events {
+		switch ev.Type {
+		case state.EvRunCreated:
+			var p state.RunCreated
+			if ev.Decode(&p) == nil {
+				who, seq, found = legacyActor(p.Actor, p.User, p.Host), ev.Seq, true
+			}
+		case state.EvRunResumed:
+			var p state.RunResumed
+			if ev.Decode(&p) == nil {
+				who, seq, found = legacyActor(p.Actor, p.User, p.Host), ev.Seq, true
+			}
+		case state.EvRunHandover:
+			var p state.RunHandover
+			if ev.Decode(&p) == nil {
+				who, seq, found = p.To, ev.Seq, true
+			}
+		}
+	}
+	return who, seq, found
+}
+
+func legacyActor(a *state.Actor, user, host string) state.Actor {
+	if a != nil {
+		return *a
+	}
+	return state.Actor{User: user, UID: -1, Host: host}
+}
+
+// recordHandover records a run.handover when this resume is by another
+// person than the one who held the run (the lock passed to us), and signs
+// it: the segment of the previous holder ends here.
+func (r *run) recordHandover(ctx context.Context, before []state.Event) error {
+	from, seq, ok := Holder(before)
+	if !ok {
+		return nil
+	}
+	same := from.SamePerson(r.actor)
+	if from.UID == -1 { // an older record: no uid to compare
+		same = from.User == r.actor.User && from.Host == r.actor.Host
+	}
+	if same {
+		return nil
+	}
+	if err := r.record(ctx, state.EvRunHandover, "", "", 0, state.RunHandover{From: from, To: r.actor, FromSeq: seq}); err != nil {
+		return err
+	}
+	r.emit(Notice{Text: fmt.Sprintf("handover: %s takes the run over from %s (recorded)", r.actor.Describe(), from.Describe()), Time: time.Now()})
+	r.signHead(ctx, state.SignHandover, "")
 	return nil
 }

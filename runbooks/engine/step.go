@@ -211,6 +211,9 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	if !resp.OK || resp.Typed != req.Expect {
 		return fmt.Errorf("%w: danger step %s was not confirmed", ErrAborted, s.ID)
 	}
+	// The confirmation (operator.wait, with who typed the word) is the
+	// head: the operator's key signs it before anything destructive runs.
+	r.signHead(ctx, state.SignDanger, s.ID)
 	return nil
 }
 
@@ -672,7 +675,7 @@ func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) 
 			}
 			return nil, "", fmt.Errorf("%w: step %s failed on %s and nobody can decide: %w", ErrStepFailed, s.ID, orLocal(failedText), err)
 		}
-		rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
+		rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By, Actor: r.person()}
 		if err := r.record(ctx, state.EvStepDecision, s.ID, failedText, 0, rec); err != nil {
 			return nil, "", err
 		}
