@@ -9,6 +9,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/runlog"
 )
 
@@ -20,6 +21,9 @@ type Replay struct {
 	Verify state.VerifyReport
 	// VerifyErr is set when verification could not run.
 	VerifyErr error
+	// Signatures is the check of the run's signatures (nil: not checked),
+	// shown with the verification: who signed, or "unsigned".
+	Signatures *evidence.Report
 }
 
 // recordedRunbook parses the runbook source kept with the run, for step
@@ -98,6 +102,18 @@ func replayEvents(r Replay) []engine.Event {
 			var p state.RunResumed
 			_ = ev.Decode(&p)
 			out = append(out, engine.Notice{Text: fmt.Sprintf("resumed by %s on %s", p.User, p.Host), Time: ev.Time})
+		case state.EvRunHandover:
+			var p state.RunHandover
+			_ = ev.Decode(&p)
+			out = append(out, engine.Notice{Text: fmt.Sprintf("handover: %s took the run over from %s", p.To.Describe(), p.From.Describe()), Time: ev.Time})
+		case state.EvRecordSigned:
+			var p state.RecordSigned
+			_ = ev.Decode(&p)
+			who := "(unknown)"
+			if p.Actor != nil {
+				who = p.Actor.String()
+			}
+			out = append(out, engine.Notice{StepID: p.StepID, Text: fmt.Sprintf("record signed at seq %d (%s) by %s with %s", p.Seq, p.Reason, who, p.Key), Time: ev.Time})
 		case state.EvStepStarted:
 			var p state.StepStarted
 			_ = ev.Decode(&p)
@@ -133,6 +149,16 @@ func verifyText(r Replay) (string, bool) {
 		return clean(r.VerifyErr.Error()), false
 	}
 	if r.Verify.OK {
+		if s := r.Signatures; s != nil {
+			switch s.Status {
+			case evidence.StatusSigned:
+				return clean(fmt.Sprintf("(%d events) signed by %s", r.Verify.Events, strings.Join(s.Signers(), "; "))), true
+			case evidence.StatusUnsigned:
+				return fmt.Sprintf("(%d events) UNSIGNED", r.Verify.Events), true
+			default:
+				return clean("signatures: " + s.Reason), false
+			}
+		}
 		return fmt.Sprintf("(%d events)", r.Verify.Events), true
 	}
 	return fmt.Sprintf("at seq %d: %s", r.Verify.FirstBadSeq, clean(r.Verify.Reason)), false

@@ -8,6 +8,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/evidence"
 )
 
 // Exit codes, documented in the package comment and in --help.
@@ -29,7 +30,8 @@ const exitCodesHelp = `Exit codes:
   2    usage error (bad flags or arguments), or the TUI without a terminal
   3    invalid runbook, inventory or answers (lint errors)
   4    the run needs an operator decision (headless), or was aborted
-  5    the record failed verification (replay --verify)
+  5    the record failed verification (replay --verify: chain or signatures;
+       verify: an evidence bundle)
   6    the run is locked by another runner
   7    a node's SSH host key is unknown or changed: nothing was run
   130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a
@@ -88,7 +90,7 @@ func exitCode(err error) int {
 		return exitHostKey
 	case errors.Is(err, state.ErrRunLocked):
 		return exitLocked
-	case errors.Is(err, state.ErrChainBroken):
+	case errors.Is(err, state.ErrChainBroken), errors.Is(err, evidence.ErrSignatures), errors.Is(err, evidence.ErrBundle):
 		return exitUnverified
 	case errors.Is(err, engine.ErrNeedsDecision), errors.Is(err, engine.ErrAborted), errors.Is(err, engine.ErrRunbookChanged):
 		return exitNeedsPerson

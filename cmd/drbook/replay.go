@@ -10,6 +10,7 @@ import (
 
 	"github.com/drbook/drbook/internal/jsonapi"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/export"
 	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
@@ -17,7 +18,7 @@ import (
 
 func newReplayCmd(a *app) *cobra.Command {
 	var verify bool
-	var format string
+	var format, allowedPath string
 	cmd := &cobra.Command{
 		Use:   "replay RUN_ID",
 		Short: "Show a recorded run from the checkpoint database (never contacts a node)",
@@ -29,8 +30,13 @@ run's hash-chained events alone, never from the tables that cache them.
 
 --verify recomputes the run's hash chain from its first event and fails with
 exit code 5, naming the first broken sequence number, if any event was altered,
-removed or reordered.`,
-		Example: "  drbook replay r20261121-153012-ab12 --verify\n  drbook replay r2026 --format markdown > audit.md",
+removed or reordered. It then checks the run's SSH signatures: each must
+verify against the event it signs, and the last must sign the end of the
+run (a cut tail, a removed signature or a rewritten event fails, exit 5).
+--allowed-signers FILE (implies --verify; or $` + envAllowedSigners + `) also requires
+every signer to be in FILE, and fails an unsigned run. Without it an
+unsigned run verifies only as "unsigned". See docs/signing.md.`,
+		Example: "  drbook replay r20261121-153012-ab12 --verify --allowed-signers allowed_signers\n  drbook replay r2026 --format markdown > audit.md",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if wantsTUI(cmd) {
@@ -43,6 +49,13 @@ removed or reordered.`,
 			case "text", "json", "markdown":
 			default:
 				return usageError{fmt.Errorf("--format must be text, json or markdown, not %q", format)}
+			}
+			allowed, _, err := loadAllowedSigners(allowedPath)
+			if err != nil {
+				return err
+			}
+			if allowed != nil {
+				verify = true
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
@@ -72,17 +85,36 @@ removed or reordered.`,
 			if verify {
 				reportCaches(ctx, cmd.ErrOrStderr(), db, run, view)
 			}
+			// Signatures are checked on a chain that verified: on a broken
+			// one, the chain's error says more.
+			var sigRep *evidence.Report
+			var serr error
+			if verify && verr == nil {
+				r, err := evidence.Check(run.ID, events, allowed)
+				sigRep, serr = &r, err
+			}
 			id := run.ID
 			run, execs := view.Run(), view.StateExecs()
 			run.ID = id
 			w := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				err = writeJSON(w, jsonapi.Replay{Header: jsonapi.NewHeader(), Document: export.NewDocument(run, events, execs, rep)})
+				err = writeJSON(w, jsonapi.Replay{Header: jsonapi.NewHeader(), Document: export.NewDocument(run, events, execs, rep), Signatures: sigRep})
 			case "markdown":
 				err = export.Markdown(w, run, events, execs, rep)
+				if err == nil && sigRep != nil {
+					fmt.Fprintf(w, "\n## Signatures\n\n")
+					for _, l := range signatureLines(*sigRep) {
+						fmt.Fprintf(w, "    %s\n", l)
+					}
+				}
 			default:
 				err = export.Text(w, run, events, execs, rep)
+				if err == nil && sigRep != nil {
+					for _, l := range signatureLines(*sigRep) {
+						fmt.Fprintln(w, l)
+					}
+				}
 			}
 			if err != nil {
 				return err
@@ -90,11 +122,12 @@ removed or reordered.`,
 			if verr != nil {
 				return verr
 			}
-			return nil
+			return serr
 		},
 	}
 	cmd.Flags().BoolVar(&verify, "verify", false, "verify the hash chain; exit 5 if broken")
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
+	cmd.Flags().StringVar(&allowedPath, "allowed-signers", "", "allowed-signers file (ssh-keygen format): every signer must be in it and the run signed; implies --verify")
 	tuiFlag(cmd, "browse the recorded run in the terminal UI (read-only)")
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
@@ -29,6 +30,10 @@ type app struct {
 	logger  *slog.Logger
 	// pluginDir lists extra plugin directories (--plugin-dir).
 	pluginDir []string
+	// signer signs the records of the runs this command drives (nil:
+	// unsigned, unsignedNotice says why); see prepareSigning.
+	signer         *opsig.Signer
+	unsignedNotice string
 }
 
 func newRootCmd() *cobra.Command {
@@ -77,7 +82,7 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
 	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a))
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newExportCmd(a), newVerifyCmd(a))
 	attachTUI(root, a)
 	markJSONCommands(root)
 	markUsageErrors(root)
@@ -214,6 +219,7 @@ func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *s
 	return engine.Config{
 		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
+		Signer: a.signer, UnsignedNotice: a.unsignedNotice,
 	}
 }
 

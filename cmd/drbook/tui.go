@@ -18,6 +18,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
@@ -34,6 +35,8 @@ type interactiveRequest struct {
 	ResumeOpts engine.ResumeOptions
 	// Dir holds the runbook files the picker offers.
 	Dir string
+	// Sign holds --sign-key and --require-signing (nil: defaults).
+	Sign *signing
 }
 
 // runInteractive opens the terminal UI. The TUI renders the engine's events
@@ -51,6 +54,23 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 	defer db.Close()
 	reg := newRegistry()
 	opts := tui.Options{User: engine.Operator(), Record: db}
+	if req.ReplayID == "" {
+		// A run or resume signs its record: the key is found (or its
+		// absence noticed, or refused with --require-signing) before
+		// the screen opens; the TUI shows "recorded unsigned".
+		sign := req.Sign
+		if sign == nil {
+			sign = &signing{}
+		}
+		inv, err := loadInventory(req.Inventory)
+		if err != nil {
+			return err
+		}
+		if err := a.prepareSigning(ctx, sign, inv, nil); err != nil {
+			return err
+		}
+		defer a.closeSigner()
+	}
 
 	switch {
 	case req.ReplayID != "":
@@ -157,6 +177,10 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	chainRun.ID = run.ID
 	rep := &tui.Replay{Run: chainRun, Events: events}
 	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
+	if rep.VerifyErr == nil {
+		sig, _ := evidence.Check(run.ID, events, nil)
+		rep.Signatures = &sig
+	}
 	return rep, nil
 }
 
@@ -236,6 +260,8 @@ func attachTUI(root *cobra.Command, a *app) {
 	root.Flags().StringVar(&req.Dir, "dir", "", "directory of runbook files the picker offers besides the shipped library")
 	root.Flags().StringVarP(&req.Inventory, "inventory", "i", "", "inventory of nodes")
 	root.Flags().StringVar(&req.Answers, "answers", "", "answers file that prefills the input forms")
+	req.Sign = &signing{}
+	signFlags(root, req.Sign)
 	root.Args = cobra.NoArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runInteractive(cmd, a, req) }
 }

@@ -20,6 +20,7 @@ var Documented = []struct {
 	{"drbook runbooks -o json", reflect.TypeFor[RunbookList]()},
 	{"drbook lint -o json", reflect.TypeFor[Lint]()},
 	{"drbook replay RUN_ID -o json", reflect.TypeFor[Replay]()},
+	{"drbook verify BUNDLE_DIR -o json", reflect.TypeFor[Verify]()},
 	{"drbook rehearse -o json", reflect.TypeFor[Rehearsal]()},
 	{"drbook lab up -o json", reflect.TypeFor[LabUp]()},
 	{"drbook lab status -o json", reflect.TypeFor[LabStatus]()},
