@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -387,12 +388,14 @@ Each line of events.jsonl is the event exactly as its hash covers it. The
 hash of line N is SHA-256 of (hash of line N-1, a newline, line N); before
 line 1 comes SHA-256 of "drbook/chain/v1\n" followed by the run id:
 
-    prev=$(printf 'drbook/chain/v1\n%s' '{{.RunID}}' | sha256sum | cut -d' ' -f1)
+    prev=$(printf 'drbook/chain/v1\n%s' '{{.RunID}}' | sha256sum | cut -d' ' -f1); n=0
     while IFS= read -r line; do
-      prev=$(printf '%s\n%s' "$prev" "$line" | sha256sum | cut -d' ' -f1); echo "$prev"
-    done < events.jsonl > hashes.txt
-{{range .Sigs}}    sed -n {{.Seq}}p hashes.txt   # must print the hash in {{.Name}}.msg
-{{end}}
+      n=$((n+1)); prev=$(printf '%s\n%s' "$prev" "$line" | sha256sum | cut -d' ' -f1); echo "$n $prev"
+    done < events.jsonl{{if .Sigs}} | grep -E '^({{.SeqPattern}}) '{{end}}
+
+prints "N HASH" for {{if .Sigs}}each signed event N: each HASH must be the one in
+the signature's .msg ({{range $i, $s := .Sigs}}{{if $i}}, {{end}}{{$s.Name}}.msg{{end}}){{else}}every event{{end}}.
+
 The last signature must sign the event right before it, the end of the run
 (run.finished) or of a segment (run.handover); its record.signed event must
 be the last line of events.jsonl.
@@ -420,6 +423,7 @@ type verifyFile struct {
 func verifyText(runID string, events []state.Event, sigs map[string][]byte, files map[string]*state.RecordedFile) ([]byte, error) {
 	d := struct {
 		RunID, Namespace string
+		SeqPattern       string
 		Sigs             []verifySig
 		Files            []verifyFile
 	}{RunID: runID, Namespace: opsig.Namespace}
@@ -438,6 +442,11 @@ func verifyText(runID string, events []state.Event, sigs map[string][]byte, file
 		d.Sigs = append(d.Sigs, verifySig{Seq: p.Seq, Reason: p.Reason, StepID: p.StepID, Who: who, Key: p.Key,
 			Name: path.Join(SignaturesDir, SignatureName(p.Seq, p.Reason))})
 	}
+	seqs := make([]string, len(d.Sigs))
+	for i, sg := range d.Sigs {
+		seqs[i] = strconv.FormatInt(sg.Seq, 10)
+	}
+	d.SeqPattern = strings.Join(seqs, "|")
 	names := make([]string, 0, len(files))
 	for n := range files {
 		names = append(names, n)
