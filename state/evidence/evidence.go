@@ -114,7 +114,7 @@ func Check(runID string, events []state.Event, allowed *opsig.AllowedSigners) (R
 			return fail(ev.Seq, "record.signed payload does not decode: %v", err)
 		}
 		if p.Seq != ev.Seq-1 {
-			return fail(ev.Seq, "signs event %d, not the event right before it", p.Seq)
+			return fail(ev.Seq, "signs event %d, not the event right before it (events were removed or inserted)", p.Seq)
 		}
 		signed := events[p.Seq-1]
 		if signed.Hash != p.Hash {
