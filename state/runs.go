@@ -26,7 +26,7 @@ func NewRunID(now time.Time) (string, error) {
 	return "r" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:]), nil
 }
 
-// currentUser returns the login name of the current user, best effort.
+// currentUser returns the login name of the current user (as Actor.User).
 func currentUser() string {
 	return CurrentActor("").User
 }
@@ -60,13 +60,15 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 	if r.PID == 0 {
 		r.PID = os.Getpid()
 	}
-	if r.User == "" {
-		r.User = currentUser()
-	}
-	if r.Actor == nil {
+	if r.User == "" && r.Actor == nil {
+		// No identity given: this process's (a caller that names the
+		// user names its actor too, or records none).
 		a := CurrentActor("")
 		a.Host = r.Host
 		r.Actor = &a
+	}
+	if r.User == "" {
+		r.User = r.Actor.User
 	}
 	labels, err := json.Marshal(nonNilMap(r.Labels))
 	if err != nil {

@@ -290,7 +290,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		RunbookPath: cfg.Runbook.File, RunbookSHA256: cfg.Runbook.SHA256, RunbookSource: cfg.Runbook.Source,
 		Mode: cfg.Mode, Host: host, PID: os.Getpid(), Labels: cfg.Labels,
 		StepAnswers: recordableStepAnswers(cfg.Runbook, cfg.Answers),
-		User: r.actor.User, Actor: r.person(),
+		User:        r.actor.User, Actor: r.person(),
 	}
 	sr.WorkDir, _ = os.Getwd()
 	if cfg.Inventory != nil {

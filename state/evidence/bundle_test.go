@@ -200,4 +200,3 @@ func TestBundleVerifiesWithoutDrbook(t *testing.T) {
 		}
 	})
 }
-

@@ -268,4 +268,3 @@ func TestSignedMessage(t *testing.T) {
 		}
 	}
 }
-
