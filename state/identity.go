@@ -18,7 +18,10 @@ import (
 type Actor struct {
 	// User is the login name; "uid:N" when the uid has no account name.
 	User string `json:"user"`
-	UID  int    `json:"uid"`
+	// UID is the numeric user id (-1 in a holder read from a record made
+	// before actors were recorded).
+	UID int `json:"uid"`
+	// Host is the host name drbook ran on.
 	Host string `json:"host"`
 	// Key is the SHA256 fingerprint of the signing key ("SHA256:…"),
 	// empty when the actor does not sign.

@@ -179,11 +179,13 @@ type Replay struct {
 // bundle (docs/signing.md).
 type Verify struct {
 	Header
+	// Bundle is the directory checked, as given.
 	Bundle string `json:"bundle"`
 	// OK is true when every check passed; Error says what failed, naming
 	// the file.
-	OK     bool   `json:"ok"`
-	Error  string `json:"error,omitempty"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// RunID and Events are the run and event count events.jsonl holds.
 	RunID  string `json:"run_id,omitempty"`
 	Events int    `json:"events"`
 	// Signatures is the signature check (status "failed" with the reason

@@ -44,15 +44,23 @@ const (
 type Signature struct {
 	// EventSeq is the seq of the record.signed event; Seq and Hash the
 	// event it signs.
-	EventSeq  int64        `json:"event_seq"`
-	Time      time.Time    `json:"time"`
-	Seq       int64        `json:"seq"`
-	Hash      string       `json:"hash"`
-	Reason    string       `json:"reason"`
-	StepID    string       `json:"step_id,omitempty"`
-	Key       string       `json:"key"`
-	PublicKey string       `json:"public_key"`
-	Actor     *state.Actor `json:"actor,omitempty"`
+	EventSeq int64 `json:"event_seq"`
+	// Time is when the signature was recorded.
+	Time time.Time `json:"time"`
+	// Seq is the signed event's sequence number.
+	Seq int64 `json:"seq"`
+	// Hash is the signed event's chain hash (hex SHA-256).
+	Hash string `json:"hash"`
+	// Reason: "danger" (a confirmed danger step, StepID), or the segment
+	// end: "finished", "interrupted", "aborted", "handover".
+	Reason string `json:"reason"`
+	StepID string `json:"step_id,omitempty"`
+	// Key is the signing key's SHA256 fingerprint, PublicKey the key
+	// ("ssh-ed25519 AAAA…").
+	Key       string `json:"key"`
+	PublicKey string `json:"public_key"`
+	// Actor is who signed, as recorded (user, uid, host, key).
+	Actor *state.Actor `json:"actor,omitempty"`
 	// Principals are the names the allowed-signers file gives the key
 	// (empty when no file was given).
 	Principals []string `json:"principals,omitempty"`
@@ -60,7 +68,8 @@ type Signature struct {
 
 // Report is the result of checking a run's signatures.
 type Report struct {
-	// Status is StatusSigned, StatusUnsigned or StatusFailed.
+	// Status is "signed" (signatures cover the record to its last
+	// segment end), "unsigned" (no signature) or "failed".
 	Status string `json:"status"`
 	// OK: the check passed (an unsigned run passes only without an
 	// allowed-signers file).
