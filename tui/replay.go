@@ -155,6 +155,8 @@ func verifyText(r Replay) (string, bool) {
 				return clean(fmt.Sprintf("(%d events) signed by %s", r.Verify.Events, strings.Join(s.Signers(), "; "))), true
 			case evidence.StatusUnsigned:
 				return fmt.Sprintf("(%d events) UNSIGNED", r.Verify.Events), true
+			case evidence.StatusPartial:
+				return clean(fmt.Sprintf("(%d events) signatures do not cover the end: %s", r.Verify.Events, s.Reason)), false
 			default:
 				return clean("signatures: " + s.Reason), false
 			}

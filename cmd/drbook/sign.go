@@ -141,6 +141,8 @@ func signatureLines(rep evidence.Report) []string {
 		out = append(out, "Signatures: none — "+rep.Reason)
 	case evidence.StatusFailed:
 		out = append(out, "Signatures: FAILED — "+rep.Reason)
+	case evidence.StatusPartial:
+		out = append(out, "Signatures: PARTIAL (valid, but they do not cover the record to its end) — "+rep.Reason)
 	default:
 		checked := "signers checked against the allowed-signers file"
 		if !rep.SignersChecked {

@@ -36,6 +36,12 @@ const (
 	// StatusUnsigned: the record holds no signature (a chain alone proves
 	// nothing against someone who can write the database).
 	StatusUnsigned = "unsigned"
+	// StatusPartial: every signature is valid, but they do not cover the
+	// record to its end (a runner killed before its segment ended, a run
+	// still going, a segment by someone without a key — or a cut tail).
+	// Without an allowed-signers file this passes (with the reason); with
+	// one it fails.
+	StatusPartial = "partial"
 	// StatusFailed: a check failed (Reason says which).
 	StatusFailed = "failed"
 )
@@ -69,7 +75,8 @@ type Signature struct {
 // Report is the result of checking a run's signatures.
 type Report struct {
 	// Status is "signed" (signatures cover the record to its last
-	// segment end), "unsigned" (no signature) or "failed".
+	// segment end), "partial" (valid signatures that do not cover its
+	// end), "unsigned" (no signature) or "failed".
 	Status string `json:"status"`
 	// OK: the check passed (an unsigned run passes only without an
 	// allowed-signers file).
@@ -89,8 +96,9 @@ type Report struct {
 
 // Check checks the signatures of run runID's events (a chain already
 // verified: hashes as re-derived). allowed may be nil: signatures are then
-// checked for validity and coverage but their signers are not judged, and
-// an unsigned run is reported as such with OK true. With allowed, an
+// checked for validity but their signers are not judged, a record they do
+// not cover to its end is reported "partial" and an unsigned run
+// "unsigned", both with OK true. With allowed, an
 // unsigned run fails: an auditor who asks for signatures must not get an OK
 // for a record anyone could have written. The error wraps ErrSignatures.
 func Check(runID string, events []state.Event, allowed *opsig.AllowedSigners) (Report, error) {
@@ -154,9 +162,19 @@ func Check(runID string, events []state.Event, allowed *opsig.AllowedSigners) (R
 		rep.CoveredSeq = p.Seq
 	}
 	last := events[len(events)-1]
+	// Coverage: a gap fails an auditor who asks for signatures (allowed
+	// given); otherwise it is reported, as a killed runner leaves one.
+	gap := func(seq int64, format string, args ...any) (Report, error) {
+		if allowed != nil {
+			return fail(seq, format, args...)
+		}
+		rep.Status, rep.OK, rep.BadSeq = StatusPartial, true, seq
+		rep.Reason = fmt.Sprintf("event %d: %s", seq, fmt.Sprintf(format, args...))
+		return rep, nil
+	}
 	if len(rep.Signatures) == 0 {
 		if signingKey != "" {
-			return fail(signingSeq, "says the run is signed with key %s, but the record holds no signature (removed?)", signingKey)
+			return gap(signingSeq, "says the run is signed with key %s, but the record holds no signature (removed, or the runner was killed before its first)", signingKey)
 		}
 		if allowed != nil {
 			return fail(0, "the run is unsigned: no signature proves who recorded it (an allowed-signers file asks for signatures)")
@@ -167,12 +185,12 @@ func Check(runID string, events []state.Event, allowed *opsig.AllowedSigners) (R
 	}
 	final := rep.Signatures[len(rep.Signatures)-1]
 	if last.Type != state.EvRecordSigned {
-		return fail(last.Seq, "events %d to %d come after the last signature (event %d) and no signature covers them: the tail was cut, a segment ended unsigned, or the run is still going",
+		return gap(last.Seq, "events %d to %d come after the last signature (event %d) and no signature covers them: the tail was cut, a segment ended unsigned (runner killed, no key), or the run is still going",
 			final.EventSeq+1, last.Seq, final.EventSeq)
 	}
 	end := events[final.Seq-1]
 	if !state.EndsSegment(final.Reason) || (end.Type != state.EvRunFinished && end.Type != state.EvRunHandover) {
-		return fail(last.Seq, "the last signature (%s) signs event %d (%s), not the end of a run segment: the record stops mid-segment (tail cut?)",
+		return gap(last.Seq, "the last signature (%s) signs event %d (%s), not the end of a run segment: the record stops mid-segment (tail cut, or runner killed)",
 			final.Reason, final.Seq, end.Type)
 	}
 	rep.Status, rep.OK = StatusSigned, true
