@@ -284,12 +284,6 @@ unsigned run fails. Any failure exits 5, naming the file. Needs no database.`,
 	return cmd
 }
 
-// verifySignatures checks the signatures of a run whose chain verified,
-// for replay --verify.
-func verifySignatures(runID string, events []state.Event, allowed *opsig.AllowedSigners) (evidence.Report, error) {
-	return evidence.Check(runID, events, allowed)
-}
-
 // signRecordHead signs head (the last event appended) with signer and
 // appends the record.signed event; nothing without a signer.
 func signRecordHead(ctx context.Context, db *state.DB, signer *opsig.Signer, head state.Event, reason string, actor state.Actor) error {

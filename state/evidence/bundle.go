@@ -166,7 +166,7 @@ func WriteBundle(dir, runID string, events []state.Event) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBundle, err)
 		}
-		if err := os.WriteFile(p, files[n], 0o640); err != nil { // #nosec G306 -- evidence for auditors, no secret in clear
+		if err := os.WriteFile(p, files[n], 0o600); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBundle, err)
 		}
 	}
