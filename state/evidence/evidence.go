@@ -130,7 +130,7 @@ func Check(runID string, events []state.Event, allowed *opsig.AllowedSigners) (R
 		if err := ev.Decode(&p); err != nil {
 			return fail(ev.Seq, "record.signed payload does not decode: %v", err)
 		}
-		if p.Seq != ev.Seq-1 {
+		if p.Seq < 1 || p.Seq != ev.Seq-1 {
 			return fail(ev.Seq, "signs event %d, not the event right before it (events were removed or inserted)", p.Seq)
 		}
 		signed := events[p.Seq-1]
