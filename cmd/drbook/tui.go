@@ -66,6 +66,9 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		if err != nil {
 			return err
 		}
+		if inv == nil && req.ResumeID != "" {
+			inv = recordedInventory(ctx, db, req.ResumeID)
+		}
 		if err := a.prepareSigning(ctx, sign, inv, nil); err != nil {
 			return err
 		}
@@ -274,4 +277,22 @@ func tuiFlag(cmd *cobra.Command, usage string) {
 func wantsTUI(cmd *cobra.Command) bool {
 	v, _ := cmd.Flags().GetBool("tui")
 	return v
+}
+
+// recordedInventory is the inventory a run's record holds (nil if none or
+// unreadable), for the signing key's default (its identity_file).
+func recordedInventory(ctx context.Context, db *state.DB, runID string) *runbooks.Inventory {
+	evs, err := db.Events(ctx, runID)
+	if err != nil {
+		return nil
+	}
+	f, err := state.Files(evs)
+	if err != nil || f.Inventory == nil {
+		return nil
+	}
+	inv, err := runbooks.ParseInventory(recordedPath(f.Inventory.Path, f.WorkDir), f.Inventory.Bytes())
+	if err != nil {
+		return nil
+	}
+	return inv
 }
