@@ -27,7 +27,8 @@ const (
 const exitCodesHelp = `Exit codes:
   0    success
   1    the run failed (a step failed), lint found problems, or an unexpected error
-  2    usage error (bad flags or arguments), or the TUI without a terminal
+  2    usage error (bad flags or arguments), the TUI without a terminal, or
+       --require-signing without a key to sign with
   3    invalid runbook, inventory or answers (lint errors)
   4    the run needs an operator decision (headless), or was aborted
   5    the record failed verification (replay --verify: chain or signatures;

@@ -6,10 +6,12 @@
 //
 //	0    success
 //	1    the run failed (a step failed), lint found problems, or an unexpected error
-//	2    usage error (bad flags or arguments), or the TUI without a terminal
+//	2    usage error (bad flags or arguments), the TUI without a terminal, or
+//	     --require-signing without a key to sign with
 //	3    invalid runbook, inventory or answers (lint errors)
 //	4    the run needs an operator decision (headless), or was aborted
-//	5    the record failed verification (replay --verify)
+//	5    the record failed verification (replay --verify: chain or signatures;
+//	     verify: an evidence bundle)
 //	6    the run is locked by another runner
 //	7    a node's SSH host key is unknown or changed: nothing was run
 //	130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a
