@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/jsonapi"
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/export"
@@ -33,7 +34,7 @@ exit code 5, naming the first broken sequence number, if any event was altered,
 removed or reordered. It then checks the run's SSH signatures: each must
 verify against the event it signs, and the last must sign the end of the
 run (a cut tail, a removed signature or a rewritten event fails, exit 5).
---allowed-signers FILE (implies --verify; or $` + envAllowedSigners + `) also requires
+--allowed-signers FILE (implies --verify; $` + envAllowedSigners + ` with --verify) also requires
 every signer to be in FILE, and fails an unsigned run. Without it an
 unsigned run verifies only as "unsigned". See docs/signing.md.`,
 		Example: "  drbook replay r20261121-153012-ab12 --verify --allowed-signers allowed_signers\n  drbook replay r2026 --format markdown > audit.md",
@@ -50,12 +51,15 @@ unsigned run verifies only as "unsigned". See docs/signing.md.`,
 			default:
 				return usageError{fmt.Errorf("--format must be text, json or markdown, not %q", format)}
 			}
-			allowed, _, err := loadAllowedSigners(allowedPath)
-			if err != nil {
-				return err
-			}
-			if allowed != nil {
-				verify = true
+			// --allowed-signers implies --verify; $DRBOOK_ALLOWED_SIGNERS
+			// applies only to a replay that verifies.
+			var allowed *opsig.AllowedSigners
+			if allowedPath != "" || verify {
+				a, _, err := loadAllowedSigners(allowedPath)
+				if err != nil {
+					return err
+				}
+				allowed, verify = a, verify || a != nil
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
