@@ -63,7 +63,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 	defer db.Close()
 	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 	defer release()
-	p := newPrinter(stdout, a.output)
+	p := newPrinter(stdout, a.output, len(rb.Steps))
 	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
 	cfg.Answers = answers
 	out, err := engine.Start(ctx, cfg, inputs)
@@ -166,7 +166,7 @@ naming the steps that used it, and nothing is recorded.`,
 			answers = withRecordedAnswers(answers, lf.files)
 			ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 			defer release()
-			p := newPrinter(stdout, a.output)
+			p := newPrinter(stdout, a.output, len(rb.Steps))
 			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
 			out, err := engine.Resume(ctx, cfg, rec.ID, opts)
 			return resumeError(runResult(out, stdoutClosedErr(ctx, err)))

@@ -410,3 +410,8 @@ func lineCount(log string) int {
 	}
 	return strings.Count(strings.TrimSuffix(log, "\n"), "\n") + 1
 }
+
+// EventData is an event's payload as exports show it: decoded JSON with
+// sealed values and secret answers and outputs masked (what the headless
+// JSON stream and the JSON export carry as "data").
+func EventData(ev state.Event) any { return maskedData(ev) }
