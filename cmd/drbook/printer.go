@@ -149,12 +149,27 @@ func (p *printer) recorded(ev state.Event) {
 			}
 		}
 	case state.EvStepDecision:
-		if ev.Attempt != 0 {
+		var d state.StepDecision
+		if ev.Decode(&d) != nil {
 			return
 		}
-		if s, _, ok := p.fold.Step(ev.StepID); ok && s.Status == state.StatusSkipped {
-			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(s.ID), ts(s.Reason))
+		if d.Decision == state.DecisionSkip && ev.Attempt == 0 {
+			// A skip of no attempt skips the whole step.
+			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(ev.StepID), ts(d.Reason))
+			return
 		}
+		text := ev.StepID
+		if ev.Target != "" {
+			text += " on " + ev.Target
+		}
+		text += ": " + d.Decision
+		if d.Reason != "" {
+			text += " — " + d.Reason
+		}
+		if d.By != "" {
+			text += " (by " + d.By + ")"
+		}
+		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), tsBlock(text, "    "))
 	case state.EvRunFinished:
 		h := p.fold.View().Header
 		status := p.paint("32;1", ts(string(h.Status)))

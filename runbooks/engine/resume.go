@@ -359,8 +359,8 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 			}
 			still = append(still, t)
 		case kind.Info().Idempotent:
-			r.emit(runlog.Notice{StepID: s.ID, Target: t, Text: fmt.Sprintf("%s was interrupted on %s; %s is idempotent, running it again", s.ID, where, s.Run), Time: time.Now()})
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "idempotent kind " + s.Run, By: "engine"}); err != nil {
+			reason := fmt.Sprintf("%s was interrupted on %s; %s is idempotent, running it again", s.ID, where, s.Run)
+			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: reason, By: "engine"}); err != nil {
 				return nil, err
 			}
 			still = append(still, t)
@@ -432,7 +432,6 @@ func (r *run) runCheck(ctx context.Context, s *runbooks.Step, kind steps.Kind, t
 	if done {
 		decision, reason = state.DecisionCheckDone, "check exited 0: the step already took effect"
 	}
-	r.emit(runlog.Notice{StepID: s.ID, Target: target, Text: reason, Time: time.Now()})
 	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt+1, state.StepDecision{Decision: decision, Reason: reason, By: "check"}); err != nil {
 		return false, nil, err
 	}
