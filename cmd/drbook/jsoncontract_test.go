@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -114,6 +115,7 @@ func TestJSONContract(t *testing.T) {
 	var names []string
 	var id string
 	var lastSeq int64
+	var streamed []string // seq:type:hash of the recorded lines
 	for _, line := range strings.Split(strings.TrimSpace(run.stdout), "\n") {
 		var ev struct {
 			Event string `json:"event"`
@@ -146,6 +148,7 @@ func TestJSONContract(t *testing.T) {
 				t.Errorf("recorded event %s: seq %d after %d, hash %q", ev.Event, ev.Seq, lastSeq, ev.Hash)
 			}
 			lastSeq = ev.Seq
+			streamed = append(streamed, fmt.Sprintf("%d:%s:%s", ev.Seq, ev.Event, ev.Hash))
 		}
 		if ev.RunID != "" {
 			id = ev.RunID
@@ -164,6 +167,19 @@ func TestJSONContract(t *testing.T) {
 	}
 	if strings.Contains(run.stdout, "engine.") || strings.Contains(run.stdout, "StepStarted") {
 		t.Errorf("the stream names events by Go type:\n%s", run.stdout)
+	}
+	// The stream is the record, event for event: the replay of the run
+	// lists the same events with the same hashes.
+	var replayed jsonapi.Replay
+	if err := json.Unmarshal([]byte(drbook(t, nil, "--db", l.db, "replay", id, "-o", "json").stdout), &replayed); err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for _, ev := range replayed.Events {
+		recorded = append(recorded, fmt.Sprintf("%d:%s:%s", ev.Seq, ev.Type, ev.Hash))
+	}
+	if strings.Join(streamed, "\n") != strings.Join(recorded, "\n") {
+		t.Errorf("the stream's recorded events are not the record's:\n--- stream\n%s\n--- record\n%s", strings.Join(streamed, "\n"), strings.Join(recorded, "\n"))
 	}
 
 	docs := []struct {
