@@ -58,9 +58,11 @@ type targetRow struct {
 
 // RunView is the run screen: header with the RTO clock and progress, the
 // step list with per-target rows, the live output of the followed step, the
-// operator's questions, and the key help. It is fed engine events; a replay
-// feeds it recorded ones. It never runs a step: questions are answered on the
-// channels the engine gave.
+// operator's questions, and the key help. It is fed the events of a run
+// (package runlog): live, as the engine appends them to the record; in a
+// replay, from the record. It folds the recorded ones with runlog either
+// way, so both show the same table. It never runs a step: questions are
+// answered on the channels the engine gave.
 type RunView struct {
 	c *Common
 
@@ -477,8 +479,9 @@ func (v *RunView) recorded(ev state.Event) {
 	}
 }
 
-// Finish marks the run over when the engine returned without a RunFinished
-// event (it failed before the run began).
+// Finish marks the run over when the engine returned without recording
+// run.finished (it failed before the run began, or the record could not be
+// written).
 func (v *RunView) Finish(out engine.Outcome, err error) {
 	if v.done {
 		return
