@@ -50,23 +50,46 @@ func replayRunbook(r Replay) *runbooks.Runbook {
 // replayEvents turns a run's record into the events the run screen takes
 // live: every recorded event as runlog.Recorded (the screen folds them with
 // runlog, as it does live, so statuses, times and durations are the
-// record's), each execution's recorded log as the output lines a live run
-// shows before its step.finished.
+// record's), each execution's recorded output as the output lines a live
+// run shows: the lines of its step.output checkpoints as they were
+// recorded, and the rest of its log before its step.finished.
 func replayEvents(r Replay) []runlog.Event {
+	type key struct {
+		step, target string
+		attempt      int
+	}
+	shown := map[key]int{} // bytes of each execution's log already shown
 	out := make([]runlog.Event, 0, len(r.Events))
+	lines := func(ev state.Event, log []byte) {
+		for _, line := range strings.Split(strings.TrimRight(string(log), "\n"), "\n") {
+			stderr := strings.HasPrefix(line, "! ")
+			if stderr {
+				line = strings.TrimPrefix(line, "! ")
+			}
+			if line != "" {
+				out = append(out, runlog.OutputLine{StepID: ev.StepID, Target: ev.Target, Stderr: stderr, Line: line, Time: ev.Time})
+			}
+		}
+	}
 	for _, ev := range r.Events {
-		if ev.Type == state.EvStepFinished {
+		k := key{ev.StepID, ev.Target, ev.Attempt}
+		switch ev.Type {
+		case state.EvStepStarted:
+			delete(shown, k)
+		case state.EvStepOutput:
+			var p state.StepOutput
+			if ev.Decode(&p) == nil && p.Offset == int64(shown[k]) {
+				lines(ev, p.Bytes())
+				shown[k] += len(p.Bytes())
+			}
+		case state.EvStepFinished:
 			var p state.StepFinished
 			if ev.Decode(&p) == nil {
-				for _, line := range strings.Split(strings.TrimRight(string(p.LogBytes()), "\n"), "\n") {
-					stderr := strings.HasPrefix(line, "! ")
-					if stderr {
-						line = strings.TrimPrefix(line, "! ")
-					}
-					if line != "" {
-						out = append(out, runlog.OutputLine{StepID: ev.StepID, Target: ev.Target, Stderr: stderr, Line: line, Time: ev.Time})
-					}
+				log := p.LogBytes()
+				if n := shown[k]; n <= len(log) {
+					log = log[n:]
 				}
+				lines(ev, log)
 			}
 		}
 		out = append(out, runlog.Recorded{Event: ev})
