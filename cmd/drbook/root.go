@@ -16,6 +16,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/agent"
 	"github.com/drbook/drbook/steps/plugin"
@@ -215,7 +216,7 @@ func dialer(inv *runbooks.Inventory) engine.Dialer {
 // engineConfig is the one place a run's engine configuration is built, for
 // headless runs, resumes, rehearsals and the TUI alike, so they cannot drift.
 func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry, db *state.DB,
-	op steps.Operator, observe func(engine.Event), mode string) engine.Config {
+	op steps.Operator, observe func(runlog.Event), mode string) engine.Config {
 	return engine.Config{
 		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,

@@ -74,7 +74,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 	defer db.Close()
 	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 	defer release()
-	p := newPrinter(stdout, a.output)
+	p := newPrinter(stdout, a.output, len(rb.Steps))
 	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
 	cfg.Answers = answers
 	out, err := engine.Start(ctx, cfg, inputs)
@@ -186,7 +186,7 @@ Signing works as for run (--sign-key, --require-signing; docs/signing.md).`,
 			answers = withRecordedAnswers(answers, lf.files)
 			ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 			defer release()
-			p := newPrinter(stdout, a.output)
+			p := newPrinter(stdout, a.output, len(rb.Steps))
 			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
 			out, err := engine.Resume(ctx, cfg, rec.ID, opts)
 			return resumeError(runResult(out, stdoutClosedErr(ctx, err)))

@@ -121,11 +121,11 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 			}
 			opts.Unfinished = unfinished
 		}
-		opts.Start = func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+		opts.Start = func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(runlog.Event), op steps.Operator) (engine.Outcome, error) {
 			return engine.Start(ctx, a.engineConfig(rb, inv, reg, db, op, observe, state.ModeInteractive), inputs)
 		}
 	}
-	opts.Resume = func(ctx context.Context, run state.Run, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+	opts.Resume = func(ctx context.Context, run state.Run, observe func(runlog.Event), op steps.Operator) (engine.Outcome, error) {
 		lf, err := a.loadRecorded(ctx, db, run, "", "")
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err

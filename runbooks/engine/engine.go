@@ -1,8 +1,10 @@
 // Package engine walks a runbook run: it resolves each step's targets,
 // checkpoints every step execution in the store before and after it runs,
 // runs targets in parallel (bounded by serial:), applies retries and failure
-// policies, asks the operator where a person must decide, and emits typed
-// events that the TUI and the headless printer render.
+// policies, and asks the operator where a person must decide. It hands each
+// event it appends to the record, and the few that live only in memory
+// (package state/runlog), to its observer: the TUI and the headless
+// printer fold them as replay folds the record.
 //
 // Resume rebuilds a run from its recorded events: completed executions are
 // never run again, interrupted ones are decided by the step's check:, by the
@@ -24,6 +26,7 @@ import (
 	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
 )
@@ -57,8 +60,9 @@ type Config struct {
 	Store     Store
 	Dial      Dialer
 	Operator  steps.Operator
-	// Observer receives every event; may be nil.
-	Observer func(Event)
+	// Observer receives every event (package runlog): each recorded one
+	// as appended, and the in-memory ones; may be nil.
+	Observer func(runlog.Event)
 	Mode     string // "interactive", "headless", "rehearsal"
 	Labels   map[string]string
 	Logger   *slog.Logger
@@ -184,7 +188,7 @@ func newRun(cfg Config) (*run, error) {
 	return r, nil
 }
 
-func (r *run) emit(ev Event) {
+func (r *run) emit(ev runlog.Event) {
 	if r.cfg.Observer == nil {
 		return
 	}
@@ -227,7 +231,7 @@ func (r *run) appendLocked(ctx context.Context, ev state.Event) error {
 		return fmt.Errorf("checkpoint %s: %w", ev.Type, err)
 	}
 	r.headSeq, r.headHash = appended.Seq, appended.Hash
-	r.emit(Recorded{Event: appended})
+	r.emit(runlog.Recorded{Event: appended})
 	return nil
 }
 
@@ -244,7 +248,7 @@ func (r *run) signHead(ctx context.Context, reason, stepID string) {
 	r.recMu.Lock()
 	defer r.recMu.Unlock()
 	fail := func(err error) {
-		r.emit(Notice{StepID: stepID, Text: fmt.Sprintf("could not sign the record at seq %d (%s): %v", r.headSeq, reason, err), Time: time.Now()})
+		r.emit(runlog.Notice{StepID: stepID, Text: fmt.Sprintf("could not sign the record at seq %d (%s): %v", r.headSeq, reason, err), Time: time.Now()})
 	}
 	if r.headSeq == 0 {
 		return
@@ -303,7 +307,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 	r.headSeq, r.headHash = sr.HeadSeq, sr.HeadHash
 	// CreateRun wrote run.created: observers get it like every other event.
 	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
-		r.emit(Recorded{Event: evs[0]})
+		r.emit(runlog.Recorded{Event: evs[0]})
 	}
 	release, err := cfg.Store.Lock(ctx, r.id)
 	if err != nil {
@@ -320,7 +324,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 			return Outcome{RunID: r.id}, err
 		}
 	}
-	return r.walk(ctx, false)
+	return r.walk(ctx)
 }
 
 // recordableStepAnswers returns the answers to input steps that may be kept
@@ -384,19 +388,10 @@ func (r *run) recordAnswerAs(ctx context.Context, name string, v runbooks.Value,
 }
 
 // walk runs every step from the first one not yet done.
-func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
+func (r *run) walk(ctx context.Context) (Outcome, error) {
 	r.started = time.Now()
-	ids := make([]string, len(r.cfg.Runbook.Steps))
-	for i, s := range r.cfg.Runbook.Steps {
-		ids[i] = s.ID
-	}
-	inv := ""
-	if r.cfg.Inventory != nil {
-		inv = r.cfg.Inventory.File
-	}
-	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
 	if r.cfg.Signer == nil && r.cfg.UnsignedNotice != "" {
-		r.emit(Notice{Text: r.cfg.UnsignedNotice, Time: time.Now()})
+		r.emit(runlog.Notice{Text: r.cfg.UnsignedNotice, Time: time.Now()})
 	}
 	runErr := r.precheck()
 	if runErr == nil {
@@ -441,7 +436,6 @@ func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
 		runErr = err
 	}
 	r.signHead(ctx, segmentEnd(status), "")
-	r.emit(RunFinished{RunID: r.id, Status: status, Err: msg, Machine: out.Machine, Human: human, Time: time.Now()})
 	if runErr != nil {
 		return out, &maskedError{msg: msg, err: runErr}
 	}
@@ -459,7 +453,7 @@ func (e *maskedError) Unwrap() error { return e.err }
 
 // operator wraps every operator call to measure human time and record it.
 func (r *run) waitOperator(ctx context.Context, kind, stepID, prompt string, call func() (string, string, error)) error {
-	r.emit(NeedsOperator{Kind: kind, StepID: stepID, Prompt: r.mask.mask(prompt), Time: time.Now()})
+	r.emit(runlog.Question{Kind: kind, StepID: stepID, Prompt: r.mask.mask(prompt), Time: time.Now()})
 	t0 := time.Now()
 	resp, by, err := call()
 	waited := time.Since(t0)
@@ -467,7 +461,6 @@ func (r *run) waitOperator(ctx context.Context, kind, stepID, prompt string, cal
 	r.human += waited
 	r.humanMu.Unlock()
 	resp = r.mask.mask(resp)
-	r.emit(WaitOver{Kind: kind, StepID: stepID, Response: resp, Waited: waited, Time: time.Now()})
 	if errors.Is(err, steps.ErrNoOperator) || ctx.Err() != nil {
 		return err
 	}
@@ -521,7 +514,7 @@ func (r *run) preflight(ctx context.Context) error {
 			refused = append(refused, e.Error())
 			continue
 		}
-		r.emit(Notice{Text: "unreachable (steps on it will fail): " + e.Error(), Time: time.Now()})
+		r.emit(runlog.Notice{Text: "unreachable (steps on it will fail): " + e.Error(), Time: time.Now()})
 	}
 	if len(refused) > 0 {
 		return fmt.Errorf("%w: nothing was run:\n%s", ErrHostKeyRefused, strings.Join(refused, "\n"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // Errors of a resume that changes inputs.
@@ -115,7 +116,7 @@ func (r *run) applyInputChanges(ctx context.Context, changes []inputChange, reas
 		default:
 			text = fmt.Sprintf("input %s set by %s to %s: %s", c.name, who, showValue(c.new), reason)
 		}
-		r.emit(Notice{Text: r.mask.mask(text), Time: time.Now()})
+		r.emit(runlog.Notice{Text: r.mask.mask(text), Time: time.Now()})
 	}
 	return nil
 }

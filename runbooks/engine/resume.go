@@ -94,7 +94,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	}
 	// Observers fold the whole record, what came before the resume too.
 	for _, ev := range events {
-		r.emit(Recorded{Event: ev})
+		r.emit(runlog.Recorded{Event: ev, Prior: true})
 	}
 	if err := r.checkResumeOptions(); err != nil {
 		return Outcome{RunID: r.id, Status: rec.Status}, err
@@ -122,7 +122,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		if invChanged {
 			resumed.Inventory = state.NewRecordedFile(cfg.Inventory.File, cfg.Inventory.Source)
 		}
-		r.emit(Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
+		r.emit(runlog.Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
 	}
 	r.headSeq, r.headHash = events[len(events)-1].Seq, events[len(events)-1].Hash
 	if err := r.record(ctx, state.EvRunResumed, "", "", 0, resumed); err != nil {
@@ -137,7 +137,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err := r.fillSkippedOutputs(ctx); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
-	return r.walk(ctx, true)
+	return r.walk(ctx)
 }
 
 // RecordedFiles returns what the record says the run runs (see
@@ -363,8 +363,8 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 			}
 			still = append(still, t)
 		case kind.Info().Idempotent:
-			r.emit(Notice{StepID: s.ID, Target: t, Text: fmt.Sprintf("%s was interrupted on %s; %s is idempotent, running it again", s.ID, where, s.Run), Time: time.Now()})
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "idempotent kind " + s.Run, By: "engine"}); err != nil {
+			reason := fmt.Sprintf("%s was interrupted on %s; %s is idempotent, running it again", s.ID, where, s.Run)
+			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: reason, By: "engine"}); err != nil {
 				return nil, err
 			}
 			still = append(still, t)
@@ -436,7 +436,6 @@ func (r *run) runCheck(ctx context.Context, s *runbooks.Step, kind steps.Kind, t
 	if done {
 		decision, reason = state.DecisionCheckDone, "check exited 0: the step already took effect"
 	}
-	r.emit(Notice{StepID: s.ID, Target: target, Text: reason, Time: time.Now()})
 	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt+1, state.StepDecision{Decision: decision, Reason: reason, By: "check"}); err != nil {
 		return false, nil, err
 	}
@@ -647,7 +646,7 @@ func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 		d.Outputs[k] = v
 	}
 	if len(names) > 0 {
-		r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("%s skipped on %s with outputs set by %s: %s", s.ID, orLocal(target), d.By, strings.Join(names, ", ")), Time: time.Now()})
+		r.emit(runlog.Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("%s skipped on %s with outputs set by %s: %s", s.ID, orLocal(target), d.By, strings.Join(names, ", ")), Time: time.Now()})
 	}
 	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt, d); err != nil {
 		return nil, d, err
@@ -761,7 +760,6 @@ func (r *run) recordHandover(ctx context.Context, before []state.Event) error {
 	if err := r.record(ctx, state.EvRunHandover, "", "", 0, state.RunHandover{From: from, To: r.actor, FromSeq: seq}); err != nil {
 		return err
 	}
-	r.emit(Notice{Text: fmt.Sprintf("handover: %s takes the run over from %s (recorded)", r.actor.Describe(), from.Describe()), Time: time.Now()})
 	r.signHead(ctx, state.SignHandover, "")
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/evidence"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // signerFor makes an ed25519 key with the real ssh-keygen and returns its
@@ -82,8 +83,8 @@ func TestSignedSegmentsAndHandover(t *testing.T) {
 	cfg.Observer = nil
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg.Observer = func(ev engine.Event) {
-		if o, ok := ev.(engine.OutputLine); ok && o.StepID == "s" && o.Line == "started" {
+	cfg.Observer = func(ev runlog.Event) {
+		if o, ok := ev.(runlog.OutputLine); ok && o.StepID == "s" && o.Line == "started" {
 			cancel()
 		}
 	}

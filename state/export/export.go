@@ -442,3 +442,8 @@ func actorSuffix(a *state.Actor) string {
 	}
 	return s + ", unsigned"
 }
+
+// EventData is an event's payload as exports show it: decoded JSON with
+// sealed values and secret answers and outputs masked (what the headless
+// JSON stream and the JSON export carry as "data").
+func EventData(ev state.Event) any { return maskedData(ev) }
