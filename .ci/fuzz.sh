@@ -33,6 +33,7 @@ targets="
 ./state FuzzVerifyDB
 ./steps/transport FuzzQuote
 ./internal/opsig FuzzAllowedSigners
+./state/evidence FuzzBundleEvents
 ./state/termsafe FuzzSanitize
 ./state/termsafe FuzzJSON
 "

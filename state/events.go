@@ -14,7 +14,7 @@ import (
 func (t EventType) Known() bool {
 	switch t {
 	case EvRunCreated, EvRunResumed, EvAnswer, EvStepStarted, EvStepFinished, EvStepOutput,
-		EvStepDecision, EvOperatorWait, EvRunFinished, EvNote,
+		EvStepDecision, EvOperatorWait, EvRunFinished, EvNote, EvRunHandover, EvRecordSigned,
 		EvApprovalRequested, EvApprovalGranted, EvApprovalRefused:
 		return true
 	}
@@ -87,6 +87,13 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 			}
 			return err
 		}
+		if ev.Type == EvRecordSigned {
+			// A signature is appended right after the head it signs.
+			var p RecordSigned
+			if err := json.Unmarshal(ev.Data, &p); err != nil || p.Seq != head || p.Hash != prev {
+				return fmt.Errorf("%w: record.signed must sign the head (seq %d), right after it", ErrInvalidEvent, head)
+			}
+		}
 		ev.Seq = head + 1
 		ev.PrevHash = prev
 		ev.Hash = EventHash(ev)
@@ -157,6 +164,17 @@ func checkPayload(ev Event) error {
 		v = &RunResumed{}
 	case EvRunFinished:
 		v = &RunFinished{}
+	case EvRunHandover:
+		v = &RunHandover{}
+	case EvRecordSigned:
+		var p RecordSigned
+		if err := json.Unmarshal(ev.Data, &p); err != nil {
+			return fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
+		}
+		if p.Seq < 1 || p.Hash == "" || p.Signature == "" {
+			return fmt.Errorf("%w: record.signed without seq, hash or signature", ErrInvalidEvent)
+		}
+		return nil
 	default:
 		return nil
 	}

@@ -83,6 +83,10 @@ type Run struct {
 	// read back by GetRun: see Files.
 	WorkDir     string
 	StepAnswers map[string]string
+	// Actor is who creates the run (written into run.created; CreateRun
+	// fills it from the process when nil). Its Key is set when the run is
+	// signed and empty when it is recorded unsigned.
+	Actor *Actor
 }
 
 // EventType names the kind of an event in a run's log.
@@ -100,6 +104,8 @@ const (
 	EvOperatorWait EventType = "operator.wait" // OperatorWait
 	EvRunFinished  EventType = "run.finished"  // RunFinished
 	EvNote         EventType = "note"          // Note
+	EvRunHandover  EventType = "run.handover"  // RunHandover
+	EvRecordSigned EventType = "record.signed" // RecordSigned
 )
 
 // Event is one entry of a run's hash-chained log.
@@ -149,6 +155,9 @@ type RunCreated struct {
 	Host            string            `json:"host"`
 	PID             int               `json:"pid"`
 	User            string            `json:"user"`
+	// Actor is who created the run; its Key is empty when the run is
+	// recorded unsigned (absent in older records).
+	Actor *Actor `json:"actor,omitempty"`
 	// Runbook and Inventory are the files the run started with, whole
 	// (absent in records made before files were kept); WorkDir is the
 	// directory it started in, against which their relative paths (and the
@@ -163,9 +172,11 @@ type RunCreated struct {
 
 // RunResumed is the payload of EvRunResumed.
 type RunResumed struct {
-	Host          string `json:"host"`
-	PID           int    `json:"pid"`
-	User          string `json:"user"`
+	Host string `json:"host"`
+	PID  int    `json:"pid"`
+	User string `json:"user"`
+	// Actor is who resumed the run (Key empty: this segment is unsigned).
+	Actor         *Actor `json:"actor,omitempty"`
 	AcceptChanged bool   `json:"accept_changed"`
 	RunbookSHA256 string `json:"runbook_sha256"`
 	// InventorySHA256 is the digest of the inventory the resume uses.
@@ -189,6 +200,8 @@ type Answer struct {
 	Changed bool   `json:"changed,omitempty"`
 	By      string `json:"by,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	// Actor is who changed it (set with Changed).
+	Actor *Actor `json:"actor,omitempty"`
 }
 
 // StepStarted is the payload of EvStepStarted.
@@ -296,7 +309,10 @@ const (
 type StepDecision struct {
 	Decision string `json:"decision"`
 	Reason   string `json:"reason"`
-	By       string `json:"by"`
+	// By is Actor.String() for a person's decision, or the part of drbook
+	// that decided ("engine", "runbook", "check"; Actor nil).
+	By    string `json:"by"`
+	Actor *Actor `json:"actor,omitempty"`
 	// Outputs are the values an operator gave for a skipped execution
 	// (--set-output), sealed where named in SecretOutputs; a skip projects
 	// them onto the execution.
@@ -320,6 +336,8 @@ type OperatorWait struct {
 	Response   string `json:"response"`
 	By         string `json:"by"`
 	DurationMS int64  `json:"duration_ms"`
+	// Actor is the person who answered (absent in older records).
+	Actor *Actor `json:"actor,omitempty"`
 }
 
 // RunFinished is the payload of EvRunFinished.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -27,12 +26,9 @@ func NewRunID(now time.Time) (string, error) {
 	return "r" + now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:]), nil
 }
 
-// currentUser returns the login name of the current user, best effort.
+// currentUser returns the login name of the current user (as Actor.User).
 func currentUser() string {
-	if u, err := user.Current(); err == nil {
-		return u.Username
-	}
-	return os.Getenv("USER")
+	return CurrentActor("").User
 }
 
 // CreateRun records a new run: it fills r.ID (if empty), CreatedAt,
@@ -64,8 +60,15 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 	if r.PID == 0 {
 		r.PID = os.Getpid()
 	}
+	if r.User == "" && r.Actor == nil {
+		// No identity given: this process's (a caller that names the
+		// user names its actor too, or records none).
+		a := CurrentActor("")
+		a.Host = r.Host
+		r.Actor = &a
+	}
 	if r.User == "" {
-		r.User = currentUser()
+		r.User = r.Actor.User
 	}
 	labels, err := json.Marshal(nonNilMap(r.Labels))
 	if err != nil {
@@ -74,7 +77,7 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 	payload, err := json.Marshal(RunCreated{
 		RunbookName: r.RunbookName, RunbookTitle: r.RunbookTitle, Labels: r.Labels,
 		RunbookSHA256: r.RunbookSHA256, InventorySHA256: r.InventorySHA256,
-		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User,
+		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User, Actor: r.Actor,
 		Runbook: NewRecordedFile(r.RunbookPath, r.RunbookSource), Inventory: NewRecordedFile(r.InventoryPath, r.InventorySource),
 		WorkDir: r.WorkDir, StepAnswers: r.StepAnswers,
 	})

@@ -7,6 +7,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 func approvalWait() engine.ApprovalWait {
@@ -25,18 +26,28 @@ func approvalWait() engine.ApprovalWait {
 func TestTUIApprovalGolden(t *testing.T) {
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
-			m := runModel(t, runningEvents()[:13])
+			m := runModel(t, runningEvents()[:12])
 			d := drive(m)
 			w := approvalWait()
 			reply := make(chan approvalReply, 1)
+			rec := func(seq int64, typ state.EventType, p any) EventMsg {
+				ev, err := state.NewEvent(w.RunID, typ, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev.Seq, ev.StepID, ev.Time = seq, "wipe", at(int(seq)*10)
+				return EventMsg{Event: runlog.Recorded{Event: ev}}
+			}
 			d.send(batchMsg{
-				EventMsg{Event: engine.ApprovalWaiting{ApprovalWait: w, Time: at(320)}},
-				EventMsg{Event: engine.NeedsOperator{Kind: state.WaitApproval, StepID: "wipe", Prompt: "APPROVAL: wipe needs 2 approval(s) by another person: " + w.Command, Time: at(320)}},
+				rec(12, state.EvApprovalRequested, w.Request),
+				EventMsg{Event: runlog.Question{Kind: state.WaitApproval, StepID: "wipe", Prompt: "APPROVAL: wipe needs 2 approval(s) by another person: " + w.Command, Time: at(320)}},
 				approvalMsg{wait: w, reply: reply},
 			})
-			d.send(batchMsg{EventMsg{Event: engine.ApprovalWaiting{ApprovalWait: w, Time: at(330),
-				Granted: []state.Identity{{User: "bob", Host: "jump", KeyFingerprint: "SHA256:bbbb", Principal: "bob@example.org"}},
-				Refused: []engine.Refusal{{Approver: state.Identity{User: "alice", Host: "jump", Principal: "alice@example.org"}, Reason: "self-approval: key SHA256:aaaa is the operator's own signing key"}}}}})
+			d.send(batchMsg{
+				rec(13, state.EvApprovalRefused, state.ApprovalRefused{RequestSeq: 12, Approver: state.Identity{User: "alice", Host: "jump", Principal: "alice@example.org"},
+					Code: state.RefusedSelf, Reason: "self-approval: key SHA256:aaaa is the operator's own signing key"}),
+				rec(14, state.EvApprovalGranted, state.ApprovalGranted{RequestSeq: 12, Approver: state.Identity{User: "bob", Host: "jump", KeyFingerprint: "SHA256:bbbb", Principal: "bob@example.org"}, Count: 1, Needed: 2}),
+			})
 			got := sized(t, d, sz.w, sz.h)
 			for _, want := range []string{"APPROVAL NEEDED", "all of bob@example.org, carol@example.org", "(alice@example.org)",
 				"on node2:", `│ test -n "$PASS"`, "drbook approve r20261121-030405-ab12 wipe", "1 of 2 approvals · bob@example.org",
@@ -76,7 +87,7 @@ func TestTUIApprovalGolden(t *testing.T) {
 // TestTUIApprovalClosesWhenApproved: the box goes away when the engine's
 // wait ends (the approvals came), without any key.
 func TestTUIApprovalClosesWhenApproved(t *testing.T) {
-	m := runModel(t, runningEvents()[:13])
+	m := runModel(t, runningEvents()[:12])
 	d := drive(m)
 	w := approvalWait()
 	d.send(batchMsg{approvalMsg{wait: w, reply: make(chan approvalReply, 1)}})

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // bigRun returns a run screen of a 500-step run, 499 steps done (every
@@ -21,27 +21,25 @@ func bigRun(b *testing.B, w, h int) *RunView {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("step-%03d", i)
 	}
-	v.Handle(engine.RunStarted{RunID: "r1", Runbook: "big", Title: "Five hundred steps", Time: at(0), Steps: ids})
+	rec := &chain{runID: "r1"}
+	v.Handle(rec.created("big", "Five hundred steps", "", at(0)))
 	for i, id := range ids {
 		targets := []string{"node1"}
 		if i%10 == 0 {
 			targets = []string{"node1", "node2", "node3"}
 		}
-		v.Handle(engine.StepPending{StepID: id, Title: "Step number " + id, Kind: "shell", Targets: targets, Danger: i%50 == 0, Time: at(i)})
+		v.Handle(runlog.StepPending{StepID: id, Title: "Step number " + id, Kind: "shell", Targets: targets, Danger: i%50 == 0, Time: at(i)})
 		for _, t := range targets {
-			v.Handle(engine.StepStarted{StepID: id, Target: t, Attempt: 1, Summary: "run " + id, Time: at(i)})
-			v.Handle(engine.OutputLine{StepID: id, Target: t, Line: "ok", Time: at(i)})
+			v.Handle(rec.started(id, t, 1, "Step number "+id, "run "+id, at(i)))
+			v.Handle(runlog.OutputLine{StepID: id, Target: t, Line: "ok", Time: at(i)})
 			if i < len(ids)-1 {
-				v.Handle(engine.StepFinished{StepID: id, Target: t, Attempt: 1, Status: state.StatusSucceeded, Duration: time.Millisecond, Time: at(i)})
+				v.Handle(rec.finished(id, t, 1, state.StatusSucceeded, 0, "", time.Millisecond, at(i)))
 			}
-		}
-		if i < len(ids)-1 {
-			v.Handle(engine.StepDone{StepID: id, Status: state.StatusSucceeded, Time: at(i)})
 		}
 	}
 	last := ids[len(ids)-1]
 	for i := range 10000 {
-		v.Handle(engine.OutputLine{StepID: last, Target: "node1", Line: fmt.Sprintf("line %05d of a long-running restore: copied %d chunks of the snapshot to the new leader", i, i*7), Stderr: i%100 == 0, Time: at(i)})
+		v.Handle(runlog.OutputLine{StepID: last, Target: "node1", Line: fmt.Sprintf("line %05d of a long-running restore: copied %d chunks of the snapshot to the new leader", i, i*7), Stderr: i%100 == 0, Time: at(i)})
 	}
 
 	_ = v.View()
@@ -58,7 +56,7 @@ func BenchmarkRunScreenRender(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
-				v.Handle(engine.OutputLine{StepID: "step-499", Target: "node1", Line: fmt.Sprintf("more output %d", i)})
+				v.Handle(runlog.OutputLine{StepID: "step-499", Target: "node1", Line: fmt.Sprintf("more output %d", i)})
 
 				_ = v.View()
 			}

@@ -7,11 +7,12 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
-// EventMsg carries one engine event into the program.
-type EventMsg struct{ Event engine.Event }
+// EventMsg carries one event of the run (package runlog) into the program.
+type EventMsg struct{ Event runlog.Event }
 
 // batchMsg is every message the bridge buffered since the last receive, in
 // order.
@@ -59,8 +60,8 @@ func (b *Bridge) Send(msg tea.Msg) {
 
 // Observe is an engine.Config.Observer. An output line longer than the
 // screen keeps is cut here (the record has it whole).
-func (b *Bridge) Observe(ev engine.Event) {
-	if l, ok := ev.(engine.OutputLine); ok && len(l.Line) > maxLineBytes {
+func (b *Bridge) Observe(ev runlog.Event) {
+	if l, ok := ev.(runlog.OutputLine); ok && len(l.Line) > maxLineBytes {
 		l.Line = capBytes(l.Line, maxLineBytes)
 		ev = l
 	}
@@ -70,7 +71,7 @@ func (b *Bridge) Observe(ev engine.Event) {
 // outSize is the buffered size of an output line message, 0 for others.
 func outSize(msg tea.Msg) int {
 	if e, ok := msg.(EventMsg); ok {
-		if l, ok := e.Event.(engine.OutputLine); ok {
+		if l, ok := e.Event.(runlog.OutputLine); ok {
 			return len(l.Line) + len(l.StepID) + len(l.Target) + 96
 		}
 	}
@@ -91,7 +92,7 @@ func (b *Bridge) compact() {
 		if n == 0 {
 			continue
 		}
-		id := b.pending[i].(EventMsg).Event.(engine.OutputLine).StepID
+		id := b.pending[i].(EventMsg).Event.(runlog.OutputLine).StepID
 		if kept[id] < liveRingLines && keptBytes[id]+n <= liveRingBytes {
 			kept[id]++
 			keptBytes[id] += n
@@ -107,7 +108,7 @@ func (b *Bridge) compact() {
 			out = append(out, msg)
 			continue
 		}
-		id := msg.(EventMsg).Event.(engine.OutputLine).StepID
+		id := msg.(EventMsg).Event.(runlog.OutputLine).StepID
 		if n := dropped[id]; n > 0 {
 			out = append(out, outputSkipped{StepID: id, Lines: n})
 			dropped[id] = 0

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/drbook/drbook/runbooks"
-	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -17,7 +17,7 @@ func TestTUIBridgeNeverBlocksAndKeepsOrder(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		for i := range 100000 {
-			b.Observe(engine.OutputLine{Line: "x", Target: string(rune('a' + i%26))})
+			b.Observe(runlog.OutputLine{Line: "x", Target: string(rune('a' + i%26))})
 		}
 		close(done)
 	}()
@@ -39,7 +39,7 @@ func TestTUIBridgeNeverBlocksAndKeepsOrder(t *testing.T) {
 			skipped += m.Lines
 		case EventMsg:
 			n := skipped + i
-			if got := m.Event.(engine.OutputLine).Target; got != string(rune('a'+n%26)) {
+			if got := m.Event.(runlog.OutputLine).Target; got != string(rune('a'+n%26)) {
 				t.Fatalf("line %d out of order", n)
 			}
 			i++
@@ -145,7 +145,7 @@ func TestTUINoticesShown(t *testing.T) {
 	m := runModel(t, runningEvents())
 	d := drive(m)
 	sized(t, d, 100, 30)
-	d.send(batchMsg{EventMsg{Event: engine.Notice{StepID: "report", Target: "node2", Text: "report was interrupted on node2; its check: says it took effect"}}})
+	d.send(batchMsg{EventMsg{Event: runlog.Notice{StepID: "report", Target: "node2", Text: "report was interrupted on node2; its check: says it took effect"}}})
 	s := frame(m)
 	if !strings.Contains(s, "» report was interrupted on node2") {
 		t.Errorf("notice not shown:\n%s", s)

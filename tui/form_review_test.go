@@ -14,6 +14,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -38,7 +39,7 @@ func formModel(t *testing.T, path string, w, h int) (*Model, *driver, chan map[s
 	rb := loadRB(t, path, inv)
 	got := make(chan map[string]runbooks.Value, 1)
 	m := New(context.Background(), Options{Runbook: &PickerItem{Path: path, Runbook: rb}, Inventory: inv, Now: fixedNow, NoTick: true,
-		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(engine.Event), _ steps.Operator) (engine.Outcome, error) {
+		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(runlog.Event), _ steps.Operator) (engine.Outcome, error) {
 			got <- inputs
 			return engine.Outcome{}, nil
 		}})

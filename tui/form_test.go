@@ -8,6 +8,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -20,7 +21,7 @@ func TestTUIFormEveryInputType(t *testing.T) {
 	var got map[string]runbooks.Value
 	started := make(chan struct{}, 1)
 	m := New(context.Background(), Options{Runbook: &PickerItem{Path: "inputs.yaml", Runbook: rb}, Inventory: inv, Now: fixedNow, NoTick: true,
-		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(engine.Event), _ steps.Operator) (engine.Outcome, error) {
+		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(runlog.Event), _ steps.Operator) (engine.Outcome, error) {
 			got = inputs
 			started <- struct{}{}
 			return engine.Outcome{}, nil
@@ -127,7 +128,7 @@ func TestTUIFormPrefilledFromAnswers(t *testing.T) {
 	}
 	got := make(chan map[string]runbooks.Value, 1)
 	m := New(context.Background(), Options{Runbook: &PickerItem{Path: "drill.yaml", Runbook: rb}, Inventory: inv, Answers: answers, Now: fixedNow, NoTick: true,
-		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(engine.Event), _ steps.Operator) (engine.Outcome, error) {
+		Start: func(_ context.Context, _ *runbooks.Runbook, inputs map[string]runbooks.Value, _ func(runlog.Event), _ steps.Operator) (engine.Outcome, error) {
 			got <- inputs
 			return engine.Outcome{}, nil
 		}})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -88,12 +89,12 @@ func TestTUIRunScreenGolden(t *testing.T) {
 func TestTUIDangerConfirmGolden(t *testing.T) {
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
-			evs := runningEvents()[:13] // up to the wipe step's pending event
+			evs := runningEvents()[:12] // up to the wipe step's pending event
 			m := runModel(t, evs)
 			d := drive(m)
 			reply := make(chan steps.ConfirmResponse, 1)
 			d.send(batchMsg{
-				EventMsg{Event: engine.NeedsOperator{Kind: state.WaitConfirm, StepID: "wipe", Prompt: `DANGER: wipe on node2 — type "node2" to go ahead`, Time: at(320)}},
+				EventMsg{Event: runlog.Question{Kind: state.WaitConfirm, StepID: "wipe", Prompt: `DANGER: wipe on node2 — type "node2" to go ahead`, Time: at(320)}},
 				confirmMsg{reply: reply, req: steps.ConfirmRequest{StepID: "wipe", Title: "Wipe the scratch marker on the seed", Danger: true,
 					Message: "Deletes the marker; the node must be out of the cluster.",
 					Targets: []string{"node2"}, Summaries: []string{`test -n "$PASS" && echo "wiped marker drill on node2"`}, Expect: "node2"}},
@@ -133,7 +134,7 @@ func TestTUIDangerConfirmGolden(t *testing.T) {
 }
 
 func TestTUIDangerRefuse(t *testing.T) {
-	m := runModel(t, runningEvents()[:13])
+	m := runModel(t, runningEvents()[:12])
 	d := drive(m)
 	reply := make(chan steps.ConfirmResponse, 1)
 	d.send(batchMsg{confirmMsg{reply: reply, req: steps.ConfirmRequest{StepID: "wipe", Danger: true, Targets: []string{"node2"}, Expect: "node2"}}})
@@ -151,10 +152,11 @@ func TestTUIDangerRefuse(t *testing.T) {
 func TestTUIFailurePromptGolden(t *testing.T) {
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
+			c := &chain{runID: "r20261121-030405-ab12", seq: 1}
 			evs := append(runningEvents()[:2:2],
-				engine.StepStarted{StepID: "hello", Target: "node3", Attempt: 1, Summary: "echo hello", Time: at(20)},
-				engine.OutputLine{StepID: "hello", Target: "node3", Stderr: true, Line: "permission denied", Time: at(30)},
-				engine.StepFinished{StepID: "hello", Target: "node3", Attempt: 1, Status: state.StatusFailed, ExitCode: 3, Err: errBoom.Error(), Duration: time.Second, Time: at(1030)},
+				c.started("hello", "node3", 1, "Say hello everywhere", "echo hello", at(20)),
+				runlog.OutputLine{StepID: "hello", Target: "node3", Stderr: true, Line: "permission denied", Time: at(30)},
+				c.finished("hello", "node3", 1, state.StatusFailed, 3, errBoom.Error(), time.Second, at(1030)),
 			)
 			m := runModel(t, evs)
 			d := drive(m)
@@ -232,7 +234,7 @@ func TestTUIResumeListGolden(t *testing.T) {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
 			var resumed state.Run
 			m := New(context.Background(), Options{Unfinished: runs, Now: fixedNow, NoTick: true,
-				Resume: func(_ context.Context, run state.Run, _ func(engine.Event), _ steps.Operator) (engine.Outcome, error) {
+				Resume: func(_ context.Context, run state.Run, _ func(runlog.Event), _ steps.Operator) (engine.Outcome, error) {
 					resumed = run
 					return engine.Outcome{RunID: run.ID, Status: state.StatusSucceeded}, nil
 				}})
@@ -267,7 +269,7 @@ func TestTUIRunScreenScrollAndResize(t *testing.T) {
 		t.Errorf("page up did not scroll back:\n%s", got)
 	}
 	// New output does not pull a scrolled-back reader down.
-	d.send(batchMsg{EventMsg{Event: engine.OutputLine{StepID: "report", Target: "node2", Line: "late line", Time: at(70000)}}})
+	d.send(batchMsg{EventMsg{Event: runlog.OutputLine{StepID: "report", Target: "node2", Line: "late line", Time: at(70000)}}})
 	if got := frame(m); strings.Contains(got, "late line") {
 		t.Errorf("new output moved a pinned viewport:\n%s", got)
 	}
@@ -288,7 +290,7 @@ func TestTUIRunScreenScrollAndResize(t *testing.T) {
 }
 
 func TestTUIDangerManyTargetsKeepsInput(t *testing.T) {
-	m := runModel(t, runningEvents()[:13])
+	m := runModel(t, runningEvents()[:12])
 	d := drive(m)
 	var targets, sums []string
 	for i := range 20 {

@@ -13,15 +13,16 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
 // StartFunc starts a new run of rb with inputs and blocks until it ends; it
 // must send every event to observe and ask op for every operator decision.
-type StartFunc func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(engine.Event), op steps.Operator) (engine.Outcome, error)
+type StartFunc func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(runlog.Event), op steps.Operator) (engine.Outcome, error)
 
 // ResumeFunc resumes a recorded run, like StartFunc.
-type ResumeFunc func(ctx context.Context, run state.Run, observe func(engine.Event), op steps.Operator) (engine.Outcome, error)
+type ResumeFunc func(ctx context.Context, run state.Run, observe func(runlog.Event), op steps.Operator) (engine.Outcome, error)
 
 // Options configure the program. Exactly what opens first follows from
 // them: a replay, a run to resume, a runbook to run, the list of unfinished

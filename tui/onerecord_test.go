@@ -42,7 +42,7 @@ func TestLiveAndReplayOneTable(t *testing.T) {
 			return &transport.Local{BaseEnv: os.Environ()}, nil
 		},
 		Operator: &skipper{engine.Headless{Yes: true}}, Mode: state.ModeHeadless, Observer: live.Handle}
-	out, err := engine.Start(ctx, cfg, map[string]runbooks.Value{"seed": {V: "node2"}})
+	out, err := engine.Start(ctx, cfg, map[string]runbooks.Value{"seed": {V: "node2"}, "dir": {V: t.TempDir()}})
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -60,16 +60,17 @@ func TestLiveAndReplayOneTable(t *testing.T) {
 		replayed.Handle(ev)
 	}
 	table := func(v *RunView) string {
-		v.SetSize(100, 30)
+		v.SetSize(100, 60)
 		v.selected = 0
-		lines, _, _ := v.stepList(20)
+		lines, _, _ := v.stepList(40)
 		return strings.Join(lines, "\n")
 	}
 	lt, rt := table(live), table(replayed)
 	if lt != rt {
 		t.Errorf("live and replayed step tables differ:\n--- live\n%s\n--- replay\n%s", lt, rt)
 	}
-	for _, want := range []string{"✓", "↷", "hello", "broken", "skipped: done by hand", "never", "skipped: guard", "last", "node1", "node3"} {
+	for _, want := range []string{"✓", "↷", "hello", "broken", "skipped: done by hand", "never", "skipped: guard", "last", "node1", "node3",
+		"flaky", "each"} {
 		if !strings.Contains(lt, want) {
 			t.Errorf("step table lacks %q:\n%s", want, lt)
 		}
@@ -85,6 +86,16 @@ func TestLiveAndReplayOneTable(t *testing.T) {
 	for _, v := range []*RunView{live, replayed} {
 		if !strings.Contains(strings.Join(v.notices, "\n"), "decision: skip — done by hand (by alice)") {
 			t.Errorf("decision not shown: %q", v.notices)
+		}
+	}
+	// The retried step succeeded on its second attempt, live as in replay.
+	for _, v := range []*RunView{live, replayed} {
+		s := v.steps[v.index["flaky"]]
+		if s.status != state.StatusSucceeded || len(s.targets) != 1 || s.targets[0].attempt != 2 {
+			t.Errorf("flaky: status %s, targets %+v; want succeeded on attempt 2", s.status, s.targets)
+		}
+		if e := v.steps[v.index["each"]]; len(e.targets) != 3 || e.status != state.StatusSucceeded {
+			t.Errorf("each: status %s, %d target rows; want succeeded, one row per item", e.status, len(e.targets))
 		}
 	}
 	if live.status != replayed.status || live.status != state.StatusSucceeded {

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/drbook/drbook/runbooks"
-	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -64,7 +64,7 @@ func TestTUIOutputWrapToggle(t *testing.T) {
 	d := drive(m)
 	sized(t, d, 80, 24)
 	long := "fatal: " + strings.Repeat("detail ", 20) + "CAUSE42"
-	d.send(batchMsg{EventMsg{Event: engine.OutputLine{StepID: "report", Target: "node2", Stderr: true, Line: long, Time: at(70000)}}})
+	d.send(batchMsg{EventMsg{Event: runlog.OutputLine{StepID: "report", Target: "node2", Stderr: true, Line: long, Time: at(70000)}}})
 	if got := frame(m); !strings.Contains(got, "CAUSE42") {
 		t.Fatalf("a long line is not wrapped:\n%s", got)
 	}
@@ -104,7 +104,7 @@ func TestTUIDangerMultiLineAndReason(t *testing.T) {
 	cmd := "d=/x/m2\nif [ -f \"$d\" ]; then\n\trm -rf \"$d\" || true\nfi\necho \"" + strings.Repeat("long ", 90) + "END\""
 	for _, sz := range sizes {
 		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
-			m := runModel(t, runningEvents()[:13])
+			m := runModel(t, runningEvents()[:12])
 			d := drive(m)
 			reply := make(chan steps.ConfirmResponse, 1)
 			d.send(batchMsg{confirmMsg{reply: reply, req: steps.ConfirmRequest{StepID: "wipe", Title: "Remove node3", Danger: true,
@@ -133,14 +133,15 @@ func TestTUIDangerMultiLineAndReason(t *testing.T) {
 // TestTUIFailurePromptEscBack: esc in the skip reason goes back to the
 // choices (never an empty box), and a choice still answers the engine.
 func TestTUIFailurePromptEscBack(t *testing.T) {
+	c := &chain{runID: "r20261121-030405-ab12", seq: 1}
 	evs := append(runningEvents()[:2:2],
-		engine.StepStarted{StepID: "hello", Target: "node3", Attempt: 1, Summary: "echo hello", Time: at(20)},
-		engine.OutputLine{StepID: "hello", Target: "node3", Line: "checking", Time: at(25)},
-		engine.OutputLine{StepID: "hello", Target: "node3", Stderr: true, Line: "fatal: checksum mismatch, the cause is here", Time: at(30)},
-		engine.StepFinished{StepID: "hello", Target: "node3", Attempt: 1, Status: state.StatusFailed, ExitCode: 3, Err: errBoom.Error(), Time: at(1030)},
-		engine.StepStarted{StepID: "hello", Target: "node1", Attempt: 1, Summary: "echo hello", Time: at(20)},
-		engine.OutputLine{StepID: "hello", Target: "node1", Stderr: true, Line: "node1 broke too", Time: at(30)},
-		engine.StepFinished{StepID: "hello", Target: "node1", Attempt: 1, Status: state.StatusFailed, ExitCode: 1, Err: "exit 1", Time: at(1030)},
+		c.started("hello", "node3", 1, "Say hello everywhere", "echo hello", at(20)),
+		runlog.OutputLine{StepID: "hello", Target: "node3", Line: "checking", Time: at(25)},
+		runlog.OutputLine{StepID: "hello", Target: "node3", Stderr: true, Line: "fatal: checksum mismatch, the cause is here", Time: at(30)},
+		c.finished("hello", "node3", 1, state.StatusFailed, 3, errBoom.Error(), 0, at(1030)),
+		c.started("hello", "node1", 1, "Say hello everywhere", "echo hello", at(20)),
+		runlog.OutputLine{StepID: "hello", Target: "node1", Stderr: true, Line: "node1 broke too", Time: at(30)},
+		c.finished("hello", "node1", 1, state.StatusFailed, 1, "exit 1", 0, at(1030)),
 	)
 	m := runModel(t, evs)
 	d := drive(m)
@@ -201,11 +202,12 @@ func TestTUIPagerFile(t *testing.T) {
 	}}
 	v := NewRunView(NewCommon(fixedNow), nil)
 	v.SetContext(RunContext{User: "alice", Record: rec})
-	v.Handle(engine.RunStarted{RunID: "r1", Steps: []string{"s"}})
-	v.Handle(engine.StepStarted{StepID: "s", Target: "node3", Attempt: 1, Summary: "x", Time: at(0)})
-	v.Handle(engine.OutputLine{StepID: "s", Target: "node3", Line: "tail of node3 \x1b]52;c;aGk=\x07", Time: at(0)})
-	v.Handle(engine.StepStarted{StepID: "s", Target: "node2", Attempt: 2, Summary: "x", Time: at(0)})
-	v.Handle(engine.OutputLine{StepID: "s", Target: "node2", Line: "live line of attempt 2", Time: at(1)})
+	c := &chain{runID: "r1"}
+	v.Handle(c.created("", "", "", at(0)))
+	v.Handle(c.started("s", "node3", 1, "", "x", at(0)))
+	v.Handle(runlog.OutputLine{StepID: "s", Target: "node3", Line: "tail of node3 \x1b]52;c;aGk=\x07", Time: at(0)})
+	v.Handle(c.started("s", "node2", 2, "", "x", at(0)))
+	v.Handle(runlog.OutputLine{StepID: "s", Target: "node2", Line: "live line of attempt 2", Time: at(1)})
 	msg := v.openPager(0)().(pagerReadyMsg)
 	if msg.err != nil {
 		t.Fatal(msg.err)
@@ -305,7 +307,7 @@ func TestTUIOutputEarlierLinesHint(t *testing.T) {
 	sized(t, d, 80, 24)
 	var evs batchMsg
 	for i := range liveRingLines + 100 {
-		evs = append(evs, EventMsg{Event: engine.OutputLine{StepID: "report", Target: "node2", Line: fmt.Sprintf("bulk %05d", i), Time: at(80000)}})
+		evs = append(evs, EventMsg{Event: runlog.OutputLine{StepID: "report", Target: "node2", Line: fmt.Sprintf("bulk %05d", i), Time: at(80000)}})
 	}
 	d.send(evs)
 	d.send(press("g"))

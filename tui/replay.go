@@ -2,13 +2,11 @@ package tui
 
 import (
 	"fmt"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/drbook/drbook/runbooks"
-	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/runlog"
 )
 
@@ -20,6 +18,9 @@ type Replay struct {
 	Verify state.VerifyReport
 	// VerifyErr is set when verification could not run.
 	VerifyErr error
+	// Signatures is the check of the run's signatures (nil: not checked),
+	// shown with the verification: who signed, or "unsigned".
+	Signatures *evidence.Report
 }
 
 // recordedRunbook parses the runbook source kept with the run, for step
@@ -51,80 +52,53 @@ func replayRunbook(r Replay) *runbooks.Runbook {
 }
 
 // replayEvents turns a run's record into the events the run screen takes
-// live: every recorded event as engine.Recorded (the screen folds them with
+// live: every recorded event as runlog.Recorded (the screen folds them with
 // runlog, as it does live, so statuses, times and durations are the
-// record's), with the announcements a live run also gets (steps pending and
-// started, output lines, notices). Step and run outcomes are the fold's.
-func replayEvents(r Replay) []engine.Event {
-	run := r.Run
-	view := runlog.Fold(r.Events)
-	rb := replayRunbook(r)
-	var ids []string
-	seen := map[string]bool{}
-	if rb != nil {
-		for _, s := range rb.Steps {
-			ids = append(ids, s.ID)
-			seen[s.ID] = true
-		}
+// record's), each execution's recorded output as the output lines a live
+// run shows: the lines of its step.output checkpoints as they were
+// recorded, and the rest of its log before its step.finished.
+func replayEvents(r Replay) []runlog.Event {
+	type key struct {
+		step, target string
+		attempt      int
 	}
-	targets := map[string][]string{}
-	for _, x := range view.Execs {
-		if !x.Ran {
-			continue
-		}
-		if !seen[x.StepID] {
-			seen[x.StepID] = true
-			ids = append(ids, x.StepID)
-		}
-		if !slices.Contains(targets[x.StepID], x.Target) {
-			targets[x.StepID] = append(targets[x.StepID], x.Target)
-		}
-	}
-	h := view.Header
-	out := []engine.Event{engine.RunStarted{
-		RunID: run.ID, Runbook: h.RunbookName, Title: h.RunbookTitle,
-		Inventory: h.InventoryPath, Time: h.Created, Steps: ids,
-	}}
-	if out[0].(engine.RunStarted).Title == "" && rb != nil {
-		rs := out[0].(engine.RunStarted)
-		rs.Title = rb.Title
-		out[0] = rs
-	}
-	pending := map[string]bool{}
-	for _, ev := range r.Events {
-		out = append(out, engine.Recorded{Event: ev})
-		switch ev.Type {
-		case state.EvRunResumed:
-			var p state.RunResumed
-			_ = ev.Decode(&p)
-			out = append(out, engine.Notice{Text: fmt.Sprintf("resumed by %s on %s", p.User, p.Host), Time: ev.Time})
-		case state.EvStepStarted:
-			var p state.StepStarted
-			_ = ev.Decode(&p)
-			if !pending[ev.StepID] {
-				pending[ev.StepID] = true
-				out = append(out, engine.StepPending{StepID: ev.StepID, Title: p.Title, Kind: p.Kind, Targets: targets[ev.StepID], Danger: p.Danger, Time: ev.Time})
+	shown := map[key]int{} // bytes of each execution's log already shown
+	out := make([]runlog.Event, 0, len(r.Events))
+	lines := func(ev state.Event, log []byte) {
+		for _, line := range strings.Split(strings.TrimRight(string(log), "\n"), "\n") {
+			stderr := strings.HasPrefix(line, "! ")
+			if stderr {
+				line = strings.TrimPrefix(line, "! ")
 			}
-			out = append(out, engine.StepStarted{StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt, Summary: p.Summary, Time: ev.Time})
+			if line != "" {
+				out = append(out, runlog.OutputLine{StepID: ev.StepID, Target: ev.Target, Stderr: stderr, Line: line, Time: ev.Time})
+			}
+		}
+	}
+	for _, ev := range r.Events {
+		k := key{ev.StepID, ev.Target, ev.Attempt}
+		switch ev.Type {
+		case state.EvStepStarted:
+			delete(shown, k)
+		case state.EvStepOutput:
+			var p state.StepOutput
+			if ev.Decode(&p) == nil && p.Offset == int64(shown[k]) {
+				lines(ev, p.Bytes())
+				shown[k] += len(p.Bytes())
+			}
 		case state.EvStepFinished:
 			var p state.StepFinished
-			_ = ev.Decode(&p)
-			for _, line := range strings.Split(strings.TrimRight(p.Log, "\n"), "\n") {
-				if line != "" {
-					out = append(out, engine.OutputLine{StepID: ev.StepID, Target: ev.Target, Line: line, Time: ev.Time})
+			if ev.Decode(&p) == nil {
+				log := p.LogBytes()
+				if n := shown[k]; n <= len(log) {
+					log = log[n:]
 				}
+				lines(ev, log)
 			}
-			out = append(out, engine.StepFinished{StepID: ev.StepID, Target: ev.Target, Attempt: ev.Attempt, Status: p.Status,
-				ExitCode: p.ExitCode, Err: p.Error, Duration: time.Duration(p.DurationMS) * time.Millisecond, Outputs: p.Outputs, Time: ev.Time})
 		}
+		out = append(out, runlog.Recorded{Event: ev})
 	}
-	for _, s := range view.Steps {
-		if s.Status != state.StatusPending {
-			out = append(out, engine.StepDone{StepID: s.ID, Status: s.Status, Reason: s.Reason, Time: s.End})
-		}
-	}
-	return append(out, engine.RunFinished{RunID: run.ID, Status: h.Status, Err: h.Error,
-		Machine: time.Duration(h.MachineMS) * time.Millisecond, Human: time.Duration(h.HumanMS) * time.Millisecond, Time: h.LastTime})
+	return out
 }
 
 // verifyText is the header's chain status.
@@ -133,6 +107,18 @@ func verifyText(r Replay) (string, bool) {
 		return clean(r.VerifyErr.Error()), false
 	}
 	if r.Verify.OK {
+		if s := r.Signatures; s != nil {
+			switch s.Status {
+			case evidence.StatusSigned:
+				return clean(fmt.Sprintf("(%d events) signed by %s", r.Verify.Events, strings.Join(s.Signers(), "; "))), true
+			case evidence.StatusUnsigned:
+				return fmt.Sprintf("(%d events) UNSIGNED", r.Verify.Events), true
+			case evidence.StatusPartial:
+				return clean(fmt.Sprintf("(%d events) signatures do not cover the end: %s", r.Verify.Events, s.Reason)), false
+			default:
+				return clean("signatures: " + s.Reason), false
+			}
+		}
 		return fmt.Sprintf("(%d events)", r.Verify.Events), true
 	}
 	return fmt.Sprintf("at seq %d: %s", r.Verify.FirstBadSeq, clean(r.Verify.Reason)), false

@@ -145,3 +145,40 @@ func TestTUIReplayRealRecord(t *testing.T) {
 		t.Error("secret in clear on the replay screen")
 	}
 }
+
+// TestTUIReplayCheckpointedOutput: a replay shows what a step printed
+// before the runner died (its step.output checkpoints) and, for a step
+// that finished, each line of its log once — checkpoints and the rest.
+func TestTUIReplayCheckpointedOutput(t *testing.T) {
+	rep := recorded(t)
+	evs := rep.Events[:1:1]
+	evs = append(evs,
+		ev(t, 100, state.EvStepStarted, "hello", "node1", 1, state.StepStarted{Title: "Say hello everywhere", Kind: "shell", Summary: "long"}),
+		ev(t, 2100, state.EvStepOutput, "hello", "node1", 1, state.NewStepOutput(0, []byte("chunk one\n"))),
+		ev(t, 4100, state.EvStepOutput, "hello", "node1", 1, state.NewStepOutput(10, []byte("chunk two\n"))),
+		ev(t, 5000, state.EvStepFinished, "hello", "node1", 1, state.StepFinished{Status: state.StatusSucceeded, Log: "chunk one\nchunk two\nthe rest\n", DurationMS: 4900}),
+		ev(t, 5100, state.EvStepStarted, "wipe", "node2", 1, state.StepStarted{Title: "Wipe", Kind: "shell", Summary: "killed"}),
+		ev(t, 7100, state.EvStepOutput, "wipe", "node2", 1, state.NewStepOutput(0, []byte("before the kill\n"))),
+	)
+	rep.Events = evs
+	v := NewRunView(NewCommon(fixedNow), replayRunbook(rep))
+	for _, e := range replayEvents(rep) {
+		v.Handle(e)
+	}
+	text := func(id string) string {
+		var b strings.Builder
+		for _, l := range v.steps[v.index[id]].out.lines(nil) {
+			b.WriteString(l.text + "\n")
+		}
+		return b.String()
+	}
+	hello := text("hello")
+	for _, line := range []string{"chunk one", "chunk two", "the rest"} {
+		if n := strings.Count(hello, line+"\n"); n != 1 {
+			t.Errorf("hello shows %q %d times, want once:\n%s", line, n, hello)
+		}
+	}
+	if wipe := text("wipe"); !strings.Contains(wipe, "before the kill") {
+		t.Errorf("the killed step's checkpointed output is not shown:\n%s", wipe)
+	}
+}

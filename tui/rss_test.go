@@ -17,6 +17,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -53,13 +54,14 @@ func rssChild(mb int) error {
 	pad := strings.Repeat("x", lineLen-40)
 	var b *Bridge
 	finished := make(chan struct{})
-	start := func(ctx context.Context, rb *runbooks.Runbook, _ map[string]runbooks.Value, observe func(engine.Event), _ steps.Operator) (engine.Outcome, error) {
+	start := func(ctx context.Context, rb *runbooks.Runbook, _ map[string]runbooks.Value, observe func(runlog.Event), _ steps.Operator) (engine.Outcome, error) {
 		defer close(finished)
-		observe(engine.RunStarted{RunID: "r-rss", Runbook: rb.Name, Time: time.Now(), Steps: []string{"big"}})
-		observe(engine.StepPending{StepID: "big", Title: "Print a lot", Kind: "shell", Targets: []string{"node1"}, Time: time.Now()})
-		observe(engine.StepStarted{StepID: "big", Target: "node1", Attempt: 1, Summary: "cat big", Time: time.Now()})
+		c := &chain{runID: "r-rss"}
+		observe(c.created(rb.Name, rb.Title, "", time.Now()))
+		observe(runlog.StepPending{StepID: "big", Title: "Print a lot", Kind: "shell", Targets: []string{"node1"}, Time: time.Now()})
+		observe(c.started("big", "node1", 1, "Print a lot", "cat big", time.Now()))
 		for i := range lines {
-			observe(engine.OutputLine{StepID: "big", Target: "node1", Stderr: i%100 == 0, Line: fmt.Sprintf("line %09d %s", i, pad), Time: time.Now()})
+			observe(runlog.OutputLine{StepID: "big", Target: "node1", Stderr: i%100 == 0, Line: fmt.Sprintf("line %09d %s", i, pad), Time: time.Now()})
 		}
 		// Let the screen drain what the bridge holds before the run ends.
 		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -70,9 +72,8 @@ func rssChild(mb int) error {
 				break
 			}
 		}
-		observe(engine.StepFinished{StepID: "big", Target: "node1", Attempt: 1, Status: state.StatusSucceeded, Time: time.Now()})
-		observe(engine.StepDone{StepID: "big", Status: state.StatusSucceeded, Time: time.Now()})
-		observe(engine.RunFinished{RunID: "r-rss", Status: state.StatusSucceeded, Time: time.Now()})
+		observe(c.finished("big", "node1", 1, state.StatusSucceeded, 0, "", 0, time.Now()))
+		observe(c.runFinished(state.StatusSucceeded, "", time.Now()))
 		return engine.Outcome{RunID: "r-rss", Status: state.StatusSucceeded}, nil
 	}
 	rb := &runbooks.Runbook{Name: "rss", Title: "Output memory", Steps: []runbooks.Step{{ID: "big", Title: "Print a lot", Run: "shell"}}}

@@ -58,16 +58,20 @@ type targetRow struct {
 
 // RunView is the run screen: header with the RTO clock and progress, the
 // step list with per-target rows, the live output of the followed step, the
-// operator's questions, and the key help. It is fed engine events; a replay
-// feeds it recorded ones. It never runs a step: questions are answered on the
-// channels the engine gave.
+// operator's questions, and the key help. It is fed the events of a run
+// (package runlog): live, as the engine appends them to the record; in a
+// replay, from the record. It folds the recorded ones with runlog either
+// way, so both show the same table. It never runs a step: questions are
+// answered on the channels the engine gave.
 type RunView struct {
 	c *Common
 
 	runID, name, title, inventory string
 	resumed, readOnly             bool
-	verify                        string
-	verifyOK                      bool
+	// resumeSeq is the seq of the record's last run.resumed (0: none).
+	resumeSeq int64
+	verify    string
+	verifyOK  bool
 
 	started, finished time.Time
 	done              bool
@@ -81,7 +85,7 @@ type RunView struct {
 
 	steps []*stepRow
 	index map[string]int
-	// fold folds the record's events (engine.Recorded) as they come: the
+	// fold folds the record's events (runlog.Recorded) as they come: the
 	// statuses, times and durations of steps and targets are the fold's, so
 	// the live screen and a replay of the record show the same table.
 	fold *runlog.Folder
@@ -224,24 +228,44 @@ func (v *RunView) FullHelp() [][]key.Binding {
 	}
 }
 
-// Handle applies one engine event.
-func (v *RunView) Handle(ev engine.Event) {
-	if r, ok := ev.(engine.Recorded); ok {
-		v.fold.Apply(r.Event)
-		if r.Event.StepID != "" {
-			v.step(r.Event.StepID)
+// Handle applies one event of the run: a recorded one is folded (runlog)
+// and the screen shows what the fold says, live and in replay alike; an
+// in-memory one (output line, question, notice, step announcement) is
+// shown as it comes.
+func (v *RunView) Handle(ev runlog.Event) {
+	switch e := ev.(type) {
+	case runlog.Recorded:
+		v.fold.Apply(e.Event)
+		v.recorded(e.Event)
+		if e.Event.StepID != "" {
+			v.syncStep(e.Event.StepID)
 		}
-	}
-	if aw, ok := ev.(engine.ApprovalWaiting); ok {
-		if ap, ok := v.prompt.(*approvalPrompt); ok && ap.w.StepID == aw.StepID {
-			ap.granted, ap.refused = aw.Granted, aw.Refused
+	case runlog.StepPending:
+		s := v.step(e.StepID)
+		s.title, s.kind, s.danger = e.Title, e.Kind, e.Danger
+		for _, t := range e.Targets {
+			s.target(t)
 		}
-	}
-	v.handle(ev)
-	// Whatever the event said, a step the record knows shows what the
-	// record says.
-	if id := eventStep(ev); id != "" {
-		v.syncStep(id)
+		if v.follow {
+			v.selectStep(v.index[e.StepID])
+		}
+	case runlog.OutputLine:
+		s := v.step(e.StepID)
+		kind := lineOut
+		if e.Stderr {
+			kind = lineStderr
+		}
+		attempt := 0
+		for _, t := range s.targets {
+			if t.name == e.Target {
+				attempt = t.attempt
+			}
+		}
+		v.appendOut(s, outLine{text: clean(capBytes(e.Line, maxLineBytes)), target: e.Target, attempt: attempt, kind: kind})
+	case runlog.Question:
+		v.waiting, v.waitApproval = clean(e.Prompt), e.Kind == state.WaitApproval
+	case runlog.Notice:
+		v.notice(e.StepID, e.Target, e.Text)
 	}
 }
 
@@ -315,23 +339,6 @@ func liveFolder() *runlog.Folder {
 	return f
 }
 
-// eventStep is the step an event is about ("" for none).
-func eventStep(ev engine.Event) string {
-	switch e := ev.(type) {
-	case engine.Recorded:
-		return e.Event.StepID
-	case engine.StepPending:
-		return e.StepID
-	case engine.StepStarted:
-		return e.StepID
-	case engine.StepFinished:
-		return e.StepID
-	case engine.StepDone:
-		return e.StepID
-	}
-	return ""
-}
-
 // syncStep sets a step's status, times and target rows from the fold of
 // the record (runlog), when the record has the step.
 func (v *RunView) syncStep(id string) {
@@ -353,6 +360,24 @@ func (v *RunView) syncStep(id string) {
 	}
 	if s.title == "" {
 		s.title, s.kind = fs.Title, fs.Kind
+	}
+	s.danger = s.danger || fs.Danger
+	// Done before the last resume: everything the record has of it came
+	// before the run.resumed event.
+	s.restored = false
+	running := false
+	if v.resumeSeq > 0 && (fs.Status == state.StatusSucceeded || fs.Status == state.StatusSkipped) {
+		s.restored = len(execs) > 0
+		for _, x := range execs {
+			s.restored = s.restored && x.EndSeq > 0 && x.EndSeq < v.resumeSeq
+		}
+	}
+	for _, x := range execs {
+		running = running || x.Status == state.StatusRunning
+	}
+	if fs.Status.Terminal() && !running && v.shown >= 0 && v.steps[v.shown] != s {
+		// Settled and not on screen: keep less of it (the record has all).
+		s.out.shrink(doneRingLines, doneRingBytes)
 	}
 	// Target rows in the order the record first started them, then the
 	// ones not started yet.
@@ -377,116 +402,135 @@ func (v *RunView) syncStep(id string) {
 	s.targets = known
 }
 
-func (v *RunView) handle(ev engine.Event) {
-	switch e := ev.(type) {
-	case engine.RunStarted:
-		v.runID, v.inventory, v.resumed = e.RunID, e.Inventory, e.Resumed
-		if e.Runbook != "" {
-			v.name = e.Runbook
+// recorded shows what the screen says of an event of the record beyond
+// the fold's statuses: the run's header, the line that heads each
+// execution's output, an execution's error, decisions and operator waits,
+// the end of the run.
+func (v *RunView) recorded(ev state.Event) {
+	switch ev.Type {
+	case state.EvRunCreated:
+		var p state.RunCreated
+		if ev.Decode(&p) != nil {
+			return
 		}
-		if e.Title != "" {
-			v.title = e.Title
+		v.runID = ev.RunID
+		if p.RunbookName != "" {
+			v.name = p.RunbookName
+		}
+		if p.RunbookTitle != "" {
+			v.title = p.RunbookTitle
+		}
+		if p.Inventory != nil {
+			v.inventory = p.Inventory.Path
 		}
 		if v.started.IsZero() {
-			v.started = e.Time
+			v.started = ev.Time
 		}
 		v.done, v.status = false, state.StatusRunning
-		for _, id := range e.Steps {
-			v.addStep(id)
+	case state.EvRunResumed:
+		var p state.RunResumed
+		if ev.Decode(&p) != nil {
+			return
 		}
-	case engine.StepPending:
-		s := v.step(e.StepID)
-		s.title, s.kind, s.danger = e.Title, e.Kind, e.Danger
-		for _, t := range e.Targets {
-			s.target(t)
+		v.runID, v.resumed, v.resumeSeq = ev.RunID, true, ev.Seq
+		if p.Inventory != nil {
+			v.inventory = p.Inventory.Path
 		}
-		if v.follow {
-			v.selectStep(v.index[e.StepID])
+		v.done, v.status, v.errText, v.waiting = false, state.StatusRunning, "", ""
+		v.notice("", "", fmt.Sprintf("resumed by %s on %s", p.User, p.Host))
+		for _, st := range v.steps {
+			v.syncStep(st.id)
 		}
-	case engine.StepStarted:
-		s := v.step(e.StepID)
-		s.status = state.StatusRunning
-		if s.start.IsZero() {
-			s.start = e.Time
+	case state.EvRunHandover:
+		var p state.RunHandover
+		if ev.Decode(&p) != nil {
+			return
 		}
-		t := s.target(e.Target)
-		t.status, t.attempt, t.start = state.StatusRunning, e.Attempt, e.Time
-		head := "▸ " + orOperator(e.Target)
-		if e.Attempt > 1 {
-			head += fmt.Sprintf(" (attempt %d)", e.Attempt)
+		v.notice("", "", fmt.Sprintf("handover: %s took the run over from %s", p.To.Describe(), p.From.Describe()))
+	case state.EvRecordSigned:
+		var p state.RecordSigned
+		if ev.Decode(&p) != nil {
+			return
 		}
-		if sum := strings.TrimSpace(e.Summary); sum != "" {
+		who := "(unknown)"
+		if p.Actor != nil {
+			who = p.Actor.String()
+		}
+		v.notice(p.StepID, "", fmt.Sprintf("record signed at seq %d (%s) by %s with %s", p.Seq, p.Reason, who, p.Key))
+	case state.EvStepStarted:
+		var p state.StepStarted
+		if ev.Decode(&p) != nil {
+			return
+		}
+		s := v.step(ev.StepID)
+		if s.title == "" {
+			s.title, s.kind = p.Title, p.Kind
+		}
+		s.danger = s.danger || p.Danger
+		head := "▸ " + orOperator(ev.Target)
+		if ev.Attempt > 1 {
+			head += fmt.Sprintf(" (attempt %d)", ev.Attempt)
+		}
+		if sum := strings.TrimSpace(p.Summary); sum != "" {
 			first, rest, multi := strings.Cut(sum, "\n")
 			head += ": " + first
 			if multi {
 				head += fmt.Sprintf(" (+%d lines)", strings.Count(rest, "\n")+1)
 			}
 		}
-		v.appendOut(s, outLine{text: clean(head), target: e.Target, attempt: e.Attempt, kind: lineHead})
+		v.appendOut(s, outLine{text: clean(head), target: ev.Target, attempt: ev.Attempt, kind: lineHead})
 		if v.follow {
-			v.selectStep(v.index[e.StepID])
+			v.selectStep(v.index[ev.StepID])
 		}
-	case engine.OutputLine:
-		s := v.step(e.StepID)
-		kind := lineOut
-		if e.Stderr {
-			kind = lineStderr
+	case state.EvStepFinished:
+		var p state.StepFinished
+		if ev.Decode(&p) != nil {
+			return
 		}
-		attempt := 0
-		for _, t := range s.targets {
-			if t.name == e.Target {
-				attempt = t.attempt
-			}
+		if p.Error != "" {
+			v.appendOut(v.step(ev.StepID), outLine{text: clean("✗ " + orOperator(ev.Target) + ": " + p.Error), target: ev.Target, attempt: ev.Attempt, kind: lineFail})
 		}
-		v.appendOut(s, outLine{text: clean(capBytes(e.Line, maxLineBytes)), target: e.Target, attempt: attempt, kind: kind})
-	case engine.StepFinished:
-		s := v.step(e.StepID)
-		t := s.target(e.Target)
-		t.status, t.dur, t.exit, t.err, t.attempt = e.Status, e.Duration, e.ExitCode, e.Err, e.Attempt
-		if t.start.IsZero() {
-			t.start = e.Time.Add(-e.Duration)
-		}
-		if e.Err != "" {
-			v.appendOut(s, outLine{text: clean("✗ " + orOperator(e.Target) + ": " + e.Err), target: e.Target, attempt: e.Attempt, kind: lineFail})
-		}
-	case engine.StepDone:
-		s := v.step(e.StepID)
-		s.status, s.restored, s.reason, s.end = e.Status, e.Restored, e.Reason, e.Time
-		if e.Status.Terminal() && v.shown >= 0 && v.steps[v.shown] != s {
-			// Settled and not on screen: keep less of it (the record has all).
-			s.out.shrink(doneRingLines, doneRingBytes)
-		}
-		if s.start.IsZero() {
-			s.start = e.Time
-		}
-		if e.Restored {
-			for _, t := range s.targets {
-				if t.status == state.StatusPending {
-					t.status = e.Status
+	case state.EvApprovalRequested, state.EvApprovalGranted, state.EvApprovalRefused:
+		// The approval box (if on screen) counts what the record says.
+		if ap, ok := v.prompt.(*approvalPrompt); ok && ap.w.StepID == ev.StepID {
+			switch ev.Type {
+			case state.EvApprovalGranted:
+				var g state.ApprovalGranted
+				if ev.Decode(&g) == nil && g.RequestSeq == ap.w.RequestSeq {
+					ap.granted = append(ap.granted, g.Approver)
+				}
+			case state.EvApprovalRefused:
+				var r state.ApprovalRefused
+				if ev.Decode(&r) == nil && r.RequestSeq == ap.w.RequestSeq {
+					ap.refused = append(ap.refused, engine.Refusal{Approver: r.Approver, Reason: r.Reason})
 				}
 			}
 		}
-	case engine.NeedsOperator:
-		v.waiting, v.waitApproval = clean(e.Prompt), e.Kind == state.WaitApproval
-	case engine.WaitOver:
-		v.waiting, v.waitApproval = "", false
-	case engine.Notice:
-		v.notice(e.StepID, e.Target, e.Text)
-	case engine.Recorded:
+		if text := recordedNotice(ev); text != "" {
+			v.notice(ev.StepID, ev.Target, text)
+		}
+	case state.EvStepDecision, state.EvOperatorWait:
 		// Decisions and operator waits are shown as the record has them,
 		// live and in replay alike.
-		if text := recordedNotice(e.Event); text != "" {
-			v.notice(e.Event.StepID, e.Event.Target, text)
+		if ev.Type == state.EvOperatorWait {
+			v.waiting = ""
 		}
-	case engine.RunFinished:
-		v.done, v.status, v.errText, v.finished = true, e.Status, clean(e.Err), e.Time
+		if text := recordedNotice(ev); text != "" {
+			v.notice(ev.StepID, ev.Target, text)
+		}
+	case state.EvRunFinished:
+		var p state.RunFinished
+		if ev.Decode(&p) != nil {
+			return
+		}
+		v.done, v.status, v.errText, v.finished = true, p.Status, clean(p.Error), ev.Time
 		v.waiting = ""
 		for _, s := range v.steps {
 			if s.status == state.StatusRunning {
-				s.status = e.Status
+				s.status = p.Status
 				for _, t := range s.targets {
 					if t.status == state.StatusRunning {
-						t.status = e.Status
+						t.status = p.Status
 					}
 				}
 			}
@@ -494,8 +538,9 @@ func (v *RunView) handle(ev engine.Event) {
 	}
 }
 
-// Finish marks the run over when the engine returned without a RunFinished
-// event (it failed before the run began).
+// Finish marks the run over when the engine returned without recording
+// run.finished (it failed before the run began, or the record could not be
+// written).
 func (v *RunView) Finish(out engine.Outcome, err error) {
 	if v.done {
 		return

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 
 func newAbortCmd(a *app) *cobra.Command {
 	var reason string
+	var sign signing
 	cmd := &cobra.Command{
 		Use:   "abort RUN_ID",
 		Short: "End a run that will not be resumed, and shred its secrets",
@@ -21,7 +23,8 @@ who ended it and why, and the secrets it holds (its sealed secret inputs and
 outputs) are shredded: its key is deleted, so neither the database nor the
 key file can open them again. An aborted run cannot be resumed.
 
-A run another runner is driving is refused (exit 6).`,
+A run another runner is driving is refused (exit 6). The end is signed with
+your SSH key like a run's (--sign-key, --require-signing; docs/signing.md).`,
 		Example: `  drbook abort r20261129-101500-3f2a --reason "recovered by hand, see INC-42"`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,13 +44,22 @@ A run another runner is driving is refused (exit 6).`,
 			if run.Status.EndsRun() {
 				return fmt.Errorf("%w: %s is %s", engine.ErrRunFinished, run.ID, run.Status)
 			}
+			if err := a.prepareSigning(ctx, &sign, nil, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			defer a.closeSigner()
 			release, err := db.Lock(ctx, run.ID)
 			if err != nil {
 				return err
 			}
 			defer release()
-			by := engine.Operator()
-			note, err := state.NewEvent(run.ID, state.EvNote, state.Note{Text: "run ended by " + by + ": " + reason, Data: map[string]string{"by": by, "reason": reason}})
+			actor := state.CurrentActor("")
+			if a.signer != nil {
+				actor.Key = a.signer.Fingerprint()
+			}
+			by := actor.String()
+			note, err := state.NewEvent(run.ID, state.EvNote, state.Note{Text: "run ended by " + by + ": " + reason,
+				Data: map[string]string{"by": by, "uid": strconv.Itoa(actor.UID), "key": actor.Key, "reason": reason}})
 			if err != nil {
 				return err
 			}
@@ -58,13 +70,18 @@ A run another runner is driving is refused (exit 6).`,
 			if err != nil {
 				return err
 			}
-			if _, err := db.Append(ctx, fin); err != nil {
+			head, err := db.Append(ctx, fin)
+			if err != nil {
 				return err
+			}
+			if err := signRecordHead(ctx, db, a.signer, head, state.SignAborted, actor); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "drbook: %v\n", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "run %s aborted (was %s); its secrets are shredded\n", run.ID, run.Status)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why the run ends (recorded; required)")
+	signFlags(cmd, &sign)
 	return cmd
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"time"
 
@@ -13,17 +11,14 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 )
 
-// envAllowedSigners names the allowed-signers file when --allowed-signers
-// is not given.
-const envAllowedSigners = "DRBOOK_ALLOWED_SIGNERS"
-
 // defaultApprovalTimeout is how long a headless run waits for approvals.
 const defaultApprovalTimeout = 30 * time.Minute
 
 // approvalSettings are the two-person rule's flags (docs/approvals.md).
+// The operator's key, which can never approve, is the key that signs the
+// record (--sign-key, signFlags).
 type approvalSettings struct {
 	allowedSigners string
-	signKey        string
 	timeout        time.Duration
 	// timeoutFlag: the command has --approval-timeout (else headless runs
 	// wait defaultApprovalTimeout).
@@ -34,17 +29,17 @@ type approvalSettings struct {
 // steps.
 func approvalFlags(cmd *cobra.Command, s *approvalSettings, headless bool) {
 	cmd.Flags().StringVar(&s.allowedSigners, "allowed-signers", "", "allowed-signers file of the persons who may approve steps with approvals: (default $"+envAllowedSigners+")")
-	cmd.Flags().StringVar(&s.signKey, "sign-key", "", "your SSH key (a .pub whose key is in the ssh-agent, or a private key file; default: the agent's first key): a step you run cannot be approved with it")
 	if headless {
 		cmd.Flags().DurationVar(&s.timeout, "approval-timeout", defaultApprovalTimeout, "how long a headless run waits for the approvals of a step, then stops with exit 4 (0: no limit)")
 		s.timeoutFlag = true
 	}
 }
 
-// approvalConfig loads what the engine needs to enforce approvals, only
+// approvalConfig is what the engine needs to enforce approvals, read only
 // when the runbook has a step that needs them. A problem is returned in the
 // config's SetupErr: the run then stops before its first step, saying why.
-func (s *approvalSettings) approvalConfig(ctx context.Context, rb *runbooks.Runbook, headless bool) engine.ApprovalConfig {
+// The operator's key is the engine's Signer.
+func (s *approvalSettings) approvalConfig(rb *runbooks.Runbook, headless bool) engine.ApprovalConfig {
 	var ac engine.ApprovalConfig
 	if s == nil || rb == nil {
 		return ac
@@ -66,27 +61,19 @@ func (s *approvalSettings) approvalConfig(ctx context.Context, rb *runbooks.Runb
 	if file == "" {
 		file = os.Getenv(envAllowedSigners)
 	}
-	if file != "" {
-		f, err := os.Open(file) // #nosec G304 -- the operator names the allowed-signers file
-		if err != nil {
-			ac.SetupErr = fmt.Errorf("allowed-signers: %w", err)
-			return ac
-		}
-		defer f.Close()
-		if ac.Allowed, err = opsig.ParseAllowedSigners(f, file); err != nil {
-			ac.SetupErr = err
-			return ac
-		}
-		ac.File = file
-	}
-	signer, err := opsig.LoadSigner(ctx, s.signKey)
-	if err != nil {
-		if s.signKey != "" {
-			ac.SetupErr = fmt.Errorf("--sign-key: %w", err)
-		}
+	if file == "" {
 		return ac
 	}
-	defer signer.Close()
-	ac.OperatorKey = signer.PublicKey()
+	f, err := os.Open(file) // #nosec G304 -- the operator names the allowed-signers file
+	if err != nil {
+		ac.SetupErr = err
+		return ac
+	}
+	defer f.Close()
+	if ac.Allowed, err = opsig.ParseAllowedSigners(f, file); err != nil {
+		ac.SetupErr = err
+		return ac
+	}
+	ac.File = file
 	return ac
 }

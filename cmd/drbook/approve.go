@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/opsig"
-	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/termsafe"
 )
@@ -212,8 +211,8 @@ func submitApproval(ctx context.Context, db *state.DB, out io.Writer, runID, ste
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	id, err := db.SubmitApproval(ctx, state.ApprovalSubmission{RunID: runID, StepID: stepID, Message: msg, Signature: sig, User: engine.Operator(), Host: host})
+	me := state.CurrentActor(signer.Fingerprint())
+	id, err := db.SubmitApproval(ctx, state.ApprovalSubmission{RunID: runID, StepID: stepID, Message: msg, Signature: sig, User: me.User, Host: me.Host})
 	if err != nil {
 		return err
 	}

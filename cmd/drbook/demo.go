@@ -85,7 +85,7 @@ offered to stop the lab.`,
 			}
 			var runErr error
 			if headless {
-				runErr = runHeadless(cmd, a, "total-cluster-recovery", inv, answers, true)
+				runErr = runHeadless(cmd, a, "total-cluster-recovery", inv, answers, true, &signing{})
 			} else {
 				runErr = runInteractive(cmd, a, interactiveRequest{Runbook: "total-cluster-recovery", Inventory: inv, Answers: answers})
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/approvals"
+	"github.com/drbook/drbook/state/evidence"
 )
 
 // Exit codes, documented in the package comment and in --help.
@@ -27,15 +28,16 @@ const (
 const exitCodesHelp = `Exit codes:
   0    success
   1    the run failed (a step failed), lint found problems, or an unexpected error
-  2    usage error (bad flags or arguments), or the TUI without a terminal,
-       or a step needs approval and the run cannot enforce it (no
-       allowed-signers file, no key of yours)
+  2    usage error (bad flags or arguments), the TUI without a terminal,
+       --require-signing without a key to sign with, or a step needs
+       approval and the run cannot enforce it (no allowed-signers file, no
+       key of yours)
   3    invalid runbook, inventory or answers (lint errors)
   4    the run needs an operator decision (headless), or was aborted, or
        a headless run got no approval in --approval-timeout (resume asks
        again); drbook approve: the approval was refused
-  5    the record failed verification (replay --verify: hash chain or
-       approvals)
+  5    the record failed verification (replay --verify: chain, signatures
+       or approvals; verify: an evidence bundle)
   6    the run is locked by another runner
   7    a node's SSH host key is unknown or changed: nothing was run
   130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a
@@ -98,7 +100,8 @@ func exitCode(err error) int {
 		return exitHostKey
 	case errors.Is(err, state.ErrRunLocked):
 		return exitLocked
-	case errors.Is(err, state.ErrChainBroken), errors.Is(err, approvals.ErrInvalid):
+	case errors.Is(err, state.ErrChainBroken), errors.Is(err, evidence.ErrSignatures), errors.Is(err, evidence.ErrBundle),
+		errors.Is(err, approvals.ErrInvalid):
 		return exitUnverified
 	case errors.Is(err, engine.ErrNeedsDecision), errors.Is(err, engine.ErrAborted), errors.Is(err, engine.ErrRunbookChanged):
 		return exitNeedsPerson

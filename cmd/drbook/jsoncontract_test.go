@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"unicode"
 
 	"github.com/drbook/drbook/internal/jsonapi"
+	"github.com/drbook/drbook/state"
 )
 
 // userKeyed are the JSON object paths whose keys are the runbook's or the
@@ -112,12 +114,18 @@ func TestJSONContract(t *testing.T) {
 	assertSnakeCase(t, "run stream", run.stdout)
 	var names []string
 	var id string
+	var lastSeq int64
+	var streamed []string // seq:type:hash of the recorded lines
 	for _, line := range strings.Split(strings.TrimSpace(run.stdout), "\n") {
 		var ev struct {
-			Event      string `json:"event"`
-			Time       string `json:"time"`
-			RunID      string `json:"run_id"`
-			DurationMS *int64 `json:"duration_ms"`
+			Event string `json:"event"`
+			Time  string `json:"time"`
+			RunID string `json:"run_id"`
+			Seq   int64  `json:"seq"`
+			Hash  string `json:"hash"`
+			Data  struct {
+				DurationMS *int64 `json:"duration_ms"`
+			} `json:"data"`
 		}
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatal(err)
@@ -125,15 +133,29 @@ func TestJSONContract(t *testing.T) {
 		if !strings.HasSuffix(ev.Time, "Z") {
 			t.Errorf("%s: time %q is not RFC 3339 UTC", ev.Event, ev.Time)
 		}
-		if ev.Event == jsonapi.EvStepFinished && ev.DurationMS == nil {
-			t.Errorf("step.finished without duration_ms: %s", line)
+		if ev.Event == string(state.EvStepFinished) && ev.Data.DurationMS == nil {
+			t.Errorf("step.finished without data.duration_ms: %s", line)
+		}
+		// The record's events carry their place in the chain; the
+		// in-memory ones are named apart from them.
+		switch ev.Event {
+		case jsonapi.EvStepPending, jsonapi.EvOutputLine, jsonapi.EvOperatorWaiting, jsonapi.EvNotice:
+			if ev.Seq != 0 || ev.Hash != "" {
+				t.Errorf("in-memory event %s has a seq or hash: %s", ev.Event, line)
+			}
+		default:
+			if ev.Seq <= lastSeq || len(ev.Hash) != 64 {
+				t.Errorf("recorded event %s: seq %d after %d, hash %q", ev.Event, ev.Seq, lastSeq, ev.Hash)
+			}
+			lastSeq = ev.Seq
+			streamed = append(streamed, fmt.Sprintf("%d:%s:%s", ev.Seq, ev.Event, ev.Hash))
 		}
 		if ev.RunID != "" {
 			id = ev.RunID
 		}
 		names = append(names, ev.Event)
 	}
-	want := []string{"run.created", "step.pending", "step.started", "step.output", "step.output", "step.finished", "step.done", "run.finished"}
+	want := []string{"run.created", "answer", "step.pending", "step.started", "output.line", "step.finished", "step.decision", "run.finished"}
 	for _, w := range want {
 		found := false
 		for _, n := range names {
@@ -145,6 +167,19 @@ func TestJSONContract(t *testing.T) {
 	}
 	if strings.Contains(run.stdout, "engine.") || strings.Contains(run.stdout, "StepStarted") {
 		t.Errorf("the stream names events by Go type:\n%s", run.stdout)
+	}
+	// The stream is the record, event for event: the replay of the run
+	// lists the same events with the same hashes.
+	var replayed jsonapi.Replay
+	if err := json.Unmarshal([]byte(drbook(t, nil, "--db", l.db, "replay", id, "-o", "json").stdout), &replayed); err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for _, ev := range replayed.Events {
+		recorded = append(recorded, fmt.Sprintf("%d:%s:%s", ev.Seq, ev.Type, ev.Hash))
+	}
+	if strings.Join(streamed, "\n") != strings.Join(recorded, "\n") {
+		t.Errorf("the stream's recorded events are not the record's:\n--- stream\n%s\n--- record\n%s", strings.Join(streamed, "\n"), strings.Join(recorded, "\n"))
 	}
 
 	docs := []struct {

@@ -40,7 +40,7 @@ func checkJSONOutput(cmd *cobra.Command) error {
 // (abort, demo, schema, trust, lab down, lab disaster, the TUI) refuse
 // --output json with exit 2.
 var jsonCommands = []string{
-	"drbook lint", "drbook plan", "drbook run", "drbook resume", "drbook runs", "drbook replay",
+	"drbook lint", "drbook plan", "drbook run", "drbook resume", "drbook runs", "drbook replay", "drbook verify",
 	"drbook rehearse", "drbook runbooks", "drbook plugins list", "drbook lab up", "drbook lab status", "drbook version",
 }
 

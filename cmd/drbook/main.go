@@ -6,15 +6,16 @@
 //
 //	0    success
 //	1    the run failed (a step failed), lint found problems, or an unexpected error
-//	2    usage error (bad flags or arguments), or the TUI without a terminal,
-//	     or a step needs approval and the run cannot enforce it (no
-//	     allowed-signers file, no key of yours)
+//	2    usage error (bad flags or arguments), the TUI without a terminal,
+//	     --require-signing without a key to sign with, or a step needs
+//	     approval and the run cannot enforce it (no allowed-signers file, no
+//	     key of yours)
 //	3    invalid runbook, inventory or answers (lint errors)
 //	4    the run needs an operator decision (headless), or was aborted, or
 //	     a headless run got no approval in --approval-timeout (resume asks
 //	     again); drbook approve: the approval was refused
-//	5    the record failed verification (replay --verify: hash chain or
-//	     approvals)
+//	5    the record failed verification (replay --verify: chain, signatures
+//	     or approvals; verify: an evidence bundle)
 //	6    the run is locked by another runner
 //	7    a node's SSH host key is unknown or changed: nothing was run
 //	130  interrupted (Ctrl-C / SIGTERM, or standard output closed while a

@@ -15,6 +15,8 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/export"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
 )
 
@@ -38,22 +40,23 @@ func tsList(xs []string) string {
 	return strings.Join(out, ", ")
 }
 
-// printer renders engine events for headless runs: readable lines, or one
+// printer renders a run's events for headless runs: readable lines, or one
 // JSON object per event with --output json. It is the headless twin of the
-// TUI: both consume the same event stream. Every string of an event (node
-// output, runbook text, errors) goes through package termsafe in text mode,
-// and through termsafe.JSON in JSON mode, so nothing a node prints reaches
-// the terminal as a control character.
+// TUI's run screen: both take the engine's events (package runlog) and
+// fold the recorded ones with runlog, as replay folds the record. Every
+// string of an event (node output, runbook text, errors) goes through
+// package termsafe in text mode, and through termsafe.JSON in JSON mode,
+// so nothing a node prints reaches the terminal as a control character.
 type printer struct {
-	w      io.Writer
-	json   bool
-	color  bool
-	starts map[string]time.Time
-	// lastRefused and lastGranted: approvals printed so far.
-	lastRefused, lastGranted int
+	w     io.Writer
+	json  bool
+	color bool
+	// steps is the number of steps of the runbook, for the first line.
+	steps int
+	fold  *runlog.Folder
 }
 
-func newPrinter(w io.Writer, output string) *printer {
+func newPrinter(w io.Writer, output string, steps int) *printer {
 	_, noColor := os.LookupEnv("NO_COLOR")
 	isTTY := false
 	if f, ok := w.(*os.File); ok {
@@ -61,7 +64,9 @@ func newPrinter(w io.Writer, output string) *printer {
 			isTTY = true
 		}
 	}
-	return &printer{w: w, json: output == "json", color: isTTY && !noColor, starts: map[string]time.Time{}}
+	fold := runlog.NewFolder()
+	fold.DropLogs() // output lines are printed as they come
+	return &printer{w: w, json: output == "json", color: isTTY && !noColor, steps: steps, fold: fold}
 }
 
 func (p *printer) paint(code, s string) string {
@@ -71,24 +76,21 @@ func (p *printer) paint(code, s string) string {
 	return "\x1b[" + code + "m" + s + "\x1b[0m"
 }
 
-func (p *printer) observe(ev engine.Event) {
-	if _, ok := ev.(engine.Recorded); ok {
-		// The printer says what happens as it happens (the other events);
-		// the record's events are for the views that fold them.
-		return
+func (p *printer) observe(ev runlog.Event) {
+	if r, ok := ev.(runlog.Recorded); ok {
+		p.fold.Apply(r.Event)
+		if r.Prior {
+			return // history a resume hands over: folded, not news
+		}
 	}
 	if p.json {
 		p.jsonLine(ev)
 		return
 	}
 	switch e := ev.(type) {
-	case engine.RunStarted:
-		verb := "run"
-		if e.Resumed {
-			verb = "resume"
-		}
-		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), ts(e.RunID), ts(e.Runbook), len(e.Steps))
-	case engine.StepPending:
+	case runlog.Recorded:
+		p.recorded(e.Event)
+	case runlog.StepPending:
 		danger := ""
 		if e.Danger {
 			danger = p.paint("31;1", " [DANGER]")
@@ -104,79 +106,133 @@ func (p *printer) observe(ev engine.Event) {
 			on = " on " + tsList(e.Targets)
 		}
 		fmt.Fprintf(p.w, "%s %s (%s)%s%s\n", p.paint("1", "▶"), ts(e.StepID), ts(e.Kind), on, danger)
-	case engine.StepStarted:
-		p.starts[e.StepID+"\x00"+e.Target] = e.Time
-	case engine.OutputLine:
+	case runlog.OutputLine:
 		prefix := "  │ "
 		if e.Target != "" {
 			prefix = fmt.Sprintf("  │ %s: ", ts(e.Target))
 		}
 		fmt.Fprintf(p.w, "%s%s\n", p.paint("2", prefix), ts(e.Line))
-	case engine.StepFinished:
-		glyph := p.paint("32", "✓")
-		if e.Status != "succeeded" {
-			glyph = p.paint("31", "✗")
-		}
-		where := ""
-		if e.Target != "" {
-			where = " on " + ts(e.Target)
-		}
-		line := fmt.Sprintf("  %s %s%s %s (%s)", glyph, ts(e.StepID), where, ts(string(e.Status)), e.Duration.Round(time.Millisecond))
-		if e.Err != "" {
-			line += ": " + ts(e.Err)
-		}
-		if len(e.Outputs) > 0 {
-			line += " " + formatOutputs(e.Outputs)
-		}
-		fmt.Fprintln(p.w, line)
-	case engine.StepDone:
-		if e.Restored {
-			fmt.Fprintf(p.w, "  %s %s already %s (from the record)\n", p.paint("32", "✓"), ts(e.StepID), ts(string(e.Status)))
-		} else if e.Status == "skipped" {
-			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(e.StepID), ts(e.Reason))
-		}
-	case engine.Notice:
+	case runlog.Notice:
 		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), tsBlock(e.Text, "    "))
-	case engine.NeedsOperator:
+	case runlog.Question:
 		fmt.Fprintf(p.w, "  ? %s\n", tsBlock(e.Prompt, "    "))
-	case engine.ApprovalWaiting:
-		p.approval(e)
-	case engine.RunFinished:
-		status := p.paint("32;1", ts(string(e.Status)))
-		if e.Status != "succeeded" {
-			status = p.paint("31;1", ts(string(e.Status)))
-		}
-		fmt.Fprintf(p.w, "%s %s in %s (machine %s, waiting on operator %s)\n", status, e.RunID,
-			(e.Machine + e.Human).Round(time.Millisecond), e.Machine.Round(time.Millisecond), e.Human.Round(time.Millisecond))
 	}
 }
 
-// approval prints who must approve what when the wait starts, then each
-// approval as it is recorded.
-func (p *printer) approval(e engine.ApprovalWaiting) {
-	if len(e.Granted) == 0 && len(e.Refused) == 0 {
+// recorded prints a line for an event of the record, as the fold has it.
+func (p *printer) recorded(ev state.Event) {
+	switch ev.Type {
+	case state.EvRunCreated, state.EvRunResumed:
+		verb := "run"
+		if ev.Type == state.EvRunResumed {
+			verb = "resume"
+		}
+		h := p.fold.View().Header
+		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), ts(ev.RunID), ts(h.RunbookName), p.steps)
+		if ev.Type != state.EvRunResumed {
+			return
+		}
+		// What the record already settled is not run again.
+		for _, s := range p.fold.View().Steps {
+			if s.Status == state.StatusSucceeded || s.Status == state.StatusSkipped {
+				fmt.Fprintf(p.w, "  %s %s already %s (from the record)\n", p.paint("32", "✓"), ts(s.ID), ts(string(s.Status)))
+			}
+		}
+	case state.EvStepFinished:
+		_, execs, ok := p.fold.Step(ev.StepID)
+		if !ok {
+			return
+		}
+		for _, x := range execs {
+			if x.Target == ev.Target && x.Attempt == ev.Attempt {
+				p.finished(x)
+			}
+		}
+	case state.EvStepDecision:
+		var d state.StepDecision
+		if ev.Decode(&d) != nil {
+			return
+		}
+		if d.Decision == state.DecisionSkip && ev.Attempt == 0 {
+			// A skip of no attempt skips the whole step.
+			fmt.Fprintf(p.w, "  - %s skipped: %s\n", ts(ev.StepID), ts(d.Reason))
+			return
+		}
+		text := ev.StepID
+		if ev.Target != "" {
+			text += " on " + ev.Target
+		}
+		text += ": " + d.Decision
+		if d.Reason != "" {
+			text += " — " + d.Reason
+		}
+		if d.By != "" {
+			text += " (by " + d.By + ")"
+		}
+		fmt.Fprintf(p.w, "  %s %s\n", p.paint("33", "!"), tsBlock(text, "    "))
+	case state.EvApprovalRequested:
+		var r state.ApprovalRequested
+		if ev.Decode(&r) != nil {
+			return
+		}
 		fmt.Fprintf(p.w, "  %s %s waits for approval by %s (request #%d); this will run:\n",
-			p.paint("33;1", "⧗"), ts(e.StepID), ts(e.Request.Who()), e.RequestSeq)
-		for _, c := range e.Request.Commands {
-			fmt.Fprintf(p.w, "    on %s: %s\n", ts(orOperatorName(c.Target)), tsBlock(c.Command, "      "))
+			p.paint("33;1", "⧗"), ts(ev.StepID), ts(r.Who()), ev.Seq)
+		for _, c := range r.Commands {
+			target := c.Target
+			if target == "" {
+				target = "the operator's machine"
+			}
+			fmt.Fprintf(p.w, "    on %s: %s\n", ts(target), tsBlock(c.Command, "      "))
 		}
-		fmt.Fprintf(p.w, "    approver runs: %s\n", ts(e.Command))
-		p.lastRefused, p.lastGranted = 0, 0
-		return
-	}
-	for ; p.lastRefused < len(e.Refused); p.lastRefused++ {
-		fmt.Fprintf(p.w, "  %s approval refused: %s\n", p.paint("31", "✗"), ts(e.Refused[p.lastRefused].String()))
-	}
-	for ; p.lastGranted < len(e.Granted); p.lastGranted++ {
-		fmt.Fprintf(p.w, "  %s approved by %s (%d of %d)\n", p.paint("32", "✓"), ts(e.Granted[p.lastGranted].String()), p.lastGranted+1, e.Request.Approvals)
+		fmt.Fprintf(p.w, "    approver runs: %s\n", ts(engine.ApproveCommand(ev.RunID, ev.StepID)))
+	case state.EvApprovalGranted:
+		var g state.ApprovalGranted
+		if ev.Decode(&g) == nil {
+			fmt.Fprintf(p.w, "  %s approved by %s (%d of %d)\n", p.paint("32", "✓"), ts(g.Approver.String()), g.Count, g.Needed)
+		}
+	case state.EvApprovalRefused:
+		var r state.ApprovalRefused
+		if ev.Decode(&r) == nil {
+			fmt.Fprintf(p.w, "  %s approval refused: %s: %s\n", p.paint("31", "✗"), ts(r.Approver.String()), ts(r.Reason))
+		}
+	case state.EvRunFinished:
+		h := p.fold.View().Header
+		status := p.paint("32;1", ts(string(h.Status)))
+		if h.Status != state.StatusSucceeded {
+			status = p.paint("31;1", ts(string(h.Status)))
+		}
+		ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+		fmt.Fprintf(p.w, "%s %s in %s (machine %s, waiting on operator %s)\n", status, ts(ev.RunID),
+			ms(h.MachineMS+h.HumanMS), ms(h.MachineMS), ms(h.HumanMS))
 	}
 }
 
-func orOperatorName(t string) string {
-	if t == "" {
-		return "the operator's machine"
+// finished prints one step execution's end: status, duration, error and
+// outputs (secret ones masked).
+func (p *printer) finished(x runlog.Exec) {
+	glyph := p.paint("32", "✓")
+	if x.Status != state.StatusSucceeded {
+		glyph = p.paint("31", "✗")
 	}
-	return t
+	where := ""
+	if x.Target != "" {
+		where = " on " + ts(x.Target)
+	}
+	line := fmt.Sprintf("  %s %s%s %s (%s)", glyph, ts(x.StepID), where, ts(string(x.Status)), x.Duration().Round(time.Millisecond))
+	if x.Error != "" {
+		line += ": " + ts(x.Error)
+	}
+	if len(x.Outputs) > 0 {
+		shown := make(map[string]string, len(x.Outputs))
+		for k, v := range x.Outputs {
+			shown[k] = v
+			if slices.Contains(x.SecretOutputs, k) {
+				shown[k] = engine.Mask
+			}
+		}
+		line += " " + formatOutputs(shown)
+	}
+	fmt.Fprintln(p.w, line)
 }
 
 func formatOutputs(m map[string]string) string {
@@ -192,47 +248,11 @@ func formatOutputs(m map[string]string) string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-func (p *printer) jsonLine(ev engine.Event) {
-	if aw, ok := ev.(engine.ApprovalWaiting); ok {
-		for _, v := range p.approvalLines(aw) {
-			p.writeLine(v)
-		}
+func (p *printer) jsonLine(ev runlog.Event) {
+	v := streamEvent(ev)
+	if v == nil {
 		return
 	}
-	if v := streamEvent(ev); v != nil {
-		p.writeLine(v)
-	}
-}
-
-// approvalLines are the stream lines of an approval wait: the request when
-// it starts, then each approval recorded since the last time.
-func (p *printer) approvalLines(e engine.ApprovalWaiting) []any {
-	h := func(name string) jsonapi.EventHeader {
-		return jsonapi.EventHeader{Header: jsonapi.NewHeader(), Event: name, Time: jsonapi.Time(e.Time)}
-	}
-	var out []any
-	if len(e.Granted) == 0 && len(e.Refused) == 0 {
-		p.lastGranted, p.lastRefused = 0, 0
-		cmds := make([]jsonapi.ApprovalCommand, len(e.Request.Commands))
-		for i, c := range e.Request.Commands {
-			cmds[i] = jsonapi.ApprovalCommand{Target: c.Target, Command: c.Command}
-		}
-		return append(out, jsonapi.ApprovalRequestedEvent{EventHeader: h(jsonapi.EvApprovalRequested), StepID: e.StepID, RequestSeq: e.RequestSeq,
-			Approvals: e.Request.Approvals, Approvers: e.Request.Approvers, Commands: cmds, CommandsSHA256: e.Request.CommandsSHA256, ApproveCommand: e.Command})
-	}
-	for ; p.lastRefused < len(e.Refused); p.lastRefused++ {
-		f := e.Refused[p.lastRefused]
-		out = append(out, jsonapi.ApprovalEvent{EventHeader: h(jsonapi.EvApprovalRefused), StepID: e.StepID, Approver: f.Approver.String(), Reason: f.Reason,
-			Granted: len(e.Granted), Needed: e.Request.Approvals})
-	}
-	for ; p.lastGranted < len(e.Granted); p.lastGranted++ {
-		out = append(out, jsonapi.ApprovalEvent{EventHeader: h(jsonapi.EvApprovalGranted), StepID: e.StepID, Approver: e.Granted[p.lastGranted].String(),
-			Granted: p.lastGranted + 1, Needed: e.Request.Approvals})
-	}
-	return out
-}
-
-func (p *printer) writeLine(v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -243,62 +263,40 @@ func (p *printer) writeLine(v any) {
 }
 
 // streamEvent is the line of the JSON event stream for ev (package
-// jsonapi), nil for an event the stream does not carry.
-func streamEvent(ev engine.Event) any {
+// jsonapi): a recorded event as the record holds it, or an in-memory one.
+func streamEvent(ev runlog.Event) any {
 	h := func(name string, t time.Time) jsonapi.EventHeader {
 		return jsonapi.EventHeader{Header: jsonapi.NewHeader(), Event: name, Time: jsonapi.Time(t)}
 	}
 	switch e := ev.(type) {
-	case engine.RunStarted:
-		name := jsonapi.EvRunCreated
-		if e.Resumed {
-			name = jsonapi.EvRunResumed
-		}
-		steps := e.Steps
-		if steps == nil {
-			steps = []string{}
-		}
-		return jsonapi.RunStartedEvent{EventHeader: h(name, e.Time), RunID: e.RunID, Runbook: e.Runbook, Title: e.Title, Inventory: e.Inventory, Steps: steps}
-	case engine.StepPending:
+	case runlog.Recorded:
+		r := e.Event
+		return jsonapi.RecordEvent{EventHeader: h(string(r.Type), r.Time), RunID: r.RunID, Seq: r.Seq, StepID: r.StepID,
+			Target: r.Target, Attempt: r.Attempt, Data: export.EventData(r), PrevHash: r.PrevHash, Hash: r.Hash}
+	case runlog.StepPending:
 		targets := e.Targets
 		if targets == nil {
 			targets = []string{}
 		}
+		var timeout *int64
+		if e.Timeout > 0 {
+			ms := jsonapi.MS(e.Timeout)
+			timeout = &ms
+		}
 		return jsonapi.StepPendingEvent{EventHeader: h(jsonapi.EvStepPending, e.Time), StepID: e.StepID, Title: e.Title, Kind: e.Kind,
-			Targets: targets, Items: e.Items, Nodes: e.Nodes, Danger: e.Danger, TimeoutMS: timeoutMS(e.Timeout)}
-	case engine.StepStarted:
-		return jsonapi.StepStartedEvent{EventHeader: h(jsonapi.EvStepStarted, e.Time), StepID: e.StepID, Target: e.Target, Attempt: e.Attempt, Summary: e.Summary}
-	case engine.OutputLine:
+			Targets: targets, Items: e.Items, Nodes: e.Nodes, Danger: e.Danger, TimeoutMS: timeout}
+	case runlog.OutputLine:
 		stream := "stdout"
 		if e.Stderr {
 			stream = "stderr"
 		}
-		return jsonapi.StepOutputEvent{EventHeader: h(jsonapi.EvStepOutput, e.Time), StepID: e.StepID, Target: e.Target, Stream: stream, Line: e.Line, Raw: e.Raw}
-	case engine.StepFinished:
-		return jsonapi.StepFinishedEvent{EventHeader: h(jsonapi.EvStepFinished, e.Time), StepID: e.StepID, Target: e.Target, Attempt: e.Attempt,
-			Status: string(e.Status), ExitCode: e.ExitCode, Error: e.Err, DurationMS: jsonapi.MS(e.Duration), Outputs: e.Outputs}
-	case engine.StepDone:
-		return jsonapi.StepDoneEvent{EventHeader: h(jsonapi.EvStepDone, e.Time), StepID: e.StepID, Status: string(e.Status), Restored: e.Restored, Reason: e.Reason}
-	case engine.NeedsOperator:
+		return jsonapi.OutputLineEvent{EventHeader: h(jsonapi.EvOutputLine, e.Time), StepID: e.StepID, Target: e.Target, Stream: stream, Line: e.Line, Raw: e.Raw}
+	case runlog.Question:
 		return jsonapi.OperatorWaitingEvent{EventHeader: h(jsonapi.EvOperatorWaiting, e.Time), Kind: e.Kind, StepID: e.StepID, Prompt: e.Prompt}
-	case engine.WaitOver:
-		return jsonapi.OperatorWaitEvent{EventHeader: h(jsonapi.EvOperatorWait, e.Time), Kind: e.Kind, StepID: e.StepID, Response: e.Response, DurationMS: jsonapi.MS(e.Waited)}
-	case engine.Notice:
-		return jsonapi.NoteEvent{EventHeader: h(jsonapi.EvNote, e.Time), StepID: e.StepID, Target: e.Target, Text: e.Text}
-	case engine.RunFinished:
-		return jsonapi.RunFinishedEvent{EventHeader: h(jsonapi.EvRunFinished, e.Time), RunID: e.RunID, Status: string(e.Status), Error: e.Err,
-			MachineMS: jsonapi.MS(e.Machine), HumanMS: jsonapi.MS(e.Human)}
+	case runlog.Notice:
+		return jsonapi.NoticeEvent{EventHeader: h(jsonapi.EvNotice, e.Time), StepID: e.StepID, Target: e.Target, Text: e.Text}
 	}
 	return nil
-}
-
-// timeoutMS is a time limit in milliseconds, nil for none.
-func timeoutMS(d runbooks.Duration) *int64 {
-	if d.None() || d == 0 {
-		return nil
-	}
-	ms := jsonapi.MS(d.D())
-	return &ms
 }
 
 // planTimeoutMS parses a plan's timeout ("30s", "none") into milliseconds.

@@ -503,13 +503,13 @@ func (r *rehearser) recover(ctx context.Context, db *state.DB, rb *runbooks.Runb
 	// appends them (runlog), as replay folds them.
 	fold := runlog.NewFolder()
 	fold.DropLogs()
-	cfg := r.a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: true}, func(ev engine.Event) {
+	cfg := r.a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: true}, func(ev runlog.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch e := ev.(type) {
-		case engine.Recorded:
+		case runlog.Recorded:
 			fold.Apply(e.Event)
-		case engine.StepPending:
+		case runlog.StepPending:
 			if !r.opts.tui { // the TUI owns the terminal
 				r.say("step %s", e.StepID)
 			}
@@ -651,11 +651,11 @@ func (r *rehearser) recoverInTUI(ctx context.Context, cfg engine.Config, inputs 
 		Runbook:   &tui.PickerItem{Path: cfg.Runbook.File, Runbook: cfg.Runbook},
 		Record:    record,
 		Inventory: cfg.Inventory, Answers: answers, User: engine.Operator(),
-		Start: func(ctx context.Context, rb *runbooks.Runbook, in map[string]runbooks.Value, tuiObserve func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+		Start: func(ctx context.Context, rb *runbooks.Runbook, in map[string]runbooks.Value, tuiObserve func(runlog.Event), op steps.Operator) (engine.Outcome, error) {
 			formTime = time.Since(disasterAt)
 			c := cfg
 			c.Runbook, c.Operator, c.Mode = rb, op, state.ModeRehearsal
-			c.Observer = func(ev engine.Event) { observe(ev); tuiObserve(ev) }
+			c.Observer = func(ev runlog.Event) { observe(ev); tuiObserve(ev) }
 			return engine.Start(ctx, c, in)
 		},
 	}, tea.WithContext(ctx))

@@ -10,9 +10,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drbook/drbook/internal/jsonapi"
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/approvals"
+	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/export"
 	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/state/termsafe"
@@ -20,7 +22,7 @@ import (
 
 func newReplayCmd(a *app) *cobra.Command {
 	var verify bool
-	var format string
+	var format, allowedPath string
 	cmd := &cobra.Command{
 		Use:   "replay RUN_ID",
 		Short: "Show a recorded run from the checkpoint database (never contacts a node)",
@@ -32,11 +34,19 @@ run's hash-chained events alone, never from the tables that cache them.
 
 --verify recomputes the run's hash chain from its first event and fails with
 exit code 5, naming the first broken sequence number, if any event was altered,
-removed or reordered. It also checks the record's approvals (two-person
-rule, docs/approvals.md): each one signed by another key than the
-operator's for the request it names, and no such step started without
-them (exit 5, naming the events).`,
-		Example: "  drbook replay r20261121-153012-ab12 --verify\n  drbook replay r2026 --format markdown > audit.md",
+removed or reordered. It then checks the run's SSH signatures: each must
+verify against the event it signs, and the last must sign the end of the
+run (a cut tail, a removed signature or a rewritten event fails, exit 5).
+--allowed-signers FILE (implies --verify; $` + envAllowedSigners + ` with --verify) also requires
+every signer to be in FILE, and fails an unsigned run. Without it an
+unsigned run verifies only as "unsigned". See docs/signing.md.
+
+--verify also checks the record's approvals (two-person rule,
+docs/approvals.md): each one signed, by another key than the operator's,
+for the request it names, and no such step started without them; with
+--allowed-signers every approver must be in FILE (exit 5, naming the
+events).`,
+		Example: "  drbook replay r20261121-153012-ab12 --verify --allowed-signers allowed_signers\n  drbook replay r2026 --format markdown > audit.md",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if wantsTUI(cmd) {
@@ -49,6 +59,16 @@ them (exit 5, naming the events).`,
 			case "text", "json", "markdown":
 			default:
 				return usageError{fmt.Errorf("--format must be text, json or markdown, not %q", format)}
+			}
+			// --allowed-signers implies --verify; $DRBOOK_ALLOWED_SIGNERS
+			// applies only to a replay that verifies.
+			var allowed *opsig.AllowedSigners
+			if allowedPath != "" || verify {
+				a, _, err := loadAllowedSigners(allowedPath)
+				if err != nil {
+					return err
+				}
+				allowed, verify = a, verify || a != nil
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
@@ -75,18 +95,27 @@ them (exit 5, naming the events).`,
 			// Everything shown comes from the chain: the runs and execs
 			// tables are caches the chain does not cover.
 			view := runlog.Fold(events)
+			var aerr error
 			if verify {
 				reportCaches(ctx, cmd.ErrOrStderr(), db, run, view)
 				// The two-person rule: every approval signed, by another
 				// key than the operator's, for the request it names, and
 				// no step started without them (docs/approvals.md).
-				if probs := approvals.Check(events, approvals.Options{Required: approvalSteps}); len(probs) > 0 {
+				if probs := approvals.Check(events, approvals.Options{Allowed: allowed, Required: approvalSteps}); len(probs) > 0 {
 					msgs := make([]string, len(probs))
 					for i, p := range probs {
 						msgs[i] = termsafe.Line(p.String())
 					}
-					verr = errors.Join(verr, fmt.Errorf("%w:\n  %s", approvals.ErrInvalid, strings.Join(msgs, "\n  ")))
+					aerr = fmt.Errorf("%w:\n  %s", approvals.ErrInvalid, strings.Join(msgs, "\n  "))
 				}
+			}
+			// Signatures are checked on a chain that verified: on a broken
+			// one, the chain's error says more.
+			var sigRep *evidence.Report
+			var serr error
+			if verify && verr == nil {
+				r, err := evidence.Check(run.ID, events, allowed)
+				sigRep, serr = &r, err
 			}
 			id := run.ID
 			run, execs := view.Run(), view.StateExecs()
@@ -94,11 +123,22 @@ them (exit 5, naming the events).`,
 			w := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				err = writeJSON(w, jsonapi.Replay{Header: jsonapi.NewHeader(), Document: export.NewDocument(run, events, execs, rep)})
+				err = writeJSON(w, jsonapi.Replay{Header: jsonapi.NewHeader(), Document: export.NewDocument(run, events, execs, rep), Signatures: sigRep})
 			case "markdown":
 				err = export.Markdown(w, run, events, execs, rep)
+				if err == nil && sigRep != nil {
+					fmt.Fprintf(w, "\n## Signatures\n\n")
+					for _, l := range signatureLines(*sigRep) {
+						fmt.Fprintf(w, "    %s\n", l)
+					}
+				}
 			default:
 				err = export.Text(w, run, events, execs, rep)
+				if err == nil && sigRep != nil {
+					for _, l := range signatureLines(*sigRep) {
+						fmt.Fprintln(w, l)
+					}
+				}
 			}
 			if err != nil {
 				return err
@@ -106,11 +146,12 @@ them (exit 5, naming the events).`,
 			if verr != nil {
 				return verr
 			}
-			return nil
+			return errors.Join(serr, aerr)
 		},
 	}
 	cmd.Flags().BoolVar(&verify, "verify", false, "verify the hash chain; exit 5 if broken")
 	cmd.Flags().StringVar(&format, "format", "text", "text, json or markdown")
+	cmd.Flags().StringVar(&allowedPath, "allowed-signers", "", "allowed-signers file (ssh-keygen format): every signer must be in it and the run signed; implies --verify")
 	tuiFlag(cmd, "browse the recorded run in the terminal UI (read-only)")
 	return cmd
 }

@@ -11,10 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/agent"
 	"github.com/drbook/drbook/steps/plugin"
@@ -29,6 +31,10 @@ type app struct {
 	logger  *slog.Logger
 	// pluginDir lists extra plugin directories (--plugin-dir).
 	pluginDir []string
+	// signer signs the records of the runs this command drives (nil:
+	// unsigned, unsignedNotice says why); see prepareSigning.
+	signer         *opsig.Signer
+	unsignedNotice string
 	// approval holds the two-person rule's flags (approvalflags.go).
 	approval approvalSettings
 }
@@ -79,7 +85,7 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
 	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newApproveCmd(a))
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newExportCmd(a), newVerifyCmd(a), newApproveCmd(a))
 	attachTUI(root, a)
 	markJSONCommands(root)
 	markUsageErrors(root)
@@ -212,14 +218,13 @@ func dialer(inv *runbooks.Inventory) engine.Dialer {
 // engineConfig is the one place a run's engine configuration is built, for
 // headless runs, resumes, rehearsals and the TUI alike, so they cannot drift.
 func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *steps.Registry, db *state.DB,
-	op steps.Operator, observe func(engine.Event), mode string) engine.Config {
+	op steps.Operator, observe func(runlog.Event), mode string) engine.Config {
 	_, headless := op.(*engine.Headless)
-	actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	return engine.Config{
 		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
-		Approval: a.approval.approvalConfig(actx, rb, headless),
+		Signer: a.signer, UnsignedNotice: a.unsignedNotice,
+		Approval: a.approval.approvalConfig(rb, headless),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 func newRunCmd(a *app) *cobra.Command {
 	var invPath, answersPath string
 	var headless, yes bool
+	var sign signing
 	cmd := &cobra.Command{
 		Use:   "run RUNBOOK -i INVENTORY",
 		Short: "Run a runbook (headless with --headless)",
@@ -29,6 +30,11 @@ Headless runs take inputs from --answers (values may be {env: NAME} or
 {file: PATH} so secrets stay out of the file), confirm danger steps only with
 --yes, and stop with exit code 4 where a person must decide.
 
+The record is signed with your SSH key (ssh-agent, or the inventory's
+identity_file, or --sign-key) at every confirmed danger step and when the
+run ends; without a key the run is recorded unsigned (said on stderr), or
+refused with --require-signing (exit 2). See docs/signing.md.
+
 A danger step with approvals: or approvers: waits until another person
 approves its exact commands with their own SSH key (drbook approve RUN STEP;
 docs/approvals.md): give the allowed-signers file (--allowed-signers or
@@ -38,27 +44,32 @@ approve. Headless, the wait lasts --approval-timeout, then exit 4.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !headless {
-				return runInteractive(cmd, a, interactiveRequest{Runbook: args[0], Inventory: invPath, Answers: answersPath})
+				return runInteractive(cmd, a, interactiveRequest{Runbook: args[0], Inventory: invPath, Answers: answersPath, Sign: &sign})
 			}
-			return runHeadless(cmd, a, args[0], invPath, answersPath, yes)
+			return runHeadless(cmd, a, args[0], invPath, answersPath, yes, &sign)
 		},
 	}
 	cmd.Flags().StringVarP(&invPath, "inventory", "i", "", "inventory of nodes (required)")
 	cmd.Flags().StringVar(&answersPath, "answers", "", "answers file for inputs and input steps")
 	cmd.Flags().BoolVar(&headless, "headless", false, "run without the TUI")
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps (headless)")
+	signFlags(cmd, &sign)
 	approvalFlags(cmd, &a.approval, true)
 	_ = cmd.MarkFlagRequired("inventory")
 	return cmd
 }
 
 // runHeadless runs a runbook without the TUI, printing events as they come.
-func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath string, yes bool) error {
+func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath string, yes bool, sign *signing) error {
 	ctx := cmd.Context()
 	reg, inv, rb, answers, err := a.loadRun(runbook, invPath, answersPath)
 	if err != nil {
 		return err
 	}
+	if err := a.prepareSigning(ctx, sign, inv, cmd.ErrOrStderr()); err != nil {
+		return err
+	}
+	defer a.closeSigner()
 	inputs, _, err := runbooks.ResolveInputs(rb, inv, answers, false)
 	if err != nil {
 		return err
@@ -70,7 +81,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 	defer db.Close()
 	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 	defer release()
-	p := newPrinter(stdout, a.output)
+	p := newPrinter(stdout, a.output, len(rb.Steps))
 	cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, state.ModeHeadless)
 	cfg.Answers = answers
 	out, err := engine.Start(ctx, cfg, inputs)
@@ -94,6 +105,7 @@ func newResumeCmd(a *app) *cobra.Command {
 	var invPath, runbookPath, answersPath, reason string
 	var redo, skip, setOutputs []string
 	var accept, yes bool
+	var sign signing
 	cmd := &cobra.Command{
 		Use:   "resume RUN_ID",
 		Short: "Continue an interrupted or failed run where it stopped",
@@ -121,7 +133,11 @@ A wrong input found mid-run can be corrected: give the right value in the
 used changes (recorded with your name and the reason; a secret is compared
 by hash and sealed again) and the run goes on with it. An input a completed
 step already used cannot change in this run: resume is refused (exit 2),
-naming the steps that used it, and nothing is recorded.`,
+naming the steps that used it, and nothing is recorded.
+
+A resume by another person than the one who held the run (another user or
+host) records a handover naming both, signed with the new holder's key.
+Signing works as for run (--sign-key, --require-signing; docs/signing.md).`,
 		Example: `  drbook resume r20261129-031502-7c1a --yes
   drbook resume r20261129-031502-7c1a --redo restore --yes
   drbook resume r20261129-031502-7c1a --skip add-member --reason "member added, id in the log" --set-output add-member.new_id=8e9e05c52164694d --yes
@@ -142,7 +158,7 @@ naming the steps that used it, and nothing is recorded.`,
 					return err
 				}
 				opts.Answers, opts.InputReason = answers, reason
-				return resumeError(runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: opts}))
+				return resumeError(runInteractive(cmd, a, interactiveRequest{ResumeID: args[0], ResumeOpts: opts, Sign: &sign}))
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)
@@ -165,6 +181,10 @@ naming the steps that used it, and nothing is recorded.`,
 				return err
 			}
 			reg, inv, rb := lf.reg, lf.inv, lf.rb
+			if err := a.prepareSigning(ctx, &sign, inv, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			defer a.closeSigner()
 			answers, err := loadAnswers(answersPath)
 			if err != nil {
 				return err
@@ -173,7 +193,7 @@ naming the steps that used it, and nothing is recorded.`,
 			answers = withRecordedAnswers(answers, lf.files)
 			ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 			defer release()
-			p := newPrinter(stdout, a.output)
+			p := newPrinter(stdout, a.output, len(rb.Steps))
 			cfg := a.engineConfig(rb, inv, reg, db, &engine.Headless{Yes: yes, Answers: answers}, p.observe, rec.Mode)
 			out, err := engine.Resume(ctx, cfg, rec.ID, opts)
 			return resumeError(runResult(out, stdoutClosedErr(ctx, err)))
@@ -190,6 +210,7 @@ naming the steps that used it, and nothing is recorded.`,
 	cmd.Flags().BoolVar(&yes, "yes", false, "confirm danger and confirm steps")
 	approvalFlags(cmd, &a.approval, true)
 	cmd.Flags().Bool("headless", true, "resume without the TUI (the only mode so far)")
+	signFlags(cmd, &sign)
 	tuiFlag(cmd, "resume in the terminal UI (decisions are asked there)")
 	return cmd
 }

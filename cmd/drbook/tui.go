@@ -19,6 +19,7 @@ import (
 	"github.com/drbook/drbook/runbooks/library"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/approvals"
+	"github.com/drbook/drbook/state/evidence"
 	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/tui"
@@ -35,6 +36,8 @@ type interactiveRequest struct {
 	ResumeOpts engine.ResumeOptions
 	// Dir holds the runbook files the picker offers.
 	Dir string
+	// Sign holds --sign-key and --require-signing (nil: defaults).
+	Sign *signing
 }
 
 // runInteractive opens the terminal UI. The TUI renders the engine's events
@@ -52,6 +55,26 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 	defer db.Close()
 	reg := newRegistry()
 	opts := tui.Options{User: engine.Operator(), Record: db}
+	if req.ReplayID == "" {
+		// A run or resume signs its record: the key is found (or its
+		// absence noticed, or refused with --require-signing) before
+		// the screen opens; the TUI shows "recorded unsigned".
+		sign := req.Sign
+		if sign == nil {
+			sign = &signing{}
+		}
+		inv, err := loadInventory(req.Inventory)
+		if err != nil {
+			return err
+		}
+		if inv == nil && req.ResumeID != "" {
+			inv = recordedInventory(ctx, db, req.ResumeID)
+		}
+		if err := a.prepareSigning(ctx, sign, inv, nil); err != nil {
+			return err
+		}
+		defer a.closeSigner()
+	}
 
 	switch {
 	case req.ReplayID != "":
@@ -99,11 +122,11 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 			}
 			opts.Unfinished = unfinished
 		}
-		opts.Start = func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+		opts.Start = func(ctx context.Context, rb *runbooks.Runbook, inputs map[string]runbooks.Value, observe func(runlog.Event), op steps.Operator) (engine.Outcome, error) {
 			return engine.Start(ctx, a.engineConfig(rb, inv, reg, db, op, observe, state.ModeInteractive), inputs)
 		}
 	}
-	opts.Resume = func(ctx context.Context, run state.Run, observe func(engine.Event), op steps.Operator) (engine.Outcome, error) {
+	opts.Resume = func(ctx context.Context, run state.Run, observe func(runlog.Event), op steps.Operator) (engine.Outcome, error) {
 		lf, err := a.loadRecorded(ctx, db, run, "", "")
 		if err != nil {
 			return engine.Outcome{RunID: run.ID}, err
@@ -158,6 +181,10 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	chainRun.ID = run.ID
 	rep := &tui.Replay{Run: chainRun, Events: events}
 	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
+	if rep.VerifyErr == nil {
+		sig, _ := evidence.Check(run.ID, events, nil)
+		rep.Signatures = &sig
+	}
 	if probs := approvals.Check(events, approvals.Options{Required: approvalSteps}); rep.VerifyErr == nil && len(probs) > 0 {
 		rep.VerifyErr = fmt.Errorf("%w: %s", approvals.ErrInvalid, probs[0])
 	}
@@ -240,6 +267,8 @@ func attachTUI(root *cobra.Command, a *app) {
 	root.Flags().StringVar(&req.Dir, "dir", "", "directory of runbook files the picker offers besides the shipped library")
 	root.Flags().StringVarP(&req.Inventory, "inventory", "i", "", "inventory of nodes")
 	root.Flags().StringVar(&req.Answers, "answers", "", "answers file that prefills the input forms")
+	req.Sign = &signing{}
+	signFlags(root, req.Sign)
 	approvalFlags(root, &a.approval, false)
 	root.Args = cobra.NoArgs
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return runInteractive(cmd, a, req) }
@@ -253,4 +282,22 @@ func tuiFlag(cmd *cobra.Command, usage string) {
 func wantsTUI(cmd *cobra.Command) bool {
 	v, _ := cmd.Flags().GetBool("tui")
 	return v
+}
+
+// recordedInventory is the inventory a run's record holds (nil if none or
+// unreadable), for the signing key's default (its identity_file).
+func recordedInventory(ctx context.Context, db *state.DB, runID string) *runbooks.Inventory {
+	evs, err := db.Events(ctx, runID)
+	if err != nil {
+		return nil
+	}
+	f, err := state.Files(evs)
+	if err != nil || f.Inventory == nil {
+		return nil
+	}
+	inv, err := runbooks.ParseInventory(recordedPath(f.Inventory.Path, f.WorkDir), f.Inventory.Bytes())
+	if err != nil {
+		return nil
+	}
+	return inv
 }

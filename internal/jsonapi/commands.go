@@ -1,6 +1,9 @@
 package jsonapi
 
-import "github.com/drbook/drbook/state/export"
+import (
+	"github.com/drbook/drbook/state/evidence"
+	"github.com/drbook/drbook/state/export"
+)
 
 // RunList is `drbook runs -o json`.
 type RunList struct {
@@ -171,6 +174,27 @@ type PluginRow struct {
 type Replay struct {
 	Header
 	export.Document
+	// Signatures is the check of the run's SSH signatures (replay
+	// --verify; null otherwise): see docs/signing.md.
+	Signatures *evidence.Report `json:"signatures"`
+}
+
+// Verify is `drbook verify BUNDLE_DIR -o json`: the check of an evidence
+// bundle (docs/signing.md).
+type Verify struct {
+	Header
+	// Bundle is the directory checked, as given.
+	Bundle string `json:"bundle"`
+	// OK is true when every check passed; Error says what failed, naming
+	// the file.
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// RunID and Events are the run and event count events.jsonl holds.
+	RunID  string `json:"run_id,omitempty"`
+	Events int    `json:"events"`
+	// Signatures is the signature check (status "failed" with the reason
+	// when the bundle failed before it).
+	Signatures evidence.Report `json:"signatures"`
 }
 
 // Rehearsal is `drbook rehearse -o json`: what a drill measured.

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/drbook/drbook/state"
 )
 
 // Documented lists every type of the contract in the order docs/json.md
@@ -20,23 +22,39 @@ var Documented = []struct {
 	{"drbook runbooks -o json", reflect.TypeFor[RunbookList]()},
 	{"drbook lint -o json", reflect.TypeFor[Lint]()},
 	{"drbook replay RUN_ID -o json", reflect.TypeFor[Replay]()},
+	{"drbook verify BUNDLE_DIR -o json", reflect.TypeFor[Verify]()},
 	{"drbook rehearse -o json", reflect.TypeFor[Rehearsal]()},
 	{"drbook lab up -o json", reflect.TypeFor[LabUp]()},
 	{"drbook lab status -o json", reflect.TypeFor[LabStatus]()},
 	{"drbook plugins list -o json", reflect.TypeFor[PluginList]()},
 	{"drbook version -o json", reflect.TypeFor[Version]()},
-	{"event " + EvRunCreated + " / " + EvRunResumed, reflect.TypeFor[RunStartedEvent]()},
+	{"event of the record (run.created, step.started, …)", reflect.TypeFor[RecordEvent]()},
 	{"event " + EvStepPending, reflect.TypeFor[StepPendingEvent]()},
-	{"event " + EvStepStarted, reflect.TypeFor[StepStartedEvent]()},
-	{"event " + EvStepOutput, reflect.TypeFor[StepOutputEvent]()},
-	{"event " + EvStepFinished, reflect.TypeFor[StepFinishedEvent]()},
-	{"event " + EvStepDone, reflect.TypeFor[StepDoneEvent]()},
+	{"event " + EvOutputLine, reflect.TypeFor[OutputLineEvent]()},
 	{"event " + EvOperatorWaiting, reflect.TypeFor[OperatorWaitingEvent]()},
-	{"event " + EvOperatorWait, reflect.TypeFor[OperatorWaitEvent]()},
-	{"event " + EvApprovalRequested, reflect.TypeFor[ApprovalRequestedEvent]()},
-	{"event " + EvApprovalGranted + " / " + EvApprovalRefused, reflect.TypeFor[ApprovalEvent]()},
-	{"event " + EvNote, reflect.TypeFor[NoteEvent]()},
-	{"event " + EvRunFinished, reflect.TypeFor[RunFinishedEvent]()},
+	{"event " + EvNotice, reflect.TypeFor[NoticeEvent]()},
+}
+
+// Payloads lists the payload of each event type of the record: the "data"
+// of a RecordEvent line of the stream (and of an event in the replay
+// document), in the order docs/json.md shows them.
+var Payloads = []struct {
+	Event string
+	Type  reflect.Type
+}{
+	{string(state.EvRunCreated), reflect.TypeFor[state.RunCreated]()},
+	{string(state.EvRunResumed), reflect.TypeFor[state.RunResumed]()},
+	{string(state.EvAnswer), reflect.TypeFor[state.Answer]()},
+	{string(state.EvStepStarted), reflect.TypeFor[state.StepStarted]()},
+	{string(state.EvStepOutput), reflect.TypeFor[state.StepOutput]()},
+	{string(state.EvStepFinished), reflect.TypeFor[state.StepFinished]()},
+	{string(state.EvStepDecision), reflect.TypeFor[state.StepDecision]()},
+	{string(state.EvOperatorWait), reflect.TypeFor[state.OperatorWait]()},
+	{string(state.EvNote), reflect.TypeFor[state.Note]()},
+	{string(state.EvRunFinished), reflect.TypeFor[state.RunFinished]()},
+	{string(state.EvApprovalRequested), reflect.TypeFor[state.ApprovalRequested]()},
+	{string(state.EvApprovalGranted), reflect.TypeFor[state.ApprovalGranted]()},
+	{string(state.EvApprovalRefused), reflect.TypeFor[state.ApprovalRefused]()},
 }
 
 // Field is one JSON field of a documented type.

@@ -112,6 +112,9 @@ func generate(t *testing.T) string {
 	for _, d := range Documented {
 		collect(d.Type)
 	}
+	for _, d := range Payloads {
+		collect(d.Type)
+	}
 	notes := comments(t, all)
 	var b bytes.Buffer
 	done := map[reflect.Type]bool{}
@@ -143,6 +146,9 @@ func generate(t *testing.T) string {
 	}
 	for _, d := range Documented {
 		section(d.Title+" ("+d.Type.Name()+")", d.Type)
+	}
+	for _, d := range Payloads {
+		section("data of "+d.Event+" ("+d.Type.String()+")", d.Type)
 	}
 	return b.String()
 }
@@ -209,6 +215,9 @@ func TestFieldsFollowTheRules(t *testing.T) {
 		if fs := Fields(d.Type); len(fs) == 0 || fs[0].Name != "schema" {
 			t.Errorf("%s: first field is not schema", d.Type)
 		}
+		check(d.Type)
+	}
+	for _, d := range Payloads {
 		check(d.Type)
 	}
 }

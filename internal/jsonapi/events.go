@@ -2,7 +2,8 @@ package jsonapi
 
 // The headless JSON event stream (`drbook run --headless -o json`, and
 // resume) is one JSON object per line. Every line has "schema", "event"
-// (one of the Ev* names) and "time"; the other fields depend on the event.
+// (the record's event type, or one of the in-memory Ev* names) and "time";
+// the other fields depend on the event.
 
 // EventHeader starts every line of the event stream.
 type EventHeader struct {
@@ -13,15 +14,29 @@ type EventHeader struct {
 	Time string `json:"time"`
 }
 
-// RunStartedEvent is "run.created" (a new run) or "run.resumed".
-type RunStartedEvent struct {
+// RecordEvent is a line for an event of the run's hash-chained record:
+// "run.created", "run.resumed", "answer", "step.started", "step.output" (a
+// checkpoint of output), "step.finished", "step.decision", "operator.wait",
+// "note" or "run.finished" (the last line). Event is the record's type and
+// Time the record's time; the line carries the event as the record holds
+// it, so the stream of a run is its record, event for event.
+type RecordEvent struct {
 	EventHeader
-	RunID     string `json:"run_id"`
-	Runbook   string `json:"runbook"`
-	Title     string `json:"title,omitempty"`
-	Inventory string `json:"inventory,omitempty"`
-	// Steps lists the step ids in order.
-	Steps []string `json:"steps"`
+	RunID string `json:"run_id"`
+	// Seq is the event's number in the run's chain (1 for run.created); a
+	// resumed run's stream starts at its run.resumed.
+	Seq     int64  `json:"seq"`
+	StepID  string `json:"step_id,omitempty"`
+	Target  string `json:"target,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	// Data is the event's payload as recorded (snake_case fields, listed
+	// under "data of …" below), with sealed values and secret answers and
+	// outputs masked.
+	Data any `json:"data"`
+	// PrevHash and Hash chain the event to the one before it (see drbook
+	// replay --verify).
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
 // StepPendingEvent is "step.pending": a step's targets, before any runs.
@@ -40,19 +55,10 @@ type StepPendingEvent struct {
 	TimeoutMS *int64 `json:"timeout_ms,omitempty"`
 }
 
-// StepStartedEvent is "step.started": one execution (step × target ×
-// attempt) starting.
-type StepStartedEvent struct {
-	EventHeader
-	StepID  string `json:"step_id"`
-	Target  string `json:"target"`
-	Attempt int    `json:"attempt"`
-	Summary string `json:"summary,omitempty"`
-}
-
-// StepOutputEvent is "step.output": one line of an execution's output,
-// secrets masked, without its line end.
-type StepOutputEvent struct {
+// OutputLineEvent is "output.line": one line of an execution's output as
+// it arrives, secrets masked, without its line end (the record keeps the
+// output in step.output checkpoints and in step.finished).
+type OutputLineEvent struct {
 	EventHeader
 	StepID string `json:"step_id"`
 	Target string `json:"target"`
@@ -63,32 +69,8 @@ type StepOutputEvent struct {
 	Raw []byte `json:"raw,omitempty"`
 }
 
-// StepFinishedEvent is "step.finished": one execution ending.
-type StepFinishedEvent struct {
-	EventHeader
-	StepID     string `json:"step_id"`
-	Target     string `json:"target"`
-	Attempt    int    `json:"attempt"`
-	Status     string `json:"status"`
-	ExitCode   int    `json:"exit_code"`
-	Error      string `json:"error,omitempty"`
-	DurationMS int64  `json:"duration_ms"`
-	// Outputs are the execution's outputs, secret values masked; their
-	// names are the runbook's own.
-	Outputs map[string]string `json:"outputs,omitempty"`
-}
-
-// StepDoneEvent is "step.done": a whole step settled on all targets.
-type StepDoneEvent struct {
-	EventHeader
-	StepID string `json:"step_id"`
-	Status string `json:"status"`
-	// Restored is true when a resume found the step already done.
-	Restored bool   `json:"restored"`
-	Reason   string `json:"reason,omitempty"`
-}
-
-// OperatorWaitingEvent is "operator.waiting": the run waits for a person.
+// OperatorWaitingEvent is "operator.waiting": the run waits for a person;
+// the recorded operator.wait follows with the answer.
 type OperatorWaitingEvent struct {
 	EventHeader
 	// Kind is confirm, input, decision, failure or approval.
@@ -97,68 +79,11 @@ type OperatorWaitingEvent struct {
 	Prompt string `json:"prompt"`
 }
 
-// OperatorWaitEvent is "operator.wait": the answer came.
-type OperatorWaitEvent struct {
-	EventHeader
-	Kind       string `json:"kind"`
-	StepID     string `json:"step_id,omitempty"`
-	Response   string `json:"response"`
-	DurationMS int64  `json:"duration_ms"`
-}
-
-// NoteEvent is "note": an informative message (resume decisions, check
-// results).
-type NoteEvent struct {
+// NoticeEvent is "notice": an informative message (resume decisions,
+// retries, unreachable nodes); the facts behind it are recorded events.
+type NoticeEvent struct {
 	EventHeader
 	StepID string `json:"step_id,omitempty"`
 	Target string `json:"target,omitempty"`
 	Text   string `json:"text"`
-}
-
-// RunFinishedEvent is "run.finished", the last line.
-type RunFinishedEvent struct {
-	EventHeader
-	RunID  string `json:"run_id"`
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
-	// MachineMS is time spent running; HumanMS time waiting on the
-	// operator.
-	MachineMS int64 `json:"machine_ms"`
-	HumanMS   int64 `json:"human_ms"`
-}
-
-// ApprovalRequestedEvent is "approval.requested": a danger step waits for
-// approval by other persons (docs/approvals.md).
-type ApprovalRequestedEvent struct {
-	EventHeader
-	StepID string `json:"step_id"`
-	// RequestSeq is the record's approval.requested event.
-	RequestSeq int64    `json:"request_seq"`
-	Approvals  int      `json:"approvals"`
-	Approvers  []string `json:"approvers,omitempty"`
-	// Commands are what runs on each target (secrets masked).
-	Commands       []ApprovalCommand `json:"commands"`
-	CommandsSHA256 string            `json:"commands_sha256"`
-	// ApproveCommand is what an approver runs.
-	ApproveCommand string `json:"approve_command"`
-}
-
-// ApprovalCommand is one target's command of an approval request.
-type ApprovalCommand struct {
-	Target  string `json:"target"`
-	Command string `json:"command"`
-}
-
-// ApprovalEvent is "approval.granted" or "approval.refused": an approval
-// the run recorded.
-type ApprovalEvent struct {
-	EventHeader
-	StepID string `json:"step_id"`
-	// Approver is who signed: principal (user@host, key fingerprint).
-	Approver string `json:"approver"`
-	// Reason says why a refused approval does not count.
-	Reason string `json:"reason,omitempty"`
-	// Granted is how many approvals count so far, of Needed.
-	Granted int `json:"granted"`
-	Needed  int `json:"needed"`
 }

@@ -18,8 +18,6 @@ package jsonapi
 
 import (
 	"time"
-
-	"github.com/drbook/drbook/state"
 )
 
 // Schema is the value of every document's "schema" field. It changes only
@@ -39,28 +37,18 @@ func Time(t time.Time) string {
 func MS(d time.Duration) int64 { return d.Milliseconds() }
 
 // Event names of the headless stream. Those the record keeps are the
-// record's own names; the others are in-memory events of a live run.
+// record's own names (state.EvStepStarted is "step.started"); these are
+// the in-memory events of a live run.
 const (
-	EvRunCreated   = string(state.EvRunCreated)
-	EvRunResumed   = string(state.EvRunResumed)
-	EvStepStarted  = string(state.EvStepStarted)
-	EvStepOutput   = string(state.EvStepOutput)
-	EvStepFinished = string(state.EvStepFinished)
-	EvOperatorWait = string(state.EvOperatorWait)
-	EvRunFinished  = string(state.EvRunFinished)
-	EvNote         = string(state.EvNote)
-	// EvApprovalRequested, EvApprovalGranted and EvApprovalRefused: the
-	// two-person rule (docs/approvals.md).
-	EvApprovalRequested = string(state.EvApprovalRequested)
-	EvApprovalGranted   = string(state.EvApprovalGranted)
-	EvApprovalRefused   = string(state.EvApprovalRefused)
 	// EvStepPending announces a step's targets before any of them runs.
 	EvStepPending = "step.pending"
-	// EvStepDone says a whole step is settled on all its targets.
-	EvStepDone = "step.done"
-	// EvOperatorWaiting says the run waits for a person; the
+	// EvOutputLine is one line of output as it arrives.
+	EvOutputLine = "output.line"
+	// EvOperatorWaiting says the run waits for a person; the recorded
 	// operator.wait event follows when the answer came.
 	EvOperatorWaiting = "operator.waiting"
+	// EvNotice is an informative message.
+	EvNotice = "notice"
 )
 
 // Header starts every document and every stream line.

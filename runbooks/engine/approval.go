@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -29,7 +29,8 @@ type ApprovalConfig struct {
 	Allowed *opsig.AllowedSigners
 	File    string
 	// OperatorKey is the key of the person running the run: it can never
-	// approve, nor can any principal the file gives it.
+	// approve, nor can any principal the file gives it. Nil: the key of
+	// Config.Signer.
 	OperatorKey ssh.PublicKey
 	// Timeout bounds the wait for approvals (0: no limit); then the run
 	// stops (ErrNeedsDecision, exit 4) and a resume asks again.
@@ -69,15 +70,6 @@ type ApprovalWaiter interface {
 	WaitApproval(ctx context.Context, w ApprovalWait) (abort bool, by string, err error)
 }
 
-// ApprovalWaiting is emitted while the run waits for approvals, again after
-// each recorded grant or refusal; ApprovalDone when the wait ends.
-type ApprovalWaiting struct {
-	ApprovalWait
-	Granted []state.Identity
-	Refused []Refusal
-	Time    time.Time
-}
-
 // Refusal is a submitted approval that did not count, and why.
 type Refusal struct {
 	Approver state.Identity
@@ -85,16 +77,6 @@ type Refusal struct {
 }
 
 func (f Refusal) String() string { return f.Approver.String() + ": " + f.Reason }
-
-// ApprovalDone ends an ApprovalWaiting.
-type ApprovalDone struct {
-	StepID string
-	OK     bool
-	Time   time.Time
-}
-
-func (ApprovalWaiting) event() {}
-func (ApprovalDone) event()    {}
 
 // ErrApprovalSetup is wrapped when a step needs approval but the run cannot
 // enforce the rule (no allowed-signers file, no operator key, approvers the
@@ -109,6 +91,10 @@ func ApproveCommand(runID, stepID string) string {
 // approvalPrecheck checks, before the first step, that every step needing
 // approval can get it.
 func (r *run) approvalPrecheck() error {
+	if r.cfg.Approval.OperatorKey == nil && r.cfg.Signer != nil {
+		// The key that signs the record is the operator's.
+		r.cfg.Approval.OperatorKey = r.cfg.Signer.PublicKey()
+	}
 	ac := r.cfg.Approval
 	var errs []error
 	for i := range r.cfg.Runbook.Steps {
@@ -179,11 +165,13 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		if err != nil {
 			return err
 		}
-		params, err := json.Marshal(r.maskParams(x.Params))
-		if err != nil {
+		var params bytes.Buffer
+		enc := json.NewEncoder(&params)
+		enc.SetEscapeHTML(false) // commands keep 2>&1, not 2\u003e\u00261
+		if err := enc.Encode(r.maskParams(x.Params)); err != nil {
 			return fmt.Errorf("step %s: approval request: %w", s.ID, err)
 		}
-		req.Commands = append(req.Commands, state.ApprovalCommand{Target: t, Command: r.mask.mask(kind.Summary(x)), Params: string(params)})
+		req.Commands = append(req.Commands, state.ApprovalCommand{Target: t, Command: r.mask.mask(kind.Summary(x)), Params: strings.TrimSuffix(params.String(), "\n")})
 	}
 	req.CommandsSHA256 = state.CommandsDigest(req.Commands)
 	rec, err := r.cfg.Store.GetRun(ctx, r.id)
@@ -191,8 +179,7 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		return fmt.Errorf("step %s: approval request: %w", s.ID, err)
 	}
 	req.HeadSeq, req.HeadHash = rec.HeadSeq, rec.HeadHash
-	host, _ := os.Hostname()
-	req.Operator = state.Identity{User: Operator(), Host: host, KeyFingerprint: opsig.Fingerprint(ac.OperatorKey)}
+	req.Operator = state.Identity{User: r.actor.User, Host: r.actor.Host, KeyFingerprint: opsig.Fingerprint(ac.OperatorKey)}
 	req.OperatorPrincipals = ac.Allowed.Principals(ac.OperatorKey, opsig.ApproveNamespace, time.Now())
 	if len(req.OperatorPrincipals) > 0 {
 		req.Operator.Principal = req.OperatorPrincipals[0]
@@ -202,9 +189,8 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		return err
 	}
 	w := ApprovalWait{RunID: r.id, StepID: s.ID, Title: s.Title, RequestSeq: reqEv.Seq, Request: req, Command: ApproveCommand(r.id, s.ID)}
-	r.emit(ApprovalWaiting{ApprovalWait: w, Time: time.Now()})
 	prompt := fmt.Sprintf("APPROVAL: %s needs %d approval(s) by another person: %s", s.ID, req.Approvals, w.Command)
-	r.emit(NeedsOperator{Kind: state.WaitApproval, StepID: s.ID, Prompt: prompt, Time: time.Now()})
+	r.emit(runlog.Question{Kind: state.WaitApproval, StepID: s.ID, Prompt: prompt, Time: time.Now()})
 	t0 := time.Now()
 
 	// The person watching (TUI) may give up; the wait ends when the
@@ -237,7 +223,6 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	defer tick.Stop()
 	granted := map[string]bool{} // fingerprints
 	var grantedBy []state.Identity
-	var refused []Refusal
 	var usedPrincipals []string
 	end := func(resp, by string) {
 		waited := time.Since(t0)
@@ -245,8 +230,6 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		r.human += waited
 		r.humanMu.Unlock()
 		stopWatch()
-		r.emit(WaitOver{Kind: state.WaitApproval, StepID: s.ID, Response: resp, Waited: waited, Time: time.Now()})
-		r.emit(ApprovalDone{StepID: s.ID, OK: resp == "approved", Time: time.Now()})
 		if by != "" {
 			_ = r.record(ctx, state.EvOperatorWait, s.ID, "", 0, state.OperatorWait{
 				Kind: state.WaitApproval, Prompt: prompt, Response: resp, By: by, DurationMS: waited.Milliseconds(),
@@ -267,7 +250,6 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 			var ev state.Event
 			if ref != nil {
 				ev, err = r.recordEv(ctx, state.EvApprovalRefused, s.ID, "", 0, *ref)
-				refused = append(refused, Refusal{Approver: ref.Approver, Reason: ref.Reason})
 			} else {
 				granted[g.Approver.KeyFingerprint] = true
 				usedPrincipals = append(usedPrincipals, g.Approver.Principal)
@@ -283,7 +265,6 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 				end("error", "")
 				return fmt.Errorf("step %s: %w", s.ID, err)
 			}
-			r.emit(ApprovalWaiting{ApprovalWait: w, Granted: slices.Clone(grantedBy), Refused: slices.Clone(refused), Time: time.Now()})
 		}
 		if len(grantedBy) >= req.Approvals {
 			names := make([]string, len(grantedBy))

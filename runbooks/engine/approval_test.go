@@ -19,6 +19,7 @@ import (
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/state/approvals"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // testKey makes an ed25519 key with the real ssh-keygen.
@@ -199,12 +200,14 @@ func startAsync(ctx context.Context, f *approvalFixture, cfg engine.Config) *asy
 	a := &asyncRun{id: make(chan string, 1), done: make(chan error, 1)}
 	obs := cfg.Observer
 	sent := false
-	cfg.Observer = func(ev engine.Event) {
-		if rs, ok := ev.(engine.RunStarted); ok && !sent {
+	cfg.Observer = func(ev runlog.Event) {
+		if rec, ok := ev.(runlog.Recorded); ok && !sent {
 			sent = true
-			a.id <- rs.RunID
+			a.id <- rec.Event.RunID
 		}
-		obs(ev)
+		if obs != nil {
+			obs(ev)
+		}
 	}
 	go func() {
 		out, err := engine.Start(ctx, cfg, map[string]runbooks.Value{"what": {V: "everything"}})

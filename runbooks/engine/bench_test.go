@@ -13,6 +13,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
 	"github.com/drbook/drbook/steps/transport/sshtest"
@@ -68,15 +69,12 @@ func BenchmarkRun200TrueOverSSH(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		var last time.Time
 		var per []time.Duration
-		cfg.Observer = func(ev engine.Event) {
-			switch e := ev.(type) {
-			case engine.RunStarted:
-				last = time.Time{}
-			case engine.StepDone:
+		cfg.Observer = func(ev runlog.Event) {
+			if e, ok := ev.(runlog.Recorded); ok && e.Event.Type == state.EvStepFinished {
 				if !last.IsZero() {
-					per = append(per, e.Time.Sub(last))
+					per = append(per, e.Event.Time.Sub(last))
 				}
-				last = e.Time
+				last = e.Event.Time
 			}
 		}
 		if _, err := engine.Start(context.Background(), cfg, nil); err != nil {
@@ -101,12 +99,14 @@ func BenchmarkFanOut(b *testing.B) {
 	measure := func(n int) time.Duration {
 		cfg, _ := sshConfig(b, srv, n, src)
 		var t0, t1 time.Time
-		cfg.Observer = func(ev engine.Event) {
+		cfg.Observer = func(ev runlog.Event) {
 			switch e := ev.(type) {
-			case engine.StepPending:
+			case runlog.StepPending:
 				t0 = e.Time
-			case engine.StepDone:
-				t1 = e.Time
+			case runlog.Recorded:
+				if e.Event.Type == state.EvStepFinished {
+					t1 = e.Event.Time
+				}
 			}
 		}
 		if _, err := engine.Start(context.Background(), cfg, nil); err != nil {

@@ -1,8 +1,10 @@
 // Package engine walks a runbook run: it resolves each step's targets,
 // checkpoints every step execution in the store before and after it runs,
 // runs targets in parallel (bounded by serial:), applies retries and failure
-// policies, asks the operator where a person must decide, and emits typed
-// events that the TUI and the headless printer render.
+// policies, and asks the operator where a person must decide. It hands each
+// event it appends to the record, and the few that live only in memory
+// (package state/runlog), to its observer: the TUI and the headless
+// printer fold them as replay folds the record.
 //
 // Resume rebuilds a run from its recorded events: completed executions are
 // never run again, interrupted ones are decided by the step's check:, by the
@@ -21,8 +23,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
 )
@@ -56,14 +60,27 @@ type Config struct {
 	Store     Store
 	Dial      Dialer
 	Operator  steps.Operator
-	// Observer receives every event; may be nil.
-	Observer func(Event)
+	// Observer receives every event (package runlog): each recorded one
+	// as appended, and the in-memory ones; may be nil.
+	Observer func(runlog.Event)
 	Mode     string // "interactive", "headless", "rehearsal"
 	Labels   map[string]string
 	Logger   *slog.Logger
 	// Answers is the answers file, if any: Start records its literal
 	// answers to non-secret input steps, so a resume needs not the file.
 	Answers *runbooks.Answers
+	// Signer, when set, signs the record's head (state.SignedMessage) at
+	// every confirmed danger step and at the end of every run segment;
+	// each signature is appended as a record.signed event. Nil: the run
+	// (or this segment) is recorded unsigned.
+	Signer *opsig.Signer
+	// UnsignedNotice, when set and Signer is nil, is shown to observers
+	// as a Notice when the run starts (the TUI's "recorded unsigned").
+	UnsignedNotice string
+	// Actor is who drives this run segment; zero means this process's
+	// user and host (state.CurrentActor), with the Signer's fingerprint.
+	// Tests set it to stand for another person.
+	Actor state.Actor
 	// Approval configures the two-person rule (steps with approvals:).
 	Approval ApprovalConfig
 }
@@ -121,6 +138,12 @@ type run struct {
 	// the node it runs on.
 	unitsMu sync.Mutex
 	units   map[string]map[string]string
+
+	// actor drives this segment; headSeq and headHash are the last
+	// appended event's (under recMu), what signHead signs.
+	actor    state.Actor
+	headSeq  int64
+	headHash string
 }
 
 type priorStep struct {
@@ -143,7 +166,14 @@ func newRun(cfg Config) (*run, error) {
 	if cfg.Mode == "" {
 		cfg.Mode = "headless"
 	}
-	r := &run{cfg: cfg, mask: &masker{}, log: cfg.Logger, prior: map[string]*priorStep{}}
+	r := &run{cfg: cfg, mask: &masker{}, log: cfg.Logger, prior: map[string]*priorStep{}, actor: cfg.Actor}
+	if r.actor.IsZero() {
+		fp := ""
+		if cfg.Signer != nil {
+			fp = cfg.Signer.Fingerprint()
+		}
+		r.actor = state.CurrentActor(fp)
+	}
 	r.pool = transport.NewPool(func(ctx context.Context, name string) (transport.Transport, error) {
 		if cfg.Inventory == nil {
 			return nil, fmt.Errorf("no inventory: cannot reach node %q", name)
@@ -160,7 +190,7 @@ func newRun(cfg Config) (*run, error) {
 	return r, nil
 }
 
-func (r *run) emit(ev Event) {
+func (r *run) emit(ev runlog.Event) {
 	if r.cfg.Observer == nil {
 		return
 	}
@@ -196,15 +226,66 @@ func (r *run) recordEv(ctx context.Context, typ state.EventType, stepID, target 
 	// seq order even when targets run in parallel.
 	r.recMu.Lock()
 	defer r.recMu.Unlock()
-	appended, err := r.cfg.Store.Append(wctx, ev)
+	return r.appendLocked(wctx, ev)
+}
+
+// appendLocked appends ev and hands it to observers; recMu is held.
+func (r *run) appendLocked(ctx context.Context, ev state.Event) (state.Event, error) {
+	appended, err := r.cfg.Store.Append(ctx, ev)
 	if err != nil {
 		if errors.Is(err, state.ErrLocked) {
 			r.lockedErr.CompareAndSwap(nil, &err)
 		}
-		return state.Event{}, fmt.Errorf("checkpoint %s: %w", typ, err)
+		return state.Event{}, fmt.Errorf("checkpoint %s: %w", ev.Type, err)
 	}
-	r.emit(Recorded{Event: appended})
+	r.headSeq, r.headHash = appended.Seq, appended.Hash
+	r.emit(runlog.Recorded{Event: appended})
 	return appended, nil
+}
+
+// signHead signs the record's head with the operator's key and appends the
+// signature (record.signed) right after it. Without a signer it does
+// nothing; a signing failure is shown as a notice and leaves the head
+// unsigned (verification then says so).
+func (r *run) signHead(ctx context.Context, reason, stepID string) {
+	if r.cfg.Signer == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	fail := func(err error) {
+		r.emit(runlog.Notice{StepID: stepID, Text: fmt.Sprintf("could not sign the record at seq %d (%s): %v", r.headSeq, reason, err), Time: time.Now()})
+	}
+	if r.headSeq == 0 {
+		return
+	}
+	sig, err := opsig.Sign(r.cfg.Signer, opsig.Namespace, state.SignedMessage(r.id, r.headSeq, r.headHash))
+	if err != nil {
+		fail(err)
+		return
+	}
+	actor := r.actor
+	ev, err := state.NewEvent(r.id, state.EvRecordSigned, state.RecordSigned{
+		Seq: r.headSeq, Hash: r.headHash, Reason: reason, StepID: stepID,
+		Key: r.cfg.Signer.Fingerprint(), PublicKey: opsig.MarshalPublicKey(r.cfg.Signer.PublicKey()),
+		Signature: string(sig), Actor: &actor,
+	})
+	if err != nil {
+		fail(err)
+		return
+	}
+	ev.Time = time.Now().UTC()
+	if _, err := r.appendLocked(wctx, ev); err != nil {
+		fail(err)
+	}
+}
+
+// person is the actor to record with a person's decision.
+func (r *run) person() *state.Actor {
+	a := r.actor
+	return &a
 }
 
 // Start creates a new run, records its inputs, and walks it to the end.
@@ -226,6 +307,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		RunbookPath: cfg.Runbook.File, RunbookSHA256: cfg.Runbook.SHA256, RunbookSource: cfg.Runbook.Source,
 		Mode: cfg.Mode, Host: host, PID: os.Getpid(), Labels: cfg.Labels,
 		StepAnswers: recordableStepAnswers(cfg.Runbook, cfg.Answers),
+		User:        r.actor.User, Actor: r.person(),
 	}
 	sr.WorkDir, _ = os.Getwd()
 	if cfg.Inventory != nil {
@@ -235,9 +317,10 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		return Outcome{}, fmt.Errorf("create run: %w", err)
 	}
 	r.id = sr.ID
+	r.headSeq, r.headHash = sr.HeadSeq, sr.HeadHash
 	// CreateRun wrote run.created: observers get it like every other event.
 	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
-		r.emit(Recorded{Event: evs[0]})
+		r.emit(runlog.Recorded{Event: evs[0]})
 	}
 	release, err := cfg.Store.Lock(ctx, r.id)
 	if err != nil {
@@ -254,7 +337,7 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 			return Outcome{RunID: r.id}, err
 		}
 	}
-	return r.walk(ctx, false)
+	return r.walk(ctx)
 }
 
 // recordableStepAnswers returns the answers to input steps that may be kept
@@ -318,17 +401,11 @@ func (r *run) recordAnswerAs(ctx context.Context, name string, v runbooks.Value,
 }
 
 // walk runs every step from the first one not yet done.
-func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
+func (r *run) walk(ctx context.Context) (Outcome, error) {
 	r.started = time.Now()
-	ids := make([]string, len(r.cfg.Runbook.Steps))
-	for i, s := range r.cfg.Runbook.Steps {
-		ids[i] = s.ID
+	if r.cfg.Signer == nil && r.cfg.UnsignedNotice != "" {
+		r.emit(runlog.Notice{Text: r.cfg.UnsignedNotice, Time: time.Now()})
 	}
-	inv := ""
-	if r.cfg.Inventory != nil {
-		inv = r.cfg.Inventory.File
-	}
-	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
 	runErr := r.precheck()
 	if runErr == nil {
 		runErr = r.preflight(ctx)
@@ -371,7 +448,7 @@ func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
 	}); err != nil && runErr == nil {
 		runErr = err
 	}
-	r.emit(RunFinished{RunID: r.id, Status: status, Err: msg, Machine: out.Machine, Human: human, Time: time.Now()})
+	r.signHead(ctx, segmentEnd(status), "")
 	if runErr != nil {
 		return out, &maskedError{msg: msg, err: runErr}
 	}
@@ -389,7 +466,7 @@ func (e *maskedError) Unwrap() error { return e.err }
 
 // operator wraps every operator call to measure human time and record it.
 func (r *run) waitOperator(ctx context.Context, kind, stepID, prompt string, call func() (string, string, error)) error {
-	r.emit(NeedsOperator{Kind: kind, StepID: stepID, Prompt: r.mask.mask(prompt), Time: time.Now()})
+	r.emit(runlog.Question{Kind: kind, StepID: stepID, Prompt: r.mask.mask(prompt), Time: time.Now()})
 	t0 := time.Now()
 	resp, by, err := call()
 	waited := time.Since(t0)
@@ -397,24 +474,32 @@ func (r *run) waitOperator(ctx context.Context, kind, stepID, prompt string, cal
 	r.human += waited
 	r.humanMu.Unlock()
 	resp = r.mask.mask(resp)
-	r.emit(WaitOver{Kind: kind, StepID: stepID, Response: resp, Waited: waited, Time: time.Now()})
 	if errors.Is(err, steps.ErrNoOperator) || ctx.Err() != nil {
 		return err
 	}
 	if rerr := r.record(ctx, state.EvOperatorWait, stepID, "", 0, state.OperatorWait{
-		Kind: kind, Prompt: r.mask.mask(prompt), Response: resp, By: by, DurationMS: waited.Milliseconds(),
+		Kind: kind, Prompt: r.mask.mask(prompt), Response: resp, By: by, DurationMS: waited.Milliseconds(), Actor: r.person(),
 	}); rerr != nil {
 		return rerr
 	}
 	return err
 }
 
-// Operator returns the user name recorded as "who" for local decisions.
+// Operator returns who this process records as deciding: the one text
+// form of state.Actor ("user@host", from the real uid, never $USER).
 func Operator() string {
-	if u := os.Getenv("USER"); u != "" {
-		return u
+	return state.CurrentActor("").String()
+}
+
+// segmentEnd is the signing reason of a segment that ends in status.
+func segmentEnd(status state.Status) string {
+	switch status {
+	case state.StatusInterrupted:
+		return state.SignInterrupted
+	case state.StatusAborted:
+		return state.SignAborted
 	}
-	return fmt.Sprintf("uid:%d", os.Getuid())
+	return state.SignFinished
 }
 
 func joinTargets(ts []string) string { return strings.Join(ts, ",") }
@@ -442,7 +527,7 @@ func (r *run) preflight(ctx context.Context) error {
 			refused = append(refused, e.Error())
 			continue
 		}
-		r.emit(Notice{Text: "unreachable (steps on it will fail): " + e.Error(), Time: time.Now()})
+		r.emit(runlog.Notice{Text: "unreachable (steps on it will fail): " + e.Error(), Time: time.Now()})
 	}
 	if len(refused) > 0 {
 		return fmt.Errorf("%w: nothing was run:\n%s", ErrHostKeyRefused, strings.Join(refused, "\n"))

@@ -14,6 +14,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
 )
@@ -39,10 +40,10 @@ func localInventory(t testing.TB, dir string, n int) *runbooks.Inventory {
 
 type recorder struct {
 	mu     sync.Mutex
-	events []engine.Event
+	events []runlog.Event
 }
 
-func (r *recorder) observe(ev engine.Event) {
+func (r *recorder) observe(ev runlog.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
@@ -53,7 +54,7 @@ func (r *recorder) lines() string {
 	defer r.mu.Unlock()
 	var b strings.Builder
 	for _, ev := range r.events {
-		if l, ok := ev.(engine.OutputLine); ok {
+		if l, ok := ev.(runlog.OutputLine); ok {
 			fmt.Fprintf(&b, "%s/%s: %s\n", l.StepID, l.Target, l.Line)
 		}
 	}
@@ -324,8 +325,8 @@ func TestResumeDecisions(t *testing.T) {
 			src := header + "steps:\n  - id: first\n    run: shell\n    on: node1\n    with: {command: 'echo x >> \"$NODE_DIR/first\"'}\n  - id: s\n    run: shell\n    on: node1\n    " + tc.step + "\n  - id: last\n    run: shell\n    on: node1\n    with: {command: 'echo x >> \"$NODE_DIR/last\"'}\n"
 			cfg := f.config(t, src, nil)
 			ctx, cancel := context.WithCancel(context.Background())
-			cfg.Observer = func(ev engine.Event) {
-				if s, ok := ev.(engine.StepStarted); ok && s.StepID == "s" {
+			cfg.Observer = func(ev runlog.Event) {
+				if s, ok := ev.(runlog.Recorded); ok && s.Event.Type == state.EvStepStarted && s.Event.StepID == "s" {
 					go func() {
 						// Interrupt once the command has really started.
 						deadline := time.Now().Add(10 * time.Second)

@@ -12,6 +12,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -175,8 +176,11 @@ func (r *recorder) failures() string {
 	defer r.mu.Unlock()
 	var b strings.Builder
 	for _, ev := range r.events {
-		if f, ok := ev.(engine.StepFinished); ok && f.Err != "" {
-			b.WriteString(f.StepID + "/" + f.Target + ": " + f.Err + "\n")
+		if r, ok := ev.(runlog.Recorded); ok && r.Event.Type == state.EvStepFinished {
+			var f state.StepFinished
+			if err := r.Event.Decode(&f); err == nil && f.Error != "" {
+				b.WriteString(r.Event.StepID + "/" + r.Event.Target + ": " + f.Error + "\n")
+			}
 		}
 	}
 	return b.String()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // Errors of a resume that changes inputs.
@@ -101,9 +102,9 @@ func (r *run) inputChanges(recorded map[string]runbooks.Value, opts ResumeOption
 // applyInputChanges records each change (who, why; a secret resealed) and
 // puts the new value in the run's scope.
 func (r *run) applyInputChanges(ctx context.Context, changes []inputChange, reason string) error {
-	who := Operator()
+	who := r.actor.String()
 	for _, c := range changes {
-		if err := r.recordAnswerAs(ctx, c.name, c.new, state.Answer{Changed: true, By: who, Reason: reason}); err != nil {
+		if err := r.recordAnswerAs(ctx, c.name, c.new, state.Answer{Changed: true, By: who, Reason: reason, Actor: r.person()}); err != nil {
 			return err
 		}
 		var text string
@@ -115,7 +116,7 @@ func (r *run) applyInputChanges(ctx context.Context, changes []inputChange, reas
 		default:
 			text = fmt.Sprintf("input %s set by %s to %s: %s", c.name, who, showValue(c.new), reason)
 		}
-		r.emit(Notice{Text: r.mask.mask(text), Time: time.Now()})
+		r.emit(runlog.Notice{Text: r.mask.mask(text), Time: time.Now()})
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // inputsRunbook: a danger step that uses label and node, a guarded step
@@ -131,7 +132,7 @@ func TestResumeChangesUnusedInputs(t *testing.T) {
 	}
 	var notices []string
 	for _, ev := range f.rec.events {
-		if n, ok := ev.(engine.Notice); ok {
+		if n, ok := ev.(runlog.Notice); ok {
 			notices = append(notices, n.Text)
 		}
 	}

@@ -49,9 +49,9 @@ func (o timedOperator) Ask(ctx context.Context, req steps.AskRequest) (string, e
 		v, err = o.r.cfg.Operator.Ask(ctx, req)
 		if req.Input.Type == runbooks.InputSecret {
 			o.r.mask.add(v)
-			return Mask, Operator(), err
+			return Mask, o.r.actor.String(), err
 		}
-		return v, Operator(), err
+		return v, o.r.actor.String(), err
 	})
 	return v, err
 }

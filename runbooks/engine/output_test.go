@@ -17,6 +17,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // finishedOf returns the decoded step.finished payload and the exec of step
@@ -160,7 +161,7 @@ func TestOverlongLineKeepsFirstBytes(t *testing.T) {
 	}
 	shown := false
 	for _, ev := range f.rec.events {
-		if l, ok := ev.(engine.OutputLine); ok && strings.HasSuffix(l.Line, fmt.Sprintf("[line cut: %d bytes not shown]", total-capBytes)) {
+		if l, ok := ev.(runlog.OutputLine); ok && strings.HasSuffix(l.Line, fmt.Sprintf("[line cut: %d bytes not shown]", total-capBytes)) {
 			shown = true
 		}
 	}
@@ -177,7 +178,7 @@ func TestEndlessLineBoundedMemory(t *testing.T) {
 	const total = 128 << 20
 	src := header + fmt.Sprintf("steps:\n  - id: endless\n    run: shell\n    on: node1\n    with: {command: 'head -c %d /dev/zero | tr \"\\0\" y'}\n", total)
 	cfg := f.config(t, src, nil)
-	cfg.Observer = func(engine.Event) {} // do not keep the 4 MiB live line around
+	cfg.Observer = func(runlog.Event) {} // do not keep the 4 MiB live line around
 	done := make(chan struct{})
 	peak := make(chan uint64, 1)
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -190,7 +191,7 @@ steps:
 		defer f.rec.mu.Unlock()
 		seen := false
 		for _, ev := range f.rec.events {
-			if n, ok := ev.(engine.NeedsOperator); ok && n.Kind == state.WaitConfirm {
+			if n, ok := ev.(runlog.Question); ok && n.Kind == state.WaitConfirm {
 				seen = true
 				if strings.Contains(n.Prompt, "go ahead") || strings.Contains(strings.ToLower(n.Prompt), "type ") {
 					t.Errorf("prompt tells a headless run to type: %q", n.Prompt)

@@ -94,7 +94,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	}
 	// Observers fold the whole record, what came before the resume too.
 	for _, ev := range events {
-		r.emit(Recorded{Event: ev})
+		r.emit(runlog.Recorded{Event: ev, Prior: true})
 	}
 	if err := r.checkResumeOptions(); err != nil {
 		return Outcome{RunID: r.id, Status: rec.Status}, err
@@ -113,7 +113,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	r.scope = r.newScope(inputs)
 	host, _ := os.Hostname()
 	resumed := state.RunResumed{
-		Host: host, PID: os.Getpid(), User: Operator(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
+		Host: host, PID: os.Getpid(), User: r.actor.User, Actor: r.person(), AcceptChanged: changed && opts.AcceptChanged, RunbookSHA256: cfg.Runbook.SHA256,
 	}
 	if cfg.Inventory != nil {
 		resumed.InventorySHA256 = cfg.Inventory.SHA256
@@ -127,9 +127,13 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		if invChanged {
 			resumed.Inventory = state.NewRecordedFile(cfg.Inventory.File, cfg.Inventory.Source)
 		}
-		r.emit(Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
+		r.emit(runlog.Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
 	}
+	r.headSeq, r.headHash = events[len(events)-1].Seq, events[len(events)-1].Hash
 	if err := r.record(ctx, state.EvRunResumed, "", "", 0, resumed); err != nil {
+		return Outcome{RunID: r.id}, err
+	}
+	if err := r.recordHandover(ctx, events); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
 	if err := r.applyInputChanges(ctx, changes, opts.InputReason); err != nil {
@@ -138,7 +142,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 	if err := r.fillSkippedOutputs(ctx); err != nil {
 		return Outcome{RunID: r.id}, err
 	}
-	return r.walk(ctx, true)
+	return r.walk(ctx)
 }
 
 // RecordedFiles returns what the record says the run runs (see
@@ -341,7 +345,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 		}
 		switch {
 		case slices.Contains(r.opts.Redo, s.ID):
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "--redo " + s.ID, By: Operator()}); err != nil {
+			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "--redo " + s.ID, By: r.actor.String(), Actor: r.person()}); err != nil {
 				return nil, err
 			}
 			still = append(still, t)
@@ -364,8 +368,8 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 			}
 			still = append(still, t)
 		case kind.Info().Idempotent:
-			r.emit(Notice{StepID: s.ID, Target: t, Text: fmt.Sprintf("%s was interrupted on %s; %s is idempotent, running it again", s.ID, where, s.Run), Time: time.Now()})
-			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: "idempotent kind " + s.Run, By: "engine"}); err != nil {
+			reason := fmt.Sprintf("%s was interrupted on %s; %s is idempotent, running it again", s.ID, where, s.Run)
+			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, state.StepDecision{Decision: state.DecisionRedo, Reason: reason, By: "engine"}); err != nil {
 				return nil, err
 			}
 			still = append(still, t)
@@ -398,7 +402,7 @@ func (r *run) decideInterrupted(ctx context.Context, s *runbooks.Step, kind step
 				return nil, fmt.Errorf("%w: step %s cannot be skipped without its outputs %s, which later steps use: resume with --skip %s --reason \"...\" %s",
 					ErrNeedsDecision, s.ID, strings.Join(needed, ", "), s.ID, setOutputHint(s.ID, needed))
 			}
-			rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
+			rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By, Actor: r.person()}
 			if err := r.record(ctx, state.EvStepDecision, s.ID, t, ex.Attempt, rec); err != nil {
 				return nil, err
 			}
@@ -437,7 +441,6 @@ func (r *run) runCheck(ctx context.Context, s *runbooks.Step, kind steps.Kind, t
 	if done {
 		decision, reason = state.DecisionCheckDone, "check exited 0: the step already took effect"
 	}
-	r.emit(Notice{StepID: s.ID, Target: target, Text: reason, Time: time.Now()})
 	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt+1, state.StepDecision{Decision: decision, Reason: reason, By: "check"}); err != nil {
 		return false, nil, err
 	}
@@ -622,7 +625,7 @@ func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 		secret[o.Name] = secret[o.Name] || o.Secret
 	}
 	outs := map[string]runbooks.Value{}
-	d := state.StepDecision{Decision: state.DecisionSkip, Reason: r.opts.SkipReason, By: Operator()}
+	d := state.StepDecision{Decision: state.DecisionSkip, Reason: r.opts.SkipReason, By: r.actor.String(), Actor: r.person()}
 	given := r.opts.SetOutputs[s.ID]
 	names := make([]string, 0, len(given))
 	for k := range given {
@@ -648,7 +651,7 @@ func (r *run) recordSkip(ctx context.Context, s *runbooks.Step, kind steps.Kind,
 		d.Outputs[k] = v
 	}
 	if len(names) > 0 {
-		r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("%s skipped on %s with outputs set by %s: %s", s.ID, orLocal(target), d.By, strings.Join(names, ", ")), Time: time.Now()})
+		r.emit(runlog.Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("%s skipped on %s with outputs set by %s: %s", s.ID, orLocal(target), d.By, strings.Join(names, ", ")), Time: time.Now()})
 	}
 	if err := r.record(ctx, state.EvStepDecision, s.ID, target, attempt, d); err != nil {
 		return nil, d, err
@@ -703,5 +706,65 @@ func (r *run) fillSkippedOutputs(ctx context.Context) error {
 			ex.Outputs, ex.SecretOutputs = d.Outputs, d.SecretOutputs
 		}
 	}
+	return nil
+}
+
+// Holder returns who held the run last according to its events: the actor
+// of run.created, of the last run.resumed, or the receiver of the last
+// run.handover, whichever came last, and the seq of that event. Records
+// made before actors were recorded give the user and host they name (UID
+// -1: unknown).
+func Holder(events []state.Event) (state.Actor, int64, bool) {
+	var who state.Actor
+	var seq int64
+	found := false
+	for _, ev := range events {
+		switch ev.Type {
+		case state.EvRunCreated:
+			var p state.RunCreated
+			if ev.Decode(&p) == nil {
+				who, seq, found = legacyActor(p.Actor, p.User, p.Host), ev.Seq, true
+			}
+		case state.EvRunResumed:
+			var p state.RunResumed
+			if ev.Decode(&p) == nil {
+				who, seq, found = legacyActor(p.Actor, p.User, p.Host), ev.Seq, true
+			}
+		case state.EvRunHandover:
+			var p state.RunHandover
+			if ev.Decode(&p) == nil {
+				who, seq, found = p.To, ev.Seq, true
+			}
+		}
+	}
+	return who, seq, found
+}
+
+func legacyActor(a *state.Actor, user, host string) state.Actor {
+	if a != nil {
+		return *a
+	}
+	return state.Actor{User: user, UID: -1, Host: host}
+}
+
+// recordHandover records a run.handover when this resume is by another
+// person than the one who held the run (the lock passed to us), and signs
+// it: the segment of the previous holder ends here.
+func (r *run) recordHandover(ctx context.Context, before []state.Event) error {
+	from, seq, ok := Holder(before)
+	if !ok {
+		return nil
+	}
+	same := from.SamePerson(r.actor)
+	if from.UID == -1 { // an older record: no uid to compare
+		same = from.User == r.actor.User && from.Host == r.actor.Host
+	}
+	if same {
+		return nil
+	}
+	if err := r.record(ctx, state.EvRunHandover, "", "", 0, state.RunHandover{From: from, To: r.actor, FromSeq: seq}); err != nil {
+		return err
+	}
+	r.signHead(ctx, state.SignHandover, "")
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 )
 
 // interruptAt starts src and cancels the run once step "s" printed its
@@ -21,8 +22,8 @@ func interruptAt(t *testing.T, f *fixture, src string) string {
 	cfg := f.config(t, src, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg.Observer = func(ev engine.Event) {
-		if o, ok := ev.(engine.OutputLine); ok && o.StepID == "s" {
+	cfg.Observer = func(ev runlog.Event) {
+		if o, ok := ev.(runlog.OutputLine); ok && o.StepID == "s" {
 			go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 )
 
@@ -261,14 +262,15 @@ func startShredRun(t *testing.T, fixed bool, op steps.Operator) (*shredCase, err
 	}
 	cfg := c.f.config(t, shredRunbook, op)
 	obs := cfg.Observer
-	cfg.Observer = func(ev engine.Event) {
+	cfg.Observer = func(ev runlog.Event) {
 		obs(ev)
-		if s, ok := ev.(engine.StepStarted); ok && s.StepID == "use" && c.control == nil {
+		s, ok := ev.(runlog.Recorded)
+		if ok && s.Event.Type == state.EvStepStarted && s.Event.StepID == "use" && c.control == nil {
 			c.control, c.keys = attack(t, c.f.db.Path())
 			c.wrapped = steal(t, c.f.db.Path()).wrapped[c.runID]
 		}
-		if s, ok := ev.(engine.RunStarted); ok {
-			c.runID = s.RunID
+		if ok && s.Event.Type == state.EvRunCreated {
+			c.runID = s.Event.RunID
 		}
 	}
 	out, err := engine.Start(context.Background(), cfg, map[string]runbooks.Value{"backup_key": {V: c.pass, Secret: true}})

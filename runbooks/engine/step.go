@@ -14,6 +14,7 @@ import (
 
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/transport"
 )
@@ -36,7 +37,6 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 	prior := r.prior[s.ID]
 	if prior != nil && prior.skipped {
 		r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
-		r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Restored: true, Reason: prior.reason, Time: time.Now()})
 		return nil
 	}
 	if s.When != "" && prior == nil {
@@ -50,7 +50,6 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 				return err
 			}
 			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
-			r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: reason, Time: time.Now()})
 			return nil
 		}
 	}
@@ -67,7 +66,6 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 				return err
 			}
 			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusSkipped)}
-			r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: reason, Time: time.Now()})
 			return nil
 		}
 	} else if info.Targets != runbooks.TargetsNone && len(s.On) > 0 {
@@ -98,16 +96,18 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 		pending = append(pending, t)
 	}
-	pend := StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Timeout: StepTimeout(s, info), Time: time.Now()}
+	if len(pending) == 0 {
+		r.settle(s, vals, targets)
+		return nil
+	}
+	pend := runlog.StepPending{StepID: s.ID, Title: s.Title, Kind: s.Run, Targets: nonEmpty(targets), Danger: s.Danger, Time: time.Now()}
+	if limit := StepTimeout(s, info); !limit.None() {
+		pend.Timeout = limit.D()
+	}
 	if s.ForEach != "" {
 		pend.Items, pend.Nodes = true, r.itemNodes(s.ID, targets)
 	}
 	r.emit(pend)
-	if len(pending) == 0 {
-		r.settle(s, vals, targets)
-		r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Restored: true, Time: time.Now()})
-		return nil
-	}
 	// Interrupted executions found on resume.
 	if prior != nil {
 		var err error
@@ -116,7 +116,6 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		}
 		if pending == nil {
 			r.settle(s, vals, targets)
-			r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Time: time.Now()})
 			return nil
 		}
 	}
@@ -141,7 +140,6 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 		next, skipReason, stop := r.onFailure(ctx, s, failed)
 		if stop != nil {
 			r.scope.Steps[s.ID] = &runbooks.StepValues{Status: string(state.StatusFailed), Targets: vals.Targets}
-			r.emit(StepDone{StepID: s.ID, Status: state.StatusFailed, Reason: stop.Error(), Time: time.Now()})
 			return stop
 		}
 		if next == nil { // continue or skip
@@ -150,16 +148,13 @@ func (r *run) doStep(ctx context.Context, s *runbooks.Step) error {
 			if skipReason != "" {
 				// The operator skipped it: recorded as a skip, shown as one
 				// (the templates still see it failed).
-				r.emit(StepDone{StepID: s.ID, Status: state.StatusSkipped, Reason: skipReason, Time: time.Now()})
 				return nil
 			}
-			r.emit(StepDone{StepID: s.ID, Status: state.StatusFailed, Reason: "continued after failure", Time: time.Now()})
 			return nil
 		}
 		pending = next
 	}
 	r.settle(s, vals, targets)
-	r.emit(StepDone{StepID: s.ID, Status: state.StatusSucceeded, Time: time.Now()})
 	return nil
 }
 
@@ -216,6 +211,9 @@ func (r *run) confirmDanger(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	if !resp.OK || resp.Typed != req.Expect {
 		return fmt.Errorf("%w: danger step %s was not confirmed", ErrAborted, s.ID)
 	}
+	// The confirmation (operator.wait, with who typed the word) is the
+	// head: the operator's key signs it before anything destructive runs.
+	r.signHead(ctx, state.SignDanger, s.ID)
 	return nil
 }
 
@@ -341,11 +339,11 @@ func (r *run) runWithRetries(ctx context.Context, s *runbooks.Step, kind steps.K
 		}
 		if !more {
 			if s.Until != "" {
-				r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("until: %s did not hold after %d attempt(s); giving up", strings.TrimSpace(s.Until), attempt-first+1), Time: time.Now()})
+				r.emit(runlog.Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("until: %s did not hold after %d attempt(s); giving up", strings.TrimSpace(s.Until), attempt-first+1), Time: time.Now()})
 			}
 			return nil, false, nil
 		}
-		r.emit(Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("attempt %d failed; retrying in %s", attempt, delay), Time: time.Now()})
+		r.emit(runlog.Notice{StepID: s.ID, Target: target, Text: fmt.Sprintf("attempt %d failed; retrying in %s", attempt, delay), Time: time.Now()})
 		select {
 		case <-ctx.Done():
 			return nil, false, fmt.Errorf("%w while waiting to retry %s", ErrInterrupted, s.ID)
@@ -484,7 +482,6 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 		return nil, false, err
 	}
 	t0 := time.Now()
-	r.emit(StepStarted{StepID: s.ID, Target: target, Attempt: attempt, Summary: summary, Time: t0})
 	var secretNames []string
 	for _, o := range s.Outputs {
 		if o.Secret {
@@ -596,7 +593,6 @@ func (r *run) checkpointed(ctx context.Context, s *runbooks.Step, kind steps.Kin
 	if rerr := r.record(ctx, state.EvStepFinished, s.ID, target, attempt, fin); rerr != nil {
 		return nil, false, rerr
 	}
-	r.emit(StepFinished{StepID: s.ID, Target: target, Attempt: attempt, Status: status, ExitCode: res.ExitCode, Err: errText, Duration: dur, Outputs: shownOuts, Time: time.Now()})
 	if errors.Is(err, transport.ErrHostKeyMismatch) || errors.Is(err, transport.ErrUnknownHost) {
 		// A host key that changed since the run started (possible
 		// man-in-the-middle) stops the run: no retry, no on_failure.
@@ -677,7 +673,7 @@ func (r *run) onFailure(ctx context.Context, s *runbooks.Step, failed []string) 
 			}
 			return nil, "", fmt.Errorf("%w: step %s failed on %s and nobody can decide: %w", ErrStepFailed, s.ID, orLocal(failedText), err)
 		}
-		rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By}
+		rec := state.StepDecision{Decision: string(d.Kind), Reason: d.Reason, By: d.By, Actor: r.person()}
 		if err := r.record(ctx, state.EvStepDecision, s.ID, failedText, 0, rec); err != nil {
 			return nil, "", err
 		}
@@ -807,7 +803,7 @@ func (lw *logWriter) line(lb *lineBuf, stderr, terminated bool) {
 	if over > 0 {
 		line += fmt.Sprintf(" [line cut: %d bytes not shown]", over)
 	}
-	ol := OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: line, Time: time.Now()}
+	ol := runlog.OutputLine{StepID: lw.stepID, Target: lw.target, Stderr: stderr, Line: line, Time: time.Now()}
 	if !utf8.ValidString(line) {
 		ol.Raw = []byte(line)
 	}

@@ -197,12 +197,13 @@ func summary(ev state.Event) string {
 	case state.EvRunCreated:
 		var p state.RunCreated
 		if ev.Decode(&p) == nil {
-			return fmt.Sprintf("runbook %s, mode %s, by %s@%s pid %d", p.RunbookName, p.Mode, p.User, p.Host, p.PID)
+			s := fmt.Sprintf("runbook %s, mode %s, by %s@%s pid %d", p.RunbookName, p.Mode, p.User, p.Host, p.PID)
+			return s + actorSuffix(p.Actor)
 		}
 	case state.EvRunResumed:
 		var p state.RunResumed
 		if ev.Decode(&p) == nil {
-			s := fmt.Sprintf("by %s@%s pid %d", p.User, p.Host, p.PID)
+			s := fmt.Sprintf("by %s@%s pid %d", p.User, p.Host, p.PID) + actorSuffix(p.Actor)
 			if p.AcceptChanged {
 				s += ", runbook change accepted (sha256 " + short(p.RunbookSHA256) + ")"
 			}
@@ -315,6 +316,24 @@ func summary(ev state.Event) string {
 		if ev.Decode(&p) == nil {
 			first, _, _ := strings.Cut(p.Text, "\n")
 			return maskString(first)
+		}
+	case state.EvRunHandover:
+		var p state.RunHandover
+		if ev.Decode(&p) == nil {
+			return fmt.Sprintf("%s takes the run over from %s (who held it since seq %d)", p.To.Describe(), p.From.Describe(), p.FromSeq)
+		}
+	case state.EvRecordSigned:
+		var p state.RecordSigned
+		if ev.Decode(&p) == nil {
+			who := ""
+			if p.Actor != nil {
+				who = " by " + p.Actor.String()
+			}
+			what := p.Reason
+			if p.StepID != "" {
+				what += " " + p.StepID
+			}
+			return fmt.Sprintf("signed seq %d (%s)%s with %s", p.Seq, what, who, p.Key)
 		}
 	}
 	b, _ := json.Marshal(maskedData(ev))
@@ -430,3 +449,21 @@ func lineCount(log string) int {
 	}
 	return strings.Count(strings.TrimSuffix(log, "\n"), "\n") + 1
 }
+
+// actorSuffix is ", uid N, key K" (or ", unsigned") for an event that names
+// its actor; "" for older records.
+func actorSuffix(a *state.Actor) string {
+	if a == nil {
+		return ""
+	}
+	s := fmt.Sprintf(", uid %d", a.UID)
+	if a.Key != "" {
+		return s + ", signs with " + a.Key
+	}
+	return s + ", unsigned"
+}
+
+// EventData is an event's payload as exports show it: decoded JSON with
+// sealed values and secret answers and outputs masked (what the headless
+// JSON stream and the JSON export carry as "data").
+func EventData(ev state.Event) any { return maskedData(ev) }

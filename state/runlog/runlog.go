@@ -33,11 +33,16 @@ type Header struct {
 	Labels          map[string]string
 	// Created is the run.created event's time; Host, PID and User who
 	// created it.
-	Created   time.Time
-	Host      string
-	PID       int
-	User      string
-	Resumes   []Resume
+	Created time.Time
+	Host    string
+	PID     int
+	User    string
+	// Actor is who created the run (nil in older records).
+	Actor   *state.Actor
+	Resumes []Resume
+	// Handovers are the run.handover events: the run passed from one
+	// person to another on a resume.
+	Handovers []Handover
 	Status    state.Status
 	Finished  time.Time
 	Error     string
@@ -57,6 +62,22 @@ type Resume struct {
 	PID           int
 	User          string
 	AcceptChanged bool
+	Actor         *state.Actor
+}
+
+// Handover is one run.handover event.
+type Handover struct {
+	Seq  int64
+	Time time.Time
+	state.RunHandover
+}
+
+// Signed is one record.signed event: who signed which head, and why (the
+// signature itself is checked by package evidence).
+type Signed struct {
+	EventSeq int64
+	Time     time.Time
+	state.RecordSigned
 }
 
 // Exec is one step execution (step × target × attempt) as the chain tells
@@ -167,6 +188,8 @@ type View struct {
 	Waits     []Wait
 	// Notes are the note events' payloads (rehearsal reports).
 	Notes []state.Note
+	// Signatures are the record.signed events, in order.
+	Signatures []Signed
 	// Approvals are the approval requests of danger steps (the two-person
 	// rule), each with the approvals granted and refused for it.
 	Approvals []ApprovalRequest
@@ -383,6 +406,7 @@ func (f *folder) apply(ev state.Event) {
 		h.RunID, h.RunbookName, h.RunbookTitle, h.Labels = ev.RunID, p.RunbookName, p.RunbookTitle, p.Labels
 		h.RunbookSHA256, h.InventorySHA256, h.Mode = p.RunbookSHA256, p.InventorySHA256, p.Mode
 		h.Host, h.PID, h.User, h.Created, h.Status = p.Host, p.PID, p.User, ev.Time, state.StatusRunning
+		h.Actor = p.Actor
 		if p.Runbook != nil {
 			h.RunbookPath = p.Runbook.Path
 		}
@@ -395,7 +419,7 @@ func (f *folder) apply(ev state.Event) {
 			f.problem(ev, err)
 			return
 		}
-		h.Resumes = append(h.Resumes, Resume{Seq: ev.Seq, Time: ev.Time, Host: p.Host, PID: p.PID, User: p.User, AcceptChanged: p.AcceptChanged})
+		h.Resumes = append(h.Resumes, Resume{Seq: ev.Seq, Time: ev.Time, Host: p.Host, PID: p.PID, User: p.User, AcceptChanged: p.AcceptChanged, Actor: p.Actor})
 		h.Status, h.Finished, h.Error = state.StatusRunning, time.Time{}, ""
 		if p.RunbookSHA256 != "" {
 			h.RunbookSHA256 = p.RunbookSHA256
@@ -561,6 +585,20 @@ func (f *folder) apply(ev state.Event) {
 			return
 		}
 		f.v.Notes = append(f.v.Notes, p)
+	case state.EvRunHandover:
+		var p state.RunHandover
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		h.Handovers = append(h.Handovers, Handover{Seq: ev.Seq, Time: ev.Time, RunHandover: p})
+	case state.EvRecordSigned:
+		var p state.RecordSigned
+		if err := ev.Decode(&p); err != nil {
+			f.problem(ev, err)
+			return
+		}
+		f.v.Signatures = append(f.v.Signatures, Signed{EventSeq: ev.Seq, Time: ev.Time, RecordSigned: p})
 	}
 }
 
@@ -582,6 +620,8 @@ func (f *folder) snapshot() View {
 	}
 	v.Problems = append([]Problem(nil), f.v.Problems...)
 	v.Header.Resumes = append([]Resume(nil), f.v.Header.Resumes...)
+	v.Header.Handovers = append([]Handover(nil), f.v.Header.Handovers...)
+	v.Signatures = append([]Signed(nil), f.v.Signatures...)
 	answers := make(map[string]state.Answer, len(f.v.Answers))
 	for k, a := range f.v.Answers {
 		answers[k] = a

@@ -16,6 +16,7 @@ import (
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/state"
+	"github.com/drbook/drbook/state/runlog"
 	"github.com/drbook/drbook/steps"
 	"github.com/drbook/drbook/steps/plugin"
 	"github.com/drbook/drbook/steps/transport"
@@ -169,10 +170,10 @@ const header = "apiVersion: drbook/v1\nkind: Runbook\nname: t\n"
 // recorder keeps engine events.
 type recorder struct {
 	mu     sync.Mutex
-	events []engine.Event
+	events []runlog.Event
 }
 
-func (r *recorder) observe(ev engine.Event) {
+func (r *recorder) observe(ev runlog.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
@@ -183,7 +184,7 @@ func (r *recorder) lines() string {
 	defer r.mu.Unlock()
 	var b strings.Builder
 	for _, ev := range r.events {
-		if l, ok := ev.(engine.OutputLine); ok {
+		if l, ok := ev.(runlog.OutputLine); ok {
 			fmt.Fprintf(&b, "%s/%s: %s\n", l.StepID, l.Target, l.Line)
 		}
 	}

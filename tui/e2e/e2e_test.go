@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drbook/drbook/state"
 )
 
 // drbookBin is the drbook binary, built once.
@@ -204,7 +206,9 @@ func TestTUIEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("drbook replay %s --verify: %v\n%s", runID, err, out)
 	}
-	for _, want := range []string{"hash chain intact", "wipe@node2#1", "(by e2e-operator)"} {
+	// The record names the real account (USER=e2e-operator is ignored:
+	// anyone can set it), in the one form user@host.
+	for _, want := range []string{"hash chain intact", "wipe@node2#1", "(by " + state.CurrentActor("").String() + ")"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("replay output lacks %q:\n%s", want, out)
 		}
