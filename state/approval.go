@@ -42,26 +42,21 @@ type ApprovalCommand struct {
 	Params string `json:"params,omitempty"`
 }
 
-// Identity names a person acting on a run: the OS account and host the
-// command ran as and on, and, when they signed, their SSH key and the
-// principal an allowed-signers file gives it.
-type Identity struct {
-	User           string `json:"user"`
-	Host           string `json:"host"`
-	KeyFingerprint string `json:"key_fingerprint,omitempty"`
-	Principal      string `json:"principal,omitempty"`
+// Person is who acts on an approval: the Actor (OS account, uid, host and,
+// when signing, key fingerprint) and the principal an allowed-signers file
+// gives that key (empty when none).
+type Person struct {
+	Actor
+	Principal string `json:"principal,omitempty"`
 }
 
-// String is "principal (user@host, SHA256:…)" with the parts known.
-func (id Identity) String() string {
-	s := id.User + "@" + id.Host
-	if id.KeyFingerprint != "" {
-		s += ", " + id.KeyFingerprint
+// String is "principal (user@host, uid N, key SHA256:…)", or the actor's
+// Describe without a principal.
+func (p Person) String() string {
+	if p.Principal == "" {
+		return p.Actor.Describe()
 	}
-	if id.Principal != "" {
-		return id.Principal + " (" + s + ")"
-	}
-	return s
+	return p.Principal + " (" + strings.TrimSuffix(strings.Replace(p.Actor.Describe(), " (", ", ", 1), ")") + ")"
 }
 
 // ApprovalRequested is the payload of EvApprovalRequested. Its event's seq
@@ -83,7 +78,7 @@ type ApprovalRequested struct {
 	HeadHash string `json:"head_hash"`
 	// Operator is who runs the step (their signing key's fingerprint and
 	// principals): they cannot approve it.
-	Operator           Identity `json:"operator"`
+	Operator           Person   `json:"operator"`
 	OperatorPrincipals []string `json:"operator_principals,omitempty"`
 	// TimeoutMS is how long a headless run waits (0: until stopped).
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
@@ -124,7 +119,7 @@ type ApprovalGranted struct {
 	RequestSeq int64 `json:"request_seq"`
 	// Approver: OS user and host drbook approve ran as and on (as it
 	// said), key fingerprint and principal (verified).
-	Approver Identity `json:"approver"`
+	Approver Person `json:"approver"`
 	// PublicKey is the approver's key ("ssh-ed25519 AAAA…").
 	PublicKey string `json:"public_key"`
 	// Message is the signed text (ApprovalMessage) and Signature the
@@ -158,7 +153,7 @@ type ApprovalRefused struct {
 	// SignedRequestSeq is the request the signature names (when it could
 	// be read).
 	SignedRequestSeq int64     `json:"signed_request_seq,omitempty"`
-	Approver         Identity  `json:"approver"`
+	Approver         Person    `json:"approver"`
 	Code             string    `json:"code"`
 	Reason           string    `json:"reason"`
 	Message          string    `json:"message,omitempty"`
@@ -257,6 +252,7 @@ type ApprovalSubmission struct {
 	Message     []byte
 	Signature   []byte
 	User, Host  string
+	UID         int
 	SubmittedAt time.Time
 	// DoneSeq is the seq of the event that recorded it (0: not yet).
 	DoneSeq int64
@@ -284,8 +280,8 @@ func (db *DB) SubmitApproval(ctx context.Context, s ApprovalSubmission) (int64, 
 	}
 	var id int64
 	err := db.tx(ctx, func(t *sql.Tx) error {
-		res, err := t.ExecContext(ctx, `INSERT INTO approval_submissions (run_id, step_id, message, signature, user, host, submitted_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.RunID, s.StepID, s.Message, s.Signature, s.User, s.Host, formatTime(s.SubmittedAt.UTC()))
+		res, err := t.ExecContext(ctx, `INSERT INTO approval_submissions (run_id, step_id, message, signature, user, uid, host, submitted_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, s.RunID, s.StepID, s.Message, s.Signature, s.User, s.UID, s.Host, formatTime(s.SubmittedAt.UTC()))
 		if err != nil {
 			return err
 		}
@@ -301,7 +297,7 @@ func (db *DB) SubmitApproval(ctx context.Context, s ApprovalSubmission) (int64, 
 // ApprovalSubmissions returns the submissions for a run's step, oldest
 // first; pending only: those not yet recorded.
 func (db *DB) ApprovalSubmissions(ctx context.Context, runID, stepID string, pending bool) ([]ApprovalSubmission, error) {
-	q := `SELECT id, run_id, step_id, message, signature, user, host, submitted_at, done_seq
+	q := `SELECT id, run_id, step_id, message, signature, user, uid, host, submitted_at, done_seq
 		FROM approval_submissions WHERE run_id = ? AND step_id = ?`
 	if pending {
 		q += ` AND done_seq = 0`
@@ -315,7 +311,7 @@ func (db *DB) ApprovalSubmissions(ctx context.Context, runID, stepID string, pen
 	for rows.Next() {
 		var s ApprovalSubmission
 		var ts string
-		if err := rows.Scan(&s.ID, &s.RunID, &s.StepID, &s.Message, &s.Signature, &s.User, &s.Host, &ts, &s.DoneSeq); err != nil {
+		if err := rows.Scan(&s.ID, &s.RunID, &s.StepID, &s.Message, &s.Signature, &s.User, &s.UID, &s.Host, &ts, &s.DoneSeq); err != nil {
 			return nil, fmt.Errorf("approval submissions of run %s: %w", runID, mapErr(err))
 		}
 		if s.SubmittedAt, err = parseTime(ts); err != nil {
@@ -333,8 +329,8 @@ func (db *DB) ApprovalSubmissions(ctx context.Context, runID, stepID string, pen
 func (db *DB) ApprovalSubmission(ctx context.Context, id int64) (ApprovalSubmission, error) {
 	var s ApprovalSubmission
 	var ts string
-	err := db.sql.QueryRowContext(ctx, `SELECT id, run_id, step_id, message, signature, user, host, submitted_at, done_seq
-		FROM approval_submissions WHERE id = ?`, id).Scan(&s.ID, &s.RunID, &s.StepID, &s.Message, &s.Signature, &s.User, &s.Host, &ts, &s.DoneSeq)
+	err := db.sql.QueryRowContext(ctx, `SELECT id, run_id, step_id, message, signature, user, uid, host, submitted_at, done_seq
+		FROM approval_submissions WHERE id = ?`, id).Scan(&s.ID, &s.RunID, &s.StepID, &s.Message, &s.Signature, &s.User, &s.UID, &s.Host, &ts, &s.DoneSeq)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, fmt.Errorf("approval submission %d: %w", id, ErrNotFound)
 	}

@@ -116,6 +116,7 @@ CREATE TABLE approval_submissions (
 	message      BLOB NOT NULL,
 	signature    BLOB NOT NULL,
 	user         TEXT NOT NULL DEFAULT '',
+	uid          INTEGER NOT NULL DEFAULT -1,
 	host         TEXT NOT NULL DEFAULT '',
 	submitted_at TEXT NOT NULL,
 	done_seq     INTEGER NOT NULL DEFAULT 0

@@ -50,7 +50,7 @@ type approvalPrompt struct {
 	w       engine.ApprovalWait
 	reply   chan approvalReply
 	user    string
-	granted []state.Identity
+	granted []state.Person
 	refused []engine.Refusal
 	stopP   bool // esc pressed once: a second esc aborts
 	hint    string

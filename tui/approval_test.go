@@ -13,7 +13,7 @@ import (
 func approvalWait() engine.ApprovalWait {
 	req := state.ApprovalRequested{Title: "Wipe the scratch marker on the seed", Approvals: 2, Approvers: []string{"bob@example.org", "carol@example.org"},
 		Commands: []state.ApprovalCommand{{Target: "node2", Command: `test -n "$PASS" && echo "wiped marker drill on node2"`}},
-		Operator: state.Identity{User: "alice", Host: "jump", KeyFingerprint: "SHA256:aaaa", Principal: "alice@example.org"}}
+		Operator: state.Person{Actor: state.Actor{User: "alice", Host: "jump", Key: "SHA256:aaaa"}, Principal: "alice@example.org"}}
 	req.CommandsSHA256 = state.CommandsDigest(req.Commands)
 	return engine.ApprovalWait{RunID: "r20261121-030405-ab12", StepID: "wipe", Title: req.Title, RequestSeq: 12, Request: req,
 		Command: engine.ApproveCommand("r20261121-030405-ab12", "wipe")}
@@ -44,9 +44,9 @@ func TestTUIApprovalGolden(t *testing.T) {
 				approvalMsg{wait: w, reply: reply},
 			})
 			d.send(batchMsg{
-				rec(13, state.EvApprovalRefused, state.ApprovalRefused{RequestSeq: 12, Approver: state.Identity{User: "alice", Host: "jump", Principal: "alice@example.org"},
+				rec(13, state.EvApprovalRefused, state.ApprovalRefused{RequestSeq: 12, Approver: state.Person{Actor: state.Actor{User: "alice", Host: "jump"}, Principal: "alice@example.org"},
 					Code: state.RefusedSelf, Reason: "self-approval: key SHA256:aaaa is the operator's own signing key"}),
-				rec(14, state.EvApprovalGranted, state.ApprovalGranted{RequestSeq: 12, Approver: state.Identity{User: "bob", Host: "jump", KeyFingerprint: "SHA256:bbbb", Principal: "bob@example.org"}, Count: 1, Needed: 2}),
+				rec(14, state.EvApprovalGranted, state.ApprovalGranted{RequestSeq: 12, Approver: state.Person{Actor: state.Actor{User: "bob", Host: "jump", Key: "SHA256:bbbb"}, Principal: "bob@example.org"}, Count: 1, Needed: 2}),
 			})
 			got := sized(t, d, sz.w, sz.h)
 			for _, want := range []string{"APPROVAL NEEDED", "all of bob@example.org, carol@example.org", "(alice@example.org)",

@@ -151,7 +151,7 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 	}
 	defer signer.Close()
 	fp := signer.Fingerprint()
-	if fp == req.Operator.KeyFingerprint {
+	if fp == req.Operator.Key {
 		// The run refuses it for sure (same key): the attempt is left for
 		// the record, and refused.
 		self := fmt.Errorf("%w: self-approval: your key %s is the operator's own signing key for this run; another person must approve", errApprovalRefused, fp)
@@ -212,7 +212,7 @@ func submitApproval(ctx context.Context, db *state.DB, out io.Writer, runID, ste
 		return err
 	}
 	me := state.CurrentActor(signer.Fingerprint())
-	id, err := db.SubmitApproval(ctx, state.ApprovalSubmission{RunID: runID, StepID: stepID, Message: msg, Signature: sig, User: me.User, Host: me.Host})
+	id, err := db.SubmitApproval(ctx, state.ApprovalSubmission{RunID: runID, StepID: stepID, Message: msg, Signature: sig, User: me.User, UID: me.UID, Host: me.Host})
 	if err != nil {
 		return err
 	}

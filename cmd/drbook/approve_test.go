@@ -260,7 +260,7 @@ func TestApprovalSurvivesRewrite(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				g.Approver.KeyFingerprint = strings.Fields(string(out))[1]
+				g.Approver.Key = strings.Fields(string(out))[1]
 				ev.Data, _ = json.Marshal(g)
 				return true
 			}

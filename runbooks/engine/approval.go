@@ -72,7 +72,7 @@ type ApprovalWaiter interface {
 
 // Refusal is a submitted approval that did not count, and why.
 type Refusal struct {
-	Approver state.Identity
+	Approver state.Person
 	Reason   string
 }
 
@@ -179,7 +179,9 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 		return fmt.Errorf("step %s: approval request: %w", s.ID, err)
 	}
 	req.HeadSeq, req.HeadHash = rec.HeadSeq, rec.HeadHash
-	req.Operator = state.Identity{User: r.actor.User, Host: r.actor.Host, KeyFingerprint: opsig.Fingerprint(ac.OperatorKey)}
+	op := r.actor
+	op.Key = opsig.Fingerprint(ac.OperatorKey)
+	req.Operator = state.Person{Actor: op}
 	req.OperatorPrincipals = ac.Allowed.Principals(ac.OperatorKey, opsig.ApproveNamespace, time.Now())
 	if len(req.OperatorPrincipals) > 0 {
 		req.Operator.Principal = req.OperatorPrincipals[0]
@@ -222,7 +224,7 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	granted := map[string]bool{} // fingerprints
-	var grantedBy []state.Identity
+	var grantedBy []state.Person
 	var usedPrincipals []string
 	end := func(resp, by string) {
 		waited := time.Since(t0)
@@ -251,7 +253,7 @@ func (r *run) awaitApproval(ctx context.Context, s *runbooks.Step, kind steps.Ki
 			if ref != nil {
 				ev, err = r.recordEv(ctx, state.EvApprovalRefused, s.ID, "", 0, *ref)
 			} else {
-				granted[g.Approver.KeyFingerprint] = true
+				granted[g.Approver.Key] = true
 				usedPrincipals = append(usedPrincipals, g.Approver.Principal)
 				grantedBy = append(grantedBy, g.Approver)
 				g.Count, g.Needed = len(grantedBy), req.Approvals
@@ -339,7 +341,7 @@ func (r *run) maskParams(v any) any {
 func (r *run) checkApproval(sub state.ApprovalSubmission, reqSeq int64, req state.ApprovalRequested,
 	granted map[string]bool, usedPrincipals []string) (*state.ApprovalGranted, *state.ApprovalRefused) {
 	ac := r.cfg.Approval
-	id := state.Identity{User: sub.User, Host: sub.Host}
+	id := state.Person{Actor: state.Actor{User: sub.User, UID: sub.UID, Host: sub.Host}}
 	ref := &state.ApprovalRefused{RequestSeq: reqSeq, Approver: id, Message: string(sub.Message), Signature: string(sub.Signature), SubmittedAt: sub.SubmittedAt}
 	refuse := func(code, format string, a ...any) (*state.ApprovalGranted, *state.ApprovalRefused) {
 		ref.Code, ref.Reason = code, fmt.Sprintf(format, a...)
@@ -350,13 +352,13 @@ func (r *run) checkApproval(sub state.ApprovalSubmission, reqSeq int64, req stat
 	if err != nil {
 		return refuse(state.RefusedSignature, "the signature does not verify: %v", err)
 	}
-	ref.Approver.KeyFingerprint = opsig.Fingerprint(pub)
+	ref.Approver.Key = opsig.Fingerprint(pub)
 	principals := ac.Allowed.Principals(pub, opsig.ApproveNamespace, time.Now())
 	if len(principals) > 0 {
 		ref.Approver.Principal = principals[0]
 	}
 	if bytes.Equal(pub.Marshal(), ac.OperatorKey.Marshal()) {
-		return refuse(state.RefusedSelf, "self-approval: key %s is the operator's own signing key; another person must approve", ref.Approver.KeyFingerprint)
+		return refuse(state.RefusedSelf, "self-approval: key %s is the operator's own signing key; another person must approve", ref.Approver.Key)
 	}
 	// What they signed.
 	want := state.ApprovalMessage(r.id, sub.StepID, reqSeq, req)
@@ -376,7 +378,7 @@ func (r *run) checkApproval(sub state.ApprovalSubmission, reqSeq int64, req stat
 		}
 	}
 	if len(principals) == 0 {
-		return refuse(state.RefusedNotAllowed, "key %s is not in %s for namespace %s", ref.Approver.KeyFingerprint, ac.File, opsig.ApproveNamespace)
+		return refuse(state.RefusedNotAllowed, "key %s is not in %s for namespace %s", ref.Approver.Key, ac.File, opsig.ApproveNamespace)
 	}
 	mine := ac.Allowed.Principals(ac.OperatorKey, opsig.ApproveNamespace, time.Now())
 	var usable []string
@@ -391,8 +393,8 @@ func (r *run) checkApproval(sub state.ApprovalSubmission, reqSeq int64, req stat
 	if len(usable) == 0 {
 		return refuse(state.RefusedNotNamed, "%s is not among the step's approvers (%s)", strings.Join(principals, ", "), strings.Join(req.Approvers, ", "))
 	}
-	if granted[ref.Approver.KeyFingerprint] {
-		return refuse(state.RefusedDuplicate, "key %s already approved this request; another person must approve", ref.Approver.KeyFingerprint)
+	if granted[ref.Approver.Key] {
+		return refuse(state.RefusedDuplicate, "key %s already approved this request; another person must approve", ref.Approver.Key)
 	}
 	for _, p := range principals {
 		if slices.Contains(usedPrincipals, p) {

@@ -226,7 +226,7 @@ func TestApprovalTwoPersons(t *testing.T) {
 
 	if req.Approvals != 1 || len(req.Commands) != 1 || req.Commands[0].Target != "node1" ||
 		!strings.Contains(req.Commands[0].Command, "wiped everything") || req.Operator.Principal != "alice@example.org" ||
-		req.Operator.KeyFingerprint != opsig.Fingerprint(f.opKey) || req.HeadSeq != reqEv.Seq-1 {
+		req.Operator.Key != opsig.Fingerprint(f.opKey) || req.HeadSeq != reqEv.Seq-1 {
 		t.Fatalf("request: %+v", req)
 	}
 	if f.count(t, "node1", "log") != 1 {
@@ -643,7 +643,7 @@ func TestApprovalsCheckRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			g.Signature, g.PublicKey = string(sig), opsig.MarshalPublicKey(f.opKey)
-			g.Approver.KeyFingerprint = opsig.Fingerprint(f.opKey)
+			g.Approver.Key = opsig.Fingerprint(f.opKey)
 		}), nil, "self-approval"},
 		{"signature swapped", editGrant(func(g *state.ApprovalGranted) {
 			sig, _ := opsig.Sign(aliceSigner, opsig.ApproveNamespace, []byte(g.Message))

@@ -115,7 +115,7 @@ func Check(events []state.Event, opts Options) []Problem {
 				continue
 			}
 			r.valid++
-			r.keys = append(r.keys, g.Approver.KeyFingerprint)
+			r.keys = append(r.keys, g.Approver.Key)
 			r.names = append(r.names, g.Approver.Principal)
 		case state.EvRunFinished, state.EvRunResumed:
 			// A request holds for its segment only: a resume asks again.
@@ -172,10 +172,10 @@ func checkGrant(ev state.Event, g state.ApprovalGranted, r *request, allowed *op
 		return "the signature is by another key than the one recorded"
 	}
 	fp := opsig.Fingerprint(key)
-	if fp != g.Approver.KeyFingerprint {
-		return fmt.Sprintf("key %s, recorded as %s", fp, g.Approver.KeyFingerprint)
+	if fp != g.Approver.Key {
+		return fmt.Sprintf("key %s, recorded as %s", fp, g.Approver.Key)
 	}
-	if fp == r.p.Operator.KeyFingerprint {
+	if fp == r.p.Operator.Key {
 		return "self-approval: the operator's own key"
 	}
 	if slices.Contains(r.keys, fp) || (g.Approver.Principal != "" && slices.Contains(r.names, g.Approver.Principal)) {

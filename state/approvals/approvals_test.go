@@ -57,7 +57,7 @@ func record(t *testing.T, alice, bob ssh.Signer, grantedBy ssh.Signer, principal
 	c.add(state.EvStepStarted, "prepare", state.StepStarted{Kind: "shell"})
 	head := c.evs[len(c.evs)-1]
 	req := state.ApprovalRequested{Approvals: 1, Commands: []state.ApprovalCommand{{Target: "n1", Command: "wipe"}},
-		HeadSeq: head.Seq, HeadHash: head.Hash, Operator: state.Identity{User: "alice", KeyFingerprint: opsig.Fingerprint(alice.PublicKey()), Principal: "alice@x"},
+		HeadSeq: head.Seq, HeadHash: head.Hash, Operator: state.Person{Actor: state.Actor{User: "alice", Key: opsig.Fingerprint(alice.PublicKey())}, Principal: "alice@x"},
 		OperatorPrincipals: []string{"alice@x"}}
 	req.CommandsSHA256 = state.CommandsDigest(req.Commands)
 	reqEv := c.add(state.EvApprovalRequested, "wipe", req)
@@ -66,7 +66,7 @@ func record(t *testing.T, alice, bob ssh.Signer, grantedBy ssh.Signer, principal
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.add(state.EvApprovalGranted, "wipe", state.ApprovalGranted{RequestSeq: reqEv.Seq, Approver: state.Identity{User: "bob", KeyFingerprint: opsig.Fingerprint(grantedBy.PublicKey()), Principal: principal},
+	c.add(state.EvApprovalGranted, "wipe", state.ApprovalGranted{RequestSeq: reqEv.Seq, Approver: state.Person{Actor: state.Actor{User: "bob", Key: opsig.Fingerprint(grantedBy.PublicKey())}, Principal: principal},
 		PublicKey: opsig.MarshalPublicKey(grantedBy.PublicKey()), Message: string(msg), Signature: string(sig), Namespace: opsig.ApproveNamespace, Count: 1, Needed: 1})
 	c.add(state.EvStepStarted, "wipe", state.StepStarted{Kind: "shell", Danger: true})
 	return c.evs

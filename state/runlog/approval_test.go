@@ -12,8 +12,8 @@ import (
 // TestFoldApprovals: each request gathers the grants and refusals that name
 // it; one that names no request of its step is a problem of the view.
 func TestFoldApprovals(t *testing.T) {
-	alice := state.Identity{User: "alice", Host: "vm", KeyFingerprint: "SHA256:a", Principal: "alice@example.org"}
-	bob := state.Identity{User: "bob", Host: "jump", KeyFingerprint: "SHA256:b", Principal: "bob@example.org"}
+	alice := state.Person{Actor: state.Actor{User: "alice", Host: "vm", Key: "SHA256:a"}, Principal: "alice@example.org"}
+	bob := state.Person{Actor: state.Actor{User: "bob", Host: "jump", Key: "SHA256:b"}, Principal: "bob@example.org"}
 	req := state.ApprovalRequested{Title: "Wipe", Approvals: 1, Operator: alice,
 		Commands: []state.ApprovalCommand{{Target: "node1", Command: "wipe"}}}
 	db, id := record(t, []ev{
