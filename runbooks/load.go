@@ -146,6 +146,9 @@ func Validate(rb *Runbook, cat KindCatalog, inv *Inventory) error {
 	v := &validator{d: &diags{file: rb.File}, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
 	v.inputs()
 	v.steps()
+	if rb.Has("rto") && rb.RTO <= 0 {
+		v.d.add(rb.At("rto"), "rto: must be more than 0 (omit it for no budget)")
+	}
 	dedupe(v.d)
 	rb.Warnings = v.d.warnings()
 	return v.d.err()

@@ -27,12 +27,19 @@ type app struct {
 	output  string
 	logFile string
 	logger  *slog.Logger
-	// pluginDir lists extra plugin directories (--plugin-dir).
+	// pluginDir lists extra plugin directories (--plugin-dir, or the
+	// operator config's).
 	pluginDir []string
+	// configPath is --config; settings the effective operator settings
+	// (flag > env > config file > default), resolved once per command.
+	configPath string
+	settings   *settings
+	// getenv reads the environment (tests replace it).
+	getenv func(string) (string, bool)
 }
 
 func newRootCmd() *cobra.Command {
-	a := &app{}
+	a := &app{getenv: os.LookupEnv}
 	root := &cobra.Command{
 		Use:   "drbook",
 		Short: "Disaster-recovery runbook runner for clustered key stores",
@@ -45,6 +52,15 @@ stopped, and replays and verifies the record for audits.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// The operator config and DRBOOK_* variables fill what flags
+			// did not give (a default inventory satisfies a required -i).
+			st, err := loadSettings(cmd, a.configPath, a.getenv)
+			if err != nil {
+				return err
+			}
+			if err := a.applySettings(cmd, st); err != nil {
+				return err
+			}
 			// Checked here (before cobra does) so that a missing required
 			// flag is a usage error, exit 2.
 			if err := cmd.ValidateRequiredFlags(); err != nil {
@@ -56,7 +72,7 @@ stopped, and replays and verifies the record for audits.
 			if a.output != "text" && a.output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", a.output)}
 			}
-			if a.output == "json" {
+			if a.output == "json" && a.settings.Output.Source == srcFlag {
 				if err := checkJSONOutput(cmd); err != nil {
 					return usageError{err}
 				}
@@ -77,8 +93,10 @@ stopped, and replays and verifies the record for audits.
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
 	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a))
+	configFlags(root.PersistentFlags(), &a.configPath)
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newConfigCmd(a))
 	attachTUI(root, a)
+	markDefaultInventory(root)
 	markJSONCommands(root)
 	markUsageErrors(root)
 	return root

@@ -25,6 +25,7 @@ var Documented = []struct {
 	{"drbook lab status -o json", reflect.TypeFor[LabStatus]()},
 	{"drbook plugins list -o json", reflect.TypeFor[PluginList]()},
 	{"drbook version -o json", reflect.TypeFor[Version]()},
+	{"drbook config -o json", reflect.TypeFor[Config]()},
 	{"event " + EvRunCreated + " / " + EvRunResumed, reflect.TypeFor[RunStartedEvent]()},
 	{"event " + EvStepPending, reflect.TypeFor[StepPendingEvent]()},
 	{"event " + EvStepStarted, reflect.TypeFor[StepStartedEvent]()},
