@@ -85,6 +85,13 @@ func (p *printer) observe(ev engine.Event) {
 			verb = "resume"
 		}
 		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), ts(e.RunID), ts(e.Runbook), len(e.Steps))
+		if e.RTO > 0 {
+			fmt.Fprintf(p.w, "  RTO budget %s, clock started %s\n", e.RTO, e.RTOSince.Local().Format("15:04:05"))
+		}
+	case engine.RTOCrossed:
+		fmt.Fprintf(p.w, "  %s RTO budget %s crossed at %s: %s since the clock started (machine %s, waiting on operator %s)\n",
+			p.paint("31;1", "!! OVER BUDGET:"), e.Budget, e.Time.Local().Format("15:04:05"), e.Elapsed.Round(time.Millisecond),
+			e.Machine.Round(time.Millisecond), e.Human.Round(time.Millisecond))
 	case engine.StepPending:
 		danger := ""
 		if e.Danger {
@@ -189,7 +196,11 @@ func streamEvent(ev engine.Event) any {
 		if steps == nil {
 			steps = []string{}
 		}
-		return jsonapi.RunStartedEvent{EventHeader: h(name, e.Time), RunID: e.RunID, Runbook: e.Runbook, Title: e.Title, Inventory: e.Inventory, Steps: steps}
+		return jsonapi.RunStartedEvent{EventHeader: h(name, e.Time), RunID: e.RunID, Runbook: e.Runbook, Title: e.Title, Inventory: e.Inventory, Steps: steps,
+			RTOBudgetMS: jsonapi.MS(e.RTO), RTOSince: jsonapi.Time(e.RTOSince)}
+	case engine.RTOCrossed:
+		return jsonapi.RTOCrossedEvent{EventHeader: h(jsonapi.EvRTOCrossed, e.Time), RunID: e.RunID, RTOBudgetMS: jsonapi.MS(e.Budget),
+			ElapsedMS: jsonapi.MS(e.Elapsed), MachineMS: jsonapi.MS(e.Machine), HumanMS: jsonapi.MS(e.Human)}
 	case engine.StepPending:
 		targets := e.Targets
 		if targets == nil {

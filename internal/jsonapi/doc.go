@@ -35,6 +35,7 @@ var Documented = []struct {
 	{"event " + EvOperatorWaiting, reflect.TypeFor[OperatorWaitingEvent]()},
 	{"event " + EvOperatorWait, reflect.TypeFor[OperatorWaitEvent]()},
 	{"event " + EvNote, reflect.TypeFor[NoteEvent]()},
+	{"event " + EvRTOCrossed, reflect.TypeFor[RTOCrossedEvent]()},
 	{"event " + EvRunFinished, reflect.TypeFor[RunFinishedEvent]()},
 }
 

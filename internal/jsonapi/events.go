@@ -22,6 +22,24 @@ type RunStartedEvent struct {
 	Inventory string `json:"inventory,omitempty"`
 	// Steps lists the step ids in order.
 	Steps []string `json:"steps"`
+	// RTOBudgetMS is the run's RTO budget (the runbook's rto:, or a
+	// drill's rto_budget); RTOSince when its clock started. Absent: no
+	// budget.
+	RTOBudgetMS int64  `json:"rto_budget_ms,omitempty"`
+	RTOSince    string `json:"rto_since,omitempty"`
+}
+
+// RTOCrossedEvent is "rto.crossed": the run went over its RTO budget. The
+// record holds the same figures in a note whose data kind is rto.crossed.
+type RTOCrossedEvent struct {
+	EventHeader
+	RunID       string `json:"run_id"`
+	RTOBudgetMS int64  `json:"rto_budget_ms"`
+	// ElapsedMS is the time since the RTO clock started, split into
+	// machine time and time waiting on the operator.
+	ElapsedMS int64 `json:"elapsed_ms"`
+	MachineMS int64 `json:"machine_ms"`
+	HumanMS   int64 `json:"human_ms"`
 }
 
 // StepPendingEvent is "step.pending": a step's targets, before any runs.

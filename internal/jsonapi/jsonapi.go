@@ -56,6 +56,8 @@ const (
 	// EvOperatorWaiting says the run waits for a person; the
 	// operator.wait event follows when the answer came.
 	EvOperatorWaiting = "operator.waiting"
+	// EvRTOCrossed says the run went over its RTO budget.
+	EvRTOCrossed = "rto.crossed"
 )
 
 // Header starts every document and every stream line.

@@ -64,6 +64,13 @@ type Config struct {
 	// Answers is the answers file, if any: Start records its literal
 	// answers to non-secret input steps, so a resume needs not the file.
 	Answers *runbooks.Answers
+	// RTO overrides the runbook's rto: budget (a drill's rto_budget); 0
+	// keeps the runbook's. RTOSince is when the recovery clock started (a
+	// drill's disaster); zero: when the run was created. Crossing the
+	// budget is recorded (a note of kind NoteRTOCrossed) and emitted
+	// (RTOCrossed).
+	RTO      time.Duration
+	RTOSince time.Time
 }
 
 // Errors that end a run.
@@ -105,6 +112,10 @@ type run struct {
 	pool      *transport.Pool
 	log       *slog.Logger
 	started   time.Time
+	// createdAt is when the run was created (set on resume); rto the
+	// budget timer.
+	createdAt time.Time
+	rto       rtoClock
 
 	emitMu  sync.Mutex
 	recMu   sync.Mutex
@@ -315,7 +326,12 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 	if r.cfg.Inventory != nil {
 		inv = r.cfg.Inventory.File
 	}
-	r.emit(RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids})
+	rs := RunStarted{RunID: r.id, Runbook: r.cfg.Runbook.Name, Title: r.cfg.Runbook.Title, Inventory: inv, Resumed: resumed, Time: time.Now(), Steps: ids}
+	if b := r.budget(); b > 0 {
+		rs.RTO, rs.RTOSince = b, r.rtoSince()
+	}
+	r.emit(rs)
+	r.startRTO(ctx)
 	runErr := r.precheck()
 	if runErr == nil {
 		runErr = r.preflight(ctx)
@@ -331,6 +347,7 @@ func (r *run) walk(ctx context.Context, resumed bool) (Outcome, error) {
 }
 
 func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
+	r.stopRTO()
 	status := state.StatusSucceeded
 	switch {
 	case runErr == nil:

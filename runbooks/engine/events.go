@@ -31,6 +31,10 @@ type RunStarted struct {
 	Time                  time.Time
 	// Steps lists the step ids in order.
 	Steps []string
+	// RTO is the run's budget (0: none) and RTOSince when its clock
+	// started: the TUI counts the time left from them.
+	RTO      time.Duration
+	RTOSince time.Time
 }
 
 // StepPending announces a step's targets before any of them runs.

@@ -53,6 +53,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{}, err
 	}
 	r.id = rec.ID
+	r.createdAt = rec.CreatedAt
 	if rec.Status.EndsRun() {
 		// Its secrets were shredded when it ended: nothing could resume it.
 		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s %s at %s", ErrRunFinished, rec.ID, rec.Status, rec.FinishedAt.Format(time.RFC3339))
@@ -88,6 +89,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{RunID: r.id}, err
 	}
 	r.opts = opts
+	r.rto.recorded = rtoCrossedIn(events)
 	inputs, err := r.replayRecord(ctx, events)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
