@@ -74,11 +74,11 @@ type RunView struct {
 	rtoBudget time.Duration
 	rtoSince  time.Time
 	done      bool
-	status            state.Status
-	errText           string
-	waiting           string
-	notices           []string
-	note              string
+	status    state.Status
+	errText   string
+	waiting   string
+	notices   []string
+	note      string
 
 	steps []*stepRow
 	index map[string]int
