@@ -496,6 +496,7 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 	rep.RecoveredAt = time.Now().UTC()
 	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
 	rep.Machine = rep.RTO - rep.Human
+	rep.SettleRTO()
 	rep.SortSteps()
 	rep.KeysAfter, rep.DigestAfter = after.N, after.Digest
 	if after.N < before.N {

@@ -58,6 +58,10 @@ type Config struct {
 	Operator  steps.Operator
 	// Observer receives every event; may be nil.
 	Observer func(Event)
+	// Notify, when set, receives every event after Observer: the hook of
+	// run notifications (package internal/notify). It must not block: a
+	// notifier queues the event and delivers it in the background.
+	Notify func(Event)
 	Mode     string // "interactive", "headless", "rehearsal"
 	Labels   map[string]string
 	Logger   *slog.Logger
@@ -170,12 +174,17 @@ func newRun(cfg Config) (*run, error) {
 }
 
 func (r *run) emit(ev Event) {
-	if r.cfg.Observer == nil {
+	if r.cfg.Observer == nil && r.cfg.Notify == nil {
 		return
 	}
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
-	r.cfg.Observer(ev)
+	if r.cfg.Observer != nil {
+		r.cfg.Observer(ev)
+	}
+	if r.cfg.Notify != nil {
+		r.cfg.Notify(ev)
+	}
 }
 
 // record appends an event durably. Records are written even while the run's
