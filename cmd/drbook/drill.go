@@ -484,6 +484,7 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 		return nil, err
 	}
 	defer db.Close()
+	defer r.a.flushNotify() // before the database closes
 	if runErr := r.recover(ctx, db, rb, inv, reg, inputs, rep); runErr != nil {
 		return rep, runErr
 	}

@@ -438,6 +438,7 @@ func (r *rehearser) runLab(ctx context.Context) (*rehearsal.Report, error) {
 		return nil, err
 	}
 	defer db.Close()
+	defer r.a.flushNotify() // before the database closes
 	runErr := r.recover(ctx, db, rb, inv, reg, inputs, rep)
 	if runErr != nil {
 		return rep, runErr

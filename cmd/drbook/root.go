@@ -36,6 +36,9 @@ type app struct {
 	settings   *settings
 	// getenv reads the environment (tests replace it).
 	getenv func(string) (string, bool)
+	// notifier notifies the configured endpoints of the command's run
+	// (started by engineConfig, flushed by flushNotify).
+	notifier *runNotifier
 }
 
 func newRootCmd() *cobra.Command {
@@ -232,6 +235,7 @@ func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *s
 	return engine.Config{
 		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
+		Notify: a.startNotifier(db, mode),
 	}
 }
 

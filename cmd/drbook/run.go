@@ -61,6 +61,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 		return err
 	}
 	defer db.Close()
+	defer a.flushNotify() // before the database closes
 	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 	defer release()
 	p := newPrinter(stdout, a.output)
@@ -143,6 +144,7 @@ naming the steps that used it, and nothing is recorded.`,
 				return err
 			}
 			defer db.Close()
+			defer a.flushNotify() // before the database closes
 			rec, err := db.GetRun(ctx, args[0])
 			if err != nil {
 				return err

@@ -62,9 +62,9 @@ type Config struct {
 	// run notifications (package internal/notify). It must not block: a
 	// notifier queues the event and delivers it in the background.
 	Notify func(Event)
-	Mode     string // "interactive", "headless", "rehearsal"
-	Labels   map[string]string
-	Logger   *slog.Logger
+	Mode   string // "interactive", "headless", "rehearsal"
+	Labels map[string]string
+	Logger *slog.Logger
 	// Answers is the answers file, if any: Start records its literal
 	// answers to non-secret input steps, so a resume needs not the file.
 	Answers *runbooks.Answers
