@@ -39,7 +39,7 @@ type NotifyEndpoint struct {
 	Name   string     `yaml:"name" required:"true" pattern:"^[a-z0-9][a-z0-9._-]{0,62}$" doc:"Short name of the endpoint, shown in the record and in drbook config."`
 	URL    string     `yaml:"url" required:"true" doc:"http:// or https:// URL the events are POSTed to."`
 	Secret *SecretRef `yaml:"secret" doc:"Shared secret the body is signed with (HMAC-SHA256, header X-Hub-Signature-256): {env: NAME} or {file: PATH}, never the value itself."`
-	Format string     `yaml:"format" enum:"json,text" doc:"json: the full event (default); text: {\"text\": ...} as chat incoming webhooks accept, with the event under \"drbook\"."`
+	Format string     `yaml:"format" enum:"json,text" doc:"json: the full event (default); text: only {\"text\": ...}, which chat incoming webhooks accept."`
 	Events []string   `yaml:"events" doc:"Send only these kinds (run.started, step.waiting, step.failed, rto.crossed, run.interrupted, run.finished, approval.waiting); default all."`
 	// Timeout bounds one delivery attempt; RetryFor how long a delivery is
 	// retried (with exponential backoff) before it is given up.

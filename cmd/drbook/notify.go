@@ -20,6 +20,13 @@ import (
 // "kind"): one note per delivery outcome.
 const noteNotifyPrefix = "notify."
 
+// waitApproval is the NeedsOperator kind of a step waiting for a second
+// person's approval (the two-person rule, issue 13): the hook of the
+// approval.waiting notification. The engine does not wait for approvals
+// yet; when it does, emitting NeedsOperator{Kind: "approval"} (the value
+// its state.Wait* constant should take) notifies the endpoints.
+const waitApproval = "approval"
+
 // flushTimeout bounds how long drbook waits, after a run, for its last
 // notifications before it exits (deliveries still pending are recorded
 // abandoned).
@@ -138,7 +145,10 @@ func (rn *runNotifier) observe(ev engine.Event) {
 	case engine.StepPending:
 		rn.targets[e.StepID], rn.danger[e.StepID] = e.Targets, e.Danger
 	case engine.NeedsOperator:
-		if e.Kind == state.WaitConfirm && rn.danger[e.StepID] {
+		switch {
+		case e.Kind == waitApproval:
+			rn.send(notify.KindApprovalWaiting, e.StepID, rn.targets[e.StepID], "waiting", e.Prompt, e.Time, nil)
+		case e.Kind == state.WaitConfirm && rn.danger[e.StepID]:
 			rn.send(notify.KindStepWaiting, e.StepID, rn.targets[e.StepID], "waiting", e.Prompt, e.Time, nil)
 		}
 	case engine.WaitOver:
