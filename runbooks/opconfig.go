@@ -21,7 +21,7 @@ type OperatorConfig struct {
 	Src            `yaml:"-"`
 	APIVersion     string           `yaml:"apiVersion" enum:"drbook/v1" doc:"Schema version of this file; drbook/v1 (optional)."`
 	Kind           string           `yaml:"kind" enum:"Config" doc:"Always Config (optional)."`
-	Inventory      string           `yaml:"inventory" doc:"Default inventory for run, plan, lint and trust when -i is not given (~ and paths relative to this file are resolved)."`
+	Inventory      string           `yaml:"inventory" doc:"Default inventory for run, plan, trust and the TUI when -i is not given (~ and paths relative to this file are resolved)."`
 	DB             string           `yaml:"db" doc:"Checkpoint database (default $XDG_DATA_HOME/drbook/drbook.db)."`
 	PluginDirs     []string         `yaml:"plugin_dirs" doc:"Directories of step plugins, searched like --plugin-dir."`
 	SignKey        string           `yaml:"sign_key" doc:"SSH private key that signs records and reports (used by the signing commands)."`

@@ -41,8 +41,10 @@ const (
 )
 
 // annDefaultInventory marks a command whose -i takes the configured default
-// inventory when not given (run, plan, lint, trust, the TUI). resume and
-// rehearse do not: their inventory comes from the record or the drill.
+// inventory when not given (run, plan, trust, the TUI). resume and
+// rehearse do not: their inventory comes from the record or the drill; nor
+// does lint, whose -i checks node names and would then check every shipped
+// runbook against the operator's inventory.
 const annDefaultInventory = "drbook/default-inventory"
 
 // setting is one effective value and where it came from.
@@ -278,7 +280,7 @@ func (a *app) applySettings(cmd *cobra.Command, s *settings) error {
 func markDefaultInventory(root *cobra.Command) {
 	for _, c := range append([]*cobra.Command{root}, root.Commands()...) {
 		switch c.Name() {
-		case "drbook", "run", "plan", "lint", "trust":
+		case "drbook", "run", "plan", "trust":
 			if c.Annotations == nil {
 				c.Annotations = map[string]string{}
 			}
