@@ -219,3 +219,32 @@ func TestConfigDefaultsUsed(t *testing.T) {
 		t.Errorf("schema with DRBOOK_OUTPUT=json: %d %s", r.code, r.stderr)
 	}
 }
+
+// TestConfigHostile: a config that is huge, binary or nested without end is
+// refused by the capped reader and the YAML bounds at file:line:col (exit
+// 3), like a runbook; nothing is read past the cap.
+func TestConfigHostile(t *testing.T) {
+	dir := t.TempDir()
+	deep := strings.Repeat("[", 200) + strings.Repeat("]", 200)
+	cases := []struct {
+		name, path, body, want string
+	}{
+		{"endless device", "/dev/zero", "", "larger than 4 MiB"},
+		{"control byte", "ctl.yaml", "db: \"\x01\"\n", "ctl.yaml:1:6: control character"},
+		{"deep nesting", "deep.yaml", "plugin_dirs: " + deep + "\n", "deep.yaml:1:"},
+		{"two documents", "two.yaml", "db: a\n---\ndb: b\n", "two.yaml:2:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := c.path
+			if c.body != "" {
+				p = filepath.Join(dir, c.path)
+				writeFile(t, p, c.body)
+			}
+			r := drbook(t, configEnv(dir), "--config", p, "config")
+			if r.code != 3 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want 3 and %q", r.code, r.stderr, c.want)
+			}
+		})
+	}
+}
