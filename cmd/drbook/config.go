@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/drbook/drbook/internal/jsonapi"
+	"github.com/drbook/drbook/internal/notify"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/state"
 )
@@ -36,7 +36,7 @@ const (
 	envAllowedSigners = "DRBOOK_ALLOWED_SIGNERS"
 	envOutput         = "DRBOOK_OUTPUT"
 	envNotifyURL      = "DRBOOK_NOTIFY_URL"
-	envNotifySecret   = "DRBOOK_NOTIFY_SECRET"
+	envNotifySecret   = "DRBOOK_NOTIFY_SECRET" // #nosec G101 -- the variable's name; it holds a {env:}/{file:} reference, never a secret
 	envNotifyFormat   = "DRBOOK_NOTIFY_FORMAT"
 )
 
@@ -318,22 +318,6 @@ token) is masked. See docs/config.md.`,
 	}
 }
 
-// maskURL keeps a URL's scheme, host and port and masks the rest, which
-// for chat webhooks is a bearer token.
-func maskURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" {
-		return maskSecretText
-	}
-	out := p.Scheme + "://" + p.Host
-	if (p.Path != "" && p.Path != "/") || p.RawQuery != "" {
-		out += "/" + maskSecretText
-	}
-	return out
-}
-
-const maskSecretText = "••••••"
-
 func configDoc(s *settings) jsonapi.Config {
 	doc := jsonapi.Config{Header: jsonapi.NewHeader(), Settings: []jsonapi.ConfigSetting{}, Notify: []jsonapi.ConfigEndpoint{}}
 	if s == nil {
@@ -344,7 +328,7 @@ func configDoc(s *settings) jsonapi.Config {
 		doc.Settings = append(doc.Settings, jsonapi.ConfigSetting{Name: st.Name, Value: st.Value, Source: st.Source, Origin: st.Origin})
 	}
 	for _, e := range s.Notify {
-		ce := jsonapi.ConfigEndpoint{Name: e.Name, URL: maskURL(e.URL), Format: e.Format, Events: e.Events,
+		ce := jsonapi.ConfigEndpoint{Name: e.Name, URL: notify.MaskURL(e.URL), Format: e.Format, Events: e.Events,
 			TimeoutMS: jsonapi.MS(e.Timeout.D()), RetryForMS: jsonapi.MS(e.RetryFor.D())}
 		if ce.Format == "" {
 			ce.Format = "json"

@@ -192,9 +192,7 @@ type Notifier struct {
 }
 
 type item struct {
-	ev     Event
-	body   []byte
-	queued time.Time
+	ev Event
 }
 
 // outcomeBuffer bounds the outcomes waiting for Record.
@@ -250,14 +248,13 @@ func (n *Notifier) Send(ev Event) {
 	if ev.ID == "" {
 		ev.ID = newID()
 	}
-	now := time.Now()
 	for i := range n.cfg.Endpoints {
 		ep := &n.cfg.Endpoints[i]
 		if !ep.wants(ev.Kind) {
 			continue
 		}
 		select {
-		case n.queues[i] <- item{ev: ev, queued: now}:
+		case n.queues[i] <- item{ev: ev}:
 		default:
 			n.outcome(Outcome{RunID: ev.RunID, Endpoint: ep.Name, EventID: ev.ID, Kind: ev.Kind, Status: Dropped,
 				Error: fmt.Sprintf("queue full (%d events waiting)", cap(n.queues[i]))})
