@@ -3,6 +3,7 @@ package tui
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +90,24 @@ func replayEvents(r Replay) []engine.Event {
 		rs := out[0].(engine.RunStarted)
 		rs.Title = rb.Title
 		out[0] = rs
+	}
+	// The RTO budget: the one a recorded crossing names (a drill's
+	// override included), else the runbook's rto:, counted from the run's
+	// creation.
+	if rs := out[0].(engine.RunStarted); rb != nil && rb.RTO > 0 {
+		rs.RTO, rs.RTOSince = rb.RTO.D(), h.Created
+		out[0] = rs
+	}
+	for _, ev := range r.Events {
+		var n state.Note
+		if ev.Type != state.EvNote || ev.Decode(&n) != nil || n.Data["kind"] != engine.NoteRTOCrossed {
+			continue
+		}
+		if ms, err := strconv.ParseInt(n.Data["budget_ms"], 10, 64); err == nil && ms > 0 {
+			rs := out[0].(engine.RunStarted)
+			rs.RTO, rs.RTOSince = time.Duration(ms)*time.Millisecond, h.Created
+			out[0] = rs
+		}
 	}
 	pending := map[string]bool{}
 	for _, ev := range r.Events {
