@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -93,3 +94,48 @@ func TestRTOCrossing(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestRTOResume: the RTO clock of a resumed run counts from the run's
+// creation, and a crossing already recorded is not recorded again.
+func TestRTOResume(t *testing.T) {
+	f := newFixture(t, 1)
+	marker := filepath.Join(f.dir, "second-try")
+	src := header + "rto: 300ms\nsteps:\n  - id: flaky\n    run: shell\n    on: node1\n    with: {command: 'test -f " + marker + " || { touch " + marker + "; sleep 1; exit 1; }'}\n"
+	out, err := engine.Start(context.Background(), f.config(t, src, nil), nil)
+	if err == nil {
+		t.Fatal("the first try should fail")
+	}
+	f.rec = &recorder{}
+	cfg := f.config(t, src, nil)
+	if _, err := engine.Resume(context.Background(), cfg, out.RunID, engine.ResumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	events, err := f.db.Events(context.Background(), out.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crossings := 0
+	for _, ev := range events {
+		var n state.Note
+		if ev.Type == state.EvNote && ev.Decode(&n) == nil && n.Data["kind"] == engine.NoteRTOCrossed {
+			crossings++
+		}
+	}
+	if crossings != 1 {
+		t.Errorf("%d crossings recorded over a run and its resume, want 1", crossings)
+	}
+	run, err := f.db.GetRun(context.Background(), out.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
+	for _, ev := range f.rec.events {
+		if rs, ok := ev.(engine.RunStarted); ok && (!rs.Resumed || !rs.RTOSince.Equal(run.CreatedAt)) {
+			t.Errorf("resumed RunStarted: resumed %v, clock from %s, want the run's creation %s", rs.Resumed, rs.RTOSince, run.CreatedAt)
+		}
+		if _, ok := ev.(engine.RTOCrossed); ok {
+			t.Errorf("the resume emitted a second crossing")
+		}
+	}
+}
