@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -335,5 +338,61 @@ func BenchmarkRunNotify(b *testing.B) {
 	}
 	for _, m := range modes {
 		b.ReportMetric(float64(spent[m].Microseconds())/1000/float64(b.N), m+"-ms/run")
+	}
+}
+
+// TestNotifyInterrupted: SIGTERM during a run sends run.interrupted (after
+// run.started) before drbook exits 130, and its delivery is recorded.
+func TestNotifyInterrupted(t *testing.T) {
+	l := newLocalLab(t)
+	hook := startHook(t, 200, false)
+	rb := l.write(t, "rb.yaml", "apiVersion: drbook/v1\nkind: Runbook\nname: long\nsteps:\n  - id: wait\n    run: shell\n    on: node1\n    with: {command: 'sleep 30'}\n")
+	cfg := l.write(t, "config.yaml", "notify:\n  - name: ops\n    url: "+hook.url+"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, drbookBin, "--config", cfg, "--db", l.db, "run", rb, "-i", l.inv, "--headless")
+	cmd.Env = append(os.Environ(), configEnv(l.dir)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if bodies, _ := hook.got(); len(bodies) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("no run.started within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the step is running
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Fatalf("exit: %v, want 130", err)
+	}
+	bodies, _ := hook.got()
+	var kinds []string
+	for _, b := range bodies {
+		var ev notify.Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, ev.Kind+"/"+ev.Status)
+	}
+	if strings.Join(kinds, " ") != "run.started/running run.interrupted/interrupted" {
+		t.Fatalf("notifications %v", kinds)
+	}
+	runs := l.runs(t)
+	if len(runs) != 1 {
+		t.Fatalf("runs %+v", runs)
+	}
+	notes := recordNotes(t, configEnv(l.dir), l.db, runs[0].ID, "notify.")
+	if len(notes) != 2 || notes[1]["event"] != notify.KindRunInterrupted || notes[1]["kind"] != "notify.delivered" {
+		t.Errorf("delivery notes %v", notes)
 	}
 }
