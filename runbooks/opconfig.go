@@ -67,6 +67,9 @@ var ErrSecretRef = errors.New("bad secret reference")
 // ParseOperatorConfig decodes and validates an operator config: every
 // problem is returned at once as Diagnostics at file:line:col.
 func ParseOperatorConfig(file string, src []byte) (*OperatorConfig, error) {
+	if onlyComments(src) {
+		return &OperatorConfig{File: file}, nil // nothing set (yet)
+	}
 	root, err := parseYAML(file, src)
 	if err != nil {
 		return nil, err
@@ -81,6 +84,10 @@ func ParseOperatorConfig(file string, src []byte) (*OperatorConfig, error) {
 	for i := range c.Notify {
 		e := &c.Notify[i]
 		what := fmt.Sprintf("notify[%d]", i)
+		if e.Pos.IsZero() { // an empty list item
+			d.add(c.At("notify"), "%s: an endpoint needs name: and url:", what)
+			continue
+		}
 		if e.Name != "" {
 			if names[e.Name] {
 				d.add(e.At("name"), "%s: endpoint name %q is used twice", what, e.Name)
@@ -111,6 +118,18 @@ func ParseOperatorConfig(file string, src []byte) (*OperatorConfig, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// onlyComments reports whether src holds nothing but blank lines and
+// comments.
+func onlyComments(src []byte) bool {
+	for _, line := range strings.Split(string(src), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckNotifyURL checks that u is an absolute http or https URL without
