@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/drbook/drbook/runbooks"
+	"github.com/drbook/drbook/steps"
 )
 
 // TestSecretRef: the string form of a reference parses; anything else is
@@ -101,4 +102,22 @@ func FuzzParseOperatorConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRunbookRTO: rto: is a duration; 0 is refused at its position.
+func TestRunbookRTO(t *testing.T) {
+	base := "apiVersion: drbook/v1\nkind: Runbook\nname: r\n%ssteps:\n  - id: a\n    run: shell\n    on: n1\n    with: {command: 'true'}\n"
+	for _, c := range []struct{ rto, want string }{
+		{"rto: 30m\n", ""},
+		{"rto: 0s\n", "rb.yaml:4:6: rto: must be more than 0"},
+		{"rto: soon\n", "rb.yaml:4:6"},
+	} {
+		rb, err := runbooks.LoadRunbook("rb.yaml", []byte(strings.Replace(base, "%s", c.rto, 1)), steps.NewRegistry(), nil)
+		switch {
+		case c.want == "" && (err != nil || rb.RTO.D().Minutes() != 30):
+			t.Errorf("%q: %v", c.rto, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want %q", c.rto, err, c.want)
+		}
+	}
 }
