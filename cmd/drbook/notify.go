@@ -136,7 +136,9 @@ func (rn *runNotifier) observe(ev engine.Event) {
 	defer rn.mu.Unlock()
 	switch e := ev.(type) {
 	case engine.RunStarted:
+		// A new run (the TUI may start several): nothing of the last one.
 		rn.runID, rn.runbook, rn.title, rn.rto, rn.rtoSince = e.RunID, e.Runbook, e.Title, e.RTO, e.RTOSince
+		rn.targets, rn.danger, rn.failed, rn.human = map[string][]string{}, map[string]bool{}, map[string][]string{}, 0
 		status, msg := "running", "run started"
 		if e.Resumed {
 			status, msg = "resumed", "run resumed"
