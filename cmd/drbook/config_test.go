@@ -248,3 +248,19 @@ func TestConfigHostile(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigLint: drbook lint checks a file that says kind: Config as an
+// operator config.
+func TestConfigLint(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	writeFile(t, good, "apiVersion: drbook/v1\nkind: Config\ndb: /srv/dr/drbook.db\n")
+	bad := filepath.Join(dir, "bad.yaml")
+	writeFile(t, bad, "apiVersion: drbook/v1\nkind: Config\nnotify:\n  - name: x\n    url: gopher://h\n")
+	if r := drbook(t, configEnv(dir), "lint", good); r.code != 0 || !strings.Contains(r.stdout, "ok: 1 file(s) valid") {
+		t.Errorf("lint good config: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := drbook(t, configEnv(dir), "lint", bad); r.code != 1 || !strings.Contains(r.stdout, bad+":5:10: notify[0]: url:") {
+		t.Errorf("lint bad config: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
