@@ -55,11 +55,11 @@ unsigned run verifies only as "unsigned". See docs/signing.md.`,
 			// applies only to a replay that verifies.
 			var allowed *opsig.AllowedSigners
 			if allowedPath != "" || verify {
-				a, _, err := loadAllowedSigners(allowedPath)
+				as, _, err := a.loadAllowedSigners(allowedPath)
 				if err != nil {
 					return err
 				}
-				allowed, verify = a, verify || a != nil
+				allowed, verify = as, verify || as != nil
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)

@@ -81,6 +81,16 @@ type Config struct {
 	// user and host (state.CurrentActor), with the Signer's fingerprint.
 	// Tests set it to stand for another person.
 	Actor state.Actor
+	// Notify, when set, receives every event after Observer: the hook of
+	// run notifications (see Notifier).
+	Notify Notifier
+	// RTO overrides the runbook's rto: budget (a drill's rto_budget); 0
+	// keeps the runbook's. RTOSince is when the recovery clock started (a
+	// drill's disaster); zero: when the run was created. The budget is
+	// recorded in run.created (state.RTOBudget), and crossing it as a note
+	// of kind NoteRTOCrossed.
+	RTO      time.Duration
+	RTOSince time.Time
 }
 
 // Errors that end a run.
@@ -122,6 +132,11 @@ type run struct {
 	pool      *transport.Pool
 	log       *slog.Logger
 	started   time.Time
+	// createdAt is when the run was created (set on resume); rto the
+	// budget timer.
+	createdAt time.Time
+	rto       rtoClock
+	notify    notifyState
 
 	emitMu  sync.Mutex
 	recMu   sync.Mutex
@@ -189,12 +204,17 @@ func newRun(cfg Config) (*run, error) {
 }
 
 func (r *run) emit(ev runlog.Event) {
-	if r.cfg.Observer == nil {
+	if r.cfg.Observer == nil && r.cfg.Notify == nil {
 		return
 	}
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
-	r.cfg.Observer(ev)
+	if r.cfg.Observer != nil {
+		r.cfg.Observer(ev)
+	}
+	if r.cfg.Notify != nil {
+		r.cfg.Notify.Notify(ev)
+	}
 }
 
 // record appends an event durably. Records are written even while the run's
@@ -297,6 +317,14 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		User:        r.actor.User, Actor: r.person(),
 	}
 	sr.WorkDir, _ = os.Getwd()
+	if b := r.budget(); b > 0 {
+		since := cfg.RTOSince
+		if since.IsZero() {
+			since = time.Now()
+		}
+		sr.RTO = &state.RTOBudget{BudgetMS: b.Milliseconds(), Since: since.UTC()}
+		r.cfg.RTOSince = since
+	}
 	if cfg.Inventory != nil {
 		sr.InventoryPath, sr.InventorySHA256, sr.InventorySource = cfg.Inventory.File, cfg.Inventory.SHA256, cfg.Inventory.Source
 	}
@@ -305,6 +333,8 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 	}
 	r.id = sr.ID
 	r.headSeq, r.headHash = sr.HeadSeq, sr.HeadHash
+	r.bindNotify()
+	defer r.flushNotify(ctx)
 	// CreateRun wrote run.created: observers get it like every other event.
 	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
 		r.emit(runlog.Recorded{Event: evs[0]})
@@ -393,6 +423,7 @@ func (r *run) walk(ctx context.Context) (Outcome, error) {
 	if r.cfg.Signer == nil && r.cfg.UnsignedNotice != "" {
 		r.emit(runlog.Notice{Text: r.cfg.UnsignedNotice, Time: time.Now()})
 	}
+	r.startRTO(ctx)
 	runErr := r.precheck()
 	if runErr == nil {
 		runErr = r.preflight(ctx)
@@ -408,6 +439,7 @@ func (r *run) walk(ctx context.Context) (Outcome, error) {
 }
 
 func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
+	r.stopRTO()
 	status := state.StatusSucceeded
 	switch {
 	case runErr == nil:
@@ -435,6 +467,7 @@ func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
 	}); err != nil && runErr == nil {
 		runErr = err
 	}
+	r.flushNotify(ctx)
 	r.signHead(ctx, segmentEnd(status), "")
 	if runErr != nil {
 		return out, &maskedError{msg: msg, err: runErr}
