@@ -20,6 +20,7 @@ targets="
 ./runbooks FuzzParseInventory
 ./runbooks FuzzParseAnswers
 ./runbooks FuzzParseDrill
+./runbooks FuzzParseOperatorConfig
 ./runbooks FuzzTemplateFilters
 ./runbooks FuzzCompareNumbers
 ./nodeagent FuzzKeyCodec

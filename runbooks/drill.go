@@ -37,7 +37,7 @@ type Drill struct {
 	AfterRestore []DrillCommand `yaml:"after_restore_point" doc:"Commands that write data after the restore point: what a recovery from the restore point loses (the RPO)."`
 	Disaster     []DrillCommand `yaml:"disaster" doc:"The disaster, per node: kill processes, delete data, cut a network link. The RTO clock starts before the first."`
 	Verify       *DrillVerify   `yaml:"verify" doc:"What the recovery must achieve."`
-	RTOBudget    Duration       `yaml:"rto_budget" doc:"The drill fails when the RTO (disaster to verified healthy) exceeds this."`
+	RTOBudget    Duration       `yaml:"rto_budget" doc:"The drill fails when the RTO (disaster to verified healthy) exceeds this; overrides the runbook's rto: (the budget the run counts down)."`
 	Cleanup      []DrillCommand `yaml:"cleanup" doc:"Commands that always run at the end, also after a failure or an interrupt; each runs even if the one before failed."`
 
 	// File is where the drill was loaded from ("library:NAME" for shipped ones).

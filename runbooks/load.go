@@ -53,6 +53,7 @@ func LoadRunbook(file string, src []byte, cat KindCatalog, inv *Inventory) (*Run
 	v := &validator{d: d, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
 	v.inputs()
 	v.steps()
+	v.rto()
 	if err := dedupe(d).err(); err != nil {
 		return nil, err
 	}
@@ -146,6 +147,7 @@ func Validate(rb *Runbook, cat KindCatalog, inv *Inventory) error {
 	v := &validator{d: &diags{file: rb.File}, rb: rb, cat: cat, inv: inv, stepIndex: map[string]int{}}
 	v.inputs()
 	v.steps()
+	v.rto()
 	dedupe(v.d)
 	rb.Warnings = v.d.warnings()
 	return v.d.err()
@@ -159,6 +161,13 @@ type validator struct {
 	stepIndex map[string]int
 	// usedOutputs: step id → its outputs that later steps read.
 	usedOutputs map[string][]string
+}
+
+// rto checks the budget: a written rto: is more than 0.
+func (v *validator) rto() {
+	if v.rb.Has("rto") && v.rb.RTO <= 0 {
+		v.d.add(v.rb.At("rto"), "rto: must be more than 0 (omit it for no budget)")
+	}
 }
 
 func (v *validator) inputs() {

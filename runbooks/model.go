@@ -23,6 +23,10 @@ type Runbook struct {
 	Inputs      []Input    `yaml:"inputs" keyed:"true" doc:"Values asked before the run starts, by name."`
 	Steps       []Step     `yaml:"steps" required:"true" doc:"The steps, run in order."`
 	Tags        StringList `yaml:"tags" doc:"Free-form labels (e.g. scenario names)."`
+	// RTO is the recovery-time objective: the budget the TUI counts down,
+	// whose crossing is recorded and notified (a drill's rto_budget
+	// overrides it).
+	RTO Duration `yaml:"rto" doc:"Recovery-time objective: the run's time budget (e.g. 30m). The TUI shows the time left, a warning in the last 20 % and an alarm past it; the crossing is recorded and notified; a drill's rto_budget overrides it."`
 
 	// File is where the runbook was loaded from ("library:NAME" for shipped ones).
 	File string `yaml:"-"`

@@ -147,7 +147,7 @@ func structSchema(t reflect.Type, defs map[string]any) map[string]any {
 }
 
 // SchemaFields lists, for each model struct reachable from Runbook,
-// Inventory and Drill, the field names the loader accepts. Tests compare it with the
+// Inventory, Drill and OperatorConfig, the field names the loader accepts. Tests compare it with the
 // published schemas.
 func SchemaFields() map[string][]string {
 	out := map[string][]string{}
@@ -173,5 +173,6 @@ func SchemaFields() map[string][]string {
 	walk(reflect.TypeOf(Runbook{}))
 	walk(reflect.TypeOf(Inventory{}))
 	walk(reflect.TypeOf(Drill{}))
+	walk(reflect.TypeOf(OperatorConfig{}))
 	return out
 }

@@ -87,6 +87,18 @@ type Run struct {
 	// fills it from the process when nil). Its Key is set when the run is
 	// signed and empty when it is recorded unsigned.
 	Actor *Actor
+	// RTO is the run's recovery-time budget, written into run.created (nil:
+	// none).
+	RTO *RTOBudget
+}
+
+// RTOBudget is a run's recovery-time objective: BudgetMS milliseconds from
+// Since (the run's creation, or a drill's disaster). A runbook's rto: or a
+// drill's rto_budget sets it; it is recorded in run.created so that every
+// view (live, replay, resume) counts against the same budget.
+type RTOBudget struct {
+	BudgetMS int64     `json:"budget_ms"`
+	Since    time.Time `json:"since"`
 }
 
 // EventType names the kind of an event in a run's log.
@@ -168,6 +180,8 @@ type RunCreated struct {
 	// StepAnswers are the answers file's literal answers to input steps
 	// (never {env:} or {file:} ones), for a resume without the file.
 	StepAnswers map[string]string `json:"step_answers,omitempty"`
+	// RTO is the run's recovery-time budget (absent: none).
+	RTO *RTOBudget `json:"rto,omitempty"`
 }
 
 // RunResumed is the payload of EvRunResumed.

@@ -79,7 +79,7 @@ func (db *DB) CreateRun(ctx context.Context, r *Run) error {
 		RunbookSHA256: r.RunbookSHA256, InventorySHA256: r.InventorySHA256,
 		Mode: r.Mode, Host: r.Host, PID: r.PID, User: r.User, Actor: r.Actor,
 		Runbook: NewRecordedFile(r.RunbookPath, r.RunbookSource), Inventory: NewRecordedFile(r.InventoryPath, r.InventorySource),
-		WorkDir: r.WorkDir, StepAnswers: r.StepAnswers,
+		WorkDir: r.WorkDir, StepAnswers: r.StepAnswers, RTO: r.RTO,
 	})
 	if err != nil {
 		return fmt.Errorf("create run: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,10 +75,13 @@ type RunView struct {
 	verifyOK  bool
 
 	started, finished time.Time
-	done              bool
-	status            state.Status
-	errText           string
-	waiting           string
+	// rtoBudget is the run's RTO budget (0: none), counted from rtoSince.
+	rtoBudget time.Duration
+	rtoSince  time.Time
+	done      bool
+	status    state.Status
+	errText   string
+	waiting   string
 	// waitApproval: the wait is for another person's approval.
 	waitApproval bool
 	notices      []string
@@ -426,6 +430,9 @@ func (v *RunView) recorded(ev state.Event) {
 		if v.started.IsZero() {
 			v.started = ev.Time
 		}
+		if p.RTO != nil {
+			v.rtoBudget, v.rtoSince = time.Duration(p.RTO.BudgetMS)*time.Millisecond, p.RTO.Since
+		}
 		v.done, v.status = false, state.StatusRunning
 	case state.EvRunResumed:
 		var p state.RunResumed
@@ -489,6 +496,15 @@ func (v *RunView) recorded(ev state.Event) {
 		}
 		if p.Error != "" {
 			v.appendOut(v.step(ev.StepID), outLine{text: clean("✗ " + orOperator(ev.Target) + ": " + p.Error), target: ev.Target, attempt: ev.Attempt, kind: lineFail})
+		}
+	case state.EvNote:
+		var n state.Note
+		if ev.Decode(&n) == nil && n.Data["kind"] == engine.NoteRTOCrossed {
+			ms := func(k string) time.Duration {
+				v, _ := strconv.ParseInt(n.Data[k], 10, 64)
+				return time.Duration(v) * time.Millisecond
+			}
+			v.notice("", "", fmt.Sprintf("OVER RTO budget %s (machine %s, operator %s)", mmss(ms("budget_ms")), mmss(ms("machine_ms")), mmss(ms("human_ms"))))
 		}
 	case state.EvApprovalRequested, state.EvApprovalGranted, state.EvApprovalRefused:
 		// The approval box (if on screen) counts what the record says.
@@ -1010,8 +1026,7 @@ func (v *RunView) header() []string {
 	case v.resumed:
 		mode = "RESUMED"
 	}
-	rto := "RTO " + clock(v.elapsed())
-	line1 := spread(w, st.Accent.Render("drbook")+" "+st.Bold.Render(mode)+" "+name, st.Bold.Render(rto))
+	line1 := spread(w, st.Accent.Render("drbook")+" "+st.Bold.Render(mode)+" "+name, v.rtoText())
 	inv := v.inventory
 	if inv == "" {
 		inv = "-"
@@ -1032,6 +1047,63 @@ func (v *RunView) header() []string {
 	}
 	line3 := v.bar.ViewAs(pct) + fmt.Sprintf(" %d/%d steps · ", done, total) + v.statusWord()
 	return []string{line1, fit(line2, w), fit(line3, w)}
+}
+
+// RTO budget states of the header.
+const (
+	rtoNone = iota
+	rtoOK
+	rtoNear // the last 20 % of the budget
+	rtoOver
+)
+
+// rtoState is where the run stands against its budget, and the time left
+// (negative: over by).
+func (v *RunView) rtoState() (int, time.Duration) {
+	if v.rtoBudget <= 0 || v.rtoSince.IsZero() {
+		return rtoNone, 0
+	}
+	end := v.c.Now()
+	if v.done && !v.finished.IsZero() {
+		end = v.finished
+	}
+	left := v.rtoBudget - end.Sub(v.rtoSince)
+	switch {
+	case left < 0:
+		return rtoOver, left
+	case left*5 <= v.rtoBudget:
+		return rtoNear, left
+	}
+	return rtoOK, left
+}
+
+// rtoText is the header's recovery clock: the time since the run started,
+// and with a budget the time left, in words as well as colour (so NO_COLOR
+// tells the states apart): "12:03 left", "LOW 04:57 left", "OVER +02:10".
+func (v *RunView) rtoText() string {
+	st := v.c.Styles
+	state, left := v.rtoState()
+	if state == rtoNone {
+		return st.Bold.Render("RTO " + clock(v.elapsed()))
+	}
+	spent := v.rtoBudget - left
+	text := "RTO " + clock(spent) + " of " + mmss(v.rtoBudget)
+	switch state {
+	case rtoNear:
+		return st.Hint.Render(text + " · LOW " + mmss(left) + " left")
+	case rtoOver:
+		return st.Danger.Reverse(true).Render(text + " · OVER +" + mmss(-left))
+	}
+	return st.Bold.Render(text + " · " + mmss(left) + " left")
+}
+
+// mmss formats d as MM:SS, or H:MM:SS from an hour up.
+func mmss(d time.Duration) string {
+	d = d.Truncate(time.Second)
+	if d >= time.Hour {
+		return fmt.Sprintf("%d:%02d:%02d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60)
+	}
+	return fmt.Sprintf("%02d:%02d", int(d.Minutes()), int(d.Seconds())%60)
 }
 
 func orDash(s string) string {

@@ -484,6 +484,7 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 		return nil, err
 	}
 	defer db.Close()
+	defer r.a.flushNotify() // before the database closes
 	if runErr := r.recover(ctx, db, rb, inv, reg, inputs, rep); runErr != nil {
 		return rep, runErr
 	}
@@ -496,6 +497,7 @@ func (r *rehearser) runCommands(ctx context.Context) (rep *rehearsal.Report, err
 	rep.RecoveredAt = time.Now().UTC()
 	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
 	rep.Machine = rep.RTO - rep.Human
+	rep.SettleRTO()
 	rep.SortSteps()
 	rep.KeysAfter, rep.DigestAfter = after.N, after.Digest
 	if after.N < before.N {

@@ -70,6 +70,9 @@ func TestDrillCounterFile(t *testing.T) {
 	if rto := float64(rep.RTO) / 1e9; rto <= 0 || rto > 60 || !splitAddsUp(rep) {
 		t.Errorf("RTO %v (machine %v + operator %v)", rep.RTO, rep.Machine, rep.Human)
 	}
+	if rep.RTOResult != rehearsal.RTOMet || rep.RTOMargin <= 0 || rep.RTOMargin != rep.RTOBudget-rep.RTO {
+		t.Errorf("RTO %s against budget %s: result %q, margin %s; want met with the difference to spare", rep.RTO, rep.RTOBudget, rep.RTOResult, rep.RTOMargin)
+	}
 	if rep.Drill != "counter-file-loss" || rep.Runbook != "counter-restore" || rep.Verdict != "" || rep.Unit != "items" {
 		t.Errorf("report: drill %q runbook %q unit %q verdict %q", rep.Drill, rep.Runbook, rep.Unit, rep.Verdict)
 	}
@@ -406,6 +409,20 @@ func TestDrillVerdicts(t *testing.T) {
 			rep := readReport(t, reports, r.stdout)
 			if !strings.Contains(rep.Verdict, tc.verdict) || rep.RPOKeys != 7 {
 				t.Errorf("verdict %q (RPO %d), want it to say %q", rep.Verdict, rep.RPOKeys, tc.verdict)
+			}
+			if tc.to == "rto_budget: 1ms" {
+				// Missed, by the RTO less the budget, and the crossing is
+				// in the record (a note of kind rto.crossed) and in -o json.
+				if rep.RTOResult != rehearsal.RTOMissed || rep.RTOMargin >= 0 || -rep.RTOMargin != rep.RTO-rep.RTOBudget {
+					t.Errorf("RTO result %q margin %s, want missed by %s", rep.RTOResult, rep.RTOMargin, rep.RTO-rep.RTOBudget)
+				}
+				if !strings.Contains(r.stdout, `"rto_result": "missed"`) || !strings.Contains(r.stdout, `"rto_margin_ms": -`) {
+					t.Errorf("rehearse -o json lacks the missed budget:\n%s", r.stdout)
+				}
+				replay := drbook(t, nil, "replay", rep.RunID, "--db", db, "--format", "json")
+				if !strings.Contains(replay.stdout, `"kind":"rto.crossed"`) && !strings.Contains(replay.stdout, `"kind": "rto.crossed"`) {
+					t.Errorf("the record holds no rto.crossed note:\n%.2000s", replay.stdout)
+				}
 			}
 			if md, _ := os.ReadFile(filepath.Join(reports, "report.md")); !strings.Contains(string(md), "**FAILED: ") {
 				t.Errorf("report.md does not say FAILED:\n%s", md)

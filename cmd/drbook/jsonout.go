@@ -41,7 +41,7 @@ func checkJSONOutput(cmd *cobra.Command) error {
 // --output json with exit 2.
 var jsonCommands = []string{
 	"drbook lint", "drbook plan", "drbook run", "drbook resume", "drbook runs", "drbook replay", "drbook verify",
-	"drbook rehearse", "drbook runbooks", "drbook plugins list", "drbook lab up", "drbook lab status", "drbook version",
+	"drbook rehearse", "drbook runbooks", "drbook plugins list", "drbook lab up", "drbook lab status", "drbook version", "drbook config",
 }
 
 // markJSONCommands marks the commands of jsonCommands under root.

@@ -23,7 +23,8 @@ func newLintCmd(a *app) *cobra.Command {
 
 A file whose top-level kind is Inventory is checked as an inventory; one
 whose kind is Drill is checked as a drill (docs/drills.md), together with
-the runbook it names. Without files, every shipped runbook and drill is
+the runbook it names; one whose kind is Config as an operator config
+(docs/config.md). Without files, every shipped runbook and drill is
 checked. With -i,
 node names in runbooks are checked against it; with --answers, the answers
 are checked against each runbook's inputs. Nothing is written anywhere.
@@ -93,6 +94,11 @@ explicitly; only timeout accepts none.`,
 				}
 				if isInventory(src) {
 					_, err := runbooks.ParseInventory(name, src)
+					collect(err)
+					continue
+				}
+				if isOperatorConfig(src) {
+					_, err := runbooks.ParseOperatorConfig(name, src)
 					collect(err)
 					continue
 				}
@@ -168,6 +174,17 @@ func errStrings(errs []error) []string {
 func isInventory(src []byte) bool {
 	for _, line := range splitLines(bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))) {
 		if strings.TrimSuffix(line, "\r") == "kind: Inventory" {
+			return true
+		}
+	}
+	return false
+}
+
+// isOperatorConfig reports whether src says kind: Config (an operator
+// config, docs/config.md).
+func isOperatorConfig(src []byte) bool {
+	for _, line := range splitLines(bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))) {
+		if strings.TrimSuffix(line, "\r") == "kind: Config" {
 			return true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -129,6 +130,9 @@ func (p *printer) recorded(ev state.Event) {
 		}
 		h := p.fold.View().Header
 		fmt.Fprintf(p.w, "%s %s: %s (%d steps)\n", p.paint("1", verb), ts(ev.RunID), ts(h.RunbookName), p.steps)
+		if h.RTO != nil {
+			fmt.Fprintf(p.w, "  RTO budget %s, clock started %s\n", time.Duration(h.RTO.BudgetMS)*time.Millisecond, h.RTO.Since.Local().Format("15:04:05"))
+		}
 		if ev.Type != state.EvRunResumed {
 			return
 		}
@@ -148,6 +152,17 @@ func (p *printer) recorded(ev state.Event) {
 				p.finished(x)
 			}
 		}
+	case state.EvNote:
+		var n state.Note
+		if ev.Decode(&n) != nil || n.Data["kind"] != engine.NoteRTOCrossed {
+			return
+		}
+		ms := func(k string) time.Duration {
+			v, _ := strconv.ParseInt(n.Data[k], 10, 64)
+			return time.Duration(v) * time.Millisecond
+		}
+		fmt.Fprintf(p.w, "  %s RTO budget %s crossed at %s: %s since the clock started (machine %s, waiting on operator %s)\n",
+			p.paint("31;1", "!! OVER BUDGET:"), ms("budget_ms"), ev.Time.Local().Format("15:04:05"), ms("elapsed_ms"), ms("machine_ms"), ms("human_ms"))
 	case state.EvStepDecision:
 		var d state.StepDecision
 		if ev.Decode(&d) != nil {

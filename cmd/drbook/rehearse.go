@@ -188,10 +188,10 @@ func printReport(out io.Writer, format, reportDir string, rep *rehearsal.Report)
 	}
 	fmt.Fprintf(out, "rehearsal %s: %s %s\n", rep.RunID, rep.Runbook, name)
 	fmt.Fprintf(out, "  RTO %s (machine %s, operator %s)", rep.RTO, rep.Machine, rep.Human)
-	if rep.RTOBudget > 0 {
-		fmt.Fprintf(out, ", budget %s", rep.RTOBudget)
-	}
 	fmt.Fprintln(out)
+	if rep.RTOBudget > 0 {
+		fmt.Fprintf(out, "  RTO budget %s: %s\n", rep.RTOBudget, rep.RTOSummary())
+	}
 	fmt.Fprintf(out, "  RPO %d %s lost, write window %s (written after the restore point: %d)\n", rep.RPOKeys, unit, rep.RPOWindow, rep.KeysAfterBackup)
 	fmt.Fprintf(out, "  %s: %d before the disaster, %d after the recovery\n", unit, rep.KeysBefore, rep.KeysAfter)
 	fmt.Fprintf(out, "  report: %s/{report.md,report.json,timeline.svg}\n", reportDir)
@@ -438,6 +438,7 @@ func (r *rehearser) runLab(ctx context.Context) (*rehearsal.Report, error) {
 		return nil, err
 	}
 	defer db.Close()
+	defer r.a.flushNotify() // before the database closes
 	runErr := r.recover(ctx, db, rb, inv, reg, inputs, rep)
 	if runErr != nil {
 		return rep, runErr
@@ -516,6 +517,12 @@ func (r *rehearser) recover(ctx context.Context, db *state.DB, rb *runbooks.Runb
 		}
 	}, state.ModeRehearsal)
 	cfg.Labels = map[string]string{"rehearsal": rep.Scenario, "drill": r.dr.Name}
+	// The budget: the drill's rto_budget, else the runbook's rto:; its
+	// clock starts at the disaster, like the RTO's.
+	if rep.RTOBudget == 0 {
+		rep.RTOBudget = rehearsal.Duration(rb.RTO)
+	}
+	cfg.RTO, cfg.RTOSince = time.Duration(rep.RTOBudget), rep.DisasterAt
 	var outcome engine.Outcome
 	var runErr error
 	if r.opts.tui {
@@ -539,6 +546,7 @@ func (r *rehearser) recover(ctx context.Context, db *state.DB, rb *runbooks.Runb
 	rep.RTO = rehearsal.Duration(rep.RecoveredAt.Sub(rep.DisasterAt))
 	rep.Human = rehearsal.Duration(outcome.Human)
 	rep.Machine = rep.RTO - rep.Human
+	rep.SettleRTO()
 	rep.SortSteps()
 	if runErr != nil {
 		rep.Verdict = "the recovery run did not succeed: " + runErr.Error()
@@ -673,12 +681,16 @@ func rehearsalDoc(r *rehearsal.Report) jsonapi.Rehearsal {
 	ms := func(d rehearsal.Duration) int64 { return jsonapi.MS(time.Duration(d)) }
 	doc := jsonapi.Rehearsal{
 		Header: jsonapi.NewHeader(), RunID: r.RunID, Runbook: r.Runbook, Scenario: r.Scenario, Drill: r.Drill, Unit: r.Unit,
-		RTOBudgetMS: ms(r.RTOBudget), Nodes: r.Nodes, Status: r.Status,
+		RTOBudgetMS: ms(r.RTOBudget), RTOResult: r.RTOResult, Nodes: r.Nodes, Status: r.Status,
 		Started: jsonapi.Time(r.Started), KeysAtBackup: r.KeysAtBackup, KeysAfterBackup: r.KeysAfterBackup, KeysBefore: r.KeysBefore,
 		KeysAfter: r.KeysAfter, KeysLost: r.KeysLost, KeysUnexpected: r.KeysUnexpected, KeysChanged: r.KeysChanged,
 		BackupAt: jsonapi.Time(r.BackupAt), LastWriteAt: jsonapi.Time(r.LastWriteAt), DisasterAt: jsonapi.Time(r.DisasterAt),
 		RecoveredAt: jsonapi.Time(r.RecoveredAt), DisasterNodes: r.DisasterNodes, RTOMS: ms(r.RTO), RTOMachineMS: ms(r.Machine),
 		RTOHumanMS: ms(r.Human), RPOKeys: r.RPOKeys, RPOWindowMS: ms(r.RPOWindow), Steps: []jsonapi.RehearsalStep{}, Verdict: r.Verdict,
+	}
+	if r.RTOResult != "" {
+		m := ms(r.RTOMargin)
+		doc.RTOMarginMS = &m
 	}
 	if doc.DisasterNodes == nil {
 		doc.DisasterNodes = []string{}

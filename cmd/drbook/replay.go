@@ -64,11 +64,11 @@ events).`,
 			// applies only to a replay that verifies.
 			var allowed *opsig.AllowedSigners
 			if allowedPath != "" || verify {
-				a, _, err := loadAllowedSigners(allowedPath)
+				as, _, err := a.loadAllowedSigners(allowedPath)
 				if err != nil {
 					return err
 				}
-				allowed, verify = a, verify || a != nil
+				allowed, verify = as, verify || as != nil
 			}
 			ctx := cmd.Context()
 			db, err := a.openDB(ctx)

@@ -29,18 +29,28 @@ type app struct {
 	output  string
 	logFile string
 	logger  *slog.Logger
-	// pluginDir lists extra plugin directories (--plugin-dir).
+	// pluginDir lists extra plugin directories (--plugin-dir, or the
+	// operator config's).
 	pluginDir []string
 	// signer signs the records of the runs this command drives (nil:
 	// unsigned, unsignedNotice says why); see prepareSigning.
 	signer         *opsig.Signer
 	unsignedNotice string
+	// configPath is --config; settings the effective operator settings
+	// (flag > env > config file > default), resolved once per command.
+	configPath string
+	settings   *settings
+	// getenv reads the environment (tests replace it).
+	getenv func(string) (string, bool)
+	// notifier notifies the configured endpoints of the command's run
+	// (started by engineConfig, flushed by flushNotify).
+	notifier *runNotifier
 	// approval holds the two-person rule's flags (approvalflags.go).
 	approval approvalSettings
 }
 
 func newRootCmd() *cobra.Command {
-	a := &app{}
+	a := &app{getenv: os.LookupEnv}
 	root := &cobra.Command{
 		Use:   "drbook",
 		Short: "Disaster-recovery runbook runner for clustered key stores",
@@ -53,6 +63,15 @@ stopped, and replays and verifies the record for audits.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// The operator config and DRBOOK_* variables fill what flags
+			// did not give (a default inventory satisfies a required -i).
+			st, err := loadSettings(cmd, a.configPath, a.getenv)
+			if err != nil {
+				return err
+			}
+			if err := a.applySettings(cmd, st); err != nil {
+				return err
+			}
 			// Checked here (before cobra does) so that a missing required
 			// flag is a usage error, exit 2.
 			if err := cmd.ValidateRequiredFlags(); err != nil {
@@ -64,7 +83,7 @@ stopped, and replays and verifies the record for audits.
 			if a.output != "text" && a.output != "json" {
 				return usageError{fmt.Errorf("--output must be text or json, not %q", a.output)}
 			}
-			if a.output == "json" {
+			if a.output == "json" && a.settings.Output.Source == srcFlag {
 				if err := checkJSONOutput(cmd); err != nil {
 					return usageError{err}
 				}
@@ -81,12 +100,14 @@ stopped, and replays and verifies the record for audits.
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.PersistentFlags().StringVar(&a.dbPath, "db", "", "checkpoint database (default $XDG_DATA_HOME/drbook/drbook.db)")
-	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().StringVar(&a.dbPath, "db", "", "checkpoint database (default $XDG_DATA_HOME/drbook/drbook.db; env DRBOOK_DB, config db:)")
+	root.PersistentFlags().StringVarP(&a.output, "output", "o", "text", "output format: text or json (env DRBOOK_OUTPUT, config output:)")
 	root.PersistentFlags().StringVar(&a.logFile, "log-file", "", "write debug logs (JSON) to this file")
-	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable")
-	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newExportCmd(a), newVerifyCmd(a), newApproveCmd(a))
+	root.PersistentFlags().StringArrayVar(&a.pluginDir, "plugin-dir", nil, "directory of step plugins (drbook-plugin-*, pinned in its drbook-plugins.lock); repeatable (env DRBOOK_PLUGIN_DIRS, config plugin_dirs:)")
+	configFlags(root.PersistentFlags(), &a.configPath)
+	root.AddCommand(newLintCmd(a), newPlanCmd(a), newRunCmd(a), newResumeCmd(a), newRunsCmd(a), newReplayCmd(a), newSchemaCmd(), newTrustCmd(), newLabCmd(a), newRehearseCmd(a), newRunbooksCmd(a), newDemoCmd(a), newPluginsCmd(a), newAbortCmd(a), newVersionCmd(a), newConfigCmd(a), newExportCmd(a), newVerifyCmd(a), newApproveCmd(a))
 	attachTUI(root, a)
+	markDefaultInventory(root)
 	markJSONCommands(root)
 	markUsageErrors(root)
 	return root
@@ -224,6 +245,7 @@ func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *s
 		Runbook: rb, Inventory: inv, Registry: reg, Store: faultStore(db), Dial: dialer(inv),
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
 		Signer: a.signer, UnsignedNotice: a.unsignedNotice,
+		Notify:   a.startNotifier(mode),
 		Approval: a.approval.approvalConfig(rb, headless),
 	}
 }

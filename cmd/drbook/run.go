@@ -79,6 +79,7 @@ func runHeadless(cmd *cobra.Command, a *app, runbook, invPath, answersPath strin
 		return err
 	}
 	defer db.Close()
+	defer a.flushNotify() // before the database closes
 	ctx, stdout, release := guardStdout(ctx, cmd.OutOrStdout())
 	defer release()
 	p := newPrinter(stdout, a.output, len(rb.Steps))
@@ -166,6 +167,7 @@ Signing works as for run (--sign-key, --require-signing; docs/signing.md).`,
 				return err
 			}
 			defer db.Close()
+			defer a.flushNotify() // before the database closes
 			rec, err := db.GetRun(ctx, args[0])
 			if err != nil {
 				return err

@@ -11,8 +11,8 @@ import (
 
 func newSchemaCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "schema runbook|inventory|drill|kinds",
-		Short: "Print the JSON Schema of runbooks, inventories or drills (for editors), or the step kind reference",
+		Use:   "schema runbook|inventory|drill|config|kinds",
+		Short: "Print the JSON Schema of runbooks, inventories, drills or the operator config (for editors), or the step kind reference",
 		Long: `Print a JSON Schema (draft-07) for editor validation and completion, e.g. with
 the VS Code YAML extension:
 
@@ -26,7 +26,7 @@ Markdown (published as docs/kinds.md).`,
 		Example: `  drbook schema runbook > runbook.schema.json
   drbook schema kinds`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"runbook", "inventory", "drill", "kinds"},
+		ValidArgs: []string{"runbook", "inventory", "drill", "config", "kinds"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == "kinds" {
 				_, err := cmd.OutOrStdout().Write(kindsMarkdown(newRegistry()))
@@ -51,8 +51,10 @@ func schemaJSON(which string) ([]byte, error) {
 		s = runbooks.InventorySchema()
 	case "drill":
 		s = runbooks.DrillSchema()
+	case "config":
+		s = runbooks.OperatorConfigSchema()
 	default:
-		return nil, usageError{fmt.Errorf("schema: want runbook, inventory, drill or kinds, not %q", which)}
+		return nil, usageError{fmt.Errorf("schema: want runbook, inventory, drill, config or kinds, not %q", which)}
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {

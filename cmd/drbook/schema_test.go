@@ -16,7 +16,7 @@ import (
 // (regenerate with: go run ./cmd/drbook schema runbook > runbooks/schema/runbook.schema.json),
 // and every field the loader accepts must be a property in the schema.
 func TestPublishedSchemas(t *testing.T) {
-	for _, which := range []string{"runbook", "inventory", "drill"} {
+	for _, which := range []string{"runbook", "inventory", "drill", "config"} {
 		want, err := schemaJSON(which)
 		if err != nil {
 			t.Fatal(err)

@@ -20,11 +20,8 @@ import (
 
 // Environment variables that stand for the signing flags (an operator
 // config file, when there is one, sets the same: sign_key, allowed_signers).
-const (
-	envSignKey        = "DRBOOK_SIGN_KEY"
-	envRequireSigning = "DRBOOK_REQUIRE_SIGNING"
-	envAllowedSigners = "DRBOOK_ALLOWED_SIGNERS"
-)
+// (envSignKey and envAllowedSigners are in config.go.)
+const envRequireSigning = "DRBOOK_REQUIRE_SIGNING"
 
 // errSigningRequired: --require-signing and no key to sign with (exit 2).
 var errSigningRequired = errors.New("signing is required (--require-signing) but there is no key to sign with")
@@ -92,6 +89,9 @@ func truthy(s string) bool {
 // configuration (engineConfig) then signs with it. Without a key, headless
 // commands say so on stderr; the TUI shows the notice.
 func (a *app) prepareSigning(ctx context.Context, s *signing, inv *runbooks.Inventory, stderr io.Writer) error {
+	if s.key == "" && a.settings != nil {
+		s.key = a.settings.SignKey.Value // $DRBOOK_SIGN_KEY or the config's sign_key
+	}
 	sg, notice, err := s.load(ctx, inv)
 	if err != nil {
 		return err
@@ -111,10 +111,14 @@ func (a *app) closeSigner() {
 	}
 }
 
-// loadAllowedSigners reads --allowed-signers (or $DRBOOK_ALLOWED_SIGNERS);
+// loadAllowedSigners reads --allowed-signers (or $DRBOOK_ALLOWED_SIGNERS, or
+// the operator config's allowed_signers);
 // nil when neither is set. A file that cannot be read or parsed is a usage
 // error naming file:line.
-func loadAllowedSigners(path string) (*opsig.AllowedSigners, string, error) {
+func (a *app) loadAllowedSigners(path string) (*opsig.AllowedSigners, string, error) {
+	if path == "" && a.settings != nil {
+		path = a.settings.AllowedSigners.Value // $DRBOOK_ALLOWED_SIGNERS or the config's allowed_signers
+	}
 	if path == "" {
 		path = os.Getenv(envAllowedSigners)
 	}
@@ -126,11 +130,11 @@ func loadAllowedSigners(path string) (*opsig.AllowedSigners, string, error) {
 		return nil, path, usageError{fmt.Errorf("allowed signers: %w", err)}
 	}
 	defer f.Close()
-	a, err := opsig.ParseAllowedSigners(f, path)
+	as, err := opsig.ParseAllowedSigners(f, path)
 	if err != nil {
 		return nil, path, usageError{err}
 	}
-	return a, path, nil
+	return as, path, nil
 }
 
 // signatureLines describes a signature report for people.
@@ -248,7 +252,7 @@ unsigned run fails. Any failure exits 5, naming the file. Needs no database.`,
 		Example: "  drbook verify evidence/ --allowed-signers ~/.config/drbook/allowed_signers\n  drbook verify evidence/ -o json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			allowed, _, err := loadAllowedSigners(allowedPath)
+			allowed, _, err := a.loadAllowedSigners(allowedPath)
 			if err != nil {
 				return err
 			}

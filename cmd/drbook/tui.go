@@ -53,6 +53,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 		return err
 	}
 	defer db.Close()
+	defer a.flushNotify() // before the database closes
 	reg := newRegistry()
 	opts := tui.Options{User: engine.Operator(), Record: db}
 	if req.ReplayID == "" {

@@ -208,6 +208,12 @@ type Rehearsal struct {
 	Drill       string `json:"drill,omitempty"`
 	Unit        string `json:"unit,omitempty"`
 	RTOBudgetMS int64  `json:"rto_budget_ms,omitempty"`
+	// RTOResult is met or missed against the budget (absent without one);
+	// RTOMarginMS the budget minus the RTO: time to spare, negative when
+	// missed (by that much). The split of the RTO into machine and
+	// operator time is rto_machine_ms and rto_human_ms.
+	RTOResult   string `json:"rto_result,omitempty"`
+	RTOMarginMS *int64 `json:"rto_margin_ms,omitempty"`
 	Nodes       int    `json:"nodes"`
 	Status      string `json:"status"`
 	Started     string `json:"started_at"`

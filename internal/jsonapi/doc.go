@@ -28,6 +28,7 @@ var Documented = []struct {
 	{"drbook lab status -o json", reflect.TypeFor[LabStatus]()},
 	{"drbook plugins list -o json", reflect.TypeFor[PluginList]()},
 	{"drbook version -o json", reflect.TypeFor[Version]()},
+	{"drbook config -o json", reflect.TypeFor[Config]()},
 	{"event of the record (run.created, step.started, …)", reflect.TypeFor[RecordEvent]()},
 	{"event " + EvStepPending, reflect.TypeFor[StepPendingEvent]()},
 	{"event " + EvOutputLine, reflect.TypeFor[OutputLineEvent]()},

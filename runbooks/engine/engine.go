@@ -81,6 +81,16 @@ type Config struct {
 	// user and host (state.CurrentActor), with the Signer's fingerprint.
 	// Tests set it to stand for another person.
 	Actor state.Actor
+	// Notify, when set, receives every event after Observer: the hook of
+	// run notifications (see Notifier).
+	Notify Notifier
+	// RTO overrides the runbook's rto: budget (a drill's rto_budget); 0
+	// keeps the runbook's. RTOSince is when the recovery clock started (a
+	// drill's disaster); zero: when the run was created. The budget is
+	// recorded in run.created (state.RTOBudget), and crossing it as a note
+	// of kind NoteRTOCrossed.
+	RTO      time.Duration
+	RTOSince time.Time
 	// Approval configures the two-person rule (steps with approvals:).
 	Approval ApprovalConfig
 }
@@ -124,6 +134,11 @@ type run struct {
 	pool      *transport.Pool
 	log       *slog.Logger
 	started   time.Time
+	// createdAt is when the run was created (set on resume); rto the
+	// budget timer.
+	createdAt time.Time
+	rto       rtoClock
+	notify    notifyState
 
 	emitMu  sync.Mutex
 	recMu   sync.Mutex
@@ -191,12 +206,17 @@ func newRun(cfg Config) (*run, error) {
 }
 
 func (r *run) emit(ev runlog.Event) {
-	if r.cfg.Observer == nil {
+	if r.cfg.Observer == nil && r.cfg.Notify == nil {
 		return
 	}
 	r.emitMu.Lock()
 	defer r.emitMu.Unlock()
-	r.cfg.Observer(ev)
+	if r.cfg.Observer != nil {
+		r.cfg.Observer(ev)
+	}
+	if r.cfg.Notify != nil {
+		r.cfg.Notify.Notify(ev)
+	}
 }
 
 // record appends an event durably. Records are written even while the run's
@@ -310,6 +330,14 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 		User:        r.actor.User, Actor: r.person(),
 	}
 	sr.WorkDir, _ = os.Getwd()
+	if b := r.budget(); b > 0 {
+		since := cfg.RTOSince
+		if since.IsZero() {
+			since = time.Now()
+		}
+		sr.RTO = &state.RTOBudget{BudgetMS: b.Milliseconds(), Since: since.UTC()}
+		r.cfg.RTOSince = since
+	}
 	if cfg.Inventory != nil {
 		sr.InventoryPath, sr.InventorySHA256, sr.InventorySource = cfg.Inventory.File, cfg.Inventory.SHA256, cfg.Inventory.Source
 	}
@@ -318,6 +346,8 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 	}
 	r.id = sr.ID
 	r.headSeq, r.headHash = sr.HeadSeq, sr.HeadHash
+	r.bindNotify()
+	defer r.flushNotify(ctx)
 	// CreateRun wrote run.created: observers get it like every other event.
 	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
 		r.emit(runlog.Recorded{Event: evs[0]})
@@ -406,6 +436,7 @@ func (r *run) walk(ctx context.Context) (Outcome, error) {
 	if r.cfg.Signer == nil && r.cfg.UnsignedNotice != "" {
 		r.emit(runlog.Notice{Text: r.cfg.UnsignedNotice, Time: time.Now()})
 	}
+	r.startRTO(ctx)
 	runErr := r.precheck()
 	if runErr == nil {
 		runErr = r.preflight(ctx)
@@ -421,6 +452,7 @@ func (r *run) walk(ctx context.Context) (Outcome, error) {
 }
 
 func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
+	r.stopRTO()
 	status := state.StatusSucceeded
 	switch {
 	case runErr == nil:
@@ -448,6 +480,7 @@ func (r *run) finish(ctx context.Context, runErr error) (Outcome, error) {
 	}); err != nil && runErr == nil {
 		runErr = err
 	}
+	r.flushNotify(ctx)
 	r.signHead(ctx, segmentEnd(status), "")
 	if runErr != nil {
 		return out, &maskedError{msg: msg, err: runErr}

@@ -53,6 +53,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{}, err
 	}
 	r.id = rec.ID
+	r.createdAt = rec.CreatedAt
 	if rec.Status.EndsRun() {
 		// Its secrets were shredded when it ended: nothing could resume it.
 		return Outcome{RunID: r.id, Status: rec.Status}, fmt.Errorf("%w: %s %s at %s", ErrRunFinished, rec.ID, rec.Status, rec.FinishedAt.Format(time.RFC3339))
@@ -88,6 +89,7 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		return Outcome{RunID: r.id}, err
 	}
 	r.opts = opts
+	r.rto.recorded = rtoCrossedIn(events)
 	inputs, err := r.replayRecord(ctx, events)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
@@ -130,6 +132,13 @@ func Resume(ctx context.Context, cfg Config, runID string, opts ResumeOptions) (
 		r.emit(runlog.Notice{Text: "going on with changed files (--accept-changed, recorded):\n" + changeSummary(files, cfg), Time: time.Now()})
 	}
 	r.headSeq, r.headHash = events[len(events)-1].Seq, events[len(events)-1].Hash
+	// The budget recorded at creation (a drill's override included) is the
+	// one a resume counts against.
+	if b := recordedRTO(events); b != nil {
+		r.cfg.RTO, r.cfg.RTOSince = time.Duration(b.BudgetMS)*time.Millisecond, b.Since
+	}
+	r.bindNotify()
+	defer r.flushNotify(ctx)
 	if err := r.record(ctx, state.EvRunResumed, "", "", 0, resumed); err != nil {
 		return Outcome{RunID: r.id}, err
 	}

@@ -50,8 +50,15 @@ type Report struct {
 	DigestAtBackup string `json:"digest_at_restore_point,omitempty"`
 	DigestBefore   string `json:"digest_before_disaster,omitempty"`
 	DigestAfter    string `json:"digest_after_recovery,omitempty"`
-	// RTOBudget is the drill's limit on the RTO (0: none).
+	// RTOBudget is the limit on the RTO (0: none): the drill's
+	// rto_budget, else the runbook's rto:.
 	RTOBudget Duration `json:"rto_budget,omitempty"`
+	// RTOResult says whether the RTO met the budget (RTOMet, RTOMissed;
+	// empty without a budget); RTOMargin is the budget minus the RTO:
+	// the time to spare, negative when missed (by that much). Set by
+	// SettleRTO.
+	RTOResult string   `json:"rto_result,omitempty"`
+	RTOMargin Duration `json:"rto_margin,omitempty"`
 
 	// RTO is disaster → cluster verified healthy; split into machine time
 	// and time waiting on the operator.
@@ -75,6 +82,43 @@ type StepTiming struct {
 	Status  string   `json:"status"`
 	Start   Duration `json:"start"` // since the disaster
 	Length  Duration `json:"duration"`
+}
+
+// RTO results.
+const (
+	RTOMet    = "met"
+	RTOMissed = "missed"
+)
+
+// SettleRTO sets RTOResult and RTOMargin from RTO and RTOBudget.
+func (r *Report) SettleRTO() {
+	r.RTOResult, r.RTOMargin = "", 0
+	if r.RTOBudget <= 0 {
+		return
+	}
+	r.RTOMargin = r.RTOBudget - r.RTO
+	r.RTOResult = RTOMet
+	if r.RTO > r.RTOBudget {
+		r.RTOResult = RTOMissed
+	}
+}
+
+// RTOSummary says in words how the RTO stands against the budget: "met,
+// 1m20s to spare" or "MISSED by 1m20s (RTO 6m20s: machine 4m, operator
+// 2m20s)"; "" without a budget.
+func (r *Report) RTOSummary() string {
+	if r.RTOResult == "" {
+		c := *r
+		c.SettleRTO()
+		r = &c
+	}
+	switch r.RTOResult {
+	case RTOMet:
+		return fmt.Sprintf("met, %s to spare (RTO %s: machine %s, operator %s)", r.RTOMargin, r.RTO, r.Machine, r.Human)
+	case RTOMissed:
+		return fmt.Sprintf("MISSED by %s (RTO %s: machine %s, operator %s)", -r.RTOMargin, r.RTO, r.Machine, r.Human)
+	}
+	return ""
 }
 
 // Duration marshals as seconds with millisecond precision.
@@ -128,7 +172,7 @@ func (r *Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "| RTO (disaster → cluster verified healthy) | %s |\n", r.RTO)
 	fmt.Fprintf(&b, "| — machine time | %s |\n| — waiting on the operator | %s |\n", r.Machine, r.Human)
 	if r.RTOBudget > 0 {
-		fmt.Fprintf(&b, "| RTO budget | %s |\n", r.RTOBudget)
+		fmt.Fprintf(&b, "| RTO budget | %s: %s |\n", r.RTOBudget, r.RTOSummary())
 	}
 	fmt.Fprintf(&b, "| RPO (%s lost) | %d |\n", u, r.RPOKeys)
 	fmt.Fprintf(&b, "| RPO write window | %s |\n", r.RPOWindow)

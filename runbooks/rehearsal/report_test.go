@@ -91,3 +91,45 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %+v", back)
 	}
 }
+
+// TestReportRTOBudget: the report says met or missed against the budget,
+// by how much, with the machine and operator split; without a budget it
+// says neither.
+func TestReportRTOBudget(t *testing.T) {
+	cases := []struct {
+		name          string
+		budget, rto   time.Duration
+		result        string
+		marginMS      int64
+		summary, inMD string
+	}{
+		{"met", time.Minute, 3 * time.Second, RTOMet, 57000, "met, 57s to spare (RTO 3s: machine 2.5s, operator 500ms)", "| RTO budget | 1m0s: met, 57s to spare"},
+		{"missed", 2 * time.Second, 3 * time.Second, RTOMissed, -1000, "MISSED by 1s (RTO 3s: machine 2.5s, operator 500ms)", "| RTO budget | 2s: MISSED by 1s"},
+		{"exactly", 3 * time.Second, 3 * time.Second, RTOMet, 0, "met, 0s to spare", "met, 0s to spare"},
+		{"none", 0, 3 * time.Second, "", 0, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := sample("")
+			r.RTOBudget, r.RTO = Duration(c.budget), Duration(c.rto)
+			r.Machine, r.Human = Duration(c.rto-500*time.Millisecond), Duration(500*time.Millisecond)
+			r.SettleRTO()
+			if r.RTOResult != c.result || time.Duration(r.RTOMargin).Milliseconds() != c.marginMS {
+				t.Errorf("result %q margin %s, want %q %dms", r.RTOResult, r.RTOMargin, c.result, c.marginMS)
+			}
+			if !strings.HasPrefix(r.RTOSummary(), c.summary) || (c.summary == "" && r.RTOSummary() != "") {
+				t.Errorf("summary %q, want %q", r.RTOSummary(), c.summary)
+			}
+			var md bytes.Buffer
+			if err := r.Markdown(&md); err != nil {
+				t.Fatal(err)
+			}
+			if c.inMD != "" && !strings.Contains(md.String(), c.inMD) {
+				t.Errorf("Markdown lacks %q:\n%s", c.inMD, md.String())
+			}
+			if c.inMD == "" && strings.Contains(md.String(), "RTO budget") {
+				t.Errorf("Markdown shows a budget without one")
+			}
+		})
+	}
+}

@@ -48,6 +48,9 @@ type Header struct {
 	Error     string
 	MachineMS int64
 	HumanMS   int64
+	// RTO is the run's recovery-time budget as run.created recorded it
+	// (nil: none).
+	RTO *state.RTOBudget
 	// LastTime, LastSeq and LastHash are the last event's.
 	LastTime time.Time
 	LastSeq  int64
@@ -406,7 +409,7 @@ func (f *folder) apply(ev state.Event) {
 		h.RunID, h.RunbookName, h.RunbookTitle, h.Labels = ev.RunID, p.RunbookName, p.RunbookTitle, p.Labels
 		h.RunbookSHA256, h.InventorySHA256, h.Mode = p.RunbookSHA256, p.InventorySHA256, p.Mode
 		h.Host, h.PID, h.User, h.Created, h.Status = p.Host, p.PID, p.User, ev.Time, state.StatusRunning
-		h.Actor = p.Actor
+		h.Actor, h.RTO = p.Actor, p.RTO
 		if p.Runbook != nil {
 			h.RunbookPath = p.Runbook.Path
 		}
