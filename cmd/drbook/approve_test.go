@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drbook/drbook/internal/notify"
 	"github.com/drbook/drbook/state"
 	"github.com/drbook/drbook/steps/transport/sshtest"
 )
@@ -312,5 +313,44 @@ func TestApprovalSurvivesRewrite(t *testing.T) {
 				t.Fatalf("rewritten record: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 			}
 		})
+	}
+}
+
+// TestApprovalNotification: a step that waits for approval sends the
+// approval.waiting notification, naming the step, its targets and the
+// command the approver runs.
+func TestApprovalNotification(t *testing.T) {
+	l := newLocalLab(t)
+	keys := filepath.Join(l.dir, "keys")
+	if err := os.Mkdir(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	alice, aliceLine := approverKey(t, keys, "alice@example.org")
+	_, bobLine := approverKey(t, keys, "bob@example.org")
+	allowed := l.write(t, "allowed_signers", aliceLine+bobLine)
+	hook := startHook(t, 200, false)
+	cfg := l.write(t, "config.yaml", "notify:\n  - name: ops\n    url: "+hook.url+"\n")
+	rb := l.write(t, "rb.yaml", "apiVersion: drbook/v1\nkind: Runbook\nname: two\nsteps:\n  - id: wipe\n    run: shell\n    on: node1\n    danger: true\n    approvals: 1\n    with: {command: 'true'}\n")
+	r := drbook(t, configEnv(l.dir), "--config", cfg, "--db", l.db, "run", rb, "-i", l.inv, "--headless", "--yes", "--sign-key", alice, "--allowed-signers", allowed, "--approval-timeout", "1s")
+	if r.code != exitNeedsPerson {
+		t.Fatalf("run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	bodies, _ := hook.got()
+	var got *notify.Event
+	for _, b := range bodies {
+		var ev notify.Event
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		if ev.Kind == notify.KindApprovalWaiting {
+			got = &ev
+		}
+	}
+	if got == nil {
+		t.Fatalf("no approval.waiting notification among %d deliveries", len(bodies))
+	}
+	b, _ := json.Marshal(got)
+	if got.Step != "wipe" || len(got.Targets) != 1 || got.Targets[0] != "node1" || !strings.Contains(string(b), "drbook approve r") {
+		t.Fatalf("approval.waiting: %s", b)
 	}
 }
