@@ -28,7 +28,7 @@ type approvalSettings struct {
 // approvalFlags adds the two-person rule's flags to a command that runs
 // steps.
 func approvalFlags(cmd *cobra.Command, s *approvalSettings, headless bool) {
-	cmd.Flags().StringVar(&s.allowedSigners, "allowed-signers", "", "allowed-signers file of the persons who may approve steps with approvals: (default $"+envAllowedSigners+")")
+	cmd.Flags().StringVar(&s.allowedSigners, "allowed-signers", "", "allowed-signers file of the persons who may approve steps with approvals: (env "+envAllowedSigners+", config allowed_signers:)")
 	if headless {
 		cmd.Flags().DurationVar(&s.timeout, "approval-timeout", defaultApprovalTimeout, "how long a headless run waits for the approvals of a step, then stops with exit 4 (0: no limit)")
 		s.timeoutFlag = true
@@ -39,7 +39,10 @@ func approvalFlags(cmd *cobra.Command, s *approvalSettings, headless bool) {
 // when the runbook has a step that needs them. A problem is returned in the
 // config's SetupErr: the run then stops before its first step, saying why.
 // The operator's key is the engine's Signer.
-func (s *approvalSettings) approvalConfig(rb *runbooks.Runbook, headless bool) engine.ApprovalConfig {
+// fallback is the allowed-signers file the operator settings name
+// ($DRBOOK_ALLOWED_SIGNERS or the config's allowed_signers), used without
+// the flag.
+func (s *approvalSettings) approvalConfig(rb *runbooks.Runbook, headless bool, fallback string) engine.ApprovalConfig {
 	var ac engine.ApprovalConfig
 	if s == nil || rb == nil {
 		return ac
@@ -59,7 +62,7 @@ func (s *approvalSettings) approvalConfig(rb *runbooks.Runbook, headless bool) e
 	}
 	file := s.allowedSigners
 	if file == "" {
-		file = os.Getenv(envAllowedSigners)
+		file = fallback
 	}
 	if file == "" {
 		return ac
@@ -76,4 +79,14 @@ func (s *approvalSettings) approvalConfig(rb *runbooks.Runbook, headless bool) e
 	}
 	ac.File = file
 	return ac
+}
+
+// allowedSignersSetting is the allowed-signers file of the operator
+// settings (flag, $DRBOOK_ALLOWED_SIGNERS or the config's allowed_signers),
+// "" when none.
+func (a *app) allowedSignersSetting() string {
+	if a.settings == nil {
+		return ""
+	}
+	return a.settings.AllowedSigners.Value
 }

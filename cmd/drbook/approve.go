@@ -58,8 +58,8 @@ or the run did not pick the approval up within --wait.`,
 			return approve(cmd.Context(), a, cmd.InOrStdin(), cmd.OutOrStdout(), args[0], args[1], signKey, allowed, yes, wait)
 		},
 	}
-	cmd.Flags().StringVar(&signKey, "sign-key", "", "your SSH key: a .pub whose key is in the ssh-agent, or a private key file (default: the agent's first key)")
-	cmd.Flags().StringVar(&allowed, "allowed-signers", "", "allowed-signers file, to check before signing that the run will accept your key (default $"+envAllowedSigners+")")
+	cmd.Flags().StringVar(&signKey, "sign-key", "", "your SSH key: a .pub whose key is in the ssh-agent, or a private key file (env DRBOOK_SIGN_KEY, config sign_key:; default: the agent's first key)")
+	cmd.Flags().StringVar(&allowed, "allowed-signers", "", "allowed-signers file, to check before signing that the run will accept your key (env "+envAllowedSigners+", config allowed_signers:)")
 	cmd.Flags().BoolVar(&yes, "yes", false, "approve without typing the step id")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the running drbook to record the approval")
 	return cmd
@@ -145,6 +145,9 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 		return fmt.Errorf("%w: the request's commands do not match its digest (%s)", errApprovalRefused, got)
 	}
 
+	if signKey == "" && a.settings != nil {
+		signKey = expandPath(a.settings.SignKey.Value, "") // $DRBOOK_SIGN_KEY or the config's sign_key
+	}
 	signer, err := opsig.LoadSigner(ctx, signKey)
 	if err != nil {
 		return err
@@ -162,7 +165,7 @@ func approve(ctx context.Context, a *app, in io.Reader, out io.Writer, runID, st
 		return self
 	}
 	if allowedFile == "" {
-		allowedFile = os.Getenv(envAllowedSigners)
+		allowedFile = a.allowedSignersSetting()
 	}
 	if allowedFile != "" {
 		f, err := os.Open(allowedFile) // #nosec G304 -- the approver names the allowed-signers file

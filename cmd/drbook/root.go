@@ -246,7 +246,7 @@ func (a *app) engineConfig(rb *runbooks.Runbook, inv *runbooks.Inventory, reg *s
 		Operator: op, Observer: observe, Mode: mode, Logger: a.logger,
 		Signer: a.signer, UnsignedNotice: a.unsignedNotice,
 		Notify:   a.startNotifier(mode),
-		Approval: a.approval.approvalConfig(rb, headless),
+		Approval: a.approval.approvalConfig(rb, headless, a.allowedSignersSetting()),
 	}
 }
 
