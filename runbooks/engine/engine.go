@@ -352,7 +352,10 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 	if evs, err := cfg.Store.Events(ctx, r.id); err == nil && len(evs) > 0 {
 		r.emit(runlog.Recorded{Event: evs[0]})
 	}
-	release, err := cfg.Store.Lock(ctx, r.id)
+	// The run exists now: an interruption from here on must end it
+	// (recorded interrupted by finish), so taking the lock of a run nobody
+	// else can hold yet is not cancelled with ctx.
+	release, err := cfg.Store.Lock(context.WithoutCancel(ctx), r.id)
 	if err != nil {
 		return Outcome{RunID: r.id}, err
 	}
