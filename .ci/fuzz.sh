@@ -32,6 +32,7 @@ targets="
 ./nodeagent/seal FuzzOpen
 ./state FuzzVerify
 ./state FuzzVerifyDB
+./state FuzzParseApprovalMessage
 ./steps/transport FuzzQuote
 ./internal/opsig FuzzAllowedSigners
 ./state/evidence FuzzBundleEvents
