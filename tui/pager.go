@@ -17,25 +17,48 @@ import (
 )
 
 // Record reads the recorded output of one step of a run: every execution's
-// status and masked log. *state.DB implements it.
+// status and masked log, folded from the record's events (ChainRecord,
+// live; a replay's events in memory), never from the database's caches.
 type Record interface {
 	StepLogs(ctx context.Context, runID, stepID string) ([]state.Exec, error)
 }
 
-var _ Record = (*state.DB)(nil)
+// StepEventSource reads one step's events of a run's record (*state.DB).
+type StepEventSource interface {
+	StepEvents(ctx context.Context, runID, stepID string) ([]state.Event, error)
+}
+
+// ChainRecord is the Record of a live run: it folds the step's events of
+// the record with runlog, as replay does.
+type ChainRecord struct{ Source StepEventSource }
+
+// StepLogs implements Record.
+func (c ChainRecord) StepLogs(ctx context.Context, runID, stepID string) ([]state.Exec, error) {
+	evs, err := c.Source.StepEvents(ctx, runID, stepID)
+	if err != nil {
+		return nil, err
+	}
+	return stepExecs(evs, stepID), nil
+}
 
 // replayRecord reads step logs from a replay's events (already in memory).
 type replayRecord struct{ r *Replay }
 
 func (rr replayRecord) StepLogs(_ context.Context, _, stepID string) ([]state.Exec, error) {
-	v := runlog.Fold(rr.r.Events)
+	return stepExecs(rr.r.Events, stepID), nil
+}
+
+// stepExecs folds events and returns the executions of step stepID that
+// ran, in start order.
+func stepExecs(evs []state.Event, stepID string) []state.Exec {
+	v := runlog.Fold(evs)
 	var out []state.Exec
 	for _, x := range v.Execs {
 		if x.StepID == stepID && x.Ran {
 			out = append(out, x.Exec)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // pagerReadyMsg says the step's output is in a private file for the pager.

@@ -55,7 +55,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 	defer db.Close()
 	defer a.flushNotify() // before the database closes
 	reg := newRegistry()
-	opts := tui.Options{User: engine.Operator(), Record: db}
+	opts := tui.Options{User: engine.Operator(), Record: tui.ChainRecord{Source: db}}
 	if req.ReplayID == "" {
 		// A run or resume signs its record: the key is found (or its
 		// absence noticed, or refused with --require-signing) before
