@@ -263,4 +263,18 @@ func TestConfigLint(t *testing.T) {
 	if r := drbook(t, configEnv(dir), "lint", bad); r.code != 1 || !strings.Contains(r.stdout, bad+":5:10: notify[0]: url:") {
 		t.Errorf("lint bad config: %d %s %s", r.code, r.stdout, r.stderr)
 	}
+	// The operator's own config file is linted as a config without kind:.
+	plain := filepath.Join(dir, "xdg", "drbook", "config.yaml")
+	if err := os.MkdirAll(filepath.Dir(plain), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, plain, "db: /srv/dr/drbook.db
+notify:
+  - name: ops
+    url: https://hooks.example.org/x
+")
+	env := configEnv(filepath.Join(dir, "xdg"))
+	if r := drbook(t, env, "lint", plain); r.code != 0 || !strings.Contains(r.stdout, "ok: 1 file(s) valid") {
+		t.Errorf("lint the operator config: %d %s %s", r.code, r.stdout, r.stderr)
+	}
 }

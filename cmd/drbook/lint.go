@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -97,7 +99,7 @@ explicitly; only timeout accepts none.`,
 					collect(err)
 					continue
 				}
-				if isOperatorConfig(src) {
+				if isOperatorConfig(src) || a.isConfigFile(name) {
 					_, err := runbooks.ParseOperatorConfig(name, src)
 					collect(err)
 					continue
@@ -178,6 +180,26 @@ func isInventory(src []byte) bool {
 		}
 	}
 	return false
+}
+
+// isConfigFile reports whether path is the operator config file this
+// command reads (--config, $DRBOOK_CONFIG or the default path): linted as
+// a config whether or not it says kind: Config.
+func (a *app) isConfigFile(path string) bool {
+	if a.settings == nil || a.settings.ConfigPath == "" {
+		return false
+	}
+	p, err1 := filepath.Abs(path)
+	c, err2 := filepath.Abs(a.settings.ConfigPath)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	if p == c {
+		return true
+	}
+	pi, err1 := os.Stat(p)
+	ci, err2 := os.Stat(c)
+	return err1 == nil && err2 == nil && os.SameFile(pi, ci)
 }
 
 // isOperatorConfig reports whether src says kind: Config (an operator
