@@ -268,11 +268,7 @@ func TestConfigLint(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(plain), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, plain, "db: /srv/dr/drbook.db
-notify:
-  - name: ops
-    url: https://hooks.example.org/x
-")
+	writeFile(t, plain, "db: /srv/dr/drbook.db\nnotify:\n  - name: ops\n    url: https://hooks.example.org/x\n")
 	env := configEnv(filepath.Join(dir, "xdg"))
 	if r := drbook(t, env, "lint", plain); r.code != 0 || !strings.Contains(r.stdout, "ok: 1 file(s) valid") {
 		t.Errorf("lint the operator config: %d %s %s", r.code, r.stdout, r.stderr)
