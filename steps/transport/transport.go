@@ -13,7 +13,10 @@
 // Secrets in Command.Env never appear on a process command line: the SSH
 // transport sends a fixed exec request (ExecWrapper) and passes the environment
 // and the command line on the session's stdin; the Local transport passes them
-// through execve's environment.
+// through execve's environment. Command.Line is not a place for secrets: a
+// command without Env is sent to sshd as the exec request itself when the
+// node's login shell is sh (see ssh.go), and is then on the login shell's
+// command line while it runs.
 package transport
 
 import (
@@ -29,6 +32,8 @@ import (
 // Command is one shell command line to run on a node.
 type Command struct {
 	// Line is a POSIX shell command line, already composed by the caller.
+	// It must hold no secret (pass secrets in Env): the node may show it in
+	// its process list.
 	Line string
 	// Env is extra environment for the command. It may hold secrets: its
 	// values never appear on a command line, in an exec request or in errors.
