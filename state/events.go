@@ -23,7 +23,9 @@ func (t EventType) Known() bool {
 // Append adds ev to the end of its run's chain: it assigns Seq, PrevHash and
 // Hash (and Time, if zero), inserts the event and updates the projections
 // (execs, answers, run status) in one immediate transaction. The event is
-// durable (fsynced) when Append returns. Data must be one JSON value; empty
+// durable (fsynced) when Append returns, but for step.finished and
+// step.output, which are committed to the WAL and fsynced by the next
+// checkpoint or within 20 ms (groupsync.go). Data must be one JSON value; empty
 // Data is stored as null; RunID, Type, StepID and Target must be valid UTF-8.
 // run.created is written by CreateRun only; a secret answer must be sealed.
 //
@@ -69,15 +71,12 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC().Round(0)
-	if err := checkPayload(ev); err != nil {
+	payload, err := checkPayload(ev)
+	if err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
 	}
-	write := db.tx
 	gen := db.group.snapshot()
-	if deferrable(ev.Type) {
-		write = db.txDeferred
-	}
-	err := write(ctx, func(t *sql.Tx) error {
+	err = db.appendTx(ctx, deferrable(ev.Type), func(ctx context.Context, t *sql.Tx) error {
 		var head int64
 		var prev string
 		if err := t.StmtContext(ctx, db.stmtRunHead).QueryRowContext(ctx, ev.RunID).Scan(&head, &prev); err != nil {
@@ -95,7 +94,7 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 		if _, err := t.StmtContext(ctx, db.stmtUpdateHead).ExecContext(ctx, ev.Seq, ev.Hash, formatTime(ev.Time), ev.RunID); err != nil {
 			return err
 		}
-		return project(ctx, t, ev)
+		return project(ctx, t, ev, payload)
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
@@ -103,16 +102,10 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	if !deferrable(ev.Type) {
 		db.group.synced(gen) // a FULL commit fsyncs the whole WAL
 	}
-	if ev.Type == EvRunFinished && endsRun(ev.Data) {
+	if f, ok := payload.(*RunFinished); ok && f.Status.EndsRun() {
 		db.truncateWAL(ctx)
 	}
 	return ev, nil
-}
-
-// endsRun reports whether a run.finished payload ends its run for good.
-func endsRun(data []byte) bool {
-	var p RunFinished
-	return json.Unmarshal(data, &p) == nil && p.Status.EndsRun()
 }
 
 func (db *DB) insertEvent(ctx context.Context, t *sql.Tx, ev Event) error {
@@ -122,25 +115,27 @@ func (db *DB) insertEvent(ctx context.Context, t *sql.Tx, ev Event) error {
 }
 
 // checkPayload decodes the payload of the types that are projected, so a
-// malformed payload is refused before anything is written.
-func checkPayload(ev Event) error {
+// malformed payload is refused before anything is written. It returns the
+// decoded payload (a pointer to its struct; nil for the other types), which
+// project applies.
+func checkPayload(ev Event) (any, error) {
 	var v any
 	switch ev.Type {
 	case EvAnswer:
 		var a Answer
 		if err := json.Unmarshal(ev.Data, &a); err != nil {
-			return fmt.Errorf("%w: answer payload: %v", ErrInvalidEvent, err)
+			return nil, fmt.Errorf("%w: answer payload: %v", ErrInvalidEvent, err)
 		}
 		if a.Name == "" {
-			return fmt.Errorf("%w: answer without a name", ErrInvalidEvent)
+			return nil, fmt.Errorf("%w: answer without a name", ErrInvalidEvent)
 		}
 		if a.Secret && a.Value != "" && !IsSealed(a.Value) {
-			return fmt.Errorf("%w: secret answer %q must be sealed (DB.Seal) before it is stored", ErrInvalidEvent, a.Name)
+			return nil, fmt.Errorf("%w: secret answer %q must be sealed (DB.Seal) before it is stored", ErrInvalidEvent, a.Name)
 		}
-		return nil
+		return &a, nil
 	case EvStepStarted, EvStepFinished, EvStepDecision, EvStepOutput:
 		if ev.StepID == "" {
-			return fmt.Errorf("%w: %s without a step id", ErrInvalidEvent, ev.Type)
+			return nil, fmt.Errorf("%w: %s without a step id", ErrInvalidEvent, ev.Type)
 		}
 		switch ev.Type {
 		case EvStepStarted:
@@ -157,22 +152,23 @@ func checkPayload(ev Event) error {
 	case EvRunFinished:
 		v = &RunFinished{}
 	default:
-		return nil
+		return nil, nil
 	}
 	if err := json.Unmarshal(ev.Data, v); err != nil {
-		return fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
+		return nil, fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
 	}
 	if f, ok := v.(*StepFinished); ok && f.Status == "" {
-		return fmt.Errorf("%w: step.finished without a status", ErrInvalidEvent)
+		return nil, fmt.Errorf("%w: step.finished without a status", ErrInvalidEvent)
 	}
 	if f, ok := v.(*RunFinished); ok && f.Status == "" {
-		return fmt.Errorf("%w: run.finished without a status", ErrInvalidEvent)
+		return nil, fmt.Errorf("%w: run.finished without a status", ErrInvalidEvent)
 	}
-	return nil
+	return v, nil
 }
 
-// project applies ev to the projection tables (rules in Append's doc).
-func project(ctx context.Context, t *sql.Tx, ev Event) error {
+// project applies ev, whose decoded payload (checkPayload) is payload, to
+// the projection tables (rules in Append's doc).
+func project(ctx context.Context, t *sql.Tx, ev Event, payload any) error {
 	ts := formatTime(ev.Time)
 	switch ev.Type {
 	case EvStepStarted:
@@ -184,10 +180,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning), ts, ev.Seq)
 		return err
 	case EvStepFinished:
-		var p StepFinished
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*StepFinished)
 		outs, err := json.Marshal(nonNilMap(p.Outputs))
 		if err != nil {
 			return err
@@ -209,10 +202,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			string(outs), string(sec), string(p.LogBytes()), ev.Seq, ev.Seq)
 		return err
 	case EvStepOutput:
-		var p StepOutput
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*StepOutput)
 		// Appended only in order, and only while the execution runs: the
 		// step.finished log replaces the chunks.
 		_, err := t.ExecContext(ctx, `UPDATE execs SET log = CAST(CAST(log AS BLOB) || ? AS TEXT)
@@ -220,10 +210,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			p.Bytes(), ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning), p.Offset)
 		return err
 	case EvStepDecision:
-		var p StepDecision
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*StepDecision)
 		switch p.Decision {
 		case DecisionSkip:
 			_, err := t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at, start_seq, end_seq)
@@ -255,10 +242,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		}
 		return nil
 	case EvRunFinished:
-		var p RunFinished
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*RunFinished)
 		if _, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = ? WHERE id = ?`, string(p.Status), ts, ev.RunID); err != nil {
 			return err
 		}
@@ -267,18 +251,12 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		}
 		return nil
 	case EvRunResumed:
-		var p RunResumed
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*RunResumed)
 		_, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = '', host = ?, pid = ?, user = ? WHERE id = ?`,
 			string(StatusRunning), p.Host, p.PID, p.User, ev.RunID)
 		return err
 	case EvAnswer:
-		var p Answer
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*Answer)
 		_, err := t.ExecContext(ctx, `INSERT INTO answers (run_id, name, value, secret, seq) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value, secret = excluded.secret, seq = excluded.seq`,
 			ev.RunID, p.Name, p.Value, p.Secret, ev.Seq)
