@@ -133,6 +133,88 @@ type SSH struct {
 	// answered); probed is closed once it has.
 	shell  atomic.Int32
 	probed chan struct{}
+
+	// spareMu guards the session opened ahead (spare), the number of Runs
+	// in progress and whether the transport is closed.
+	spareMu  sync.Mutex
+	spare    *spareSession
+	inflight int
+	closed   bool
+}
+
+// Sessions opened ahead. Opening a session costs a round trip to the node
+// (and a few goroutine hand-offs) before the exec request can be sent.
+// When the last Run in progress returns, the next session is opened in the
+// background: the next Run (a runbook's next step, usually within a
+// millisecond) finds it open, so the round trip overlaps drbook's own work
+// between commands (its checkpoints) instead of adding to it. Opening a
+// session runs nothing on the node: sshd starts a process only for the exec
+// request, which Run sends as before. At most one session is open ahead,
+// and only while no Run is in progress, so a connection never holds more
+// sessions than it has Runs, plus one; a session open ahead for longer than
+// SpareMaxAge is closed instead of used (a server may close idle channels).
+
+// SpareMaxAge bounds how long a session opened ahead (see "Sessions opened
+// ahead") is used; an older one is closed and a fresh one opened.
+const SpareMaxAge = 2 * time.Second
+
+// spareSession is a session being opened ahead; ready is closed when it
+// is open (sess) or failed (err).
+type spareSession struct {
+	ready  chan struct{}
+	sess   *ssh.Session
+	err    error
+	opened time.Time
+}
+
+// session returns the session opened ahead if there is a usable one, else
+// opens one (newSession). Every call is paired with a runDone.
+func (s *SSH) session(ctx context.Context) (*ssh.Session, error) {
+	s.spareMu.Lock()
+	s.inflight++
+	sp := s.spare
+	s.spare = nil
+	s.spareMu.Unlock()
+	if sp != nil {
+		select {
+		case <-sp.ready:
+			if sp.err == nil && time.Since(sp.opened) < SpareMaxAge && s.Alive() {
+				return sp.sess, nil
+			}
+			if sp.sess != nil {
+				_ = sp.sess.Close()
+			}
+		case <-ctx.Done():
+			go closeSpare(sp)
+			return nil, fmt.Errorf("ssh %s: open session: %w: %w", s.name, ErrNotStarted, ctx.Err())
+		}
+	}
+	return s.newSession(ctx)
+}
+
+// runDone ends a Run; the last one in progress opens the next session ahead.
+func (s *SSH) runDone() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	s.inflight--
+	if s.inflight > 0 || s.spare != nil || s.closed || !s.Alive() {
+		return
+	}
+	sp := &spareSession{ready: make(chan struct{})}
+	s.spare = sp
+	go func() {
+		sp.sess, sp.err = s.client.NewSession()
+		sp.opened = time.Now()
+		close(sp.ready)
+	}()
+}
+
+// closeSpare closes sp's session once it is open.
+func closeSpare(sp *spareSession) {
+	<-sp.ready
+	if sp.sess != nil {
+		_ = sp.sess.Close()
+	}
 }
 
 var _ Transport = (*SSH)(nil)
@@ -401,7 +483,8 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, fmt.Errorf("ssh %s: run: %w: %w", s.name, ErrNotStarted, err)
 	}
-	sess, err := s.newSession(ctx)
+	sess, err := s.session(ctx)
+	defer s.runDone()
 	if err != nil {
 		return -1, err
 	}
@@ -516,9 +599,17 @@ func (s *SSH) result(err error) (int, error) {
 // Close closes the connection (and the ssh-agent socket, if any).
 func (s *SSH) Close() error {
 	s.closeOnce.Do(func() {
+		s.spareMu.Lock()
+		s.closed = true
+		sp := s.spare
+		s.spare = nil
+		s.spareMu.Unlock()
 		err := s.client.Close()
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			s.closeErr = fmt.Errorf("ssh %s: close: %w", s.name, err)
+		}
+		if sp != nil {
+			closeSpare(sp) // the connection is closed: it fails or closes at once
 		}
 		s.closeAgent()
 	})

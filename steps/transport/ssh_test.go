@@ -500,3 +500,50 @@ func TestSSHDirectExecOnlyWithSh(t *testing.T) {
 		})
 	}
 }
+
+// TestSSHSessionsOpenedAhead: after a Run the next session is opened in
+// the background; commands still run right after a pause longer than a
+// session is kept open ahead (it is closed, a fresh one opened), in
+// parallel bursts and in sequence, and Close does not wait on it.
+func TestSSHSessionsOpenedAhead(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		run := func(line string, want int) {
+			t.Helper()
+			if code, err := s.Run(t.Context(), transport.Command{Line: line}); err != nil || code != want {
+				t.Errorf("Run(%q) = %d, %v; want %d", line, code, err, want)
+			}
+		}
+		run("exit 3", 3)
+		time.Sleep(transport.SpareMaxAge + 500*time.Millisecond)
+		run("exit 4", 4) // the session opened ahead is too old: a fresh one
+		errs := make(chan error, 12)
+		for i := 0; i < 12; i++ {
+			go func() {
+				code, err := s.Run(t.Context(), transport.Command{Line: "sleep 0.2; exit 5"})
+				if err == nil && code != 5 {
+					err = fmt.Errorf("exit %d", code)
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < 12; i++ {
+			if err := <-errs; err != nil {
+				t.Errorf("parallel Run: %v", err)
+			}
+		}
+		for i := 0; i < 5; i++ {
+			run("true", 0)
+		}
+		start := time.Now()
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("Close took %v", took)
+		}
+		if _, err := s.Run(t.Context(), transport.Command{Line: "true"}); err == nil {
+			t.Error("Run after Close succeeded")
+		}
+	})
+}
