@@ -85,9 +85,12 @@ func (g *stdoutGuard) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// stdoutPollEvery is how long the watcher's poll waits (tests lengthen it).
+var stdoutPollEvery = 200 * time.Millisecond
+
 // watch polls the pipe's write end for an error condition (its reader
 // closed) until release: it wakes when the wake pipe's write end closes
-// (wake < 0: it checks every 200 ms whether the run is over).
+// (wake < 0: it checks every stdoutPollEvery whether the run is over).
 func (g *stdoutGuard) watch(f *os.File, wake int) {
 	defer close(g.done)
 	fd := int(f.Fd()) // #nosec G115 -- a file descriptor fits in an int
@@ -101,7 +104,7 @@ func (g *stdoutGuard) watch(f *os.File, wake int) {
 		if wake >= 0 {
 			fds = append(fds, unix.PollFd{Fd: int32(wake), Events: unix.POLLIN}) // #nosec G115 -- a file descriptor fits in an int32
 		}
-		n, err := unix.Poll(fds, 200)
+		n, err := unix.Poll(fds, int(stdoutPollEvery.Milliseconds()))
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return
 		}
