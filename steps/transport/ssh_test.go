@@ -479,7 +479,9 @@ func TestSSHDirectExecOnlyWithSh(t *testing.T) {
 				t.Fatalf("DirectExec = %v, want %v", got, tc.direct)
 			}
 			for _, env := range []map[string]string{nil, {"V": "v"}} {
+				log.mu.Lock()
 				log.b.Reset()
+				log.mu.Unlock()
 				var out buffer
 				code, err := s.Run(t.Context(), transport.Command{Line: line, Env: env, Stdout: &out})
 				if err != nil || code != 0 || out.String() != "a\nb\n" {
