@@ -193,11 +193,23 @@ func project(ctx context.Context, t *sql.Tx, ev Event, payload any) error {
 		if err != nil {
 			return err
 		}
+		// The execution's row usually exists (step.started inserted it):
+		// update it by its key, and insert it only when no start was
+		// recorded. (An upsert tries the insert first, finds the conflict
+		// and then updates: two lookups of the key instead of one.)
+		res, err := t.ExecContext(ctx, `UPDATE execs SET status = ?, finished_at = ?, exit_code = ?, error = ?,
+			outputs = ?, secret_outputs = ?, log = ?, end_seq = ?
+			WHERE run_id = ? AND step_id = ? AND target = ? AND attempt = ?`,
+			string(p.Status), ts, p.ExitCode, p.Error, string(outs), string(sec), string(p.LogBytes()), ev.Seq,
+			ev.RunID, ev.StepID, ev.Target, ev.Attempt)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
 		_, err = t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at,
-			exit_code, error, outputs, secret_outputs, log, start_seq, end_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id, step_id, target, attempt) DO UPDATE SET status = excluded.status,
-			finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error,
-			outputs = excluded.outputs, secret_outputs = excluded.secret_outputs, log = excluded.log, end_seq = excluded.end_seq`,
+			exit_code, error, outputs, secret_outputs, log, start_seq, end_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(p.Status), ts, ts, p.ExitCode, p.Error,
 			string(outs), string(sec), string(p.LogBytes()), ev.Seq, ev.Seq)
 		return err
