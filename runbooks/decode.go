@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -112,7 +113,22 @@ type fieldInfo struct {
 	doc      string
 }
 
+// fieldCache holds structFields' answer per type: a runbook decodes the same
+// few struct types once per step, and reading the tags (and compiling their
+// patterns) every time was most of the time a large runbook took to load.
+var fieldCache sync.Map // reflect.Type → []fieldInfo
+
+// structFields returns the decoded tags of t's fields. The result is shared:
+// callers must not modify it.
 func structFields(t reflect.Type) []fieldInfo {
+	if f, ok := fieldCache.Load(t); ok {
+		return f.([]fieldInfo)
+	}
+	f, _ := fieldCache.LoadOrStore(t, readFields(t))
+	return f.([]fieldInfo)
+}
+
+func readFields(t reflect.Type) []fieldInfo {
 	var out []fieldInfo
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)

@@ -24,7 +24,9 @@ func (t EventType) Known() bool {
 // Append adds ev to the end of its run's chain: it assigns Seq, PrevHash and
 // Hash (and Time, if zero), inserts the event and updates the projections
 // (execs, answers, run status) in one immediate transaction. The event is
-// durable (fsynced) when Append returns. Data must be one JSON value; empty
+// durable (fsynced) when Append returns, but for step.finished and
+// step.output, which are committed to the WAL and fsynced by the next
+// checkpoint or within 20 ms (groupsync.go). Data must be one JSON value; empty
 // Data is stored as null; RunID, Type, StepID and Target must be valid UTF-8.
 // run.created is written by CreateRun only; a secret answer must be sealed.
 //
@@ -70,15 +72,12 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 		ev.Time = time.Now()
 	}
 	ev.Time = ev.Time.UTC().Round(0)
-	if err := checkPayload(ev); err != nil {
+	payload, err := checkPayload(ev)
+	if err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
 	}
-	write := db.tx
 	gen := db.group.snapshot()
-	if deferrable(ev.Type) {
-		write = db.txDeferred
-	}
-	err := write(ctx, func(t *sql.Tx) error {
+	err = db.appendTx(ctx, deferrable(ev.Type), func(ctx context.Context, t *sql.Tx) error {
 		var head int64
 		var prev string
 		if err := t.StmtContext(ctx, db.stmtRunHead).QueryRowContext(ctx, ev.RunID).Scan(&head, &prev); err != nil {
@@ -103,7 +102,7 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 		if _, err := t.StmtContext(ctx, db.stmtUpdateHead).ExecContext(ctx, ev.Seq, ev.Hash, formatTime(ev.Time), ev.RunID); err != nil {
 			return err
 		}
-		return project(ctx, t, ev)
+		return project(ctx, t, ev, payload)
 	})
 	if err != nil {
 		return Event{}, fmt.Errorf("append %s to run %s: %w", ev.Type, ev.RunID, err)
@@ -111,16 +110,10 @@ func (db *DB) Append(ctx context.Context, ev Event) (Event, error) {
 	if !deferrable(ev.Type) {
 		db.group.synced(gen) // a FULL commit fsyncs the whole WAL
 	}
-	if ev.Type == EvRunFinished && endsRun(ev.Data) {
+	if f, ok := payload.(*RunFinished); ok && f.Status.EndsRun() {
 		db.truncateWAL(ctx)
 	}
 	return ev, nil
-}
-
-// endsRun reports whether a run.finished payload ends its run for good.
-func endsRun(data []byte) bool {
-	var p RunFinished
-	return json.Unmarshal(data, &p) == nil && p.Status.EndsRun()
 }
 
 func (db *DB) insertEvent(ctx context.Context, t *sql.Tx, ev Event) error {
@@ -130,25 +123,27 @@ func (db *DB) insertEvent(ctx context.Context, t *sql.Tx, ev Event) error {
 }
 
 // checkPayload decodes the payload of the types that are projected, so a
-// malformed payload is refused before anything is written.
-func checkPayload(ev Event) error {
+// malformed payload is refused before anything is written. It returns the
+// decoded payload (a pointer to its struct; nil for the other types), which
+// project applies.
+func checkPayload(ev Event) (any, error) {
 	var v any
 	switch ev.Type {
 	case EvAnswer:
 		var a Answer
 		if err := json.Unmarshal(ev.Data, &a); err != nil {
-			return fmt.Errorf("%w: answer payload: %v", ErrInvalidEvent, err)
+			return nil, fmt.Errorf("%w: answer payload: %v", ErrInvalidEvent, err)
 		}
 		if a.Name == "" {
-			return fmt.Errorf("%w: answer without a name", ErrInvalidEvent)
+			return nil, fmt.Errorf("%w: answer without a name", ErrInvalidEvent)
 		}
 		if a.Secret && a.Value != "" && !IsSealed(a.Value) {
-			return fmt.Errorf("%w: secret answer %q must be sealed (DB.Seal) before it is stored", ErrInvalidEvent, a.Name)
+			return nil, fmt.Errorf("%w: secret answer %q must be sealed (DB.Seal) before it is stored", ErrInvalidEvent, a.Name)
 		}
-		return nil
+		return &a, nil
 	case EvStepStarted, EvStepFinished, EvStepDecision, EvStepOutput:
 		if ev.StepID == "" {
-			return fmt.Errorf("%w: %s without a step id", ErrInvalidEvent, ev.Type)
+			return nil, fmt.Errorf("%w: %s without a step id", ErrInvalidEvent, ev.Type)
 		}
 		switch ev.Type {
 		case EvStepStarted:
@@ -169,29 +164,30 @@ func checkPayload(ev Event) error {
 	case EvRecordSigned:
 		var p RecordSigned
 		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
+			return nil, fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
 		}
 		if p.Seq < 1 || p.Hash == "" || p.Signature == "" {
-			return fmt.Errorf("%w: record.signed without seq, hash or signature", ErrInvalidEvent)
+			return nil, fmt.Errorf("%w: record.signed without seq, hash or signature", ErrInvalidEvent)
 		}
-		return nil
+		return &p, nil
 	default:
-		return nil
+		return nil, nil
 	}
 	if err := json.Unmarshal(ev.Data, v); err != nil {
-		return fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
+		return nil, fmt.Errorf("%w: %s payload: %v", ErrInvalidEvent, ev.Type, err)
 	}
 	if f, ok := v.(*StepFinished); ok && f.Status == "" {
-		return fmt.Errorf("%w: step.finished without a status", ErrInvalidEvent)
+		return nil, fmt.Errorf("%w: step.finished without a status", ErrInvalidEvent)
 	}
 	if f, ok := v.(*RunFinished); ok && f.Status == "" {
-		return fmt.Errorf("%w: run.finished without a status", ErrInvalidEvent)
+		return nil, fmt.Errorf("%w: run.finished without a status", ErrInvalidEvent)
 	}
-	return nil
+	return v, nil
 }
 
-// project applies ev to the projection tables (rules in Append's doc).
-func project(ctx context.Context, t *sql.Tx, ev Event) error {
+// project applies ev, whose decoded payload (checkPayload) is payload, to
+// the projection tables (rules in Append's doc).
+func project(ctx context.Context, t *sql.Tx, ev Event, payload any) error {
 	ts := formatTime(ev.Time)
 	switch ev.Type {
 	case EvStepStarted:
@@ -203,10 +199,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning), ts, ev.Seq)
 		return err
 	case EvStepFinished:
-		var p StepFinished
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*StepFinished)
 		outs, err := json.Marshal(nonNilMap(p.Outputs))
 		if err != nil {
 			return err
@@ -219,19 +212,28 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		if err != nil {
 			return err
 		}
+		// The execution's row usually exists (step.started inserted it):
+		// update it by its key, and insert it only when no start was
+		// recorded. (An upsert tries the insert first, finds the conflict
+		// and then updates: two lookups of the key instead of one.)
+		res, err := t.ExecContext(ctx, `UPDATE execs SET status = ?, finished_at = ?, exit_code = ?, error = ?,
+			outputs = ?, secret_outputs = ?, log = ?, end_seq = ?
+			WHERE run_id = ? AND step_id = ? AND target = ? AND attempt = ?`,
+			string(p.Status), ts, p.ExitCode, p.Error, string(outs), string(sec), string(p.LogBytes()), ev.Seq,
+			ev.RunID, ev.StepID, ev.Target, ev.Attempt)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
 		_, err = t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at,
-			exit_code, error, outputs, secret_outputs, log, start_seq, end_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (run_id, step_id, target, attempt) DO UPDATE SET status = excluded.status,
-			finished_at = excluded.finished_at, exit_code = excluded.exit_code, error = excluded.error,
-			outputs = excluded.outputs, secret_outputs = excluded.secret_outputs, log = excluded.log, end_seq = excluded.end_seq`,
+			exit_code, error, outputs, secret_outputs, log, start_seq, end_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(p.Status), ts, ts, p.ExitCode, p.Error,
 			string(outs), string(sec), string(p.LogBytes()), ev.Seq, ev.Seq)
 		return err
 	case EvStepOutput:
-		var p StepOutput
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*StepOutput)
 		// Appended only in order, and only while the execution runs: the
 		// step.finished log replaces the chunks.
 		_, err := t.ExecContext(ctx, `UPDATE execs SET log = CAST(CAST(log AS BLOB) || ? AS TEXT)
@@ -239,10 +241,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 			p.Bytes(), ev.RunID, ev.StepID, ev.Target, ev.Attempt, string(StatusRunning), p.Offset)
 		return err
 	case EvStepDecision:
-		var p StepDecision
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*StepDecision)
 		switch p.Decision {
 		case DecisionSkip:
 			_, err := t.ExecContext(ctx, `INSERT INTO execs (run_id, step_id, target, attempt, status, started_at, finished_at, start_seq, end_seq)
@@ -274,10 +273,7 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		}
 		return nil
 	case EvRunFinished:
-		var p RunFinished
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*RunFinished)
 		if _, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = ? WHERE id = ?`, string(p.Status), ts, ev.RunID); err != nil {
 			return err
 		}
@@ -286,18 +282,12 @@ func project(ctx context.Context, t *sql.Tx, ev Event) error {
 		}
 		return nil
 	case EvRunResumed:
-		var p RunResumed
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*RunResumed)
 		_, err := t.ExecContext(ctx, `UPDATE runs SET status = ?, finished_at = '', host = ?, pid = ?, user = ? WHERE id = ?`,
 			string(StatusRunning), p.Host, p.PID, p.User, ev.RunID)
 		return err
 	case EvAnswer:
-		var p Answer
-		if err := json.Unmarshal(ev.Data, &p); err != nil {
-			return err
-		}
+		p := *payload.(*Answer)
 		_, err := t.ExecContext(ctx, `INSERT INTO answers (run_id, name, value, secret, seq) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value, secret = excluded.secret, seq = excluded.seq`,
 			ev.RunID, p.Name, p.Value, p.Secret, ev.Seq)

@@ -105,36 +105,51 @@ func (g *groupSync) flush(walPath string) {
 	_ = f.Close()
 }
 
-// txDeferred runs fn in one transaction committed with synchronous=NORMAL,
-// on a connection held for the whole of it (see above).
-func (db *DB) txDeferred(ctx context.Context, fn func(*sql.Tx) error) error {
+// appendTx runs fn in one immediate transaction on a connection taken with
+// ctx (waiting for it ends with ctx); with deferred, the commit is made with
+// synchronous=NORMAL, on the connection held for PRAGMA, transaction and
+// PRAGMA back to FULL (see above), and recorded for the group sync.
+//
+// Once the connection is held, BEGIN, fn's statements (given sctx) and
+// COMMIT run with a context that cannot be cancelled: the transaction is
+// immediate, so they wait for nothing but SQLite's busy timeout, and an
+// append, once begun, runs to its end. go-sqlite3 runs every statement
+// given a cancellable context in a goroutine of its own and waits for it
+// (so that it can interrupt it): five goroutine hand-offs per append, most
+// of an append's time on an otherwise idle process.
+func (db *DB) appendTx(ctx context.Context, deferred bool, fn func(sctx context.Context, t *sql.Tx) error) error {
 	conn, err := db.sql.Conn(ctx)
 	if err != nil {
 		return mapErr(err)
 	}
 	defer conn.Close()
-	restore := func() {
-		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
-			// Never hand a connection in NORMAL mode back to the pool.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	sctx := context.WithoutCancel(ctx)
+	if deferred {
+		restore := func() {
+			if _, err := conn.ExecContext(sctx, `PRAGMA synchronous = FULL`); err != nil {
+				// Never hand a connection in NORMAL mode back to the pool.
+				_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			}
 		}
+		if _, err := conn.ExecContext(sctx, `PRAGMA synchronous = NORMAL`); err != nil {
+			restore()
+			return mapErr(err)
+		}
+		defer restore()
 	}
-	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-		restore()
-		return mapErr(err)
-	}
-	defer restore()
-	t, err := conn.BeginTx(ctx, nil)
+	t, err := conn.BeginTx(sctx, nil)
 	if err != nil {
 		return mapErr(err)
 	}
-	if err := fn(t); err != nil {
+	if err := fn(sctx, t); err != nil {
 		_ = t.Rollback()
 		return mapErr(err)
 	}
 	if err := t.Commit(); err != nil {
 		return mapErr(err)
 	}
-	db.group.deferred(db.path + "-wal")
+	if deferred {
+		db.group.deferred(db.path + "-wal")
+	}
 	return nil
 }

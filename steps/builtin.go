@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/drbook/drbook/runbooks"
@@ -27,8 +28,11 @@ var envSchema = map[string]any{
 	"additionalProperties": map[string]any{"type": []any{"string", "integer", "boolean"}},
 }
 
-// Info implements Kind.
-func (Shell) Info() runbooks.KindInfo {
+// Info implements Kind. The engine asks for it several times per step:
+// it is built once (callers must not modify its maps and slices).
+func (Shell) Info() runbooks.KindInfo { return shellInfo() }
+
+var shellInfo = sync.OnceValue(func() runbooks.KindInfo {
 	return runbooks.KindInfo{
 		Name: "shell",
 		Description: "Run a shell command on each target node. Default timeout 10m (timeout: none to opt out). " +
@@ -60,7 +64,7 @@ func (Shell) Info() runbooks.KindInfo {
 		CommandParams:   []string{"command", "detach.log", "detach.ready"},
 		DefaultTimeout:  runbooks.Duration(ShellDefaultTimeout),
 	}
-}
+})
 
 // Summary implements Kind.
 func (Shell) Summary(x *Exec) string {
@@ -418,8 +422,11 @@ const (
 	waitHeartbeat       = 10 * time.Second
 )
 
-// Info implements Kind.
-func (Wait) Info() runbooks.KindInfo {
+// Info implements Kind. The engine asks for it several times per step:
+// it is built once (callers must not modify its maps and slices).
+func (Wait) Info() runbooks.KindInfo { return waitInfo() }
+
+var waitInfo = sync.OnceValue(func() runbooks.KindInfo {
 	return runbooks.KindInfo{
 		Name: "wait",
 		Description: "Poll a command, or another step kind such as agent.status, until its exit status or outputs meet `expect`. " +
@@ -444,7 +451,7 @@ func (Wait) Info() runbooks.KindInfo {
 		PollsKind:       true,
 		DefaultTimeout:  runbooks.Duration(WaitDefaultTimeout),
 	}
-}
+})
 
 // Summary implements Kind.
 func (Wait) Summary(x *Exec) string {

@@ -35,14 +35,27 @@ type stdoutGuard struct {
 func guardStdout(ctx context.Context, w io.Writer) (context.Context, io.Writer, func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	g := &stdoutGuard{w: w, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
+	wake := [2]int{-1, -1}
 	if f, ok := w.(*os.File); ok && isPipe(f) {
-		go g.watch(f)
+		// release wakes the watcher through a pipe of its own, so the run
+		// ends at once instead of at the watcher's next poll timeout.
+		var p [2]int
+		if unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK) == nil {
+			wake = p
+		}
+		go g.watch(f, wake[0])
 	} else {
 		close(g.done)
 	}
 	release := func() {
 		close(g.stop)
+		if wake[1] >= 0 {
+			_ = unix.Close(wake[1])
+		}
 		<-g.done
+		if wake[0] >= 0 {
+			_ = unix.Close(wake[0])
+		}
 		cancel(nil)
 	}
 	return ctx, g, release
@@ -72,9 +85,13 @@ func (g *stdoutGuard) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// stdoutPollEvery is how long the watcher's poll waits (tests lengthen it).
+var stdoutPollEvery = 200 * time.Millisecond
+
 // watch polls the pipe's write end for an error condition (its reader
-// closed), checking every 200 ms whether the run is over.
-func (g *stdoutGuard) watch(f *os.File) {
+// closed) until release: it wakes when the wake pipe's write end closes
+// (wake < 0: it checks every stdoutPollEvery whether the run is over).
+func (g *stdoutGuard) watch(f *os.File, wake int) {
 	defer close(g.done)
 	fd := int(f.Fd()) // #nosec G115 -- a file descriptor fits in an int
 	for {
@@ -84,7 +101,10 @@ func (g *stdoutGuard) watch(f *os.File) {
 		default:
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: 0}} // #nosec G115 -- a file descriptor fits in an int32
-		n, err := unix.Poll(fds, 200)
+		if wake >= 0 {
+			fds = append(fds, unix.PollFd{Fd: int32(wake), Events: unix.POLLIN}) // #nosec G115 -- a file descriptor fits in an int32
+		}
+		n, err := unix.Poll(fds, int(stdoutPollEvery.Milliseconds()))
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			return
 		}
@@ -94,6 +114,9 @@ func (g *stdoutGuard) watch(f *os.File) {
 			g.mu.Unlock()
 			g.cancel(errStdoutClosed)
 			return
+		}
+		if n > 0 && len(fds) > 1 && fds[1].Revents != 0 {
+			return // released
 		}
 		if err != nil {
 			time.Sleep(10 * time.Millisecond)

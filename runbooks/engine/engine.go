@@ -145,6 +145,11 @@ type run struct {
 	humanMu sync.Mutex
 	human   time.Duration
 
+	// dialed receives the result of the dials predial started; stopDials
+	// gives them up (once preflight has their result, it changes nothing).
+	dialed    chan error
+	stopDials context.CancelFunc
+
 	// prior holds what the record says of each step, on resume.
 	prior map[string]*priorStep
 	opts  ResumeOptions
@@ -321,6 +326,10 @@ func Start(ctx context.Context, cfg Config, inputs map[string]runbooks.Value) (O
 	if err := r.approvalPrecheck(); err != nil {
 		return Outcome{}, err
 	}
+	// The SSH handshakes (most of the time before the first step) overlap
+	// the creation of the run's record; preflight waits for them.
+	r.predial(ctx)
+	defer r.cancelDials() // before the pool closes: it waits for dials in progress
 	host, _ := os.Hostname()
 	sr := &state.Run{
 		RunbookName: cfg.Runbook.Name, RunbookTitle: cfg.Runbook.Title,
@@ -540,20 +549,43 @@ func segmentEnd(status state.Status) string {
 
 func joinTargets(ts []string) string { return strings.Join(ts, ",") }
 
-// preflight connects to every inventory node before the first step, so a host
-// key that is unknown or changed stops the run before anything runs anywhere.
-// A node that does not answer is only reported: in a disaster some are down.
-func (r *run) preflight(ctx context.Context) error {
-	if r.cfg.Inventory == nil || r.cfg.Dial == nil {
-		return nil
+// predial starts dialling every inventory node in the background (once);
+// preflight takes its result.
+func (r *run) predial(ctx context.Context) {
+	if r.dialed != nil || r.cfg.Inventory == nil || r.cfg.Dial == nil {
+		return
 	}
 	var names []string
 	for _, n := range r.cfg.Inventory.Nodes {
 		names = append(names, n.Name)
 	}
+	done := make(chan error, 1)
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := r.pool.DialAll(dctx, names, 16)
+	r.dialed, r.stopDials = done, cancel
+	go func() {
+		done <- r.pool.DialAll(dctx, names, 16)
+	}()
+}
+
+// cancelDials gives up the dials predial started, if any.
+func (r *run) cancelDials() {
+	if r.stopDials != nil {
+		r.stopDials()
+	}
+}
+
+// preflight connects to every inventory node before the first step, so a host
+// key that is unknown or changed stops the run before anything runs anywhere.
+// A node that does not answer is only reported: in a disaster some are down.
+// The dials are those predial started (Start starts them before it creates
+// the run's record).
+func (r *run) preflight(ctx context.Context) error {
+	r.predial(ctx)
+	if r.dialed == nil {
+		return nil
+	}
+	err := <-r.dialed
+	r.cancelDials()
 	if err == nil {
 		return nil
 	}

@@ -828,36 +828,37 @@ var outputCheckpointEvery = 2 * time.Second
 // checkpointOutput records, every outputCheckpointEvery while an execution
 // runs, the complete lines of output it printed since the last time. The
 // returned function stops it and returns once no record is being written.
+// It is a timer, not a goroutine: most executions end before it first
+// fires, and then it cost nothing but arming and stopping it.
 func (r *run) checkpointOutput(ctx context.Context, stepID, target string, attempt int, lw *logWriter) func() {
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		t := time.NewTicker(outputCheckpointEvery)
-		defer t.Stop()
-		var sent int64
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			chunk := lw.since(sent)
-			if len(chunk) == 0 {
-				continue
-			}
+	var (
+		mu      sync.Mutex // held while a chunk is recorded
+		stopped bool
+		sent    int64
+		t       *time.Timer
+	)
+	mu.Lock() // t is read by the timer's function
+	defer mu.Unlock()
+	t = time.AfterFunc(outputCheckpointEvery, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped || ctx.Err() != nil {
+			return
+		}
+		if chunk := lw.since(sent); len(chunk) > 0 {
 			if err := r.record(ctx, state.EvStepOutput, stepID, target, attempt, state.NewStepOutput(sent, chunk)); err != nil {
 				r.log.Warn("checkpoint output", "step", stepID, "target", target, "err", err)
 				return
 			}
 			sent += int64(len(chunk))
 		}
-	}()
+		t.Reset(outputCheckpointEvery)
+	})
 	return func() {
-		close(done)
-		<-stopped
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
 

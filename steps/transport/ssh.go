@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +19,9 @@ import (
 )
 
 // ExecWrapper is the fixed command line of the SSH exec request of a script
-// of up to SmallScript bytes. The real script (exports of Command.Env, then
+// of up to SmallScript bytes that has environment (Command.Env, which may
+// hold secrets), or of any script while the login shell is not known to be
+// sh (see "Direct execution" below). The real script (exports of Command.Env, then
 // Command.Line) travels on the session's stdin, so secrets never appear in
 // the exec request nor on any process command line on the node. It reads the
 // script with the shell's own read, line by line: no process besides sh
@@ -35,12 +38,47 @@ const ExecWrapperLarge = `sh -c 'script=$(cat); eval "$script"'`
 // SmallScript is the largest script (in bytes) sent with ExecWrapper.
 const SmallScript = 2048
 
-// wrapperFor returns the exec request for script.
-func wrapperFor(script string) string {
-	if len(script) <= SmallScript {
-		return ExecWrapper
+// MaxDirectScript is the largest script (in bytes) sent as the exec request
+// itself (see ExecDirect); Linux limits one argument of a command to 128 KiB.
+const MaxDirectScript = 32 << 10
+
+// Direct execution. A command without environment holds no secret (the
+// contract of Command: secrets travel in Env only), so its script needs no
+// stdin: it is sent as the exec request itself, which the node's sshd runs
+// with the login shell (`$SHELL -c SCRIPT`), the way any `ssh host cmd`
+// runs. That saves the node one sh process per command, about a millisecond
+// on a small machine. Scripts are POSIX sh, and ExecWrapper runs them with
+// sh whatever the login shell, so direct execution is used only on a
+// connection whose login shell has been found to be that same sh, in the
+// same mode: ProbeLoginShell runs once per connection, in the background
+// after the dial, and until it has answered scripts go through the wrapper.
+
+// loginShellProbe is the exec request that tells whether the login shell is
+// the sh that ExecWrapper would run: invoked as sh (or dash, whose mode does
+// not depend on its name), and the same file as `command -v sh`. Any other
+// shell (bash, zsh, fish, csh…) prints nothing, or fails.
+const loginShellProbe = `case ${0##*/} in sh|dash) [ /proc/$$/exe -ef "$(command -v sh)" ] && echo drbook:login-shell-is-sh;; esac`
+
+// loginShellIsSh is loginShellProbe's answer when the login shell is sh.
+const loginShellIsSh = "drbook:login-shell-is-sh\n"
+
+// Login shell states of a connection (SSH.shell).
+const (
+	shellUnknown int32 = iota // probe not answered yet: ExecWrapper
+	shellIsSh                 // scripts without Env run directly
+	shellOther                // always ExecWrapper
+)
+
+// execRequest returns the exec request for cmd's script and whether the
+// script must travel on stdin.
+func (s *SSH) execRequest(cmd Command, script string) (req string, stdin bool) {
+	if len(cmd.Env) == 0 && len(script) <= MaxDirectScript && s.shell.Load() == shellIsSh {
+		return script, false
 	}
-	return ExecWrapperLarge
+	if len(script) <= SmallScript {
+		return ExecWrapper, true
+	}
+	return ExecWrapperLarge, true
 }
 
 // Defaults for SSHConfig.
@@ -91,6 +129,92 @@ type SSH struct {
 	done        chan struct{} // closed when the connection has ended
 	closeOnce   sync.Once
 	closeErr    error
+	// shell is the login shell's state (shellUnknown until the probe has
+	// answered); probed is closed once it has.
+	shell  atomic.Int32
+	probed chan struct{}
+
+	// spareMu guards the session opened ahead (spare), the number of Runs
+	// in progress and whether the transport is closed.
+	spareMu  sync.Mutex
+	spare    *spareSession
+	inflight int
+	closed   bool
+}
+
+// Sessions opened ahead. Opening a session costs a round trip to the node
+// (and a few goroutine hand-offs) before the exec request can be sent.
+// When the last Run in progress returns, the next session is opened in the
+// background: the next Run (a runbook's next step, usually within a
+// millisecond) finds it open, so the round trip overlaps drbook's own work
+// between commands (its checkpoints) instead of adding to it. Opening a
+// session runs nothing on the node: sshd starts a process only for the exec
+// request, which Run sends as before. At most one session is open ahead,
+// and only while no Run is in progress, so a connection never holds more
+// sessions than it has Runs, plus one; a session open ahead for longer than
+// SpareMaxAge is closed instead of used (a server may close idle channels).
+
+// SpareMaxAge bounds how long a session opened ahead (see "Sessions opened
+// ahead") is used; an older one is closed and a fresh one opened.
+const SpareMaxAge = 2 * time.Second
+
+// spareSession is a session being opened ahead; ready is closed when it
+// is open (sess) or failed (err).
+type spareSession struct {
+	ready  chan struct{}
+	sess   *ssh.Session
+	err    error
+	opened time.Time
+}
+
+// session returns the session opened ahead if there is a usable one, else
+// opens one (newSession). Every call is paired with a runDone.
+func (s *SSH) session(ctx context.Context) (*ssh.Session, error) {
+	s.spareMu.Lock()
+	s.inflight++
+	sp := s.spare
+	s.spare = nil
+	s.spareMu.Unlock()
+	if sp != nil {
+		select {
+		case <-sp.ready:
+			if sp.err == nil && time.Since(sp.opened) < SpareMaxAge && s.Alive() {
+				return sp.sess, nil
+			}
+			if sp.sess != nil {
+				_ = sp.sess.Close()
+			}
+		case <-ctx.Done():
+			go closeSpare(sp)
+			return nil, fmt.Errorf("ssh %s: open session: %w: %w", s.name, ErrNotStarted, ctx.Err())
+		}
+	}
+	return s.newSession(ctx)
+}
+
+// runDone ends a Run; the last one in progress opens the next session ahead.
+func (s *SSH) runDone() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	s.inflight--
+	if s.inflight > 0 || s.spare != nil || s.closed || !s.Alive() {
+		return
+	}
+	sp := &spareSession{ready: make(chan struct{})}
+	s.spare = sp
+	go func() {
+		sp.sess, sp.err = s.client.NewSession()
+		sp.opened = time.Now()
+		close(sp.ready)
+	}()
+}
+
+// closeSpare closes sp's session once it is open.
+func closeSpare(sp *spareSession) {
+	<-sp.ready
+	if sp.sess != nil {
+		_ = sp.sess.Close()
+	}
 }
 
 var _ Transport = (*SSH)(nil)
@@ -122,7 +246,7 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	if err != nil {
 		return fail("%w", err)
 	}
-	s := &SSH{name: name, done: make(chan struct{})}
+	s := &SSH{name: name, done: make(chan struct{}), probed: make(chan struct{})}
 	var auth goph.Auth
 	if cfg.IdentityFile != "" {
 		auth, err = goph.Key(cfg.IdentityFile, "")
@@ -175,7 +299,63 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (*SSH, error) {
 	if cfg.KeepAlive > 0 {
 		go s.keepAlive(cfg.KeepAlive)
 	}
+	// In the background: the first commands go through the wrapper rather
+	// than wait for it.
+	go s.probeLoginShell(timeout)
 	return s, nil
+}
+
+// probeLoginShell runs loginShellProbe once and records the answer in
+// s.shell; a failure (or a timeout) leaves every command on the wrapper.
+func (s *SSH) probeLoginShell(timeout time.Duration) {
+	defer close(s.probed)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	answer := shellOther
+	defer func() { s.shell.Store(answer) }()
+	sess, err := s.newSession(ctx)
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	out := &capped{max: 64}
+	sess.Stdout = out
+	if err := sess.Start(loginShellProbe); err != nil {
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { _ = sess.Close() })
+	err = sess.Wait()
+	if stop() && err == nil && !out.over && out.buf.String() == loginShellIsSh {
+		answer = shellIsSh
+	}
+}
+
+// DirectExec reports whether commands without environment run as the exec
+// request itself on this connection (the login shell is sh), waiting at
+// most until ctx ends for the probe that finds out.
+func (s *SSH) DirectExec(ctx context.Context) bool {
+	select {
+	case <-s.probed:
+	case <-ctx.Done():
+	}
+	return s.shell.Load() == shellIsSh
+}
+
+// capped keeps the first max bytes written to it.
+type capped struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	n := len(p)
+	if room := c.max - c.buf.Len(); n > room {
+		c.over = true
+		p = p[:max(room, 0)]
+	}
+	c.buf.Write(p)
+	return n, nil
 }
 
 // ctxEnded returns ctx's error, or DeadlineExceeded once its deadline has
@@ -270,8 +450,10 @@ func (s *SSH) HostKeyFingerprint() string { return s.fingerprint }
 // transport that is no longer alive.
 func (s *SSH) Alive() bool { return !s.dead.Load() }
 
-// Script returns the text sent on stdin for cmd: quoted exports of cmd.Env,
-// stdin redirected from /dev/null, then cmd.Line.
+// Script returns the script of cmd: quoted exports of cmd.Env, stdin
+// redirected from /dev/null, then cmd.Line. It travels on the session's
+// stdin, or, without Env, as the exec request itself (see "Direct
+// execution").
 func Script(cmd Command) (string, error) {
 	names, err := checkCommand(cmd)
 	if err != nil {
@@ -301,7 +483,8 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, fmt.Errorf("ssh %s: run: %w: %w", s.name, ErrNotStarted, err)
 	}
-	sess, err := s.newSession(ctx)
+	sess, err := s.session(ctx)
+	defer s.runDone()
 	if err != nil {
 		return -1, err
 	}
@@ -309,8 +492,11 @@ func (s *SSH) Run(ctx context.Context, cmd Command) (int, error) {
 	defer out.close()
 	sess.Stdout = out.Stdout()
 	sess.Stderr = out.Stderr()
-	sess.Stdin = strings.NewReader(script)
-	if err := sess.Start(wrapperFor(script)); err != nil {
+	req, viaStdin := s.execRequest(cmd, script)
+	if viaStdin {
+		sess.Stdin = strings.NewReader(script)
+	}
+	if err := sess.Start(req); err != nil {
 		_ = sess.Close()
 		return -1, s.lost("start", err)
 	}
@@ -413,9 +599,17 @@ func (s *SSH) result(err error) (int, error) {
 // Close closes the connection (and the ssh-agent socket, if any).
 func (s *SSH) Close() error {
 	s.closeOnce.Do(func() {
+		s.spareMu.Lock()
+		s.closed = true
+		sp := s.spare
+		s.spare = nil
+		s.spareMu.Unlock()
 		err := s.client.Close()
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			s.closeErr = fmt.Errorf("ssh %s: close: %w", s.name, err)
+		}
+		if sp != nil {
+			closeSpare(sp) // the connection is closed: it fails or closes at once
 		}
 		s.closeAgent()
 	})

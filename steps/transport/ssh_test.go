@@ -409,30 +409,143 @@ func TestSSHRunWithEndedContextRunsNothing(t *testing.T) {
 	})
 }
 
-// TestSSHScriptFidelity runs scripts through both exec wrappers (a short
-// one read by sh's read, a long one by cat) and checks that every byte of
-// the command reaches sh as written: backslashes, leading blanks, quotes,
-// multi-line constructs, a here-document, a last line without its newline.
+// TestSSHScriptFidelity runs scripts every way they reach the node (as the
+// exec request itself without Env; with Env, a short one read by sh's read
+// and a long one by cat) and checks that every byte of the command reaches
+// sh as written: backslashes, leading blanks, quotes, multi-line constructs,
+// a here-document, a last line without its newline.
 func TestSSHScriptFidelity(t *testing.T) {
 	body := "x='a\\\\b  c'\n  printf '%s|' \"$x\"\nif true; then\n\tprintf 'in-if|'\nfi\ncat <<'EOF'\n  here $x \\t\nEOF\nprintf 'last'"
 	want := `a\\b  c|in-if|  here $x \t` + "\nlast"
 	long := strings.Repeat(": "+strings.Repeat("p", 70)+"\n", transport.SmallScript/72+2)
-	tests := []struct{ name, line string }{
-		{"short", body},
-		{"long", long + body},
+	tests := []struct {
+		name, line string
+		env        map[string]string
+	}{
+		{"short direct", body, nil},
+		{"short", body, map[string]string{"V": "v"}},
+		{"long direct", long + body, nil},
+		{"long", long + body, map[string]string{"V": "v"}},
 	}
 	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
 		s := dial(t, srv)
+		if !s.DirectExec(t.Context()) {
+			t.Fatal("DirectExec = false: the test servers' login shell is /bin/sh")
+		}
 		for _, tc := range tests {
 			var out buffer
-			code, err := s.Run(t.Context(), transport.Command{Line: tc.line, Env: map[string]string{"V": "v"}, Stdout: &out})
+			code, err := s.Run(t.Context(), transport.Command{Line: tc.line, Env: tc.env, Stdout: &out})
 			if err != nil || code != 0 || out.String() != want {
 				t.Errorf("%s: Run = %d, %v, output %q, want %q", tc.name, code, err, out.String(), want)
 			}
 		}
-		var out buffer
-		if code, err := s.Run(t.Context(), transport.Command{Line: "exit 7", Stdout: &out}); err != nil || code != 7 {
-			t.Errorf("exit 7: %d %v", code, err)
+		for _, env := range []map[string]string{nil, {"V": "v"}} {
+			var out buffer
+			if code, err := s.Run(t.Context(), transport.Command{Line: "exit 7", Env: env, Stdout: &out}); err != nil || code != 7 {
+				t.Errorf("exit 7 (env %v): %d %v", env, code, err)
+			}
+		}
+	})
+}
+
+// TestSSHDirectExecOnlyWithSh checks which exec request carries a command:
+// with a login shell that is sh, a command without Env is the request
+// itself and one with Env the fixed wrapper; with bash as the login shell
+// every command goes through the wrapper, so scripts still run with sh
+// (dash's echo expands \n, bash's does not).
+func TestSSHDirectExecOnlyWithSh(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Fatalf("bash is needed for this test: %v", err)
+	}
+	sh, err := filepath.EvalSymlinks("/bin/sh")
+	if err != nil || filepath.Base(sh) != "dash" {
+		t.Fatalf("this test expects /bin/sh to be dash (Debian), got %q (%v)", sh, err)
+	}
+	line := `echo 'a\nb'`
+	tests := []struct {
+		name, shell string
+		direct      bool
+	}{
+		{"sh", "", true},
+		{"bash", bash, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var log buffer
+			srv := sshtest.StartLabShell(t, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug})), tc.shell)
+			s := dial(t, srv)
+			if got := s.DirectExec(t.Context()); got != tc.direct {
+				t.Fatalf("DirectExec = %v, want %v", got, tc.direct)
+			}
+			for _, env := range []map[string]string{nil, {"V": "v"}} {
+				log.mu.Lock()
+				log.b.Reset()
+				log.mu.Unlock()
+				var out buffer
+				code, err := s.Run(t.Context(), transport.Command{Line: line, Env: env, Stdout: &out})
+				if err != nil || code != 0 || out.String() != "a\nb\n" {
+					t.Errorf("env %v: Run = %d, %v, output %q, want sh's \"a\\nb\\n\"", env, code, err, out.String())
+				}
+				script, err := transport.Script(transport.Command{Line: line, Env: env})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := transport.ExecWrapper
+				if tc.direct && env == nil {
+					want = script
+				}
+				if logged := log.String(); !strings.Contains(logged, "command="+strconv.Quote(want)) {
+					t.Errorf("env %v: exec request is not %q:\n%s", env, want, logged)
+				}
+			}
+		})
+	}
+}
+
+// TestSSHSessionsOpenedAhead: after a Run the next session is opened in
+// the background; commands still run right after a pause longer than a
+// session is kept open ahead (it is closed, a fresh one opened), in
+// parallel bursts and in sequence, and Close does not wait on it.
+func TestSSHSessionsOpenedAhead(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv *sshtest.Server) {
+		s := dial(t, srv)
+		run := func(line string, want int) {
+			t.Helper()
+			if code, err := s.Run(t.Context(), transport.Command{Line: line}); err != nil || code != want {
+				t.Errorf("Run(%q) = %d, %v; want %d", line, code, err, want)
+			}
+		}
+		run("exit 3", 3)
+		time.Sleep(transport.SpareMaxAge + 500*time.Millisecond)
+		run("exit 4", 4) // the session opened ahead is too old: a fresh one
+		errs := make(chan error, 12)
+		for i := 0; i < 12; i++ {
+			go func() {
+				code, err := s.Run(t.Context(), transport.Command{Line: "sleep 0.2; exit 5"})
+				if err == nil && code != 5 {
+					err = fmt.Errorf("exit %d", code)
+				}
+				errs <- err
+			}()
+		}
+		for i := 0; i < 12; i++ {
+			if err := <-errs; err != nil {
+				t.Errorf("parallel Run: %v", err)
+			}
+		}
+		for i := 0; i < 5; i++ {
+			run("true", 0)
+		}
+		start := time.Now()
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("Close took %v", took)
+		}
+		if _, err := s.Run(t.Context(), transport.Command{Line: "true"}); err == nil {
+			t.Error("Run after Close succeeded")
 		}
 	})
 }

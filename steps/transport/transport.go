@@ -13,7 +13,10 @@
 // Secrets in Command.Env never appear on a process command line: the SSH
 // transport sends a fixed exec request (ExecWrapper) and passes the environment
 // and the command line on the session's stdin; the Local transport passes them
-// through execve's environment.
+// through execve's environment. Command.Line is not a place for secrets: a
+// command without Env is sent to sshd as the exec request itself when the
+// node's login shell is sh (see ssh.go), and is then on the login shell's
+// command line while it runs.
 package transport
 
 import (
@@ -29,6 +32,8 @@ import (
 // Command is one shell command line to run on a node.
 type Command struct {
 	// Line is a POSIX shell command line, already composed by the caller.
+	// It must hold no secret (pass secrets in Env): the node may show it in
+	// its process list.
 	Line string
 	// Env is extra environment for the command. It may hold secrets: its
 	// values never appear on a command line, in an exec request or in errors.
@@ -168,7 +173,7 @@ func (o *outputs) Stdout() io.Writer {
 	if o.stdout == nil {
 		return nil
 	}
-	return writerFunc(func(p []byte) (int, error) { return o.write(o.stdout, p) })
+	return stream{o, o.stdout}
 }
 
 // Stderr returns a writer for the command's stderr (nil if none was given).
@@ -176,9 +181,45 @@ func (o *outputs) Stderr() io.Writer {
 	if o.stderr == nil {
 		return nil
 	}
-	return writerFunc(func(p []byte) (int, error) { return o.write(o.stderr, p) })
+	return stream{o, o.stderr}
 }
 
-type writerFunc func(p []byte) (int, error)
+// stream is one of a command's output streams. It is an io.ReaderFrom, so
+// that io.Copy (which x/crypto/ssh runs per stream and session) reads into
+// a pooled buffer instead of allocating 32 KiB per stream and command.
+type stream struct {
+	o *outputs
+	w io.Writer
+}
 
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+func (s stream) Write(p []byte) (int, error) { return s.o.write(s.w, p) }
+
+// copyBufs holds the buffers of stream.ReadFrom.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ReadFrom copies r to the stream until EOF, as io.Copy would.
+func (s stream) ReadFrom(r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		if k > 0 {
+			w, werr := s.Write(buf[:k])
+			n += int64(w)
+			if werr != nil {
+				return n, werr
+			}
+			if w != k {
+				return n, io.ErrShortWrite
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}

@@ -21,6 +21,13 @@ func StartLab(t testing.TB) *Server {
 // StartLabWith is StartLab with a logger for the lab server (nil: discard).
 func StartLabWith(t testing.TB, logger *slog.Logger) *Server {
 	t.Helper()
+	return StartLabShell(t, logger, "")
+}
+
+// StartLabShell is StartLabWith whose server runs each command with shell
+// -c (its login shell; "" is /bin/sh).
+func StartLabShell(t testing.TB, logger *slog.Logger, shell string) *Server {
+	t.Helper()
 	dir := scratchDir(t)
 	authorized := filepath.Join(dir, "authorized_keys")
 	clientKey(t, dir, authorized)
@@ -29,6 +36,7 @@ func StartLabWith(t testing.TB, logger *slog.Logger) *Server {
 		Addr:               "127.0.0.1:0",
 		HostKeyFile:        filepath.Join(dir, "ssh_host_ed25519_key"),
 		AuthorizedKeysFile: authorized,
+		Shell:              shell,
 		Logger:             logger,
 	})
 	if err != nil {
