@@ -245,8 +245,52 @@ func (r *run) execFor(s *runbooks.Step, key string, attempt int) (*steps.Exec, e
 		return x, fmt.Errorf("step %s on %s: %w", s.ID, orLocal(target), err)
 	}
 	r.mask.add(secrets...)
+	// Lint refuses a declared secret in a command line; a value that
+	// became secret only at run time (a plugin's secret output) is refused
+	// here: a command line is visible in the node's process list, and one
+	// without environment travels as the SSH exec request itself.
+	if info, ok := r.cfg.Registry.Kind(s.Run); ok {
+		for _, name := range info.CommandParams {
+			if line, ok := paramAt(params, name); ok && containsSecret(line, secrets) {
+				return x, fmt.Errorf("step %s on %s: %s: %w", s.ID, orLocal(target), name, ErrSecretInCommand)
+			}
+		}
+	}
 	x.Params = params
 	return x, nil
+}
+
+// ErrSecretInCommand: a secret value would appear on a node's command line
+// (pass it with env: and use $NAME).
+var ErrSecretInCommand = errors.New("a secret value would appear on the node's command line (visible in ps): pass it in with.env and use $NAME")
+
+// paramAt is the string parameter at a dotted path ("detach.log").
+func paramAt(params map[string]any, path string) (string, bool) {
+	head, rest, nested := strings.Cut(path, ".")
+	v, ok := params[head]
+	if !ok {
+		return "", false
+	}
+	if nested {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		return paramAt(m, rest)
+	}
+	str, ok := v.(string)
+	return str, ok
+}
+
+// containsSecret reports whether s holds one of secrets (those shorter
+// than minSecretLen aside, as the masker does: they would match by chance).
+func containsSecret(s string, secrets []string) bool {
+	for _, sec := range secrets {
+		if len(sec) >= minSecretLen && strings.Contains(s, sec) {
+			return true
+		}
+	}
+	return false
 }
 
 // runTargets runs one step on its pending targets, at most serial at once,
