@@ -91,6 +91,23 @@ func maskedData(ev state.Event) any {
 	return m
 }
 
+// nothingToMask reports whether ev's payload is valid JSON with nothing
+// maskedData would mask: no sealed value, not an answer, no secret output.
+func nothingToMask(ev state.Event) bool {
+	if bytes.Contains(ev.Data, []byte(state.SealedPrefix)) {
+		return false
+	}
+	switch ev.Type {
+	case state.EvAnswer:
+		return false
+	case state.EvStepFinished, state.EvStepDecision:
+		if i := bytes.Index(ev.Data, []byte(`"secret_outputs":[`)); i >= 0 && !bytes.HasPrefix(ev.Data[i:], []byte(`"secret_outputs":[]`)) {
+			return false
+		}
+	}
+	return json.Valid(ev.Data)
+}
+
 // maskedOutputs returns an exec's outputs with secret ones masked.
 func maskedOutputs(x state.Exec) map[string]string {
 	if len(x.Outputs) == 0 {
@@ -463,7 +480,14 @@ func actorSuffix(a *state.Actor) string {
 	return s + ", unsigned"
 }
 
-// EventData is an event's payload as exports show it: decoded JSON with
-// sealed values and secret answers and outputs masked (what the headless
-// JSON stream and the JSON export carry as "data").
-func EventData(ev state.Event) any { return maskedData(ev) }
+// EventData is an event's payload as exports show it: JSON with sealed
+// values and secret answers and outputs masked (what the headless JSON
+// stream and the JSON export carry as "data"). A payload with nothing to
+// mask is returned as recorded: a live run's JSON stream prints every
+// event, and decoding and encoding each again costs more than its append.
+func EventData(ev state.Event) any {
+	if len(ev.Data) > 0 && nothingToMask(ev) {
+		return json.RawMessage(ev.Data)
+	}
+	return maskedData(ev)
+}
