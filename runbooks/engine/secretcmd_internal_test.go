@@ -1,32 +1,42 @@
 package engine
 
-import "testing"
+import (
+	"testing"
 
-// TestSecretInCommandCheck: a secret value found in a command parameter
-// (nested ones too) is refused; short values the masker ignores, and values
-// only in other parameters, are not.
+	"github.com/drbook/drbook/runbooks"
+)
+
+// TestSecretInCommandCheck: a command parameter whose template derives from
+// a secret (nested ones too) is refused; a literal that happens to equal a
+// secret, a secret used only in env, and plain parameters are not.
 func TestSecretInCommandCheck(t *testing.T) {
-	params := map[string]any{
-		"command": "curl -H 'token: s3cr3t-token' https://x",
-		"env":     map[string]any{"TOKEN": "other-secret"},
-		"detach":  map[string]any{"log": "/var/log/s3cr3t-token.log", "ready": "true"},
+	sc := &runbooks.RunScope{Inputs: map[string]runbooks.Value{
+		"tok":  {V: "s3cr3t-token", Secret: true},
+		"host": {V: "db1"},
+	}, Steps: map[string]*runbooks.StepValues{}}
+	values := map[string]any{
+		"command":  "curl -H 'token: {{ inputs.tok }}' https://{{ inputs.host }}",
+		"literal":  "test \"$T\" = s3cr3t-token",
+		"plain":    "ping {{ inputs.host }}",
+		"env":      map[string]any{"TOKEN": "{{ inputs.tok }}"},
+		"detach":   map[string]any{"log": "/var/log/{{ inputs.tok | upper }}.log", "ready": "true"},
+		"notatext": 3,
 	}
 	tests := []struct {
-		name    string
-		path    string
-		secrets []string
-		want    bool
+		path string
+		want bool
 	}{
-		{"in the command", "command", []string{"s3cr3t-token"}, true},
-		{"nested parameter", "detach.log", []string{"s3cr3t-token"}, true},
-		{"only in env", "command", []string{"other-secret"}, false},
-		{"too short to tell", "command", []string{"x"}, false},
-		{"missing parameter", "detach.missing", []string{"s3cr3t-token"}, false},
+		{"command", true},
+		{"detach.log", true},
+		{"literal", false},
+		{"plain", false},
+		{"detach.ready", false},
+		{"detach.missing", false},
+		{"notatext", false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			line, ok := paramAt(params, tt.path)
-			if got := ok && containsSecret(line, tt.secrets); got != tt.want {
+		t.Run(tt.path, func(t *testing.T) {
+			if got := secretParam(values, tt.path, sc); got != tt.want {
 				t.Fatalf("secret in %s: %v, want %v", tt.path, got, tt.want)
 			}
 		})

@@ -249,10 +249,12 @@ func (r *run) execFor(s *runbooks.Step, key string, attempt int) (*steps.Exec, e
 	// became secret only at run time (a plugin's secret output) is refused
 	// here: a command line is visible in the node's process list, and one
 	// without environment travels as the SSH exec request itself.
-	if info, ok := r.cfg.Registry.Kind(s.Run); ok {
-		for _, name := range info.CommandParams {
-			if line, ok := paramAt(params, name); ok && containsSecret(line, secrets) {
-				return x, fmt.Errorf("step %s on %s: %s: %w", s.ID, orLocal(target), name, ErrSecretInCommand)
+	if len(secrets) > 0 {
+		if info, ok := r.cfg.Registry.Kind(s.Run); ok {
+			for _, name := range info.CommandParams {
+				if secretParam(s.With.Values, name, x.Scope) {
+					return x, fmt.Errorf("step %s on %s: %s: %w", s.ID, orLocal(target), name, ErrSecretInCommand)
+				}
 			}
 		}
 	}
@@ -282,15 +284,21 @@ func paramAt(params map[string]any, path string) (string, bool) {
 	return str, ok
 }
 
-// containsSecret reports whether s holds one of secrets (those shorter
-// than minSecretLen aside, as the masker does: they would match by chance).
-func containsSecret(s string, secrets []string) bool {
-	for _, sec := range secrets {
-		if len(sec) >= minSecretLen && strings.Contains(s, sec) {
-			return true
-		}
+// secretParam reports whether the template of parameter path (dotted) in
+// values renders to a value derived from a secret (the template's taint,
+// not a comparison of values: a literal that happens to equal a secret is
+// not one).
+func secretParam(values map[string]any, path string, sc runbooks.Scope) bool {
+	raw, ok := paramAt(values, path)
+	if !ok || !strings.Contains(raw, "{{") {
+		return false
 	}
-	return false
+	t, err := runbooks.ParseTemplate(raw)
+	if err != nil {
+		return false
+	}
+	v, err := t.Eval(sc)
+	return err == nil && v.Secret
 }
 
 // runTargets runs one step on its pending targets, at most serial at once,
