@@ -101,25 +101,31 @@ func replayEvents(r Replay) []runlog.Event {
 	return out
 }
 
-// verifyText is the header's chain status.
+// verifyText is the header's verification status, whole: "chain verified
+// ✓ …" when the chain, its signatures and approvals verify; "CHAIN BROKEN ✗
+// …" when the chain itself does not; "NOT VERIFIED ✗ …" when the chain is
+// intact but its signatures or approvals are not.
 func verifyText(r Replay) (string, bool) {
 	if r.VerifyErr != nil {
-		return clean(r.VerifyErr.Error()), false
-	}
-	if r.Verify.OK {
-		if s := r.Signatures; s != nil {
-			switch s.Status {
-			case evidence.StatusSigned:
-				return clean(fmt.Sprintf("(%d events) signed by %s", r.Verify.Events, strings.Join(s.Signers(), "; "))), true
-			case evidence.StatusUnsigned:
-				return fmt.Sprintf("(%d events) UNSIGNED", r.Verify.Events), true
-			case evidence.StatusPartial:
-				return clean(fmt.Sprintf("(%d events) signatures do not cover the end: %s", r.Verify.Events, s.Reason)), false
-			default:
-				return clean("signatures: " + s.Reason), false
-			}
+		if r.Verify.OK {
+			return clean("NOT VERIFIED ✗ " + r.VerifyErr.Error()), false
 		}
-		return fmt.Sprintf("(%d events)", r.Verify.Events), true
+		return clean("CHAIN BROKEN ✗ " + r.VerifyErr.Error()), false
 	}
-	return fmt.Sprintf("at seq %d: %s", r.Verify.FirstBadSeq, clean(r.Verify.Reason)), false
+	if !r.Verify.OK {
+		return fmt.Sprintf("CHAIN BROKEN ✗ at seq %d: %s", r.Verify.FirstBadSeq, clean(r.Verify.Reason)), false
+	}
+	if s := r.Signatures; s != nil {
+		switch s.Status {
+		case evidence.StatusSigned:
+			return clean(fmt.Sprintf("chain verified ✓ (%d events) signed by %s", r.Verify.Events, strings.Join(s.ShortSigners(), "; "))), true
+		case evidence.StatusUnsigned:
+			return fmt.Sprintf("chain verified ✓ (%d events) UNSIGNED", r.Verify.Events), true
+		case evidence.StatusPartial:
+			return clean(fmt.Sprintf("NOT VERIFIED ✗ (%d events, chain intact) signatures do not cover the end: %s", r.Verify.Events, s.Reason)), false
+		default:
+			return clean(fmt.Sprintf("NOT VERIFIED ✗ (%d events, chain intact) signatures: %s", r.Verify.Events, s.Reason)), false
+		}
+	}
+	return fmt.Sprintf("chain verified ✓ (%d events)", r.Verify.Events), true
 }

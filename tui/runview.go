@@ -1034,9 +1034,9 @@ func (v *RunView) header() []string {
 	line2 := "run " + orDash(v.runID)
 	if v.readOnly {
 		if v.verifyOK {
-			line2 += " · " + st.OK.Render("chain verified ✓ "+v.verify)
+			line2 += " · " + st.OK.Render(v.verify)
 		} else {
-			line2 += " · " + st.Fail.Render("CHAIN BROKEN ✗ "+v.verify)
+			line2 += " · " + st.Fail.Render(v.verify)
 		}
 	}
 	line2 += " · inventory " + inv

@@ -50,7 +50,13 @@ events).`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if wantsTUI(cmd) {
-				return runInteractive(cmd, a, interactiveRequest{ReplayID: args[0]})
+				// The TUI replay always verifies; with --allowed-signers
+				// (or $DRBOOK_ALLOWED_SIGNERS) it checks the signers too.
+				as, _, err := a.loadAllowedSigners(allowedPath)
+				if err != nil {
+					return err
+				}
+				return runInteractive(cmd, a, interactiveRequest{ReplayID: args[0], Allowed: as})
 			}
 			if a.output == "json" {
 				format = "json"

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/drbook/drbook/internal/opsig"
 	"github.com/drbook/drbook/runbooks"
 	"github.com/drbook/drbook/runbooks/engine"
 	"github.com/drbook/drbook/runbooks/library"
@@ -36,6 +37,9 @@ type interactiveRequest struct {
 	ResumeOpts engine.ResumeOptions
 	// Dir holds the runbook files the picker offers.
 	Dir string
+	// Allowed, for a replay, checks the signers against an allowed-signers
+	// file (nil: signatures are checked, signers not).
+	Allowed *opsig.AllowedSigners
 	// Sign holds --sign-key and --require-signing (nil: defaults).
 	Sign *signing
 }
@@ -79,7 +83,7 @@ func runInteractive(cmd *cobra.Command, a *app, req interactiveRequest) error {
 
 	switch {
 	case req.ReplayID != "":
-		rep, err := loadReplay(ctx, db, req.ReplayID)
+		rep, err := loadReplay(ctx, db, req.ReplayID, req.Allowed)
 		if err != nil {
 			return err
 		}
@@ -166,8 +170,9 @@ func isTerminal(f *os.File) bool {
 	return term.IsTerminal(int(f.Fd())) // #nosec G115 -- a file descriptor fits in an int
 }
 
-// loadReplay reads a recorded run and verifies its chain.
-func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, error) {
+// loadReplay reads a recorded run and verifies its chain, its signatures
+// (their signers against allowed, when given) and its approvals.
+func loadReplay(ctx context.Context, db *state.DB, id string, allowed *opsig.AllowedSigners) (*tui.Replay, error) {
 	run, err := db.GetRun(ctx, id)
 	if err != nil {
 		return nil, err
@@ -183,10 +188,10 @@ func loadReplay(ctx context.Context, db *state.DB, id string) (*tui.Replay, erro
 	rep := &tui.Replay{Run: chainRun, Events: events}
 	rep.Verify, rep.VerifyErr = db.Verify(ctx, run.ID)
 	if rep.VerifyErr == nil {
-		sig, _ := evidence.Check(run.ID, events, nil)
+		sig, _ := evidence.Check(run.ID, events, allowed)
 		rep.Signatures = &sig
 	}
-	if probs := approvals.Check(events, approvals.Options{Required: approvalSteps}); rep.VerifyErr == nil && len(probs) > 0 {
+	if probs := approvals.Check(events, approvals.Options{Allowed: allowed, Required: approvalSteps}); rep.VerifyErr == nil && len(probs) > 0 {
 		rep.VerifyErr = fmt.Errorf("%w: %s", approvals.ErrInvalid, probs[0])
 	}
 	return rep, nil

@@ -219,7 +219,32 @@ func declaredKey(ev state.Event) (string, bool) {
 	return "", false
 }
 
-// Signers lists the distinct signers of a report: "user@host (key …)".
+// ShortSigners names each signer once, as briefly as a screen's header
+// allows: the principals the allowed-signers file gives its key (with ✓),
+// else user@host, else the key's fingerprint.
+func (r Report) ShortSigners() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range r.Signatures {
+		var who string
+		switch {
+		case len(s.Principals) > 0:
+			who = strings.Join(s.Principals, ", ") + " ✓"
+		case s.Actor != nil:
+			who = s.Actor.String()
+		default:
+			who = s.Key
+		}
+		if !seen[who] {
+			seen[who] = true
+			out = append(out, who)
+		}
+	}
+	return out
+}
+
+// Signers names each signer once: who (user@host) with the key, and the
+// principals the allowed-signers file gives that key, if checked.
 func (r Report) Signers() []string {
 	var out []string
 	seen := map[string]bool{}
