@@ -23,7 +23,9 @@ who ended it and why, and the secrets it holds (its sealed secret inputs and
 outputs) are shredded: its key is deleted, so neither the database nor the
 key file can open them again. An aborted run cannot be resumed.
 
-A run another runner is driving is refused (exit 6). The end is signed with
+A run another runner is driving is refused (exit 6), and so is a run whose
+record does not verify (exit 5). Ended by another person than the one who
+held the run, the record names both (run.handover). The end is signed with
 your SSH key like a run's (--sign-key, --require-signing; docs/signing.md).`,
 		Example: `  drbook abort r20261129-101500-3f2a --reason "recovered by hand, see INC-42"`,
 		Args:    cobra.ExactArgs(1),
@@ -53,9 +55,29 @@ your SSH key like a run's (--sign-key, --require-signing; docs/signing.md).`,
 				return err
 			}
 			defer release()
+			// An abort acts on the record like a resume: a chain that does
+			// not verify is not signed off (exit 5 naming the seq).
+			if _, err := db.Verify(ctx, run.ID); err != nil {
+				return fmt.Errorf("abort of %s refused: %w", run.ID, err)
+			}
 			actor := state.CurrentActor("")
 			if a.signer != nil {
 				actor.Key = a.signer.Fingerprint()
+			}
+			// Ended by someone else than the run's holder: the lock passed,
+			// so the record says so first (both names), as a resume does.
+			events, err := db.Events(ctx, run.ID)
+			if err != nil {
+				return err
+			}
+			if from, seq, ok := engine.Holder(events); ok && !samePerson(from, actor) {
+				hev, err := state.NewEvent(run.ID, state.EvRunHandover, state.RunHandover{From: from, To: actor, FromSeq: seq})
+				if err != nil {
+					return err
+				}
+				if _, err := db.Append(ctx, hev); err != nil {
+					return err
+				}
 			}
 			by := actor.String()
 			note, err := state.NewEvent(run.ID, state.EvNote, state.Note{Text: "run ended by " + by + ": " + reason,
@@ -84,4 +106,13 @@ your SSH key like a run's (--sign-key, --require-signing; docs/signing.md).`,
 	cmd.Flags().StringVar(&reason, "reason", "", "why the run ends (recorded; required)")
 	signFlags(cmd, &sign)
 	return cmd
+}
+
+// samePerson compares a run's holder with who acts now (an older record
+// names no uid: user and host then).
+func samePerson(holder, now state.Actor) bool {
+	if holder.UID == -1 {
+		return holder.User == now.User && holder.Host == now.Host
+	}
+	return holder.SamePerson(now)
 }

@@ -119,7 +119,7 @@ func TestReplayReadsOnlyTheChain(t *testing.T) {
 }
 
 // TestEditedEventRefused: one event edited in the chain (the failed step
-// made to look succeeded) makes replay --verify and resume both exit 5
+// made to look succeeded) makes replay --verify, resume and abort all exit 5
 // naming its seq; resume runs nothing.
 func TestEditedEventRefused(t *testing.T) {
 	l, id := recordedFailure(t)
@@ -149,5 +149,10 @@ func TestEditedEventRefused(t *testing.T) {
 	}
 	if strings.Contains(res.stdout, "about to fail") || strings.Contains(res.stdout, "hello") {
 		t.Errorf("resume of a broken record ran steps:\n%s", res.stdout)
+	}
+	// Nor is it signed off by an abort.
+	ab := drbook(t, nil, "abort", id, "--reason", "done by hand", "--db", l.db)
+	if ab.code != exitUnverified || !strings.Contains(ab.stderr, want) {
+		t.Errorf("abort: exit %d, want %d naming %q\n%s%s", ab.code, exitUnverified, want, ab.stdout, ab.stderr)
 	}
 }

@@ -481,92 +481,107 @@ func TestHandoverOtherOSUser(t *testing.T) {
 	}
 	both := write("allowed_both", lineA+lineB)
 	onlyA := write("allowed_a", lineA)
-	db := filepath.Join(dir, "state", "drbook.db")
-
-	// A's segment, interrupted by SIGTERM while slow runs.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	a := exec.CommandContext(ctx, bin, "run", rb, "-i", inv, "--headless", "--yes", "--db", db, "--sign-key", keyA)
-	a.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
-	out, err := a.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var aErr bytes.Buffer
-	a.Stderr = &aErr
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var aOut strings.Builder
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		aOut.WriteString(sc.Text() + "\n")
-		if strings.Contains(sc.Text(), "slow started") {
-			_ = a.Process.Signal(syscall.SIGTERM)
-			break
-		}
-	}
-	_, _ = io.Copy(&aOut, out)
-	_ = a.Wait()
-	if code := a.ProcessState.ExitCode(); code != exitInterrupted {
-		t.Fatalf("A's run: exit %d, want %d\n%s%s", code, exitInterrupted, aOut.String(), aErr.String())
-	}
-	id := runID(t, aOut.String())
-
-	// B resumes as the second OS account: the record is made B's to write.
-	if err := filepath.Walk(filepath.Dir(db), func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(p, uid, gid)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	bcmd := exec.CommandContext(ctx, bin, "resume", id, "--redo", "slow", "--yes", "--db", db, "--sign-key", keyB)
-	bcmd.Dir = dir
-	bcmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + bob.HomeDir, "NO_COLOR=1", "USER=root"} // $USER lies: the record must not believe it
-	bcmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
-	bOut, err := bcmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("B's resume: %v\n%s", err, bOut)
-	}
-	if !strings.Contains(string(bOut), "handover") || !strings.Contains(string(bOut), "last by "+sshtest.TestUser) {
-		t.Errorf("B's resume output:\n%s", bOut)
-	}
-
-	sdb, err := state.Open(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evs, err := sdb.Events(context.Background(), id)
-	sdb.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, _ := os.Hostname()
-	var h *state.RunHandover
-	for _, ev := range evs {
-		if ev.Type == state.EvRunHandover {
-			var p state.RunHandover
-			if err := ev.Decode(&p); err != nil {
+	// B takes the run over by resuming it, or by ending it (abort): both
+	// record the handover.
+	for _, mode := range []string{"resume", "abort"} {
+		t.Run(mode, func(t *testing.T) {
+			if err := os.RemoveAll(filepath.Join(node, "once")); err != nil {
 				t.Fatal(err)
 			}
-			h = &p
-		}
-	}
-	fpA, fpB := fingerprint(t, keyA), fingerprint(t, keyB)
-	wantFrom := state.Actor{User: "root", UID: 0, Host: host, Key: fpA}
-	wantTo := state.Actor{User: sshtest.TestUser, UID: uid, Host: host, Key: fpB}
-	if h == nil || h.From != wantFrom || h.To != wantTo {
-		t.Fatalf("handover %+v, want from %+v to %+v", h, wantFrom, wantTo)
-	}
-	rep := drbook(t, nil, "replay", id, "--verify", "--allowed-signers", both, "--db", db)
-	if rep.code != 0 || !strings.Contains(rep.stdout, sshtest.TestUser+"@"+host+" (uid "+bob.Uid+", key "+fpB+") takes the run over from root@"+host+" (uid 0, key "+fpA+")") ||
-		!strings.Contains(rep.stdout, "handover: signed by "+sshtest.TestUser+"@"+host) {
-		t.Fatalf("replay: exit %d\n%s%s", rep.code, rep.stdout, rep.stderr)
-	}
-	if r := drbook(t, nil, "replay", id, "--verify", "--allowed-signers", onlyA, "--db", db); r.code != exitUnverified || !strings.Contains(r.stderr, sshtest.TestUser) {
-		t.Errorf("replay with only A allowed: exit %d\n%s", r.code, r.stderr)
+			db := filepath.Join(dir, "state-"+mode, "drbook.db")
+
+			// A's segment, interrupted by SIGTERM while slow runs.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			a := exec.CommandContext(ctx, bin, "run", rb, "-i", inv, "--headless", "--yes", "--db", db, "--sign-key", keyA)
+			a.Env = append(os.Environ(), "NO_COLOR=1", "SSH_AUTH_SOCK=")
+			out, err := a.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var aErr bytes.Buffer
+			a.Stderr = &aErr
+			if err := a.Start(); err != nil {
+				t.Fatal(err)
+			}
+			var aOut strings.Builder
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				aOut.WriteString(sc.Text() + "\n")
+				if strings.Contains(sc.Text(), "slow started") {
+					_ = a.Process.Signal(syscall.SIGTERM)
+					break
+				}
+			}
+			_, _ = io.Copy(&aOut, out)
+			_ = a.Wait()
+			if code := a.ProcessState.ExitCode(); code != exitInterrupted {
+				t.Fatalf("A's run: exit %d, want %d\n%s%s", code, exitInterrupted, aOut.String(), aErr.String())
+			}
+			id := runID(t, aOut.String())
+
+			// B resumes as the second OS account: the record is made B's to write.
+			if err := filepath.Walk(filepath.Dir(db), func(p string, _ os.FileInfo, err error) error {
+				if err != nil {
+					return err
+				}
+				return os.Chown(p, uid, gid)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			bargs := []string{"resume", id, "--redo", "slow", "--yes", "--db", db, "--sign-key", keyB}
+			if mode == "abort" {
+				bargs = []string{"abort", id, "--reason", "taken over by bob", "--db", db, "--sign-key", keyB}
+			}
+			bcmd := exec.CommandContext(ctx, bin, bargs...)
+			bcmd.Dir = dir
+			bcmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + bob.HomeDir, "NO_COLOR=1", "USER=root"} // $USER lies: the record must not believe it
+			bcmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+			bOut, err := bcmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("B's resume: %v\n%s", err, bOut)
+			}
+			if mode == "resume" && (!strings.Contains(string(bOut), "handover") || !strings.Contains(string(bOut), "last by "+sshtest.TestUser)) {
+				t.Errorf("B's resume output:\n%s", bOut)
+			}
+
+			sdb, err := state.Open(context.Background(), db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := sdb.Events(context.Background(), id)
+			sdb.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			host, _ := os.Hostname()
+			var h *state.RunHandover
+			for _, ev := range evs {
+				if ev.Type == state.EvRunHandover {
+					var p state.RunHandover
+					if err := ev.Decode(&p); err != nil {
+						t.Fatal(err)
+					}
+					h = &p
+				}
+			}
+			fpA, fpB := fingerprint(t, keyA), fingerprint(t, keyB)
+			wantFrom := state.Actor{User: "root", UID: 0, Host: host, Key: fpA}
+			wantTo := state.Actor{User: sshtest.TestUser, UID: uid, Host: host, Key: fpB}
+			if h == nil || h.From != wantFrom || h.To != wantTo {
+				t.Fatalf("handover %+v, want from %+v to %+v", h, wantFrom, wantTo)
+			}
+			rep := drbook(t, nil, "replay", id, "--verify", "--allowed-signers", both, "--db", db)
+			if rep.code != 0 || !strings.Contains(rep.stdout, sshtest.TestUser+"@"+host+" (uid "+bob.Uid+", key "+fpB+") takes the run over from root@"+host+" (uid 0, key "+fpA+")") ||
+				(mode == "resume" && !strings.Contains(rep.stdout, "handover: signed by "+sshtest.TestUser+"@"+host)) ||
+				(mode == "abort" && !strings.Contains(rep.stdout, "aborted: signed by "+sshtest.TestUser+"@"+host)) {
+				t.Fatalf("replay: exit %d\n%s%s", rep.code, rep.stdout, rep.stderr)
+			}
+			if r := drbook(t, nil, "replay", id, "--verify", "--allowed-signers", onlyA, "--db", db); r.code != exitUnverified || !strings.Contains(r.stderr, sshtest.TestUser) {
+				t.Errorf("replay with only A allowed: exit %d\n%s", r.code, r.stderr)
+			}
+
+		})
 	}
 }
 
