@@ -54,8 +54,7 @@ type approvalPrompt struct {
 	refused []engine.Refusal
 	stopP   bool // esc pressed once: a second esc aborts
 	hint    string
-	off     int
-	page    int
+	scrollBox
 }
 
 func newApprovalPrompt(c *Common, m approvalMsg, user string) *approvalPrompt {
@@ -126,15 +125,11 @@ func commandsOf(req state.ApprovalRequested) []string {
 	return out
 }
 
-func (p *approvalPrompt) Want(w int) int {
-	head, body, foot := p.parts(w)
-	return 2 + len(head) + len(body) + len(foot)
-}
+func (p *approvalPrompt) Want(w int) int { return boxHeight(p.parts(w)) }
 
 func (p *approvalPrompt) View(w, h int) string {
 	head, body, foot := p.parts(w)
-	p.page = h - 2 - len(head) - len(foot) - 2
-	return boxed(p.c, p.c.Styles.DangerBox, w, h, head, body, foot, &p.off)
+	return p.draw(p.c, p.c.Styles.DangerBox, w, h, head, body, foot)
 }
 
 func (p *approvalPrompt) Cancel() {}

@@ -34,6 +34,19 @@ type prompt interface {
 	Cancel()
 }
 
+// boxHeight is the height a boxed overlay of these parts wants.
+func boxHeight(head, body, foot []string) int { return 2 + len(head) + len(body) + len(foot) }
+
+// scrollBox is the scroll state of a boxed overlay whose body may be taller
+// than the screen: draw remembers the page height its scroll keys use.
+type scrollBox struct{ off, page int }
+
+// draw lays the parts out with boxed, in style, and keeps the page height.
+func (b *scrollBox) draw(c *Common, style lipgloss.Style, w, h int, head, body, foot []string) string {
+	b.page = h - 2 - len(head) - len(foot) - 2
+	return boxed(c, style, w, h, head, body, foot, &b.off)
+}
+
 // boxed draws head, a scrollable body and foot in a bordered box of w×h:
 // head and foot always show; the body scrolls from *off, with a row saying
 // how much is above and below and which keys scroll. The inner width is
@@ -178,8 +191,7 @@ type dangerPrompt struct {
 	input   textinput.Model
 	hint    string
 	refuseP bool // esc pressed once: a second esc refuses
-	off     int
-	page    int
+	scrollBox
 }
 
 const escAgain = "press esc again to refuse: the run stops (aborted, recorded)"
@@ -258,15 +270,11 @@ func (p *dangerPrompt) parts(w int) (head, body, foot []string) {
 	return head, body, foot
 }
 
-func (p *dangerPrompt) Want(w int) int {
-	head, body, foot := p.parts(w)
-	return 2 + len(head) + len(body) + len(foot)
-}
+func (p *dangerPrompt) Want(w int) int { return boxHeight(p.parts(w)) }
 
 func (p *dangerPrompt) View(w, h int) string {
 	head, body, foot := p.parts(w)
-	p.page = h - 2 - len(head) - len(foot) - 2
-	return boxed(p.c, p.c.Styles.DangerBox, w, h, head, body, foot, &p.off)
+	return p.draw(p.c, p.c.Styles.DangerBox, w, h, head, body, foot)
 }
 
 func (p *dangerPrompt) Cancel() {}
@@ -282,8 +290,7 @@ type confirmPrompt struct {
 	req   steps.ConfirmRequest
 	reply chan steps.ConfirmResponse
 	user  string
-	off   int
-	page  int
+	scrollBox
 }
 
 func newConfirmPrompt(c *Common, m confirmMsg, user string) *confirmPrompt {
@@ -329,15 +336,11 @@ func (p *confirmPrompt) parts(w int) (head, body, foot []string) {
 	return head, body, foot
 }
 
-func (p *confirmPrompt) Want(w int) int {
-	head, body, foot := p.parts(w)
-	return 2 + len(head) + len(body) + len(foot)
-}
+func (p *confirmPrompt) Want(w int) int { return boxHeight(p.parts(w)) }
 
 func (p *confirmPrompt) View(w, h int) string {
 	head, body, foot := p.parts(w)
-	p.page = h - 2 - len(head) - len(foot) - 2
-	return boxed(p.c, p.c.Styles.Box, w, h, head, body, foot, &p.off)
+	return p.draw(p.c, p.c.Styles.Box, w, h, head, body, foot)
 }
 
 func (p *confirmPrompt) Cancel() {}
@@ -542,10 +545,7 @@ func (p *decidePrompt) parts(w int, compact bool) (head, body, foot []string) {
 	return head, body, foot
 }
 
-func (p *decidePrompt) Want(w int) int {
-	head, body, foot := p.parts(w, false)
-	return 2 + len(head) + len(body) + len(foot)
-}
+func (p *decidePrompt) Want(w int) int { return boxHeight(p.parts(w, false)) }
 
 func (p *decidePrompt) View(w, h int) string {
 	head, body, foot := p.parts(w, false)
@@ -694,10 +694,7 @@ func (o *interruptOverlay) parts(w int) (head, body, foot []string) {
 	return head, body, foot
 }
 
-func (o *interruptOverlay) Want(w int) int {
-	head, body, foot := o.parts(w)
-	return 2 + len(head) + len(body) + len(foot)
-}
+func (o *interruptOverlay) Want(w int) int { return boxHeight(o.parts(w)) }
 
 func (o *interruptOverlay) View(w, h int) string {
 	head, body, foot := o.parts(w)
