@@ -258,13 +258,18 @@ type ApprovalSubmission struct {
 	DoneSeq int64
 }
 
-// maxSubmission bounds a submission's message and signature.
-const maxSubmission = 64 << 10
+// Bounds of a submission: its message and signature, its user and host
+// names, and how many one read returns.
+const (
+	maxSubmission         = 64 << 10
+	maxSubmissionName     = 1024
+	maxPendingSubmissions = 64
+)
 
 // SubmitApproval stores an approval for the run's process to pick up and
 // returns its id. It does not touch the run's chain.
 func (db *DB) SubmitApproval(ctx context.Context, s ApprovalSubmission) (int64, error) {
-	if len(s.Message) > maxSubmission || len(s.Signature) > maxSubmission {
+	if len(s.Message) > maxSubmission || len(s.Signature) > maxSubmission || len(s.User) > maxSubmissionName || len(s.Host) > maxSubmissionName {
 		return 0, fmt.Errorf("submit approval: %w: too large", ErrInvalidEvent)
 	}
 	for _, f := range []string{s.RunID, s.StepID, s.User, s.Host} {
@@ -297,12 +302,17 @@ func (db *DB) SubmitApproval(ctx context.Context, s ApprovalSubmission) (int64, 
 // ApprovalSubmissions returns the submissions for a run's step, oldest
 // first; pending only: those not yet recorded.
 func (db *DB) ApprovalSubmissions(ctx context.Context, runID, stepID string, pending bool) ([]ApprovalSubmission, error) {
+	// Rows written past SubmitApproval's bounds (by anyone who can write
+	// the database) are never read: the poll reads at most
+	// maxPendingSubmissions rows of bounded size.
 	q := `SELECT id, run_id, step_id, message, signature, user, uid, host, submitted_at, done_seq
-		FROM approval_submissions WHERE run_id = ? AND step_id = ?`
+		FROM approval_submissions WHERE run_id = ? AND step_id = ?
+		AND length(message) <= ? AND length(signature) <= ? AND length(user) <= ? AND length(host) <= ?`
 	if pending {
 		q += ` AND done_seq = 0`
 	}
-	rows, err := db.sql.QueryContext(ctx, q+` ORDER BY id`, runID, stepID)
+	rows, err := db.sql.QueryContext(ctx, q+` ORDER BY id LIMIT ?`, runID, stepID,
+		maxSubmission, maxSubmission, maxSubmissionName, maxSubmissionName, maxPendingSubmissions)
 	if err != nil {
 		return nil, fmt.Errorf("approval submissions of run %s: %w", runID, mapErr(err))
 	}

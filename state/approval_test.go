@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestApprovalMessageRoundTrip(t *testing.T) {
@@ -109,6 +110,26 @@ func TestApprovalSubmissions(t *testing.T) {
 	}
 	if _, err := db.ApprovalSubmission(ctx, 999); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown submission: %v", err)
+	}
+	// A row written past the bounds by someone who can write the database
+	// is never read, and one read returns at most maxPendingSubmissions.
+	if _, err := db.sql.ExecContext(ctx, `INSERT INTO approval_submissions (run_id, step_id, message, signature, user, uid, host, submitted_at)
+		VALUES (?, 'flood', zeroblob(?), 's', 'bob', 0, 'jump', ?)`, r.ID, maxSubmission+1, formatTime(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxPendingSubmissions+5; i++ {
+		if _, err := db.SubmitApproval(ctx, ApprovalSubmission{RunID: r.ID, StepID: "flood", Message: []byte("m"), Signature: []byte("s"), User: "bob", Host: "jump"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flood, err := db.ApprovalSubmissions(ctx, r.ID, "flood", true)
+	if err != nil || len(flood) != maxPendingSubmissions {
+		t.Fatalf("flood: %d rows, %v; want %d", len(flood), err, maxPendingSubmissions)
+	}
+	for _, f := range flood {
+		if len(f.Message) > maxSubmission {
+			t.Fatalf("an oversized submission was read (%d bytes)", len(f.Message))
+		}
 	}
 	// Submissions never touch the chain.
 	if rep, err := db.Verify(ctx, r.ID); err != nil || rep.Events != 1 {

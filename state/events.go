@@ -302,10 +302,16 @@ func (db *DB) Events(ctx context.Context, runID string) ([]Event, error) {
 	if err := db.mustExist(ctx, runID); err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
+	return db.queryEvents(ctx, "events of run "+runID, `WHERE run_id = ? ORDER BY seq`, runID)
+}
+
+// queryEvents reads the events a WHERE … ORDER BY clause selects; what
+// names them in errors.
+func (db *DB) queryEvents(ctx context.Context, what, where string, args ...any) ([]Event, error) {
 	rows, err := db.sql.QueryContext(ctx, `SELECT run_id, seq, time, type, step_id, target, attempt, data, prev_hash, hash
-		FROM events WHERE run_id = ? ORDER BY seq`, runID)
+		FROM events `+where, args...) // #nosec G202 -- where is one of this package's constant clauses
 	if err != nil {
-		return nil, fmt.Errorf("events of run %s: %w", runID, mapErr(err))
+		return nil, fmt.Errorf("%s: %w", what, mapErr(err))
 	}
 	defer rows.Close()
 	var out []Event
@@ -314,17 +320,17 @@ func (db *DB) Events(ctx context.Context, runID string) ([]Event, error) {
 		var tm, typ string
 		var data []byte
 		if err := rows.Scan(&ev.RunID, &ev.Seq, &tm, &typ, &ev.StepID, &ev.Target, &ev.Attempt, &data, &ev.PrevHash, &ev.Hash); err != nil {
-			return nil, fmt.Errorf("events of run %s: %w", runID, mapErr(err))
+			return nil, fmt.Errorf("%s: %w", what, mapErr(err))
 		}
 		ev.Type = EventType(typ)
 		ev.Data = data
 		if ev.Time, err = parseTime(tm); err != nil {
-			return nil, fmt.Errorf("events of run %s: event %d: time: %w", runID, ev.Seq, err)
+			return nil, fmt.Errorf("%s: event %d: time: %w", what, ev.Seq, err)
 		}
 		out = append(out, ev)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("events of run %s: %w", runID, mapErr(err))
+		return nil, fmt.Errorf("%s: %w", what, mapErr(err))
 	}
 	return out, nil
 }

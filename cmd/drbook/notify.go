@@ -137,7 +137,7 @@ func recordOutcome(note func(context.Context, state.Note) error, o notify.Outcom
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := note(ctx, state.Note{Text: text, Data: data}); err != nil && !errors.Is(err, context.Canceled) {
+	if err := note(ctx, state.Note{Text: text, Data: data}); err != nil && !errors.Is(err, engine.ErrNotifyFlushed) {
 		fmt.Fprintf(os.Stderr, "drbook: recording a notification outcome: %v\n", err)
 	}
 }
@@ -252,10 +252,15 @@ func rtoAt(b *state.RTOBudget, t time.Time) *notify.RTO {
 }
 
 func (rn *runNotifier) send(kind, step string, targets []string, status, msg string, at time.Time, r *notify.RTO) {
-	h := rn.fold.View().Header
+	v := rn.fold.View()
+	h := v.Header
 	if r == nil && h.RTO != nil {
+		// Operator time so far: every recorded wait for a person.
 		r = rtoAt(h.RTO, at)
-		r.HumanMS = h.HumanMS
+		for _, w := range v.Waits {
+			r.HumanMS += w.DurationMS
+		}
+		r.MachineMS = max(0, r.ElapsedMS-r.HumanMS)
 	}
 	rn.n.Send(notify.Event{Kind: kind, Time: jsonapi.Time(at), RunID: h.RunID, Runbook: h.RunbookName, Title: h.RunbookTitle,
 		Step: step, Targets: targets, Who: rn.who, Mode: rn.mode, Status: status, Message: msg, RTO: r})

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -35,6 +36,10 @@ type Notifier interface {
 	Flush(ctx context.Context)
 }
 
+// ErrNotifyFlushed: a delivery outcome came after the run's notifications
+// were flushed (its segment end is signed); it is not recorded.
+var ErrNotifyFlushed = errors.New("engine: the run's notifications were flushed; outcome not recorded")
+
 // notifyState makes the run's Flush happen once: at the end of the run,
 // before its segment is signed, or when the run stops before it began.
 type notifyState struct {
@@ -58,7 +63,7 @@ func (r *run) recordNotifyNote(ctx context.Context, n state.Note) error {
 	closed := r.notify.closed
 	r.notify.mu.Unlock()
 	if closed {
-		return context.Canceled
+		return ErrNotifyFlushed
 	}
 	return r.record(context.WithoutCancel(ctx), state.EvNote, "", "", 0, n)
 }

@@ -8,48 +8,48 @@ import (
 	"github.com/drbook/drbook/runbooks"
 )
 
-// PlannedStep is one step as far as it can be resolved before running. Its
-// JSON form (drbook plan --output json) uses these snake_case keys.
+// PlannedStep is one step as far as it can be resolved before running.
+// drbook plan --output json shows it as jsonapi.PlanStep (the JSON contract).
 type PlannedStep struct {
-	ID     string `json:"id"`
-	Title  string `json:"title,omitempty"`
-	Kind   string `json:"kind"`
-	Danger bool   `json:"danger"`
+	ID     string
+	Title  string
+	Kind   string
+	Danger bool
 	// Targets are node names, or the template of `on:` rendered as far as
 	// it can be (see Note).
-	Targets []string `json:"targets,omitempty"`
+	Targets []string
 	// Params are the `with:` values rendered as far as the answers and the
 	// inventory allow: a value that is one resolvable {{ expr }} keeps its
 	// type (a nodes input is a list); in text, the parts that depend on
 	// earlier steps' outputs (or on the target, for several targets) stay
 	// as written, e.g. {{ steps.member.outputs.id }}. Secrets are masked.
-	Params map[string]any `json:"params"`
+	Params map[string]any
 	// PerTarget holds the parameters that read `target`, rendered for each
 	// target, when the step runs on several known nodes.
-	PerTarget map[string]map[string]any `json:"per_target,omitempty"`
+	PerTarget map[string]map[string]any
 	// Check is the step's check: command, rendered like Params.
-	Check string `json:"check,omitempty"`
+	Check string
 	// When is the guard as written; Runs is its value when the answers fix
 	// it (true: the step runs; false: skipped, the guard is false), absent
 	// when it is known only at run time.
-	When string `json:"when,omitempty"`
-	Runs *bool  `json:"runs,omitempty"`
+	When string
+	Runs *bool
 	// Pending lists the {{ … }} left for run time, in order, once each.
-	Pending []string `json:"pending,omitempty"`
-	Serial  int      `json:"serial,omitempty"`
+	Pending []string
+	Serial  int
 	// Confirm is the word the operator of a danger step types (its
 	// confirm.word rendered from the inputs, else the target's name, or the
 	// step id for several targets); ConfirmReason says why.
-	Confirm       string `json:"confirm,omitempty"`
-	ConfirmReason string `json:"confirm_reason,omitempty"`
+	Confirm       string
+	ConfirmReason string
 	// Approvals and Approvers: the step waits for this many approvals by
 	// other persons (these principals, when named) before it runs.
-	Approvals int      `json:"approvals,omitempty"`
-	Approvers []string `json:"approvers,omitempty"`
+	Approvals int
+	Approvers []string
 	// Timeout limits each attempt on each target: the step's timeout:, else
 	// its kind's default ("none" for no limit).
-	Timeout string `json:"timeout"`
-	Note    string `json:"note,omitempty"`
+	Timeout string
+	Note    string
 }
 
 // planRoots are what a plan knows: the answers and the inventory. The run
