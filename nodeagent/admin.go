@@ -276,7 +276,15 @@ func readAll(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // AdminClient calls a local agent over its admin socket.
 type AdminClient struct {
 	http *http.Client
+	// timeout, when set (SetTimeout), bounds each Call, and is the D of
+	// its "timed out after D": what the operator asked for, however late
+	// the call began.
+	timeout    time.Duration
+	hasTimeout bool
 }
+
+// SetTimeout bounds each Call to d (0: a call times out at once).
+func (c *AdminClient) SetTimeout(d time.Duration) { c.timeout, c.hasTimeout = d, true }
 
 // NewAdminClient returns a client for the agent whose data dir is dataDir.
 func NewAdminClient(dataDir string) *AdminClient {
@@ -307,8 +315,12 @@ func (c *AdminClient) Call(ctx context.Context, verb string, req, out any) error
 	if req == nil {
 		req = struct{}{}
 	}
-	var budget time.Duration
-	if dl, ok := ctx.Deadline(); ok {
+	budget := c.timeout
+	if c.hasTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	} else if dl, ok := ctx.Deadline(); ok {
 		budget = max(time.Until(dl), 0)
 	}
 	err := doJSON(ctx, c.http, http.MethodPost, "http://agent/v1/"+verb, req, out)

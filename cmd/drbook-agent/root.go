@@ -85,9 +85,9 @@ func exactArgs(n int) cobra.PositionalArgs {
 
 // call runs one admin verb on the local agent within the timeout.
 func (o *opts) call(ctx context.Context, verb string, req, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	return nodeagent.NewAdminClient(o.data).Call(ctx, verb, req, out)
+	c := nodeagent.NewAdminClient(o.data)
+	c.SetTimeout(o.timeout)
+	return c.Call(ctx, verb, req, out)
 }
 
 // print writes v as JSON, or as text with the given function.
